@@ -1,0 +1,396 @@
+"""The storage contract's transaction methods in SQLite's SQL."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+
+from runtara import records
+from runtara.storage import base
+
+_TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
+
+_INSTANCE_COLUMNS = (
+    "instance_id, tenant_id, status, created_at, checkpoint_id, started_at, finished_at, "
+    "output, error, sleep_until, last_activity_at"
+)
+_UPDATABLE = frozenset(
+    {
+        "status",
+        "checkpoint_id",
+        "started_at",
+        "finished_at",
+        "output",
+        "error",
+        "sleep_until",
+        "last_activity_at",
+    }
+)
+
+
+def to_text(value: dt.datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.astimezone(dt.timezone.utc).strftime(_TIME_FORMAT)
+
+
+def from_text(value: str | None) -> dt.datetime | None:
+    """Read our format and the two upstream ones (``YYYY-MM-DD HH:MM:SS``, RFC 3339)."""
+    if value is None:
+        return None
+    parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=dt.timezone.utc)
+    return parsed.astimezone(dt.timezone.utc)
+
+
+def _sql_value(value: object) -> object:
+    if isinstance(value, dt.datetime):
+        return to_text(value)
+    if isinstance(value, records.InstanceStatus):
+        return value.value
+    return value
+
+
+def _instance(row: tuple) -> records.Instance:
+    return records.Instance(
+        instance_id=row[0],
+        tenant_id=row[1],
+        status=records.InstanceStatus(row[2]),
+        created_at=from_text(row[3]),
+        checkpoint_id=row[4],
+        started_at=from_text(row[5]),
+        finished_at=from_text(row[6]),
+        output=None if row[7] is None else bytes(row[7]),
+        error=row[8],
+        sleep_until=from_text(row[9]),
+        last_activity_at=from_text(row[10]),
+    )
+
+
+def _event(row: tuple) -> records.Event:
+    return records.Event(
+        id=row[0],
+        instance_id=row[1],
+        event_type=records.EventType(row[2]),
+        checkpoint_id=row[3],
+        payload=None if row[4] is None else bytes(row[4]),
+        created_at=from_text(row[5]),
+        subtype=row[6],
+    )
+
+
+def _where(conditions: list[str]) -> str:
+    return (" WHERE " + " AND ".join(conditions)) if conditions else ""
+
+
+class SqliteTransaction(base.Transaction):
+    """Runs on a connection already inside a transaction (or savepoint)."""
+
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self._db = connection
+
+    # --- instances ------------------------------------------------------------
+
+    def create_instance(self, instance_id: str, tenant_id: str, now: dt.datetime) -> bool:
+        cursor = self._db.execute(
+            "INSERT INTO instances (instance_id, tenant_id, status, created_at) "
+            "VALUES (?, ?, 'pending', ?) ON CONFLICT (instance_id) DO NOTHING",
+            (instance_id, tenant_id, to_text(now)),
+        )
+        return cursor.rowcount == 1
+
+    def get_instance(self, instance_id: str) -> records.Instance | None:
+        row = self._db.execute(
+            f"SELECT {_INSTANCE_COLUMNS} FROM instances WHERE instance_id = ?", (instance_id,)
+        ).fetchone()
+        return None if row is None else _instance(row)
+
+    def update_instance(self, instance_id: str, update: records.InstanceUpdate) -> None:
+        changes = update.changes()
+        if not changes:
+            return
+        assert _UPDATABLE.issuperset(changes), changes
+        assignments = ", ".join(f"{column} = ?" for column in changes)
+        self._db.execute(
+            f"UPDATE instances SET {assignments} WHERE instance_id = ?",
+            (*(_sql_value(value) for value in changes.values()), instance_id),
+        )
+
+    def _instance_filter(
+        self, tenant_id: str | None, status: records.InstanceStatus | None
+    ) -> tuple[str, list[object]]:
+        conditions: list[str] = []
+        params: list[object] = []
+        if tenant_id is not None:
+            conditions.append("tenant_id = ?")
+            params.append(tenant_id)
+        if status is not None:
+            conditions.append("status = ?")
+            params.append(status.value)
+        return _where(conditions), params
+
+    def list_instances(
+        self,
+        *,
+        tenant_id: str | None = None,
+        status: records.InstanceStatus | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[records.Instance]:
+        where, params = self._instance_filter(tenant_id, status)
+        rows = self._db.execute(
+            f"SELECT {_INSTANCE_COLUMNS} FROM instances{where} "
+            "ORDER BY created_at DESC, instance_id LIMIT ? OFFSET ?",
+            (*params, limit, offset),
+        ).fetchall()
+        return [_instance(row) for row in rows]
+
+    def count_instances(
+        self, *, tenant_id: str | None = None, status: records.InstanceStatus | None = None
+    ) -> int:
+        where, params = self._instance_filter(tenant_id, status)
+        return self._db.execute(f"SELECT count(*) FROM instances{where}", params).fetchone()[0]
+
+    # --- checkpoints ----------------------------------------------------------
+
+    def insert_checkpoint(
+        self, instance_id: str, checkpoint_id: str, state: bytes, now: dt.datetime
+    ) -> bool:
+        cursor = self._db.execute(
+            "INSERT INTO checkpoints (instance_id, checkpoint_id, state, created_at) "
+            "VALUES (?, ?, ?, ?) ON CONFLICT (instance_id, checkpoint_id) DO NOTHING",
+            (instance_id, checkpoint_id, state, to_text(now)),
+        )
+        return cursor.rowcount == 1
+
+    def get_checkpoint(self, instance_id: str, checkpoint_id: str) -> records.Checkpoint | None:
+        row = self._db.execute(
+            "SELECT state, created_at FROM checkpoints WHERE instance_id = ? AND checkpoint_id = ?",
+            (instance_id, checkpoint_id),
+        ).fetchone()
+        if row is None:
+            return None
+        return records.Checkpoint(instance_id, checkpoint_id, bytes(row[0]), from_text(row[1]))
+
+    def save_retry_attempt(
+        self,
+        instance_id: str,
+        checkpoint_id: str,
+        attempt: int,
+        error_message: str | None,
+        now: dt.datetime,
+    ) -> None:
+        self._db.execute(
+            "INSERT INTO checkpoints (instance_id, checkpoint_id, state, created_at, "
+            "is_retry_attempt, attempt_number, error_message) VALUES (?, ?, ?, ?, 1, ?, ?) "
+            "ON CONFLICT (instance_id, checkpoint_id) DO UPDATE SET state = excluded.state, "
+            "created_at = excluded.created_at, error_message = excluded.error_message",
+            (
+                instance_id,
+                f"{checkpoint_id}::retry::{attempt}",
+                (error_message or "").encode("utf-8"),
+                to_text(now),
+                attempt,
+                error_message,
+            ),
+        )
+
+    def _checkpoint_filter(
+        self,
+        instance_id: str,
+        checkpoint_id: str | None,
+        created_after: dt.datetime | None,
+        created_before: dt.datetime | None,
+    ) -> tuple[str, list[object]]:
+        conditions = ["instance_id = ?"]
+        params: list[object] = [instance_id]
+        if checkpoint_id is not None:
+            conditions.append("checkpoint_id = ?")
+            params.append(checkpoint_id)
+        if created_after is not None:
+            conditions.append("created_at >= ?")
+            params.append(to_text(created_after))
+        if created_before is not None:
+            conditions.append("created_at < ?")
+            params.append(to_text(created_before))
+        return _where(conditions), params
+
+    def list_checkpoints(
+        self,
+        instance_id: str,
+        *,
+        checkpoint_id: str | None = None,
+        created_after: dt.datetime | None = None,
+        created_before: dt.datetime | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[base.CheckpointInfo]:
+        where, params = self._checkpoint_filter(
+            instance_id, checkpoint_id, created_after, created_before
+        )
+        rows = self._db.execute(
+            f"SELECT checkpoint_id, length(state), created_at FROM checkpoints{where} "
+            "ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?",
+            (*params, limit, offset),
+        ).fetchall()
+        return [
+            base.CheckpointInfo(instance_id, row[0], row[1], from_text(row[2])) for row in rows
+        ]
+
+    def count_checkpoints(
+        self,
+        instance_id: str,
+        *,
+        checkpoint_id: str | None = None,
+        created_after: dt.datetime | None = None,
+        created_before: dt.datetime | None = None,
+    ) -> int:
+        where, params = self._checkpoint_filter(
+            instance_id, checkpoint_id, created_after, created_before
+        )
+        return self._db.execute(f"SELECT count(*) FROM checkpoints{where}", params).fetchone()[0]
+
+    # --- events ---------------------------------------------------------------
+
+    def insert_event(self, event: records.Event) -> int:
+        cursor = self._db.execute(
+            "INSERT INTO instance_events "
+            "(instance_id, event_type, checkpoint_id, payload, created_at, subtype) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                event.instance_id,
+                event.event_type.value,
+                event.checkpoint_id,
+                event.payload,
+                to_text(event.created_at),
+                event.subtype,
+            ),
+        )
+        return cursor.lastrowid
+
+    def _event_filter(
+        self, instance_id: str, event_filter: base.EventFilter
+    ) -> tuple[str, list[object]]:
+        conditions = ["instance_id = ?"]
+        params: list[object] = [instance_id]
+        if event_filter.event_type is not None:
+            conditions.append("event_type = ?")
+            params.append(event_filter.event_type.value)
+        if event_filter.subtype is not None:
+            conditions.append("subtype = ?")
+            params.append(event_filter.subtype)
+        if event_filter.created_after is not None:
+            conditions.append("created_at >= ?")
+            params.append(to_text(event_filter.created_after))
+        if event_filter.created_before is not None:
+            conditions.append("created_at < ?")
+            params.append(to_text(event_filter.created_before))
+        if event_filter.payload_contains is not None:
+            # instr on lower() is an exact, case-insensitive substring test with no
+            # LIKE wildcards to escape.
+            conditions.append("instr(lower(CAST(payload AS TEXT)), lower(?)) > 0")
+            params.append(event_filter.payload_contains)
+        return _where(conditions), params
+
+    def list_events(
+        self,
+        instance_id: str,
+        event_filter: base.EventFilter = base.EventFilter(),
+        *,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[records.Event]:
+        where, params = self._event_filter(instance_id, event_filter)
+        rows = self._db.execute(
+            "SELECT id, instance_id, event_type, checkpoint_id, payload, created_at, subtype "
+            f"FROM instance_events{where} ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?",
+            (*params, limit, offset),
+        ).fetchall()
+        return [_event(row) for row in rows]
+
+    def count_events(
+        self, instance_id: str, event_filter: base.EventFilter = base.EventFilter()
+    ) -> int:
+        where, params = self._event_filter(instance_id, event_filter)
+        return self._db.execute(f"SELECT count(*) FROM instance_events{where}", params).fetchone()[
+            0
+        ]
+
+    # --- signals --------------------------------------------------------------
+
+    def put_signal(
+        self,
+        instance_id: str,
+        signal_type: records.SignalType,
+        payload: bytes,
+        now: dt.datetime,
+    ) -> None:
+        self._db.execute(
+            "INSERT INTO pending_signals (instance_id, signal_type, payload, created_at) "
+            "VALUES (?, ?, ?, ?) ON CONFLICT (instance_id) DO UPDATE SET signal_type = excluded.signal_type, "
+            "payload = excluded.payload, created_at = excluded.created_at, acknowledged_at = NULL",
+            (instance_id, signal_type.value, payload, to_text(now)),
+        )
+
+    def get_pending_signal(self, instance_id: str) -> records.Signal | None:
+        row = self._db.execute(
+            "SELECT signal_type, payload, created_at FROM pending_signals "
+            "WHERE instance_id = ? AND acknowledged_at IS NULL",
+            (instance_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        return records.Signal(
+            instance_id=instance_id,
+            signal_type=records.SignalType(row[0]),
+            payload=bytes(row[1] or b""),
+            created_at=from_text(row[2]),
+        )
+
+    def acknowledge_signal(
+        self, instance_id: str, signal_type: records.SignalType, now: dt.datetime
+    ) -> bool:
+        cursor = self._db.execute(
+            "UPDATE pending_signals SET acknowledged_at = ? "
+            "WHERE instance_id = ? AND signal_type = ? AND acknowledged_at IS NULL",
+            (to_text(now), instance_id, signal_type.value),
+        )
+        return cursor.rowcount == 1
+
+    def put_custom_signal(
+        self, instance_id: str, checkpoint_id: str, payload: bytes, now: dt.datetime
+    ) -> None:
+        self._db.execute(
+            "INSERT INTO pending_custom_signals (instance_id, checkpoint_id, payload, created_at) "
+            "VALUES (?, ?, ?, ?) ON CONFLICT (instance_id, checkpoint_id) DO UPDATE SET payload = excluded.payload, "
+            "created_at = excluded.created_at",
+            (instance_id, checkpoint_id, payload, to_text(now)),
+        )
+
+    def take_custom_signal(
+        self, instance_id: str, checkpoint_id: str
+    ) -> records.CustomSignal | None:
+        # fetchall: a RETURNING statement left unfinished would block the COMMIT.
+        rows = self._db.execute(
+            "DELETE FROM pending_custom_signals WHERE instance_id = ? AND checkpoint_id = ? "
+            "RETURNING payload, created_at",
+            (instance_id, checkpoint_id),
+        ).fetchall()
+        if not rows:
+            return None
+        row = rows[0]
+        return records.CustomSignal(
+            instance_id, checkpoint_id, bytes(row[0] or b""), from_text(row[1])
+        )
+
+    def list_custom_signals(self, instance_id: str) -> list[records.CustomSignal]:
+        rows = self._db.execute(
+            "SELECT checkpoint_id, payload, created_at FROM pending_custom_signals "
+            "WHERE instance_id = ? ORDER BY created_at, checkpoint_id",
+            (instance_id,),
+        ).fetchall()
+        return [
+            records.CustomSignal(instance_id, row[0], bytes(row[1] or b""), from_text(row[2]))
+            for row in rows
+        ]

@@ -1,0 +1,244 @@
+"""An asyncio QUIC connection to a runtara server.
+
+Each request opens a new bidirectional stream, writes one type-1 frame and
+FIN; a reply is one frame (upstream spec 1.2). :class:`Stream` exposes the raw
+stream for callers that need to send arbitrary bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+
+from aioquic.asyncio.client import connect
+from aioquic.asyncio.protocol import QuicConnectionProtocol
+from aioquic.quic import events
+from aioquic.quic.configuration import QuicConfiguration
+from google.protobuf.message import DecodeError, Message
+
+from runtara import errors
+from runtara.protocol import framing
+
+MiB = 1024 * 1024
+
+
+class _StreamState:
+    __slots__ = ("data", "ended", "reset_code", "stop_code", "changed")
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self.ended = False
+        self.reset_code: int | None = None
+        self.stop_code: int | None = None
+        self.changed = asyncio.Event()
+
+
+class _ClientProtocol(QuicConnectionProtocol):
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.streams: dict[int, _StreamState] = {}
+        self.terminated: events.ConnectionTerminated | None = None
+
+    def quic_event_received(self, event: events.QuicEvent) -> None:
+        if isinstance(event, events.StreamDataReceived):
+            state = self.streams.get(event.stream_id)
+            if state is not None:
+                state.data += event.data
+                state.ended = state.ended or event.end_stream
+                state.changed.set()
+        elif isinstance(event, events.StreamReset):
+            state = self.streams.get(event.stream_id)
+            if state is not None:
+                state.reset_code = event.error_code
+                state.changed.set()
+        elif isinstance(event, events.StopSendingReceived):
+            state = self.streams.get(event.stream_id)
+            if state is not None:
+                state.stop_code = event.error_code
+                state.changed.set()
+        elif isinstance(event, events.ConnectionTerminated):
+            self.terminated = event
+            for state in self.streams.values():
+                state.changed.set()
+
+
+class Stream:
+    """One bidirectional stream of a :class:`Connection`."""
+
+    def __init__(self, connection: Connection, stream_id: int) -> None:
+        self._connection = connection
+        self._protocol = connection._protocol
+        self.stream_id = stream_id
+        self._state = _StreamState()
+        self._protocol.streams[stream_id] = self._state
+        self._read = 0
+
+    def send(self, data: bytes, *, end: bool = False) -> None:
+        self._protocol._quic.send_stream_data(self.stream_id, data, end_stream=end)
+        self._protocol.transmit()
+
+    def reset(self, error_code: int = 0) -> None:
+        """Abandon the sending side (RESET_STREAM)."""
+        self._protocol._quic.reset_stream(self.stream_id, error_code)
+        self._protocol.transmit()
+
+    def stop_reading(self, error_code: int = 0) -> None:
+        """Tell the server we will not read the reply (STOP_SENDING)."""
+        self._protocol._quic.stop_stream(self.stream_id, error_code)
+        self._protocol.transmit()
+        self.close()
+
+    @property
+    def reset_code(self) -> int | None:
+        return self._state.reset_code
+
+    @property
+    def stop_code(self) -> int | None:
+        return self._state.stop_code
+
+    async def read_frame(self) -> framing.Frame | None:
+        """The next frame of the reply, or None if the server finished the stream
+        without sending one. Raises ConnectionLost on reset or a closed connection."""
+        decoder = framing.FrameDecoder()
+        while True:
+            frames = decoder.feed(self._take())
+            if frames:
+                return frames[0]
+            if self._state.ended:
+                if decoder.buffered:
+                    raise errors.BadResponse(f"reply ended inside a frame ({decoder.buffered} bytes)")
+                return None
+            await self._wait()
+
+    async def read_to_end(self) -> bytes:
+        """Everything the server sends until its FIN."""
+        chunks = bytearray()
+        while True:
+            chunks += self._take()
+            if self._state.ended:
+                return bytes(chunks)
+            await self._wait()
+
+    def close(self) -> None:
+        self._protocol.streams.pop(self.stream_id, None)
+
+    def _take(self) -> bytes:
+        data = bytes(self._state.data)
+        self._state.data.clear()
+        return data
+
+    async def _wait(self) -> None:
+        state = self._state
+        if state.reset_code is not None:
+            raise errors.ConnectionLost(f"the server reset the stream (code {state.reset_code})")
+        if self._protocol.terminated is not None:
+            raise errors.ConnectionLost(_describe(self._protocol.terminated))
+        state.changed.clear()
+        await state.changed.wait()
+
+
+def _describe(event: events.ConnectionTerminated) -> str:
+    reason = f": {event.reason_phrase}" if event.reason_phrase else ""
+    return f"connection closed (code {event.error_code}){reason}"
+
+
+class Connection:
+    """A client connection; open it with :meth:`open`."""
+
+    def __init__(self) -> None:
+        self._stack = contextlib.AsyncExitStack()
+        self._protocol: _ClientProtocol | None = None
+
+    @classmethod
+    async def open(
+        cls,
+        host: str,
+        port: int,
+        *,
+        server_name: str = "localhost",
+        verify: bool = False,
+        cafile: str | None = None,
+        timeout: float = 10.0,
+        idle_timeout: float = 30.0,
+    ) -> Connection:
+        """Connect and finish the handshake, or raise ConnectFailed."""
+        configuration = QuicConfiguration(
+            is_client=True,
+            alpn_protocols=None,
+            server_name=server_name,
+            idle_timeout=idle_timeout,
+            max_data=64 * MiB,
+            max_stream_data=16 * MiB,
+            verify_mode=ssl.CERT_REQUIRED if verify else ssl.CERT_NONE,
+        )
+        if cafile:
+            configuration.load_verify_locations(cafile)
+        self = cls()
+        try:
+            self._protocol = await asyncio.wait_for(
+                self._stack.enter_async_context(
+                    connect(host, port, configuration=configuration, create_protocol=_ClientProtocol)
+                ),
+                timeout,
+            )
+        except asyncio.TimeoutError:
+            await self._stack.aclose()
+            raise errors.ConnectFailed(f"no QUIC handshake with {host}:{port} within {timeout}s") from None
+        except (ConnectionError, OSError) as error:
+            await self._stack.aclose()
+            raise errors.ConnectFailed(f"cannot connect to {host}:{port}: {error}") from None
+        return self
+
+    @property
+    def closed(self) -> bool:
+        return self._protocol is None or self._protocol.terminated is not None
+
+    def open_stream(self) -> Stream:
+        if self.closed:
+            raise errors.ConnectionLost("the connection is closed")
+        stream_id = self._protocol._quic.get_next_available_stream_id()
+        return Stream(self, stream_id)
+
+    async def call(self, request: Message, response_type: type[Message], *, timeout: float | None = None):
+        """Send one request frame, FIN, and decode the one reply frame."""
+        stream = self.open_stream()
+        try:
+            stream.send(framing.encode_frame(request.SerializeToString(), framing.MessageType.REQUEST), end=True)
+            frame = await asyncio.wait_for(stream.read_frame(), timeout)
+        except asyncio.TimeoutError:
+            raise errors.RequestTimeout(f"no reply within {timeout}s") from None
+        except framing.FrameError as error:
+            raise errors.BadResponse(f"invalid reply frame: {error}") from None
+        finally:
+            stream.close()
+        if frame is None:
+            raise errors.ConnectionLost("the server finished the stream without a reply")
+        try:
+            return response_type.FromString(frame.payload)
+        except DecodeError as error:
+            raise errors.BadResponse(f"invalid reply message: {error}") from None
+
+    async def call_no_reply(self, request: Message, *, timeout: float | None = None) -> None:
+        """Send a request whose answer is an empty FIN, and wait for that FIN."""
+        stream = self.open_stream()
+        try:
+            stream.send(framing.encode_frame(request.SerializeToString(), framing.MessageType.REQUEST), end=True)
+            data = await asyncio.wait_for(stream.read_to_end(), timeout)
+        except asyncio.TimeoutError:
+            raise errors.RequestTimeout(f"no end of stream within {timeout}s") from None
+        finally:
+            stream.close()
+        if data:
+            raise errors.BadResponse(f"expected no reply, got {len(data)} bytes")
+
+    def send(self, request: Message) -> None:
+        """Fire and forget: write the request and FIN, and never read the stream."""
+        stream = self.open_stream()
+        stream.send(framing.encode_frame(request.SerializeToString(), framing.MessageType.REQUEST), end=True)
+        stream.stop_reading()
+
+    async def close(self, reason: str = "client closing") -> None:
+        if self._protocol is not None and self._protocol.terminated is None:
+            self._protocol.close(error_code=0, reason_phrase=reason)
+        await self._stack.aclose()

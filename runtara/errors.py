@@ -1,0 +1,115 @@
+"""Exceptions shared by the server, the drivers and the tools.
+
+Instance-protocol failures carry the texts upstream sends in ``RpcError.message``
+(upstream spec section 4.0); the wire *code* depends on the operation, not on
+the exception, and is chosen by :mod:`runtara.handlers`.
+"""
+
+from __future__ import annotations
+
+
+class RuntaraError(Exception):
+    """Root of every error raised on purpose by runtara-core."""
+
+
+class ConfigError(RuntaraError):
+    """A setting has a value that cannot be used."""
+
+
+# --- requests -------------------------------------------------------------
+
+
+class RequestError(RuntaraError):
+    """A request cannot be carried out; the message is what the client reads."""
+
+
+class ValidationError(RequestError):
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"Validation error for '{field}': {message}")
+        self.field = field
+
+
+class InstanceNotFound(RequestError):
+    def __init__(self, instance_id: str) -> None:
+        super().__init__(f"Instance '{instance_id}' not found")
+        self.instance_id = instance_id
+
+
+class InvalidInstanceState(RequestError):
+    def __init__(self, instance_id: str, expected: str, actual: str) -> None:
+        super().__init__(
+            f"Instance '{instance_id}' is in invalid state: expected '{expected}', got '{actual}'"
+        )
+        self.instance_id = instance_id
+        self.actual = actual
+
+
+class InstanceFinished(RequestError):
+    """The instance is completed, failed or cancelled, and those states are final."""
+
+    def __init__(self, instance_id: str, status: str) -> None:
+        super().__init__(f"Instance '{instance_id}' is already {status} (terminal state)")
+        self.instance_id = instance_id
+        self.status = status
+
+
+class TenantMismatch(RequestError):
+    def __init__(self, instance_id: str) -> None:
+        super().__init__(f"Instance '{instance_id}' belongs to another tenant")
+        self.instance_id = instance_id
+
+
+class CheckpointNotFound(RequestError):
+    def __init__(self, checkpoint_id: str) -> None:
+        super().__init__(f"Checkpoint '{checkpoint_id}' not found")
+        self.checkpoint_id = checkpoint_id
+
+
+# --- storage --------------------------------------------------------------
+
+
+class StorageError(RuntaraError):
+    """The storage failed; nothing of the failed transaction was kept."""
+
+
+class StorageUnavailable(StorageError):
+    """The storage cannot be reached right now (server down, pool exhausted, disk gone)."""
+
+
+class MigrationError(StorageError):
+    """The database schema cannot be brought up to date safely."""
+
+
+class DriverError(RuntaraError):
+    """A storage driver cannot be found or loaded."""
+
+
+class DriverNotFound(DriverError):
+    pass
+
+
+class DriverLoadFailed(DriverError):
+    pass
+
+
+# --- client side ----------------------------------------------------------
+
+
+class ClientError(RuntaraError):
+    """A call to a runtara server did not get an answer."""
+
+
+class ConnectFailed(ClientError):
+    """The QUIC connection could not be established."""
+
+
+class ConnectionLost(ClientError):
+    """The connection or the stream ended before the answer arrived."""
+
+
+class RequestTimeout(ClientError):
+    """No answer arrived in time."""
+
+
+class BadResponse(ClientError):
+    """The server's answer is not a valid frame or message."""

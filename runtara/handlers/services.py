@@ -1,0 +1,21 @@
+"""What a handler may use: the storage driver and the clock."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+
+import attrs
+
+from runtara.storage import base
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+@attrs.frozen
+class Services:
+    storage: base.StorageDriver
+    now: Callable[[], dt.datetime] = utc_now
+    """The server's clock; every stored time comes from it (never from clients)."""

@@ -1,0 +1,114 @@
+"""Reassembly of one request frame per QUIC stream (upstream spec section 1.3).
+
+Each client-initiated bidirectional stream carries exactly one request frame.
+:class:`RequestStreams` takes the stream events of one connection and tells the
+caller when a stream holds a whole frame (without waiting for the client's FIN)
+or can never hold one. Bytes after the first frame are ignored, as upstream does.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from runtara.protocol import framing
+
+
+@attrs.frozen
+class RequestReceived:
+    """A stream delivered one whole request frame."""
+
+    stream_id: int
+    frame: framing.Frame
+
+
+@attrs.frozen
+class StreamFailed:
+    """A stream can never deliver a valid frame; answer it with an empty FIN."""
+
+    stream_id: int
+    error: framing.FrameError
+
+
+class BufferLimitExceeded(framing.FrameError):
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the connection already buffers {limit} bytes of unfinished requests")
+
+
+Event = RequestReceived | StreamFailed
+
+class RequestStreams:
+    """Per-connection buffers of requests in progress, bounded in bytes.
+
+    ``max_buffered`` caps the bytes held for unfinished frames across all
+    streams of the connection; the stream that would cross it fails with
+    :class:`BufferLimitExceeded`.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_payload: int = framing.MAX_FRAME_SIZE,
+        max_buffered: int = 256 * 1024 * 1024,
+    ) -> None:
+        self._max_payload = max_payload
+        self._max_buffered = max_buffered
+        # None marks a stream whose frame was delivered or rejected but whose
+        # client has not finished sending yet.
+        self._decoders: dict[int, framing.FrameDecoder | None] = {}
+        self._buffered = 0
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held for frames that have not arrived whole yet."""
+        return self._buffered
+
+    @property
+    def open_streams(self) -> int:
+        """Streams that have not delivered or failed yet."""
+        return sum(1 for decoder in self._decoders.values() if decoder is not None)
+
+    def data_received(self, stream_id: int, data: bytes, end_stream: bool) -> Event | None:
+        """Feed the bytes of one STREAM frame; return what, if anything, is now known."""
+        if stream_id in self._decoders:
+            decoder = self._decoders[stream_id]
+            if decoder is None:  # already answered: later bytes are ignored
+                if end_stream:
+                    del self._decoders[stream_id]
+                return None
+        else:
+            decoder = framing.FrameDecoder(self._max_payload)
+        before = decoder.buffered
+        try:
+            if self._buffered + len(data) > self._max_buffered:
+                raise BufferLimitExceeded(self._max_buffered)
+            frames = decoder.feed(data)
+            if not frames and end_stream:
+                decoder.end_of_stream()
+        except framing.FrameError as error:
+            self._buffered -= before
+            self._finish(stream_id, end_stream)
+            return StreamFailed(stream_id, error)
+        if frames:
+            self._buffered -= before
+            self._finish(stream_id, end_stream)
+            return RequestReceived(stream_id, frames[0])
+        self._buffered += decoder.buffered - before
+        self._decoders[stream_id] = decoder
+        return None
+
+    def stream_reset(self, stream_id: int) -> None:
+        """The client abandoned the stream: drop whatever it sent."""
+        decoder = self._decoders.pop(stream_id, None)
+        if decoder is not None:
+            self._buffered -= decoder.buffered
+
+    def clear(self) -> None:
+        """The connection is gone: drop every buffer."""
+        self._decoders.clear()
+        self._buffered = 0
+
+    def _finish(self, stream_id: int, end_stream: bool) -> None:
+        if end_stream:
+            self._decoders.pop(stream_id, None)
+        else:
+            self._decoders[stream_id] = None

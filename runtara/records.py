@@ -1,0 +1,136 @@
+"""What the storage holds: instances, checkpoints, events and signals.
+
+Drivers return these records; handlers and tools read them. Times are
+timezone-aware UTC datetimes; byte fields are ``bytes``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from typing import Any
+
+import attrs
+
+
+class InstanceStatus(str, enum.Enum):
+    PENDING = "pending"
+    RUNNING = "running"
+    SUSPENDED = "suspended"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        """Completed, failed and cancelled instances never change status again."""
+        return self in _TERMINAL
+
+
+_TERMINAL = frozenset({InstanceStatus.COMPLETED, InstanceStatus.FAILED, InstanceStatus.CANCELLED})
+
+
+class EventType(str, enum.Enum):
+    STARTED = "started"
+    HEARTBEAT = "heartbeat"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    SUSPENDED = "suspended"
+    CUSTOM = "custom"
+
+
+class SignalType(str, enum.Enum):
+    CANCEL = "cancel"
+    PAUSE = "pause"
+    RESUME = "resume"
+
+
+@attrs.frozen
+class Instance:
+    instance_id: str
+    tenant_id: str
+    status: InstanceStatus
+    created_at: dt.datetime
+    checkpoint_id: str | None = None
+    """The checkpoint saved last (not changed when a checkpoint is only read back)."""
+    started_at: dt.datetime | None = None
+    finished_at: dt.datetime | None = None
+    output: bytes | None = None
+    error: str | None = None
+    sleep_until: dt.datetime | None = None
+    """Set while the instance sleeps durably; a due value means it needs waking."""
+    last_activity_at: dt.datetime | None = None
+    """The last time any request of the instance reached the server."""
+
+
+@attrs.frozen
+class Checkpoint:
+    instance_id: str
+    checkpoint_id: str
+    state: bytes
+    created_at: dt.datetime
+
+
+@attrs.frozen
+class Event:
+    instance_id: str
+    event_type: EventType
+    created_at: dt.datetime
+    """Server time when the event was stored (never the client's clock)."""
+    checkpoint_id: str | None = None
+    payload: bytes | None = None
+    subtype: str | None = None
+    id: int | None = None
+    """Storage-assigned, increasing in insertion order; None before insertion."""
+
+
+@attrs.frozen
+class Signal:
+    """The instance-wide signal: at most one per instance, a new one replaces it."""
+
+    instance_id: str
+    signal_type: SignalType
+    payload: bytes
+    created_at: dt.datetime
+    acknowledged_at: dt.datetime | None = None
+
+
+@attrs.frozen
+class CustomSignal:
+    """A signal addressed to one checkpoint id of an instance, taken exactly once."""
+
+    instance_id: str
+    checkpoint_id: str
+    payload: bytes
+    created_at: dt.datetime
+
+
+class _Unchanged:
+    def __repr__(self) -> str:
+        return "UNCHANGED"
+
+
+UNCHANGED: Any = _Unchanged()
+"""Marks a column an :class:`InstanceUpdate` leaves as it is."""
+
+
+@attrs.frozen
+class InstanceUpdate:
+    """The columns one update writes; every field left UNCHANGED is not touched."""
+
+    status: InstanceStatus = UNCHANGED
+    checkpoint_id: str | None = UNCHANGED
+    started_at: dt.datetime | None = UNCHANGED
+    finished_at: dt.datetime | None = UNCHANGED
+    output: bytes | None = UNCHANGED
+    error: str | None = UNCHANGED
+    sleep_until: dt.datetime | None = UNCHANGED
+    last_activity_at: dt.datetime | None = UNCHANGED
+
+    def changes(self) -> dict[str, Any]:
+        """The fields to write, by column name."""
+        return {
+            name: value
+            for name, value in attrs.asdict(self, recurse=False).items()
+            if value is not UNCHANGED
+        }

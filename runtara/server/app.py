@@ -1,0 +1,299 @@
+"""The running server: one event-loop thread, one bounded worker pool, one driver.
+
+:class:`InstanceServer` wires the QUIC endpoint to the handlers. The loop thread
+decodes each request and hands it to the dispatcher; a worker runs the handler
+(one storage transaction) and returns the encoded reply, which the loop writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import functools
+import logging
+import socket
+import threading
+from typing import Any
+
+from aioquic.quic.configuration import QuicConfiguration
+from google.protobuf.message import DecodeError
+
+from runtara import config as config_module
+from runtara.handlers import operations
+from runtara.handlers.services import Services, utc_now
+from runtara.handlers.sleep import SleepStarted
+from runtara.protocol import instance_pb2 as pb
+from runtara.server import dispatch, quic, tls
+from runtara.storage import base
+
+logger = logging.getLogger(__name__)
+
+OVERLOADED = "OVERLOADED"
+UNAVAILABLE = "UNAVAILABLE"
+MiB = 1024 * 1024
+
+
+class InstanceServer:
+    """Serves the instance protocol for one storage driver (which the caller owns)."""
+
+    def __init__(
+        self,
+        config: config_module.ServerConfig,
+        storage: base.StorageDriver,
+        *,
+        identity: tls.Identity | None = None,
+        now=utc_now,
+    ) -> None:
+        self.config = config
+        if identity is None:
+            if config.tls_cert is not None:
+                identity = tls.load(config.tls_cert, config.tls_key)
+            else:
+                identity = tls.self_signed()
+        self.identity = identity
+        self.services = Services(storage, now)
+        self.address: tuple[str, int] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._endpoint: quic.Endpoint | None = None
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._dispatcher: dispatch.Dispatcher | None = None
+        self._connections: set[quic.InstanceConnection] = set()
+        self._sleeping: dict[quic.InstanceConnection, dict[int, asyncio.TimerHandle]] = {}
+        self._accepting = False
+
+    # --- life cycle -----------------------------------------------------------
+
+    def start(self) -> None:
+        """Bind the port and start serving; raises OSError if the port is taken."""
+        self._loop = asyncio.new_event_loop()
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=self.config.max_concurrent, thread_name_prefix="runtara-worker"
+        )
+        self._dispatcher = dispatch.Dispatcher(
+            self._loop,
+            self._executor,
+            workers=self.config.max_concurrent,
+            max_pending=self.config.max_pending,
+        )
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="runtara-quic", daemon=True
+        )
+        self._thread.start()
+        try:
+            asyncio.run_coroutine_threadsafe(self._open(), self._loop).result()
+        except BaseException:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join()
+            self._loop.close()
+            self._executor.shutdown(wait=False)
+            raise
+
+    def stop(self, grace: float | None = None) -> bool:
+        """Stop accepting, let in-flight requests finish (up to ``grace`` seconds),
+        close every connection and the pool. Returns False if the grace ran out.
+
+        Durable sleeps in progress are not waited for: their instances stay
+        suspended and due for waking.
+        """
+        if self._loop is None:
+            return True
+        grace = self.config.shutdown_grace if grace is None else grace
+        drained = asyncio.run_coroutine_threadsafe(self._close(grace), self._loop).result()
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+        self._loop.close()
+        self._loop = None
+        self._executor.shutdown(wait=drained, cancel_futures=True)
+        return drained
+
+    def stats(self) -> dict[str, Any]:
+        """Counters for monitoring and benchmarks (read from the loop thread's state)."""
+        dispatcher = self._dispatcher
+        return {
+            "connections": len(self._connections),
+            "running": dispatcher.running if dispatcher else 0,
+            "parked": dispatcher.parked if dispatcher else 0,
+            "completed": dispatcher.completed if dispatcher else 0,
+            "rejected": dispatcher.rejected if dispatcher else 0,
+            "sleeping": sum(len(timers) for timers in self._sleeping.values()),
+        }
+
+    async def _open(self) -> None:
+        config = self.config
+        quic_config = QuicConfiguration(
+            is_client=False,
+            alpn_protocols=None,  # upstream clients offer no ALPN (spec 2.1)
+            idle_timeout=config.idle_timeout_ms / 1000,
+            max_data=64 * MiB,
+            max_stream_data=16 * MiB,
+        )
+        quic_config.certificate = self.identity.certificate
+        quic_config.certificate_chain = list(self.identity.chain)
+        quic_config.private_key = self.identity.private_key
+        loop = asyncio.get_running_loop()
+        transport, endpoint = await loop.create_datagram_endpoint(
+            lambda: quic.Endpoint(
+                configuration=quic_config,
+                create_protocol=self._create_connection,
+                admit=self._admit,
+            ),
+            local_addr=(config.host, config.port),
+        )
+        sock: socket.socket = transport.get_extra_info("socket")
+        for option, size in (
+            (socket.SO_RCVBUF, config.udp_recv_buffer),
+            (socket.SO_SNDBUF, config.udp_send_buffer),
+        ):
+            if size:
+                sock.setsockopt(socket.SOL_SOCKET, option, size)
+        self._endpoint = endpoint
+        self.address = sock.getsockname()[:2]
+        self._accepting = True
+
+    async def _close(self, grace: float) -> bool:
+        self._accepting = False
+        for timers in self._sleeping.values():
+            for timer in timers.values():
+                timer.cancel()
+        self._sleeping.clear()
+        try:
+            await asyncio.wait_for(self._dispatcher.wait_idle(), timeout=grace)
+            drained = True
+        except asyncio.TimeoutError:
+            logger.warning(
+                "shutdown grace of %.1fs ran out with %d requests running and %d parked",
+                grace,
+                self._dispatcher.running,
+                self._dispatcher.parked,
+            )
+            drained = False
+        for connection in list(self._connections):
+            connection.close(error_code=0, reason_phrase="server closing")
+        await asyncio.sleep(0.05)  # let the CONNECTION_CLOSE packets leave
+        if self._endpoint is not None and self._endpoint.transport is not None:
+            self._endpoint.transport.close()
+        return drained
+
+    # --- connections ----------------------------------------------------------
+
+    def _create_connection(self, quic_connection, stream_handler=None) -> quic.InstanceConnection:
+        for limit, value in (
+            (quic_connection._local_max_streams_bidi, self.config.max_bi_streams),
+            (quic_connection._local_max_streams_uni, self.config.max_uni_streams),
+        ):
+            # aioquic has no setting for these; they are sent in the transport
+            # parameters of the first packet, after this point.
+            limit.value = limit.sent = value
+        connection = quic.InstanceConnection(
+            quic_connection,
+            sink=self,
+            max_buffered=self.config.max_buffered_per_connection,
+            keep_alive=self.config.keep_alive_ms / 1000,
+        )
+        return connection
+
+    def _admit(self, connection: quic.InstanceConnection) -> str | None:
+        if not self._accepting:
+            return "server closing"
+        limit = self.config.max_connections
+        if limit and len(self._connections) >= limit:
+            logger.warning("connection refused: %d connections is the limit", limit)
+            return "too many connections"
+        handshaking = sum(1 for c in self._connections if not c.established)
+        if handshaking >= self.config.max_incoming:
+            logger.warning("connection refused: %d handshakes in progress", handshaking)
+            return "too many handshakes in progress"
+        self._connections.add(connection)
+        return None
+
+    def connection_closed(self, connection: quic.InstanceConnection) -> None:
+        self._connections.discard(connection)
+        for timer in self._sleeping.pop(connection, {}).values():
+            timer.cancel()
+
+    # --- requests -------------------------------------------------------------
+
+    def request_received(
+        self, connection: quic.InstanceConnection, stream_id: int, payload: bytes
+    ) -> None:
+        try:
+            request = pb.RpcRequest.FromString(payload)
+        except DecodeError as error:
+            logger.warning("invalid request from %s on stream %d: %s", connection.peer, stream_id, error)
+            connection.reject_stream(stream_id)
+            return
+        kind = request.WhichOneof("request")
+        if kind is None:
+            connection.send_reply(
+                stream_id,
+                operations.error_frame(operations.EMPTY_REQUEST, "RpcRequest contained no request"),
+            )
+            return
+        operation = operations.OPERATIONS[kind]
+        if not self._accepting:
+            self._refuse(connection, stream_id, operation, UNAVAILABLE, "server is shutting down")
+            return
+        admitted = self._dispatcher.submit(
+            functools.partial(operations.execute, operation, getattr(request, kind), self.services),
+            functools.partial(self._deliver, connection, stream_id),
+        )
+        if not admitted:
+            self._refuse(
+                connection,
+                stream_id,
+                operation,
+                OVERLOADED,
+                f"server overloaded: {self.config.max_concurrent} requests running and "
+                f"{self.config.max_pending} waiting; retry later",
+            )
+
+    def _refuse(
+        self,
+        connection: quic.InstanceConnection,
+        stream_id: int,
+        operation: operations.Operation,
+        code: str,
+        message: str,
+    ) -> None:
+        logger.warning("%s from %s refused: %s", operation.name, connection.peer, message)
+        if operation.replies:
+            connection.send_reply(stream_id, operations.error_frame(code, message))
+        else:
+            connection.reset_stream(stream_id, quic.STREAM_OVERLOADED)
+
+    def _deliver(
+        self, connection: quic.InstanceConnection, stream_id: int, outcome: operations.Outcome
+    ) -> None:
+        if isinstance(outcome, operations.Reply):
+            connection.send_reply(stream_id, outcome.frame)
+        elif isinstance(outcome, SleepStarted):
+            self._start_sleep(connection, stream_id, outcome)
+        else:
+            connection.send_reply(stream_id, None)
+
+    def _start_sleep(
+        self, connection: quic.InstanceConnection, stream_id: int, started: SleepStarted
+    ) -> None:
+        if connection.closed or not self._accepting:
+            return  # the instance stays suspended and due for waking
+        timer = self._loop.call_later(started.delay, self._sleep_over, connection, stream_id, started)
+        self._sleeping.setdefault(connection, {})[stream_id] = timer
+
+    def _sleep_over(
+        self, connection: quic.InstanceConnection, stream_id: int, started: SleepStarted
+    ) -> None:
+        timers = self._sleeping.get(connection, {})
+        timers.pop(stream_id, None)
+        if not timers:
+            self._sleeping.pop(connection, None)
+        if connection.is_abandoned(stream_id):
+            logger.info(
+                "instance %r left its sleep early; it stays due for waking", started.instance_id
+            )
+            return
+        self._dispatcher.submit(
+            functools.partial(operations.finish_sleep, started, self.services),
+            functools.partial(self._deliver, connection, stream_id),
+            must_run=True,
+        )

@@ -1,0 +1,95 @@
+"""Admission control in front of the worker pool; lives on the event-loop thread.
+
+At most ``workers`` requests run at once. Further requests are parked in a FIFO
+up to ``max_pending``; past that :meth:`Dispatcher.submit` refuses them and the
+caller answers with an overload error. Results come back to the loop through
+``call_soon_threadsafe``; the loop never waits for a worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import concurrent.futures
+import logging
+from collections.abc import Callable
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+Work = Callable[[], Any]
+Done = Callable[[Any], None]
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        executor: concurrent.futures.Executor,
+        *,
+        workers: int,
+        max_pending: int,
+    ) -> None:
+        self._loop = loop
+        self._executor = executor
+        self._workers = workers
+        self._max_pending = max_pending
+        self._running = 0
+        self._parked: collections.deque[tuple[Work, Done]] = collections.deque()
+        self._idle: asyncio.Event | None = None
+        self.completed = 0
+        self.rejected = 0
+
+    @property
+    def running(self) -> int:
+        return self._running
+
+    @property
+    def parked(self) -> int:
+        return len(self._parked)
+
+    def submit(self, work: Work, done: Done, *, must_run: bool = False) -> bool:
+        """Run ``work`` on a worker, then ``done(result)`` on the loop.
+
+        Returns False, without running anything, when the pool and the parking
+        queue are full; ``must_run`` work (the second half of an admitted
+        request) is parked regardless.
+        """
+        if self._running < self._workers:
+            self._start(work, done)
+            return True
+        if must_run or len(self._parked) < self._max_pending:
+            self._parked.append((work, done))
+            return True
+        self.rejected += 1
+        return False
+
+    async def wait_idle(self) -> None:
+        """Return once no request is running or parked."""
+        while self._running or self._parked:
+            self._idle = asyncio.Event()
+            await self._idle.wait()
+
+    def _start(self, work: Work, done: Done) -> None:
+        self._running += 1
+        future = self._executor.submit(work)
+        future.add_done_callback(lambda finished: self._hand_back(finished, done))
+
+    def _hand_back(self, future: concurrent.futures.Future, done: Done) -> None:
+        # Runs on the worker thread.
+        try:
+            self._loop.call_soon_threadsafe(self._finished, future, done)
+        except RuntimeError:  # the loop is gone: the server stopped past its grace period
+            pass
+
+    def _finished(self, future: concurrent.futures.Future, done: Done) -> None:
+        self._running -= 1
+        self.completed += 1
+        if self._parked:
+            self._start(*self._parked.popleft())
+        elif not self._running and self._idle is not None:
+            self._idle.set()
+        try:
+            done(future.result())
+        except Exception:
+            logger.exception("a request failed outside its handler")

@@ -1,0 +1,81 @@
+"""``runtara-core`` serving in the foreground until SIGINT or SIGTERM."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+
+from runtara import __version__, errors
+from runtara.config import ServerConfig
+from runtara.server.app import InstanceServer
+from runtara.storage import selection
+
+logger = logging.getLogger("runtara")
+
+
+def serve(config: ServerConfig) -> int:
+    """Open the storage, migrate it, serve, and shut down cleanly on a signal.
+
+    Returns the process exit code: 0 after a clean stop, 1 when the server
+    cannot start. A second signal during shutdown exits at once with 1.
+    """
+    storage = selection.open_driver(config.storage, workers=config.max_concurrent)
+    try:
+        applied = storage.migrate()
+    except errors.StorageError as error:
+        logger.error("cannot prepare the storage (%s): %s", storage.describe(), error)
+        return 1
+    logger.info("runtara-core %s, storage: %s", __version__, storage.describe())
+    if applied:
+        logger.info("applied migrations: %s", ", ".join(applied))
+    server = InstanceServer(config, storage)
+    try:
+        server.start()
+    except OSError as error:
+        logger.error("cannot listen on %s:%d (UDP): %s", config.host, config.port, error)
+        storage.close()
+        return 1
+    identity = server.identity
+    logger.info(
+        "TLS certificate: %s, SHA-256 fingerprint %s",
+        "self-signed for localhost" if identity.self_signed else identity.certificate.subject.rfc4514_string(),
+        identity.fingerprint,
+    )
+    host, port = server.address
+    logger.info(
+        "serving the runtara instance protocol on %s:%d (QUIC) with %d workers%s",
+        host,
+        port,
+        config.max_concurrent,
+        "; instances connect with RUNTARA_SKIP_CERT_VERIFICATION=true"
+        if identity.self_signed
+        else "",
+    )
+    stop = threading.Event()
+    signals_seen = 0
+
+    def on_signal(number: int, frame: object) -> None:
+        nonlocal signals_seen
+        signals_seen += 1
+        if signals_seen > 1:
+            logger.warning("second %s: exiting now", signal.Signals(number).name)
+            sys.stderr.flush()
+            os._exit(1)
+        logger.info(
+            "%s received: finishing in-flight requests (up to %.0fs)",
+            signal.Signals(number).name,
+            config.shutdown_grace,
+        )
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    while not stop.wait(3600):
+        pass
+    drained = server.stop()
+    storage.close()
+    logger.info("stopped%s", "" if drained else " (some requests were cut off)")
+    return 0

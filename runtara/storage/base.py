@@ -1,0 +1,289 @@
+"""The storage driver contract.
+
+A driver is a plain synchronous class registered under the entry-point group
+``runtara.drivers``. The server calls it from up to ``workers`` threads at once.
+Every request of an instance is one call of :meth:`StorageDriver.run`, whose
+``work`` function receives a :class:`Transaction`: all reads and writes made
+through it commit together or not at all, and ``run`` returns only once they are
+durable (a reply that says "saved" means committed).
+
+Errors: a driver raises :class:`runtara.errors.StorageUnavailable` when the
+store cannot be reached and :class:`runtara.errors.StorageError` for any other
+storage failure, with the library's message; it never lets a library exception
+escape. Exceptions raised by ``work`` itself roll the transaction back and pass
+through ``run`` unchanged.
+
+Times passed in are timezone-aware UTC datetimes chosen by the caller; a driver
+stores them with at least millisecond precision and returns them as aware UTC
+datetimes. Byte payloads are stored exactly (any bytes, up to 64 MiB).
+
+Drivers are proved by the conformance kit in :mod:`runtara.testing.conformance`.
+"""
+
+from __future__ import annotations
+
+import abc
+import datetime as dt
+from collections.abc import Callable
+from typing import ClassVar, TypeVar
+
+import attrs
+
+from runtara import records
+
+T = TypeVar("T")
+
+
+@attrs.frozen
+class CheckpointInfo:
+    """A checkpoint without its state, for listings."""
+
+    instance_id: str
+    checkpoint_id: str
+    size: int
+    created_at: dt.datetime
+
+
+@attrs.frozen
+class EventFilter:
+    """Which events :meth:`Transaction.list_events` returns (all given conditions hold)."""
+
+    event_type: records.EventType | None = None
+    subtype: str | None = None
+    created_after: dt.datetime | None = None
+    """Inclusive lower bound."""
+    created_before: dt.datetime | None = None
+    """Exclusive upper bound."""
+    payload_contains: str | None = None
+    """Case-insensitive (ASCII) substring of the payload read as UTF-8 text."""
+
+
+class Transaction(abc.ABC):
+    """Reads and writes inside one transaction of :meth:`StorageDriver.run`.
+
+    In a write transaction :meth:`get_instance` locks the instance until the
+    transaction ends, so two operations on one instance never interleave; the
+    handlers call it before touching anything else of that instance.
+
+    Inserting anything (checkpoint, retry, event, signal) for an instance that
+    does not exist raises :class:`runtara.errors.StorageError`; updates,
+    acknowledgements, takes and reads of an unknown instance change nothing and
+    return None, False, 0 or an empty list.
+    """
+
+    # --- instances ------------------------------------------------------------
+
+    @abc.abstractmethod
+    def create_instance(self, instance_id: str, tenant_id: str, now: dt.datetime) -> bool:
+        """Insert a ``pending`` instance created at ``now`` unless the id exists.
+
+        Returns True if this call created it. Concurrent creations of one id from
+        many threads or processes create it once; the others return False.
+        """
+
+    @abc.abstractmethod
+    def get_instance(self, instance_id: str) -> records.Instance | None:
+        """The instance, or None. Locks it until the end of a write transaction."""
+
+    @abc.abstractmethod
+    def update_instance(self, instance_id: str, update: records.InstanceUpdate) -> None:
+        """Write the columns named by ``update``; no effect on an unknown id."""
+
+    @abc.abstractmethod
+    def list_instances(
+        self,
+        *,
+        tenant_id: str | None = None,
+        status: records.InstanceStatus | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[records.Instance]:
+        """Instances matching every given filter, newest ``created_at`` first
+        (ties broken by ``instance_id``)."""
+
+    @abc.abstractmethod
+    def count_instances(
+        self, *, tenant_id: str | None = None, status: records.InstanceStatus | None = None
+    ) -> int:
+        """How many instances :meth:`list_instances` would page through."""
+
+    # --- checkpoints ----------------------------------------------------------
+
+    @abc.abstractmethod
+    def insert_checkpoint(
+        self, instance_id: str, checkpoint_id: str, state: bytes, now: dt.datetime
+    ) -> bool:
+        """Store ``state`` under (instance, checkpoint id) unless one is stored already.
+
+        Returns True if this call stored it. A stored state is never replaced: when
+        many callers race on one new id, across threads or processes, exactly one
+        returns True and every caller's later :meth:`get_checkpoint` sees that state.
+        """
+
+    @abc.abstractmethod
+    def get_checkpoint(self, instance_id: str, checkpoint_id: str) -> records.Checkpoint | None:
+        """The checkpoint of this instance with this id, or None (ids are per instance)."""
+
+    @abc.abstractmethod
+    def save_retry_attempt(
+        self,
+        instance_id: str,
+        checkpoint_id: str,
+        attempt: int,
+        error_message: str | None,
+        now: dt.datetime,
+    ) -> None:
+        """Record a retry as the checkpoint ``<checkpoint_id>::retry::<attempt>``.
+
+        Its state is the UTF-8 error message (empty if none). Recording the same
+        attempt again replaces that row's state and time.
+        """
+
+    @abc.abstractmethod
+    def list_checkpoints(
+        self,
+        instance_id: str,
+        *,
+        checkpoint_id: str | None = None,
+        created_after: dt.datetime | None = None,
+        created_before: dt.datetime | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[CheckpointInfo]:
+        """The instance's checkpoints, newest first (ties: highest insertion first);
+        ``created_after`` is inclusive, ``created_before`` exclusive."""
+
+    @abc.abstractmethod
+    def count_checkpoints(
+        self,
+        instance_id: str,
+        *,
+        checkpoint_id: str | None = None,
+        created_after: dt.datetime | None = None,
+        created_before: dt.datetime | None = None,
+    ) -> int:
+        """How many checkpoints :meth:`list_checkpoints` would page through."""
+
+    # --- events ---------------------------------------------------------------
+
+    @abc.abstractmethod
+    def insert_event(self, event: records.Event) -> int:
+        """Append an event (its ``id`` is ignored) and return the id it was given.
+
+        Ids increase in insertion order within an instance.
+        """
+
+    @abc.abstractmethod
+    def list_events(
+        self,
+        instance_id: str,
+        event_filter: EventFilter = EventFilter(),
+        *,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[records.Event]:
+        """The instance's events matching the filter, newest first (ties: highest id)."""
+
+    @abc.abstractmethod
+    def count_events(self, instance_id: str, event_filter: EventFilter = EventFilter()) -> int:
+        """How many events :meth:`list_events` would page through."""
+
+    # --- signals --------------------------------------------------------------
+
+    @abc.abstractmethod
+    def put_signal(
+        self,
+        instance_id: str,
+        signal_type: records.SignalType,
+        payload: bytes,
+        now: dt.datetime,
+    ) -> None:
+        """Make this the instance's pending signal, replacing any earlier one
+        (acknowledged or not)."""
+
+    @abc.abstractmethod
+    def get_pending_signal(self, instance_id: str) -> records.Signal | None:
+        """The instance's signal if it has not been acknowledged, else None."""
+
+    @abc.abstractmethod
+    def acknowledge_signal(
+        self, instance_id: str, signal_type: records.SignalType, now: dt.datetime
+    ) -> bool:
+        """Mark the pending signal acknowledged if it is of ``signal_type``.
+
+        Returns True if a signal was marked. A signal of another type (one that
+        replaced the acknowledged one) stays pending.
+        """
+
+    @abc.abstractmethod
+    def put_custom_signal(
+        self, instance_id: str, checkpoint_id: str, payload: bytes, now: dt.datetime
+    ) -> None:
+        """Store a signal for one checkpoint id, replacing an untaken one for that id."""
+
+    @abc.abstractmethod
+    def take_custom_signal(
+        self, instance_id: str, checkpoint_id: str
+    ) -> records.CustomSignal | None:
+        """Remove and return the custom signal for this checkpoint id.
+
+        When many callers race, across threads or processes, exactly one gets it.
+        """
+
+    @abc.abstractmethod
+    def list_custom_signals(self, instance_id: str) -> list[records.CustomSignal]:
+        """The instance's untaken custom signals, oldest first."""
+
+
+class StorageDriver(abc.ABC):
+    """A storage backend for runtara-core.
+
+    Construction parses the configuration and must not touch the store;
+    :meth:`migrate` and :meth:`run` connect as needed.
+    """
+
+    url_schemes: ClassVar[tuple[str, ...]] = ()
+    """URL schemes this driver accepts in ``--database-url`` / ``RUNTARA_DATABASE_URL``;
+    a URL with one of them selects this driver when ``--driver`` is not given."""
+
+    @abc.abstractmethod
+    def __init__(self, url: str | None, *, workers: int) -> None:
+        """``url`` is the configured database URL (None: the driver's default);
+        ``workers`` is how many threads may call :meth:`run` at once.
+
+        Raises :class:`runtara.errors.ConfigError` for a URL it cannot use.
+        """
+
+    @abc.abstractmethod
+    def describe(self) -> str:
+        """One line naming the store for the start-up log (no passwords)."""
+
+    @abc.abstractmethod
+    def migrate(self) -> list[str]:
+        """Bring the schema up to date and return the names of the migrations applied.
+
+        Safe when several processes start at once. Raises
+        :class:`runtara.errors.MigrationError` if an applied migration differs from
+        the one shipped (the message names it).
+        """
+
+    @abc.abstractmethod
+    def run(self, work: Callable[[Transaction], T], *, write: bool = True) -> T:
+        """Run ``work`` in one transaction and return its result once committed.
+
+        With ``write=False`` the work only reads and must not call a writing
+        method. If ``work`` raises, nothing it did is kept and the exception
+        propagates. Storage failures raise :class:`runtara.errors.StorageError`.
+        """
+
+    @abc.abstractmethod
+    def check(self) -> None:
+        """Raise :class:`runtara.errors.StorageUnavailable` unless the store answers."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release connections and threads; waits for committed work to settle."""
+
+    def stats(self) -> dict[str, float]:
+        """Counters for monitoring and benchmarks (driver-specific names)."""
+        return {}
