@@ -44,7 +44,9 @@ class FrameTooLarge(FrameError):
 
 class TruncatedFrame(FrameError):
     def __init__(self, received: int, expected: int | None) -> None:
-        if expected is None:
+        if expected is None and received == 0:
+            detail = "stream ended before a frame"
+        elif expected is None:
             detail = f"stream ended inside the frame header after {received} bytes"
         else:
             detail = f"stream ended after {received} of {expected} payload bytes"

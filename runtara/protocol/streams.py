@@ -84,6 +84,7 @@ class RequestStreams:
             frames = decoder.feed(data)
             if not frames and end_stream:
                 decoder.end_of_stream()
+                raise framing.TruncatedFrame(0, None)
         except framing.FrameError as error:
             self._buffered -= before
             self._finish(stream_id, end_stream)

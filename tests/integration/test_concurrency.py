@@ -1,0 +1,118 @@
+"""Many connections at once, and push-back when the workers are all busy."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+
+from runtara.protocol import instance_pb2 as pb
+from tests.integration.test_events import wait_for
+from tests.support import LoopbackServer, sqlite_url
+
+
+def test_32_connections_checkpointing_at_once_lose_no_acknowledged_checkpoint(server):
+    connections = 32
+    per_connection = 25
+    clients = [server.client() for _ in range(connections)]
+    for index, client in enumerate(clients):
+        assert client.register(f"worker-{index}").success
+    barrier = threading.Barrier(connections)
+    acknowledged: list[list[tuple[str, bytes]]] = [[] for _ in range(connections)]
+    failures: list[str] = []
+
+    def work(index: int) -> None:
+        client = clients[index]
+        barrier.wait()
+        for step in range(per_connection):
+            state = f"{index}:{step}".encode() * 10
+            reply = client.checkpoint(f"worker-{index}", f"step-{step}", state)
+            if reply.HasField("error") or reply.checkpoint.found:
+                failures.append(str(reply))
+            else:
+                acknowledged[index].append((f"step-{step}", state))
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(connections)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    assert sum(len(acks) for acks in acknowledged) == connections * per_connection
+    for index, acks in enumerate(acknowledged):
+        instance_id = f"worker-{index}"
+        stored = server.read(
+            lambda tx, acks=acks, instance_id=instance_id: [
+                tx.get_checkpoint(instance_id, checkpoint_id) for checkpoint_id, _ in acks
+            ]
+        )
+        assert [row.state for row in stored] == [state for _, state in acks]
+    # Group commit: 32 writers share commits.
+    stats = server.storage.stats()
+    assert stats["transactions"] > stats["commits"]
+
+
+def test_requests_beyond_workers_and_parking_get_an_overload_error(tmp_path):
+    server = LoopbackServer(sqlite_url(tmp_path), max_concurrent=2, max_pending=1)
+    blocker = None
+    try:
+        client = server.client()
+        assert client.register("a").success
+        # Hold SQLite's write lock so that every worker waits on it.
+        blocker = sqlite3.connect(tmp_path / "runtara.db", isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")
+        replies = {}
+
+        def call(index):
+            replies[index] = client.checkpoint("a", f"cp-{index}", b"x")
+
+        threads = [threading.Thread(target=call, args=(i,)) for i in range(3)]
+        for thread in threads:
+            thread.start()
+        wait_for(lambda: server.server.stats()["parked"] == 1)
+        overflow = client.checkpoint("a", "cp-overflow", b"x")
+        assert overflow.error.code == "OVERLOADED"
+        assert "retry later" in overflow.error.message
+        blocker.execute("ROLLBACK")
+        for thread in threads:
+            thread.join()
+        assert all(not reply.HasField("error") for reply in replies.values())
+        assert server.read(lambda tx: tx.get_checkpoint("a", "cp-overflow")) is None
+        assert server.server.stats()["rejected"] == 1
+    finally:
+        if blocker is not None:
+            blocker.close()
+        server.stop()
+
+
+def test_no_reply_requests_refused_under_overload_are_reset(tmp_path):
+    server = LoopbackServer(sqlite_url(tmp_path), max_concurrent=1, max_pending=0)
+    blocker = None
+    try:
+        client = server.client()
+        assert client.register("a").success
+        blocker = sqlite3.connect(tmp_path / "runtara.db", isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")
+        busy = threading.Thread(target=client.checkpoint, args=("a", "cp", b"x"))
+        busy.start()
+        wait_for(lambda: server.server.stats()["running"] == 1)
+
+        async def ack():
+            stream = client.connection.open_stream()
+            frame = pb.RpcRequest(
+                signal_ack=pb.SignalAck(instance_id="a", acknowledged=True)
+            ).SerializeToString()
+            stream.send(len(frame).to_bytes(4, "big") + b"\x00\x01" + frame, end=True)
+            try:
+                await stream.read_to_end()
+            except Exception as error:
+                return error
+            return None
+
+        error = client.loop.run(ack(), 10)
+        assert error is not None and "reset" in str(error)
+        blocker.execute("ROLLBACK")
+        busy.join()
+    finally:
+        if blocker is not None:
+            blocker.close()
+        server.stop()

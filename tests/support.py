@@ -1,0 +1,142 @@
+"""Helpers for tests: a blocking protocol client and a loopback server."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+from runtara.client.connection import Connection
+from runtara.client.loop_thread import LoopThread
+from runtara.config import ServerConfig
+from runtara.protocol import instance_pb2 as pb
+from runtara.server.app import InstanceServer
+from runtara.storage import base, selection
+
+
+class RpcClient:
+    """A blocking client speaking raw instance-protocol messages over real QUIC."""
+
+    def __init__(self, address: tuple[str, int], *, timeout: float = 10.0) -> None:
+        self.timeout = timeout
+        self.loop = LoopThread("test-client")
+        try:
+            self.connection: Connection = self.loop.run(Connection.open(*address, timeout=timeout))
+        except BaseException:
+            self.loop.stop()
+            raise
+
+    def call(self, **oneof) -> pb.RpcResponse:
+        return self.request(pb.RpcRequest(**oneof))
+
+    def request(self, request: pb.RpcRequest) -> pb.RpcResponse:
+        return self.loop.run(self.connection.call(request, pb.RpcResponse, timeout=self.timeout))
+
+    def no_reply(self, **oneof) -> None:
+        self.loop.run(self.connection.call_no_reply(pb.RpcRequest(**oneof), timeout=self.timeout))
+
+    def fire(self, **oneof) -> None:
+        self.loop.call(self.connection.send, pb.RpcRequest(**oneof))
+
+    def raw(self, data: bytes, *, end: bool = True) -> bytes:
+        """Send raw bytes on a new stream and return everything until the server's FIN."""
+
+        async def exchange() -> bytes:
+            stream = self.connection.open_stream()
+            stream.send(data, end=end)
+            try:
+                return await stream.read_to_end()
+            finally:
+                stream.close()
+
+        return self.loop.run(exchange(), self.timeout)
+
+    def stream(self):
+        return self.loop.call(self.connection.open_stream)
+
+    # shortcuts for the common requests
+    def register(self, instance_id: str, tenant_id: str = "tenant", checkpoint_id: str | None = None):
+        request = pb.RegisterInstanceRequest(instance_id=instance_id, tenant_id=tenant_id)
+        if checkpoint_id is not None:
+            request.checkpoint_id = checkpoint_id
+        return self.call(register_instance=request).register_instance
+
+    def checkpoint(self, instance_id: str, checkpoint_id: str, state: bytes = b"") -> pb.RpcResponse:
+        return self.call(
+            checkpoint=pb.CheckpointRequest(
+                instance_id=instance_id, checkpoint_id=checkpoint_id, state=state
+            )
+        )
+
+    def get_checkpoint(self, instance_id: str, checkpoint_id: str) -> pb.RpcResponse:
+        return self.call(
+            get_checkpoint=pb.GetCheckpointRequest(instance_id=instance_id, checkpoint_id=checkpoint_id)
+        )
+
+    def event(self, instance_id: str, event_type: int, payload: bytes = b"", **fields) -> pb.RpcResponse:
+        return self.call(
+            instance_event=pb.InstanceEvent(
+                instance_id=instance_id, event_type=event_type, payload=payload, **fields
+            )
+        )
+
+    def status(self, instance_id: str) -> pb.GetInstanceStatusResponse:
+        return self.call(
+            get_instance_status=pb.GetInstanceStatusRequest(instance_id=instance_id)
+        ).get_instance_status
+
+    def poll(self, instance_id: str, checkpoint_id: str | None = None) -> pb.PollSignalsResponse:
+        request = pb.PollSignalsRequest(instance_id=instance_id)
+        if checkpoint_id is not None:
+            request.checkpoint_id = checkpoint_id
+        return self.call(poll_signals=request).poll_signals
+
+    def ack(self, instance_id: str, signal_type: int, acknowledged: bool = True) -> None:
+        self.no_reply(
+            signal_ack=pb.SignalAck(
+                instance_id=instance_id, signal_type=signal_type, acknowledged=acknowledged
+            )
+        )
+
+    def close(self) -> None:
+        if self.loop.loop.is_closed():
+            return
+        with contextlib.suppress(Exception):
+            self.loop.run(self.connection.close(), self.timeout)
+        self.loop.stop()
+
+
+class LoopbackServer:
+    """An in-process server on 127.0.0.1 with a fresh port, over a real database."""
+
+    def __init__(self, database_url: str, **settings) -> None:
+        self.config = ServerConfig(port=0, database_url=database_url, **settings)
+        self.storage: base.StorageDriver = selection.open_driver(
+            self.config.storage, workers=self.config.max_concurrent
+        )
+        self.storage.migrate()
+        self.server = InstanceServer(self.config, self.storage)
+        self.server.start()
+        self.address = self.server.address
+        self._clients: list[RpcClient] = []
+
+    def client(self, **kwargs) -> RpcClient:
+        client = RpcClient(self.address, **kwargs)
+        self._clients.append(client)
+        return client
+
+    def read(self, work):
+        """Run a read-only storage transaction (what is committed right now)."""
+        return self.storage.run(work, write=False)
+
+    def instance(self, instance_id: str):
+        return self.read(lambda tx: tx.get_instance(instance_id))
+
+    def stop(self) -> None:
+        for client in self._clients:
+            client.close()
+        self.server.stop(grace=5)
+        self.storage.close()
+
+
+def sqlite_url(folder: Path) -> str:
+    return f"sqlite:{folder / 'runtara.db'}"
