@@ -28,7 +28,9 @@ def _whole(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
         except ValueError:
             raise ValueError(f"{raw!r} is not a whole number") from None
         if value < minimum or (maximum is not None and value > maximum):
-            bounds = f"from {minimum} to {maximum}" if maximum is not None else f"at least {minimum}"
+            bounds = (
+                f"from {minimum} to {maximum}" if maximum is not None else f"at least {minimum}"
+            )
             raise ValueError(f"{value} is out of range ({bounds})")
         return value
 
@@ -94,55 +96,159 @@ def describe(value: Any) -> str:
 
 STORAGE_SETTINGS = (
     Setting(
-        "driver", "--driver", "RUNTARA_DRIVER", _text,
+        "driver",
+        "--driver",
+        "RUNTARA_DRIVER",
+        _text,
         "storage driver name (see `runtara-core drivers`); without it the database URL's "
-        "scheme picks the driver, and without a URL it is sqlite", "NAME",
+        "scheme picks the driver, and without a URL it is sqlite",
+        "NAME",
     ),
     Setting(
-        "database_url", "--database-url", "RUNTARA_DATABASE_URL", _text,
+        "database_url",
+        "--database-url",
+        "RUNTARA_DATABASE_URL",
+        _text,
         "database URL for the driver (sqlite: a file path or sqlite:PATH; "
-        "default sqlite file runtara.db in the working directory)", "URL",
+        "default sqlite file runtara.db in the working directory)",
+        "URL",
     ),
 )
 
 SERVER_SETTINGS = STORAGE_SETTINGS + (
-    Setting("host", "--host", "RUNTARA_QUIC_HOST", _host,
-            "IP address to listen on (the protocol has no authentication: expose it on purpose)",
-            "ADDRESS"),
-    Setting("port", "--port", "RUNTARA_QUIC_PORT", _whole(0, 65535),
-            "UDP port of the instance protocol (0 picks a free one)", "PORT"),
-    Setting("max_concurrent", "--max-concurrent", "RUNTARA_MAX_CONCURRENT_INSTANCES",
-            _whole(1, 1024), "worker threads running requests at once", "N"),
-    Setting("max_pending", "--max-pending", "RUNTARA_MAX_PENDING_REQUESTS",
-            _whole(0), "requests parked while every worker is busy; past this, requests are "
-            "answered with an OVERLOADED error", "N"),
-    Setting("shutdown_grace", "--shutdown-grace", "RUNTARA_SHUTDOWN_GRACE_SECONDS",
-            _seconds, "on SIGINT/SIGTERM, how long in-flight requests may take to finish",
-            "SECONDS"),
-    Setting("tls_cert", "--tls-cert", "RUNTARA_TLS_CERT", _path,
-            "PEM certificate (chain) to serve instead of a fresh self-signed one", "FILE"),
-    Setting("tls_key", "--tls-key", "RUNTARA_TLS_KEY", _path,
-            "PEM private key of --tls-cert", "FILE"),
-    Setting("idle_timeout_ms", "--quic-idle-timeout-ms", "RUNTARA_QUIC_IDLE_TIMEOUT_MS", _whole(1000), "QUIC idle timeout", "MS"),
-    Setting("keep_alive_ms", "--quic-keep-alive-ms", "RUNTARA_QUIC_KEEP_ALIVE_MS",
-            _whole(0), "interval of server keep-alive pings (0 disables them)", "MS"),
-    Setting("max_bi_streams", "--quic-max-bi-streams", "RUNTARA_QUIC_MAX_BI_STREAMS",
-            _whole(1, 1 << 20), "concurrent client request streams per connection", "N"),
-    Setting("max_uni_streams", "--quic-max-uni-streams", "RUNTARA_QUIC_MAX_UNI_STREAMS",
-            _whole(0, 1 << 20), "concurrent unidirectional client streams per connection "
-            "(unused by the protocol; their data is ignored)", "N"),
-    Setting("max_incoming", "--quic-max-incoming", "RUNTARA_QUIC_MAX_INCOMING",
-            _whole(1), "handshakes in progress at once; more are refused", "N"),
-    Setting("max_connections", "--max-connections", "RUNTARA_QUIC_MAX_HANDLERS", _whole(0),
-            "connections at once, 0 for no limit; more are refused", "N"),
-    Setting("udp_recv_buffer", "--quic-udp-recv-buffer", "RUNTARA_QUIC_UDP_RECV_BUFFER", _whole(0), "UDP receive socket buffer in bytes (0: the OS default)",
-            "BYTES"),
-    Setting("udp_send_buffer", "--quic-udp-send-buffer", "RUNTARA_QUIC_UDP_SEND_BUFFER", _whole(0), "UDP send socket buffer in bytes (0: the OS default)", "BYTES"),
-    Setting("max_buffered_per_connection", "--max-buffered-bytes",
-            "RUNTARA_MAX_BUFFERED_BYTES_PER_CONNECTION", _whole(64 * MiB + 6),
-            "bytes of unfinished requests one connection may hold", "BYTES"),
-    Setting("log_level", "--log-level", "RUNTARA_LOG_LEVEL", _log_level,
-            "debug, info, warning or error", "LEVEL"),
+    Setting(
+        "host",
+        "--host",
+        "RUNTARA_QUIC_HOST",
+        _host,
+        "IP address to listen on (the protocol has no authentication: expose it on purpose)",
+        "ADDRESS",
+    ),
+    Setting(
+        "port",
+        "--port",
+        "RUNTARA_QUIC_PORT",
+        _whole(0, 65535),
+        "UDP port of the instance protocol (0 picks a free one)",
+        "PORT",
+    ),
+    Setting(
+        "max_concurrent",
+        "--max-concurrent",
+        "RUNTARA_MAX_CONCURRENT_INSTANCES",
+        _whole(1, 1024),
+        "worker threads running requests at once",
+        "N",
+    ),
+    Setting(
+        "max_pending",
+        "--max-pending",
+        "RUNTARA_MAX_PENDING_REQUESTS",
+        _whole(0),
+        "requests parked while every worker is busy; past this, requests are "
+        "answered with an OVERLOADED error",
+        "N",
+    ),
+    Setting(
+        "shutdown_grace",
+        "--shutdown-grace",
+        "RUNTARA_SHUTDOWN_GRACE_SECONDS",
+        _seconds,
+        "on SIGINT/SIGTERM, how long in-flight requests may take to finish",
+        "SECONDS",
+    ),
+    Setting(
+        "tls_cert",
+        "--tls-cert",
+        "RUNTARA_TLS_CERT",
+        _path,
+        "PEM certificate (chain) to serve instead of a fresh self-signed one",
+        "FILE",
+    ),
+    Setting(
+        "tls_key", "--tls-key", "RUNTARA_TLS_KEY", _path, "PEM private key of --tls-cert", "FILE"
+    ),
+    Setting(
+        "idle_timeout_ms",
+        "--quic-idle-timeout-ms",
+        "RUNTARA_QUIC_IDLE_TIMEOUT_MS",
+        _whole(1000),
+        "QUIC idle timeout",
+        "MS",
+    ),
+    Setting(
+        "keep_alive_ms",
+        "--quic-keep-alive-ms",
+        "RUNTARA_QUIC_KEEP_ALIVE_MS",
+        _whole(0),
+        "interval of server keep-alive pings (0 disables them)",
+        "MS",
+    ),
+    Setting(
+        "max_bi_streams",
+        "--quic-max-bi-streams",
+        "RUNTARA_QUIC_MAX_BI_STREAMS",
+        _whole(1, 1 << 20),
+        "concurrent client request streams per connection",
+        "N",
+    ),
+    Setting(
+        "max_uni_streams",
+        "--quic-max-uni-streams",
+        "RUNTARA_QUIC_MAX_UNI_STREAMS",
+        _whole(0, 1 << 20),
+        "concurrent unidirectional client streams per connection "
+        "(unused by the protocol; their data is ignored)",
+        "N",
+    ),
+    Setting(
+        "max_incoming",
+        "--quic-max-incoming",
+        "RUNTARA_QUIC_MAX_INCOMING",
+        _whole(1),
+        "handshakes in progress at once; more are refused",
+        "N",
+    ),
+    Setting(
+        "max_connections",
+        "--max-connections",
+        "RUNTARA_QUIC_MAX_HANDLERS",
+        _whole(0),
+        "connections at once, 0 for no limit; more are refused",
+        "N",
+    ),
+    Setting(
+        "udp_recv_buffer",
+        "--quic-udp-recv-buffer",
+        "RUNTARA_QUIC_UDP_RECV_BUFFER",
+        _whole(0),
+        "UDP receive socket buffer in bytes (0: the OS default)",
+        "BYTES",
+    ),
+    Setting(
+        "udp_send_buffer",
+        "--quic-udp-send-buffer",
+        "RUNTARA_QUIC_UDP_SEND_BUFFER",
+        _whole(0),
+        "UDP send socket buffer in bytes (0: the OS default)",
+        "BYTES",
+    ),
+    Setting(
+        "max_buffered_per_connection",
+        "--max-buffered-bytes",
+        "RUNTARA_MAX_BUFFERED_BYTES_PER_CONNECTION",
+        _whole(64 * MiB + 6),
+        "bytes of unfinished requests one connection may hold",
+        "BYTES",
+    ),
+    Setting(
+        "log_level",
+        "--log-level",
+        "RUNTARA_LOG_LEVEL",
+        _log_level,
+        "debug, info, warning or error",
+        "LEVEL",
+    ),
 )
 
 

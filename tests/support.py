@@ -3,6 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 
 from runtara.client.connection import Connection
@@ -54,13 +61,17 @@ class RpcClient:
         return self.loop.call(self.connection.open_stream)
 
     # shortcuts for the common requests
-    def register(self, instance_id: str, tenant_id: str = "tenant", checkpoint_id: str | None = None):
+    def register(
+        self, instance_id: str, tenant_id: str = "tenant", checkpoint_id: str | None = None
+    ):
         request = pb.RegisterInstanceRequest(instance_id=instance_id, tenant_id=tenant_id)
         if checkpoint_id is not None:
             request.checkpoint_id = checkpoint_id
         return self.call(register_instance=request).register_instance
 
-    def checkpoint(self, instance_id: str, checkpoint_id: str, state: bytes = b"") -> pb.RpcResponse:
+    def checkpoint(
+        self, instance_id: str, checkpoint_id: str, state: bytes = b""
+    ) -> pb.RpcResponse:
         return self.call(
             checkpoint=pb.CheckpointRequest(
                 instance_id=instance_id, checkpoint_id=checkpoint_id, state=state
@@ -69,10 +80,14 @@ class RpcClient:
 
     def get_checkpoint(self, instance_id: str, checkpoint_id: str) -> pb.RpcResponse:
         return self.call(
-            get_checkpoint=pb.GetCheckpointRequest(instance_id=instance_id, checkpoint_id=checkpoint_id)
+            get_checkpoint=pb.GetCheckpointRequest(
+                instance_id=instance_id, checkpoint_id=checkpoint_id
+            )
         )
 
-    def event(self, instance_id: str, event_type: int, payload: bytes = b"", **fields) -> pb.RpcResponse:
+    def event(
+        self, instance_id: str, event_type: int, payload: bytes = b"", **fields
+    ) -> pb.RpcResponse:
         return self.call(
             instance_event=pb.InstanceEvent(
                 instance_id=instance_id, event_type=event_type, payload=payload, **fields
@@ -132,11 +147,85 @@ class LoopbackServer:
         return self.read(lambda tx: tx.get_instance(instance_id))
 
     def stop(self) -> None:
-        for client in self._clients:
-            client.close()
+        # Closing waits for each connection's draining period: do it in parallel.
+        closers = [threading.Thread(target=client.close) for client in self._clients]
+        for closer in closers:
+            closer.start()
+        for closer in closers:
+            closer.join()
         self.server.stop(grace=5)
         self.storage.close()
 
 
 def sqlite_url(folder: Path) -> str:
     return f"sqlite:{folder / 'runtara.db'}"
+
+
+class ServerProcess:
+    """``python -m runtara`` in a child process, on a free port."""
+
+    def __init__(self, *args: str, cwd: Path, env: dict[str, str] | None = None) -> None:
+        self.log: list[str] = []
+        environment = {**os.environ, **(env or {})}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "runtara", "--port", "0", *args],
+            cwd=cwd,
+            env=environment,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._ready = threading.Event()
+        self.address: tuple[str, int] | None = None
+        self._reader.start()
+        if not self._ready.wait(30):
+            self.kill()
+            raise AssertionError("server did not start:\n" + "\n".join(self.log))
+
+    def _read(self) -> None:
+        for line in self.process.stderr:
+            self.log.append(line.rstrip("\n"))
+            match = re.search(r"protocol on ([\d.:a-f]+):(\d+)", line)
+            if match:
+                self.address = (match.group(1), int(match.group(2)))
+                self._ready.set()
+        self._ready.set()
+
+    def signal(self, number: int = signal.SIGTERM) -> None:
+        self.process.send_signal(number)
+
+    def wait(self, timeout: float = 30) -> int:
+        code = self.process.wait(timeout)
+        self._reader.join(5)
+        self.process.stderr.close()
+        return code
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.wait()
+
+    def output(self) -> str:
+        return "\n".join(self.log)
+
+
+def wait_for(predicate, timeout: float = 5.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError("condition not met in time")
+
+
+def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 60):
+    return subprocess.run(
+        [sys.executable, "-m", "runtara", *args],
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

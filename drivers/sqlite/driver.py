@@ -24,9 +24,10 @@ from pathlib import Path
 from typing import TypeVar
 from urllib.parse import parse_qsl
 
-from runtara import errors
 from runtara.drivers.sqlite.group_commit import GroupCommitWriter
 from runtara.drivers.sqlite.transaction import SqliteTransaction
+
+from runtara import errors
 from runtara.storage import base, migrations
 
 logger = logging.getLogger(__name__)
@@ -214,4 +215,3 @@ def _statements(script: str) -> list[str]:
     ):
         raise errors.MigrationError(f"incomplete SQL statement at the end of: {current[:80]!r}")
     return statements
-

@@ -234,9 +234,7 @@ class SqliteTransaction(base.Transaction):
             "ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?",
             (*params, limit, offset),
         ).fetchall()
-        return [
-            base.CheckpointInfo(instance_id, row[0], row[1], from_text(row[2])) for row in rows
-        ]
+        return [base.CheckpointInfo(instance_id, row[0], row[1], from_text(row[2])) for row in rows]
 
     def count_checkpoints(
         self,
@@ -296,7 +294,7 @@ class SqliteTransaction(base.Transaction):
     def list_events(
         self,
         instance_id: str,
-        event_filter: base.EventFilter = base.EventFilter(),
+        event_filter: base.EventFilter = base.ALL_EVENTS,
         *,
         limit: int = 100,
         offset: int = 0,
@@ -310,7 +308,7 @@ class SqliteTransaction(base.Transaction):
         return [_event(row) for row in rows]
 
     def count_events(
-        self, instance_id: str, event_filter: base.EventFilter = base.EventFilter()
+        self, instance_id: str, event_filter: base.EventFilter = base.ALL_EVENTS
     ) -> int:
         where, params = self._event_filter(instance_id, event_filter)
         return self._db.execute(f"SELECT count(*) FROM instance_events{where}", params).fetchone()[

@@ -107,7 +107,9 @@ class Stream:
                 return frames[0]
             if self._state.ended:
                 if decoder.buffered:
-                    raise errors.BadResponse(f"reply ended inside a frame ({decoder.buffered} bytes)")
+                    raise errors.BadResponse(
+                        f"reply ended inside a frame ({decoder.buffered} bytes)"
+                    )
                 return None
             await self._wait()
 
@@ -178,13 +180,17 @@ class Connection:
         try:
             self._protocol = await asyncio.wait_for(
                 self._stack.enter_async_context(
-                    connect(host, port, configuration=configuration, create_protocol=_ClientProtocol)
+                    connect(
+                        host, port, configuration=configuration, create_protocol=_ClientProtocol
+                    )
                 ),
                 timeout,
             )
         except asyncio.TimeoutError:
             await self._stack.aclose()
-            raise errors.ConnectFailed(f"no QUIC handshake with {host}:{port} within {timeout}s") from None
+            raise errors.ConnectFailed(
+                f"no QUIC handshake with {host}:{port} within {timeout}s"
+            ) from None
         except (ConnectionError, OSError) as error:
             await self._stack.aclose()
             raise errors.ConnectFailed(f"cannot connect to {host}:{port}: {error}") from None
@@ -200,11 +206,16 @@ class Connection:
         stream_id = self._protocol._quic.get_next_available_stream_id()
         return Stream(self, stream_id)
 
-    async def call(self, request: Message, response_type: type[Message], *, timeout: float | None = None):
+    async def call(
+        self, request: Message, response_type: type[Message], *, timeout: float | None = None
+    ):
         """Send one request frame, FIN, and decode the one reply frame."""
         stream = self.open_stream()
         try:
-            stream.send(framing.encode_frame(request.SerializeToString(), framing.MessageType.REQUEST), end=True)
+            stream.send(
+                framing.encode_frame(request.SerializeToString(), framing.MessageType.REQUEST),
+                end=True,
+            )
             frame = await asyncio.wait_for(stream.read_frame(), timeout)
         except asyncio.TimeoutError:
             raise errors.RequestTimeout(f"no reply within {timeout}s") from None
@@ -223,7 +234,10 @@ class Connection:
         """Send a request whose answer is an empty FIN, and wait for that FIN."""
         stream = self.open_stream()
         try:
-            stream.send(framing.encode_frame(request.SerializeToString(), framing.MessageType.REQUEST), end=True)
+            stream.send(
+                framing.encode_frame(request.SerializeToString(), framing.MessageType.REQUEST),
+                end=True,
+            )
             data = await asyncio.wait_for(stream.read_to_end(), timeout)
         except asyncio.TimeoutError:
             raise errors.RequestTimeout(f"no end of stream within {timeout}s") from None
@@ -235,7 +249,9 @@ class Connection:
     def send(self, request: Message) -> None:
         """Fire and forget: write the request and FIN, and never read the stream."""
         stream = self.open_stream()
-        stream.send(framing.encode_frame(request.SerializeToString(), framing.MessageType.REQUEST), end=True)
+        stream.send(
+            framing.encode_frame(request.SerializeToString(), framing.MessageType.REQUEST), end=True
+        )
         stream.stop_reading()
 
     async def close(self, reason: str = "client closing") -> None:

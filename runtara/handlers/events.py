@@ -40,16 +40,13 @@ def _repeats_final_event(
             payload or None
         )
     if kind is records.EventType.FAILED:
-        return (
-            instance.status is records.InstanceStatus.FAILED
-            and instance.error == failure_text(payload)
+        return instance.status is records.InstanceStatus.FAILED and instance.error == failure_text(
+            payload
         )
     return False
 
 
-def _status_update(
-    kind: records.EventType, payload: bytes, now
-) -> records.InstanceUpdate:
+def _status_update(kind: records.EventType, payload: bytes, now) -> records.InstanceUpdate:
     if kind is records.EventType.COMPLETED:
         return records.InstanceUpdate(
             status=records.InstanceStatus.COMPLETED,

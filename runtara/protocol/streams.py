@@ -36,6 +36,7 @@ class BufferLimitExceeded(framing.FrameError):
 
 Event = RequestReceived | StreamFailed
 
+
 class RequestStreams:
     """Per-connection buffers of requests in progress, bounded in bytes.
 

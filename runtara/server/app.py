@@ -153,6 +153,7 @@ class InstanceServer:
 
     async def _close(self, grace: float) -> bool:
         self._accepting = False
+        deadline = self._loop.time() + grace
         for timers in self._sleeping.values():
             for timer in timers.values():
                 timer.cancel()
@@ -160,6 +161,14 @@ class InstanceServer:
         try:
             await asyncio.wait_for(self._dispatcher.wait_idle(), timeout=grace)
             drained = True
+            # Closing a QUIC connection drops its unsent data: let the last
+            # replies reach their clients first.
+            for connection in self._connections:
+                connection.transmit()
+            while self._loop.time() < deadline and any(
+                c.replies_unacknowledged() for c in self._connections
+            ):
+                await asyncio.sleep(0.01)
         except asyncio.TimeoutError:
             logger.warning(
                 "shutdown grace of %.1fs ran out with %d requests running and %d parked",
@@ -220,7 +229,9 @@ class InstanceServer:
         try:
             request = pb.RpcRequest.FromString(payload)
         except DecodeError as error:
-            logger.warning("invalid request from %s on stream %d: %s", connection.peer, stream_id, error)
+            logger.warning(
+                "invalid request from %s on stream %d: %s", connection.peer, stream_id, error
+            )
             connection.reject_stream(stream_id)
             return
         kind = request.WhichOneof("request")
@@ -231,6 +242,7 @@ class InstanceServer:
             )
             return
         operation = operations.OPERATIONS[kind]
+        logger.debug("%s from %s on stream %d", kind, connection.peer, stream_id)
         if not self._accepting:
             self._refuse(connection, stream_id, operation, UNAVAILABLE, "server is shutting down")
             return
@@ -277,7 +289,9 @@ class InstanceServer:
     ) -> None:
         if connection.closed or not self._accepting:
             return  # the instance stays suspended and due for waking
-        timer = self._loop.call_later(started.delay, self._sleep_over, connection, stream_id, started)
+        timer = self._loop.call_later(
+            started.delay, self._sleep_over, connection, stream_id, started
+        )
         self._sleeping.setdefault(connection, {})[stream_id] = timer
 
     def _sleep_over(

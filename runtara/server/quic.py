@@ -29,7 +29,9 @@ STREAM_OVERLOADED = 0x102
 
 
 class RequestSink(Protocol):
-    def request_received(self, connection: InstanceConnection, stream_id: int, payload: bytes) -> None: ...
+    def request_received(
+        self, connection: InstanceConnection, stream_id: int, payload: bytes
+    ) -> None: ...
 
     def connection_closed(self, connection: InstanceConnection) -> None: ...
 
@@ -66,6 +68,15 @@ class InstanceConnection(QuicConnectionProtocol):
     def peer(self) -> str:
         path = self._quic._network_paths[0] if self._quic._network_paths else None
         return f"{path.addr[0]}:{path.addr[1]}" if path is not None else "?"
+
+    def replies_unacknowledged(self) -> bool:
+        """Some reply written to a stream has not been acknowledged by the client yet."""
+        if self.closed:
+            return False
+        return any(
+            stream.sender._buffer_fin is not None and not stream.sender.is_finished
+            for stream in self._quic._streams.values()
+        )
 
     def is_abandoned(self, stream_id: int) -> bool:
         """The client reset the stream, stopped reading it, or the connection is gone."""
@@ -138,7 +149,9 @@ class InstanceConnection(QuicConnectionProtocol):
             self._awaiting_reply.add(stream_id)
             self._sink.request_received(self, stream_id, outcome.frame.payload)
         elif isinstance(outcome, streams.StreamFailed):
-            logger.warning("bad frame from %s on stream %d: %s", self.peer, stream_id, outcome.error)
+            logger.warning(
+                "bad frame from %s on stream %d: %s", self.peer, stream_id, outcome.error
+            )
             self.reject_stream(stream_id)
 
     def _terminated(self, event: events.ConnectionTerminated) -> None:
@@ -151,7 +164,10 @@ class InstanceConnection(QuicConnectionProtocol):
         if self._keep_alive_timer is not None:
             self._keep_alive_timer.cancel()
         logger.debug(
-            "connection from %s closed: code %s %s", self.peer, event.error_code, event.reason_phrase
+            "connection from %s closed: code %s %s",
+            self.peer,
+            event.error_code,
+            event.reason_phrase,
         )
         self._sink.connection_closed(self)
 
@@ -184,9 +200,7 @@ class Endpoint(QuicServer):
             protocol = inner(connection, stream_handler=stream_handler)
             refusal = self._admit(protocol)
             if refusal is not None:
-                connection.close(
-                    error_code=QuicErrorCode.CONNECTION_REFUSED, reason_phrase=refusal
-                )
+                connection.close(error_code=QuicErrorCode.CONNECTION_REFUSED, reason_phrase=refusal)
             return protocol
 
         self._create_protocol = create

@@ -41,7 +41,9 @@ def serve(config: ServerConfig) -> int:
     identity = server.identity
     logger.info(
         "TLS certificate: %s, SHA-256 fingerprint %s",
-        "self-signed for localhost" if identity.self_signed else identity.certificate.subject.rfc4514_string(),
+        "self-signed for localhost"
+        if identity.self_signed
+        else identity.certificate.subject.rfc4514_string(),
         identity.fingerprint,
     )
     host, port = server.address

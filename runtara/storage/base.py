@@ -58,6 +58,9 @@ class EventFilter:
     """Case-insensitive (ASCII) substring of the payload read as UTF-8 text."""
 
 
+ALL_EVENTS = EventFilter()
+
+
 class Transaction(abc.ABC):
     """Reads and writes inside one transaction of :meth:`StorageDriver.run`.
 
@@ -177,7 +180,7 @@ class Transaction(abc.ABC):
     def list_events(
         self,
         instance_id: str,
-        event_filter: EventFilter = EventFilter(),
+        event_filter: EventFilter = ALL_EVENTS,
         *,
         limit: int = 100,
         offset: int = 0,
@@ -185,7 +188,7 @@ class Transaction(abc.ABC):
         """The instance's events matching the filter, newest first (ties: highest id)."""
 
     @abc.abstractmethod
-    def count_events(self, instance_id: str, event_filter: EventFilter = EventFilter()) -> int:
+    def count_events(self, instance_id: str, event_filter: EventFilter = ALL_EVENTS) -> int:
         """How many events :meth:`list_events` would page through."""
 
     # --- signals --------------------------------------------------------------

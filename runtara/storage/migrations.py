@@ -71,9 +71,7 @@ def load(dialect: str, package: str = "runtara.migrations") -> list[Migration]:
     return found
 
 
-def pending(
-    available: list[Migration], applied: Mapping[int, AppliedMigration]
-) -> list[Migration]:
+def pending(available: list[Migration], applied: Mapping[int, AppliedMigration]) -> list[Migration]:
     """The migrations still to apply, after checking the applied ones are unchanged."""
     by_version = {migration.version: migration for migration in available}
     for version, done in sorted(applied.items()):

@@ -129,7 +129,11 @@ class DriverRegistry:
         if not claimants:
             raise errors.DriverNotFound(
                 f"no installed storage driver accepts URLs of scheme '{scheme}:'"
-                + (" (pip install 'runtara-core[postgres]')" if scheme.startswith("postgres") else "")
+                + (
+                    " (pip install 'runtara-core[postgres]')"
+                    if scheme.startswith("postgres")
+                    else ""
+                )
             )
         if len(claimants) > 1:
             raise errors.DriverLoadFailed(

@@ -9,7 +9,7 @@ import pytest
 
 from runtara.protocol import framing
 from runtara.protocol import instance_pb2 as pb
-from tests.integration.test_events import wait_for
+from tests.support import wait_for
 
 
 def request_frame(request: pb.RpcRequest, message_type: int = 1) -> bytes:
@@ -25,7 +25,9 @@ def decode_reply(data: bytes) -> pb.RpcResponse:
 
 
 def status_frame(instance_id="x"):
-    return request_frame(pb.RpcRequest(get_instance_status=pb.GetInstanceStatusRequest(instance_id=instance_id)))
+    return request_frame(
+        pb.RpcRequest(get_instance_status=pb.GetInstanceStatusRequest(instance_id=instance_id))
+    )
 
 
 def assert_still_serving(client, instance_id="still-alive"):
@@ -34,7 +36,9 @@ def assert_still_serving(client, instance_id="still-alive"):
 
 def test_a_request_sent_one_byte_per_packet_is_reassembled(client):
     data = request_frame(
-        pb.RpcRequest(register_instance=pb.RegisterInstanceRequest(instance_id="bytewise", tenant_id="t"))
+        pb.RpcRequest(
+            register_instance=pb.RegisterInstanceRequest(instance_id="bytewise", tenant_id="t")
+        )
     )
 
     async def send_bytewise():
@@ -59,7 +63,9 @@ def test_the_reply_does_not_wait_for_the_clients_fin(client):
 
 def test_only_the_first_of_several_frames_on_a_stream_is_answered(server, client):
     data = status_frame("first") + request_frame(
-        pb.RpcRequest(register_instance=pb.RegisterInstanceRequest(instance_id="second", tenant_id="t"))
+        pb.RpcRequest(
+            register_instance=pb.RegisterInstanceRequest(instance_id="second", tenant_id="t")
+        )
     )
     reply = decode_reply(client.raw(data))
     assert reply.get_instance_status.instance_id == "first"
@@ -68,7 +74,9 @@ def test_only_the_first_of_several_frames_on_a_stream_is_answered(server, client
 
 @pytest.mark.parametrize("message_type", [1, 2, 3, 4, 5, 6])
 def test_any_valid_frame_type_is_accepted_as_a_request(client, message_type):
-    reply = decode_reply(client.raw(status_frame().replace(b"\x00\x01", struct.pack(">H", message_type), 1)))
+    reply = decode_reply(
+        client.raw(status_frame().replace(b"\x00\x01", struct.pack(">H", message_type), 1))
+    )
     assert reply.WhichOneof("response") == "get_instance_status"
 
 
@@ -110,9 +118,12 @@ def test_empty_request_gets_the_upstream_error(client):
 
 
 def test_unknown_fields_are_ignored(client):
-    payload = pb.RpcRequest(
-        get_instance_status=pb.GetInstanceStatusRequest(instance_id="x")
-    ).SerializeToString() + b"\xf8\x07\x01"  # field 127, varint
+    payload = (
+        pb.RpcRequest(
+            get_instance_status=pb.GetInstanceStatusRequest(instance_id="x")
+        ).SerializeToString()
+        + b"\xf8\x07\x01"
+    )  # field 127, varint
     reply = decode_reply(client.raw(struct.pack(">IH", len(payload), 1) + payload))
     assert reply.get_instance_status.instance_id == "x"
 
@@ -144,7 +155,11 @@ def test_no_reply_requests_with_bad_ids_still_just_end(server, client):
 
 def test_a_stream_reset_mid_request_stores_nothing_and_breaks_nothing(server, client, running):
     data = request_frame(
-        pb.RpcRequest(checkpoint=pb.CheckpointRequest(instance_id=running, checkpoint_id="half", state=b"x" * 5000))
+        pb.RpcRequest(
+            checkpoint=pb.CheckpointRequest(
+                instance_id=running, checkpoint_id="half", state=b"x" * 5000
+            )
+        )
     )
 
     async def reset_midway():
@@ -161,7 +176,9 @@ def test_a_stream_reset_mid_request_stores_nothing_and_breaks_nothing(server, cl
 
 
 def test_a_client_that_stops_reading_still_gets_its_request_applied(server, client, running):
-    client.fire(checkpoint=pb.CheckpointRequest(instance_id=running, checkpoint_id="fire", state=b"f"))
+    client.fire(
+        checkpoint=pb.CheckpointRequest(instance_id=running, checkpoint_id="fire", state=b"f")
+    )
     wait_for(lambda: server.read(lambda tx: tx.get_checkpoint(running, "fire")))
     assert_still_serving(client)
 
@@ -170,7 +187,9 @@ def test_a_client_that_vanishes_with_requests_in_flight_loses_nothing(server, ru
     doomed = server.client()
     for index in range(20):
         doomed.fire(
-            checkpoint=pb.CheckpointRequest(instance_id=running, checkpoint_id=f"v{index}", state=b"s")
+            checkpoint=pb.CheckpointRequest(
+                instance_id=running, checkpoint_id=f"v{index}", state=b"s"
+            )
         )
     doomed.close()
     wait_for(lambda: server.read(lambda tx: tx.count_checkpoints(running)) == 20)

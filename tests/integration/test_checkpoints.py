@@ -39,9 +39,14 @@ def test_unknown_checkpoint_is_not_found(client, running):
 
 def test_ids_are_independent_and_sequential_ids_all_stored(client, running):
     for index in range(5):
-        assert not client.checkpoint(running, f"step-{index}", f"s{index}".encode()).checkpoint.found
+        assert not client.checkpoint(
+            running, f"step-{index}", f"s{index}".encode()
+        ).checkpoint.found
     for index in range(5):
-        assert client.get_checkpoint(running, f"step-{index}").get_checkpoint.state == f"s{index}".encode()
+        assert (
+            client.get_checkpoint(running, f"step-{index}").get_checkpoint.state
+            == f"s{index}".encode()
+        )
 
 
 def test_state_sizes_and_binary_bytes_round_trip(client, running):
@@ -100,7 +105,9 @@ def test_concurrent_first_checkpoints_store_exactly_one_state(server, running):
 
     def race(index):
         barrier.wait()
-        replies[index] = clients[index].checkpoint(running, "race", f"state-{index}".encode()).checkpoint
+        replies[index] = (
+            clients[index].checkpoint(running, "race", f"state-{index}".encode()).checkpoint
+        )
 
     threads = [threading.Thread(target=race, args=(i,)) for i in range(len(clients))]
     for thread in threads:
@@ -138,7 +145,9 @@ def test_retry_attempts_are_recorded_as_checkpoint_rows(server, client, running)
 
     client.no_reply(
         retry_attempt=pb.RetryAttemptEvent(
-            instance_id=running, checkpoint_id="durable::fetch::7", attempt_number=2,
+            instance_id=running,
+            checkpoint_id="durable::fetch::7",
+            attempt_number=2,
             error_message="timeout",
         )
     )

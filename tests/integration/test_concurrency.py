@@ -6,8 +6,7 @@ import sqlite3
 import threading
 
 from runtara.protocol import instance_pb2 as pb
-from tests.integration.test_events import wait_for
-from tests.support import LoopbackServer, sqlite_url
+from tests.support import LoopbackServer, sqlite_url, wait_for
 
 
 def test_32_connections_checkpointing_at_once_lose_no_acknowledged_checkpoint(server):

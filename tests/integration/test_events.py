@@ -11,20 +11,13 @@ import pytest
 from runtara import records
 from runtara.protocol import instance_pb2 as pb
 from runtara.storage.base import EventFilter
+from tests.support import wait_for
 
 
 def events_of(server, instance_id, **filters):
-    return server.read(lambda tx: list(reversed(tx.list_events(instance_id, EventFilter(**filters)))))
-
-
-def wait_for(predicate, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError("condition not met in time")
+    return server.read(
+        lambda tx: list(reversed(tx.list_events(instance_id, EventFilter(**filters))))
+    )
 
 
 def custom(instance_id, subtype, payload):
@@ -54,10 +47,19 @@ def test_subtype_counts(server, client, running):
 
 @pytest.mark.parametrize(
     ("event_type", "stored"),
-    [(0, "heartbeat"), (1, "heartbeat"), (99, "heartbeat"), (2, "completed"), (3, "failed"),
-     (4, "suspended"), (5, "custom")],
+    [
+        (0, "heartbeat"),
+        (1, "heartbeat"),
+        (99, "heartbeat"),
+        (2, "completed"),
+        (3, "failed"),
+        (4, "suspended"),
+        (5, "custom"),
+    ],
 )
-def test_event_types_are_mapped_unknown_numbers_as_heartbeat(server, client, running, event_type, stored):
+def test_event_types_are_mapped_unknown_numbers_as_heartbeat(
+    server, client, running, event_type, stored
+):
     reply = client.event(running, event_type)
     assert reply.instance_event.success and not reply.instance_event.HasField("error")
     assert events_of(server, running)[-1].event_type.value == stored
@@ -104,7 +106,9 @@ def test_exact_repeat_of_the_final_event_is_accepted_and_changes_nothing(server,
     ("event_type", "payload"),
     [(pb.EVENT_COMPLETED, b"other"), (pb.EVENT_FAILED, b"x"), (pb.EVENT_SUSPENDED, b"")],
 )
-def test_other_status_changes_of_a_finished_instance_are_refused(server, client, running, event_type, payload):
+def test_other_status_changes_of_a_finished_instance_are_refused(
+    server, client, running, event_type, payload
+):
     client.event(running, pb.EVENT_COMPLETED, b"result")
     count = len(events_of(server, running))
     reply = client.event(running, event_type, payload)
@@ -145,11 +149,15 @@ def test_batch_applies_each_event_skips_bad_ones_and_ends_with_no_reply(server, 
             events=[
                 custom(running, "one", b"1"),
                 custom("ghost", "lost", b""),
-                pb.InstanceEvent(instance_id=running, event_type=pb.EVENT_COMPLETED, payload=b"done"),
+                pb.InstanceEvent(
+                    instance_id=running, event_type=pb.EVENT_COMPLETED, payload=b"done"
+                ),
             ]
         )
     )
-    assert [e.subtype for e in events_of(server, running, event_type=records.EventType.CUSTOM)] == ["one"]
+    assert [e.subtype for e in events_of(server, running, event_type=records.EventType.CUSTOM)] == [
+        "one"
+    ]
     assert server.instance(running).status is records.InstanceStatus.COMPLETED
 
 
@@ -168,6 +176,8 @@ def test_every_request_updates_last_activity(server, client, running):
     assert touched_by(lambda: client.event(running, pb.EVENT_HEARTBEAT))
     assert touched_by(
         lambda: client.no_reply(
-            retry_attempt=pb.RetryAttemptEvent(instance_id=running, checkpoint_id="c", attempt_number=2)
+            retry_attempt=pb.RetryAttemptEvent(
+                instance_id=running, checkpoint_id="c", attempt_number=2
+            )
         )
     )

@@ -7,7 +7,11 @@ import datetime as dt
 from runtara import records
 from runtara.protocol import instance_pb2 as pb
 
-CANCEL, PAUSE, RESUME = records.SignalType.CANCEL, records.SignalType.PAUSE, records.SignalType.RESUME
+CANCEL, PAUSE, RESUME = (
+    records.SignalType.CANCEL,
+    records.SignalType.PAUSE,
+    records.SignalType.RESUME,
+)
 
 
 def now():
@@ -64,7 +68,10 @@ def test_cancel_ack_clears_the_signal_and_cancels_the_instance(server, client, r
 
 def test_acknowledged_signals_are_not_delivered_again_by_checkpoint_either(server, client, running):
     send(server, running, PAUSE)
-    assert client.checkpoint(running, "cp", b"").checkpoint.pending_signal.signal_type == pb.SIGNAL_PAUSE
+    assert (
+        client.checkpoint(running, "cp", b"").checkpoint.pending_signal.signal_type
+        == pb.SIGNAL_PAUSE
+    )
     client.ack(running, pb.SIGNAL_PAUSE)
     assert not client.checkpoint(running, "cp", b"").checkpoint.HasField("pending_signal")
     assert server.instance(running).status is records.InstanceStatus.RUNNING
@@ -120,7 +127,10 @@ def test_checkpoint_saved_before_a_cancel_stays_readable(server, client, running
 def test_checkpoint_reply_carries_the_pending_cancel(server, client, running):
     send(server, running, CANCEL, b"why")
     reply = client.checkpoint(running, "cp", b"").checkpoint
-    assert reply.pending_signal.signal_type == pb.SIGNAL_CANCEL and reply.pending_signal.payload == b"why"
+    assert (
+        reply.pending_signal.signal_type == pb.SIGNAL_CANCEL
+        and reply.pending_signal.payload == b"why"
+    )
 
 
 def test_custom_signal_is_taken_once_by_checkpoint_of_the_same_id(server, client, running):

@@ -7,7 +7,7 @@ import time
 
 from runtara import records
 from runtara.protocol import instance_pb2 as pb
-from tests.integration.test_events import wait_for
+from tests.support import wait_for
 
 
 def sleep_request(instance_id, duration_ms, checkpoint_id="", state=b""):
@@ -59,7 +59,9 @@ def test_sleeps_do_not_hold_workers(tmp_path):
         for index, sleeper in enumerate(sleepers):
             assert sleeper.register(f"sleeper-{index}").success
         threads = [
-            threading.Thread(target=sleeper.call, kwargs={"sleep": sleep_request(f"sleeper-{i}", 2000)})
+            threading.Thread(
+                target=sleeper.call, kwargs={"sleep": sleep_request(f"sleeper-{i}", 2000)}
+            )
             for i, sleeper in enumerate(sleepers)
         ]
         for thread in threads:

@@ -3,7 +3,12 @@ from __future__ import annotations
 import struct
 
 from runtara.protocol import framing
-from runtara.protocol.streams import BufferLimitExceeded, RequestReceived, RequestStreams, StreamFailed
+from runtara.protocol.streams import (
+    BufferLimitExceeded,
+    RequestReceived,
+    RequestStreams,
+    StreamFailed,
+)
 
 
 def frame(payload: bytes, message_type: int = 1) -> bytes:
@@ -26,7 +31,9 @@ def test_request_fed_byte_by_byte_on_interleaved_streams():
     for index in range(max(len(a), len(b))):
         for stream_id, data in ((0, a), (4, b)):
             if index < len(data):
-                event = streams.data_received(stream_id, data[index : index + 1], index == len(data) - 1)
+                event = streams.data_received(
+                    stream_id, data[index : index + 1], index == len(data) - 1
+                )
                 if event is not None:
                     events.append(event)
     assert sorted((e.stream_id, e.frame.payload) for e in events) == [(0, b"alpha"), (4, b"beta!")]

@@ -8,31 +8,56 @@ from google.protobuf.descriptor import FieldDescriptor as F
 from runtara.protocol import instance_pb2 as pb
 
 S, B, BOOL, U64, U32, I64, E, M = (
-    F.TYPE_STRING, F.TYPE_BYTES, F.TYPE_BOOL, F.TYPE_UINT64, F.TYPE_UINT32, F.TYPE_INT64,
-    F.TYPE_ENUM, F.TYPE_MESSAGE,
+    F.TYPE_STRING,
+    F.TYPE_BYTES,
+    F.TYPE_BOOL,
+    F.TYPE_UINT64,
+    F.TYPE_UINT32,
+    F.TYPE_INT64,
+    F.TYPE_ENUM,
+    F.TYPE_MESSAGE,
 )
 OPT, REP = "optional", "repeated"
 
 FIELDS = {
-    "RegisterInstanceRequest": [("instance_id", 1, S), ("tenant_id", 2, S), ("checkpoint_id", 3, S, OPT)],
+    "RegisterInstanceRequest": [
+        ("instance_id", 1, S),
+        ("tenant_id", 2, S),
+        ("checkpoint_id", 3, S, OPT),
+    ],
     "RegisterInstanceResponse": [("success", 1, BOOL), ("error", 2, S)],
     "CheckpointRequest": [("instance_id", 1, S), ("checkpoint_id", 2, S), ("state", 3, B)],
     "CheckpointResponse": [
-        ("found", 1, BOOL), ("state", 2, B), ("pending_signal", 3, M, OPT), ("custom_signal", 4, M, OPT),
+        ("found", 1, BOOL),
+        ("state", 2, B),
+        ("pending_signal", 3, M, OPT),
+        ("custom_signal", 4, M, OPT),
     ],
     "GetCheckpointRequest": [("instance_id", 1, S), ("checkpoint_id", 2, S)],
     "GetCheckpointResponse": [("found", 1, BOOL), ("state", 2, B)],
-    "SleepRequest": [("instance_id", 1, S), ("duration_ms", 2, U64), ("checkpoint_id", 3, S), ("state", 4, B)],
+    "SleepRequest": [
+        ("instance_id", 1, S),
+        ("duration_ms", 2, U64),
+        ("checkpoint_id", 3, S),
+        ("state", 4, B),
+    ],
     "SleepResponse": [],
     "InstanceEvent": [
-        ("instance_id", 1, S), ("event_type", 2, E), ("checkpoint_id", 3, S, OPT), ("payload", 4, B),
-        ("timestamp_ms", 5, I64), ("subtype", 6, S, OPT),
+        ("instance_id", 1, S),
+        ("event_type", 2, E),
+        ("checkpoint_id", 3, S, OPT),
+        ("payload", 4, B),
+        ("timestamp_ms", 5, I64),
+        ("subtype", 6, S, OPT),
     ],
     "InstanceEventResponse": [("success", 1, BOOL), ("error", 2, S, OPT)],
     "InstanceEventBatch": [("events", 1, M, REP)],
     "RetryAttemptEvent": [
-        ("instance_id", 1, S), ("checkpoint_id", 2, S), ("attempt_number", 3, U32),
-        ("timestamp_ms", 4, I64), ("error_message", 5, S, OPT),
+        ("instance_id", 1, S),
+        ("checkpoint_id", 2, S),
+        ("attempt_number", 3, U32),
+        ("timestamp_ms", 4, I64),
+        ("error_message", 5, S, OPT),
     ],
     "Signal": [("instance_id", 1, S), ("signal_type", 2, E), ("payload", 3, B)],
     "CustomSignal": [("checkpoint_id", 1, S), ("payload", 2, B)],
@@ -41,29 +66,57 @@ FIELDS = {
     "PollSignalsResponse": [("signal", 1, M, OPT), ("custom_signal", 2, M, OPT)],
     "GetInstanceStatusRequest": [("instance_id", 1, S)],
     "GetInstanceStatusResponse": [
-        ("instance_id", 1, S), ("status", 2, E), ("checkpoint_id", 3, S, OPT), ("started_at_ms", 4, I64),
-        ("finished_at_ms", 5, I64, OPT), ("output", 6, B, OPT), ("error", 7, S, OPT),
+        ("instance_id", 1, S),
+        ("status", 2, E),
+        ("checkpoint_id", 3, S, OPT),
+        ("started_at_ms", 4, I64),
+        ("finished_at_ms", 5, I64, OPT),
+        ("output", 6, B, OPT),
+        ("error", 7, S, OPT),
     ],
     "RpcError": [("code", 1, S), ("message", 2, S)],
     "RpcRequest": [
-        ("register_instance", 1, M), ("sleep", 4, M), ("instance_event", 5, M),
-        ("instance_event_batch", 6, M), ("get_instance_status", 7, M), ("checkpoint", 8, M),
-        ("get_checkpoint", 9, M), ("poll_signals", 10, M), ("signal_ack", 11, M), ("retry_attempt", 12, M),
+        ("register_instance", 1, M),
+        ("sleep", 4, M),
+        ("instance_event", 5, M),
+        ("instance_event_batch", 6, M),
+        ("get_instance_status", 7, M),
+        ("checkpoint", 8, M),
+        ("get_checkpoint", 9, M),
+        ("poll_signals", 10, M),
+        ("signal_ack", 11, M),
+        ("retry_attempt", 12, M),
     ],
     "RpcResponse": [
-        ("register_instance", 1, M), ("sleep", 4, M), ("instance_event", 5, M),
-        ("get_instance_status", 7, M), ("checkpoint", 8, M), ("get_checkpoint", 9, M),
-        ("poll_signals", 10, M), ("error", 15, M),
+        ("register_instance", 1, M),
+        ("sleep", 4, M),
+        ("instance_event", 5, M),
+        ("get_instance_status", 7, M),
+        ("checkpoint", 8, M),
+        ("get_checkpoint", 9, M),
+        ("poll_signals", 10, M),
+        ("error", 15, M),
     ],
 }
 
 ENUMS = {
-    "InstanceEventType": {"EVENT_HEARTBEAT": 0, "EVENT_COMPLETED": 2, "EVENT_FAILED": 3,
-                          "EVENT_SUSPENDED": 4, "EVENT_CUSTOM": 5},
+    "InstanceEventType": {
+        "EVENT_HEARTBEAT": 0,
+        "EVENT_COMPLETED": 2,
+        "EVENT_FAILED": 3,
+        "EVENT_SUSPENDED": 4,
+        "EVENT_CUSTOM": 5,
+    },
     "SignalType": {"SIGNAL_CANCEL": 0, "SIGNAL_PAUSE": 1, "SIGNAL_RESUME": 2},
-    "InstanceStatus": {"STATUS_UNKNOWN": 0, "STATUS_PENDING": 1, "STATUS_RUNNING": 2,
-                       "STATUS_SUSPENDED": 3, "STATUS_COMPLETED": 4, "STATUS_FAILED": 5,
-                       "STATUS_CANCELLED": 6},
+    "InstanceStatus": {
+        "STATUS_UNKNOWN": 0,
+        "STATUS_PENDING": 1,
+        "STATUS_RUNNING": 2,
+        "STATUS_SUSPENDED": 3,
+        "STATUS_COMPLETED": 4,
+        "STATUS_FAILED": 5,
+        "STATUS_CANCELLED": 6,
+    },
 }
 
 
@@ -106,4 +159,6 @@ def test_empty_oneof_replies_are_still_encoded():
     # upstream spec 3.1: prost always writes the chosen variant, even when empty
     assert pb.RpcResponse(sleep=pb.SleepResponse()).SerializeToString() == b"\x22\x00"
     assert pb.RpcResponse(poll_signals=pb.PollSignalsResponse()).SerializeToString() == b"\x52\x00"
-    assert pb.RpcResponse(get_checkpoint=pb.GetCheckpointResponse()).SerializeToString() == b"\x4a\x00"
+    assert (
+        pb.RpcResponse(get_checkpoint=pb.GetCheckpointResponse()).SerializeToString() == b"\x4a\x00"
+    )

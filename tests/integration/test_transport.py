@@ -1,0 +1,99 @@
+"""QUIC transport settings: ALPN, stream credit, keep-alive, connection limits."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+
+import pytest
+from aioquic.asyncio.client import connect
+from aioquic.quic.configuration import QuicConfiguration
+
+from runtara import errors
+from runtara.client.connection import Connection
+from runtara.protocol import instance_pb2 as pb
+from tests.support import LoopbackServer, RpcClient, sqlite_url
+
+
+def test_a_client_offering_no_alpn_connects(server):
+    # What quinn/rustls clients do: no ALPN extension at all.
+    async def handshake():
+        configuration = QuicConfiguration(
+            is_client=True, alpn_protocols=None, verify_mode=ssl.CERT_NONE
+        )
+        async with connect(*server.address, configuration=configuration) as protocol:
+            return protocol._quic.tls.alpn_negotiated
+
+    assert asyncio.run(handshake()) is None
+
+
+def test_clients_get_at_least_1000_concurrent_request_streams(server, client):
+    assert client.connection._protocol._quic._remote_max_streams_bidi >= 1000
+    assert client.register("many").success
+
+    async def concurrent(count):
+        connection = client.connection
+        request = pb.RpcRequest(get_instance_status=pb.GetInstanceStatusRequest(instance_id="many"))
+        replies = await asyncio.gather(
+            *(connection.call(request, pb.RpcResponse) for _ in range(count))
+        )
+        return [reply.get_instance_status.status for reply in replies]
+
+    assert client.loop.run(concurrent(600), 60) == [pb.STATUS_RUNNING] * 600
+
+
+def test_keep_alive_pings_hold_an_idle_connection_open(tmp_path):
+    server = LoopbackServer(sqlite_url(tmp_path), keep_alive_ms=200, idle_timeout_ms=1000)
+    try:
+
+        async def idle(seconds):
+            connection = await Connection.open(*server.address, idle_timeout=1.0)
+            await asyncio.sleep(seconds)
+            closed = connection.closed
+            await connection.close()
+            return closed
+
+        assert asyncio.run(idle(2.5)) is False
+    finally:
+        server.stop()
+
+
+def test_without_keep_alive_an_idle_connection_times_out(tmp_path):
+    server = LoopbackServer(sqlite_url(tmp_path), keep_alive_ms=0, idle_timeout_ms=1000)
+    try:
+
+        async def idle(seconds):
+            connection = await Connection.open(*server.address, idle_timeout=1.0)
+            await asyncio.sleep(seconds)
+            closed = connection.closed
+            await connection.close()
+            return closed
+
+        assert asyncio.run(idle(2.5)) is True
+    finally:
+        server.stop()
+
+
+def test_connections_beyond_the_limit_are_refused_clearly(tmp_path):
+    server = LoopbackServer(sqlite_url(tmp_path), max_connections=2)
+    try:
+        first, second = server.client(), server.client()
+        with pytest.raises(errors.ConnectFailed):
+            RpcClient(server.address, timeout=3)
+        first.close()
+        time.sleep(0.3)
+        third = server.client()
+        assert third.register("after-a-slot-freed").success
+        assert second.register("still-there").success
+    finally:
+        server.stop()
+
+
+def test_udp_buffers_are_raised(server):
+    import socket
+
+    sock = server.server._endpoint.transport.get_extra_info("socket")
+    with open("/proc/sys/net/core/rmem_max") as limit:
+        ceiling = int(limit.read())
+    assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) >= min(2 * 1024 * 1024, ceiling)

@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+import sqlite3
+import threading
+
+import pytest
+from runtara.drivers.sqlite import SqliteDriver
+
+from runtara import errors
+from runtara.storage import migrations
+
+
+def test_shipped_sqlite_migrations_are_numbered_without_gaps():
+    loaded = migrations.load("sqlite")
+    assert [m.version for m in loaded] == list(range(1, len(loaded) + 1))
+    assert all(migrations.FILE_NAME.match(m.name) for m in loaded)
+
+
+def test_migrate_applies_once_and_records_checksums(tmp_path):
+    driver = SqliteDriver(f"sqlite:{tmp_path / 'db.sqlite'}")
+    assert driver.migrate() == [m.name for m in migrations.load("sqlite")]
+    assert driver.migrate() == []
+    rows = (
+        sqlite3.connect(tmp_path / "db.sqlite")
+        .execute("SELECT version, name, checksum FROM runtara_migrations")
+        .fetchall()
+    )
+    assert [(v, n, c) for v, n, c in rows] == [
+        (m.version, m.name, m.checksum) for m in migrations.load("sqlite")
+    ]
+    driver.close()
+
+
+def test_an_edited_applied_migration_refuses_to_start_naming_the_file(tmp_path):
+    path = tmp_path / "db.sqlite"
+    SqliteDriver(f"sqlite:{path}").migrate()
+    database = sqlite3.connect(path)
+    database.execute("UPDATE runtara_migrations SET checksum = 'feedbeef' WHERE version = 1")
+    database.commit()
+    with pytest.raises(
+        errors.MigrationError, match="0001_initial.sql was edited after it was applied"
+    ):
+        SqliteDriver(f"sqlite:{path}").migrate()
+
+
+def test_a_database_from_a_newer_version_is_refused(tmp_path):
+    path = tmp_path / "db.sqlite"
+    SqliteDriver(f"sqlite:{path}").migrate()
+    database = sqlite3.connect(path)
+    database.execute("INSERT INTO runtara_migrations VALUES (99, '0099_future.sql', 'x', 'now')")
+    database.commit()
+    with pytest.raises(errors.MigrationError, match="0099_future.sql applied, which this version"):
+        SqliteDriver(f"sqlite:{path}").migrate()
+
+
+def test_concurrent_migrations_apply_each_file_once(tmp_path):
+    path = tmp_path / "db.sqlite"
+    results, failures = [], []
+
+    def start():
+        try:
+            results.append(SqliteDriver(f"sqlite:{path}").migrate())
+        except Exception as error:  # pragma: no cover - reported below
+            failures.append(error)
+
+    threads = [threading.Thread(target=start) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    assert sorted(len(applied) for applied in results)[-1] == len(migrations.load("sqlite"))
+    assert sum(len(applied) for applied in results) == len(migrations.load("sqlite"))
+
+
+def test_pending_checks_naming_and_gaps(tmp_path, monkeypatch):
+    available = migrations.load("sqlite")
+    applied = {1: migrations.AppliedMigration(1, available[0].name, available[0].checksum)}
+    assert migrations.pending(available, applied) == available[1:]
