@@ -235,10 +235,28 @@ SERVER_SETTINGS = STORAGE_SETTINGS + (
     ),
     Setting(
         "max_buffered_per_connection",
-        "--max-buffered-bytes",
-        "RUNTARA_MAX_BUFFERED_BYTES_PER_CONNECTION",
-        _whole(64 * MiB + 6),
-        "bytes of unfinished requests one connection may hold",
+        "--max-connection-buffer",
+        "RUNTARA_MAX_CONNECTION_BUFFER_BYTES",
+        _whole(1024),
+        "bytes of unfinished requests one connection may hold; the stream that "
+        "crosses it is refused",
+        "BYTES",
+    ),
+    Setting(
+        "max_total_buffer",
+        "--max-total-buffer",
+        "RUNTARA_MAX_TOTAL_BUFFER_BYTES",
+        _whole(1024),
+        "bytes of unfinished requests all connections together may hold",
+        "BYTES",
+    ),
+    Setting(
+        "max_inflight_bytes",
+        "--max-inflight-bytes",
+        "RUNTARA_MAX_INFLIGHT_BYTES",
+        _whole(1024),
+        "payload bytes of requests admitted and not yet answered; past this, requests "
+        "are answered with an OVERLOADED error",
         "BYTES",
     ),
     Setting(
@@ -278,6 +296,8 @@ class ServerConfig:
     udp_recv_buffer: int = 2 * MiB
     udp_send_buffer: int = 2 * MiB
     max_buffered_per_connection: int = 256 * MiB
+    max_total_buffer: int = 1024 * MiB
+    max_inflight_bytes: int = 1024 * MiB
     log_level: str = "info"
 
     @property

@@ -30,18 +30,30 @@ class StreamFailed:
 
 
 class BufferLimitExceeded(framing.FrameError):
-    def __init__(self, limit: int) -> None:
-        super().__init__(f"the connection already buffers {limit} bytes of unfinished requests")
+    def __init__(self, scope: str, limit: int) -> None:
+        super().__init__(f"{scope} already buffers {limit} bytes of unfinished requests")
 
 
 Event = RequestReceived | StreamFailed
+
+
+class ByteBudget:
+    """A byte count shared by many connections, with a ceiling."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+
+    def has_room(self, size: int) -> bool:
+        return self.used + size <= self.limit
 
 
 class RequestStreams:
     """Per-connection buffers of requests in progress, bounded in bytes.
 
     ``max_buffered`` caps the bytes held for unfinished frames across all
-    streams of the connection; the stream that would cross it fails with
+    streams of the connection, and ``shared`` (if given) across every
+    connection of the server; the stream that would cross either fails with
     :class:`BufferLimitExceeded`.
     """
 
@@ -50,9 +62,11 @@ class RequestStreams:
         *,
         max_payload: int = framing.MAX_FRAME_SIZE,
         max_buffered: int = 256 * 1024 * 1024,
+        shared: ByteBudget | None = None,
     ) -> None:
         self._max_payload = max_payload
         self._max_buffered = max_buffered
+        self._shared = shared
         # None marks a stream whose frame was delivered or rejected but whose
         # client has not finished sending yet.
         self._decoders: dict[int, framing.FrameDecoder | None] = {}
@@ -81,20 +95,22 @@ class RequestStreams:
         before = decoder.buffered
         try:
             if self._buffered + len(data) > self._max_buffered:
-                raise BufferLimitExceeded(self._max_buffered)
+                raise BufferLimitExceeded("the connection", self._max_buffered)
+            if self._shared is not None and not self._shared.has_room(len(data)):
+                raise BufferLimitExceeded("the server", self._shared.limit)
             frames = decoder.feed(data)
             if not frames and end_stream:
                 decoder.end_of_stream()
                 raise framing.TruncatedFrame(0, None)
         except framing.FrameError as error:
-            self._buffered -= before
+            self._account(-before)
             self._finish(stream_id, end_stream)
             return StreamFailed(stream_id, error)
         if frames:
-            self._buffered -= before
+            self._account(-before)
             self._finish(stream_id, end_stream)
             return RequestReceived(stream_id, frames[0])
-        self._buffered += decoder.buffered - before
+        self._account(decoder.buffered - before)
         self._decoders[stream_id] = decoder
         return None
 
@@ -102,12 +118,17 @@ class RequestStreams:
         """The client abandoned the stream: drop whatever it sent."""
         decoder = self._decoders.pop(stream_id, None)
         if decoder is not None:
-            self._buffered -= decoder.buffered
+            self._account(-decoder.buffered)
 
     def clear(self) -> None:
         """The connection is gone: drop every buffer."""
         self._decoders.clear()
-        self._buffered = 0
+        self._account(-self._buffered)
+
+    def _account(self, delta: int) -> None:
+        self._buffered += delta
+        if self._shared is not None:
+            self._shared.used += delta
 
     def _finish(self, stream_id: int, end_stream: bool) -> None:
         if end_stream:

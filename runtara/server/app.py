@@ -23,6 +23,7 @@ from runtara.handlers import operations
 from runtara.handlers.services import Services, utc_now
 from runtara.handlers.sleep import SleepStarted
 from runtara.protocol import instance_pb2 as pb
+from runtara.protocol import streams
 from runtara.server import dispatch, quic, tls
 from runtara.storage import base
 
@@ -75,7 +76,9 @@ class InstanceServer:
             self._executor,
             workers=self.config.max_concurrent,
             max_pending=self.config.max_pending,
+            max_bytes=self.config.max_inflight_bytes,
         )
+        self._buffers = streams.ByteBudget(self.config.max_total_buffer)
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="runtara-quic", daemon=True
         )
@@ -116,6 +119,8 @@ class InstanceServer:
             "parked": dispatcher.parked if dispatcher else 0,
             "completed": dispatcher.completed if dispatcher else 0,
             "rejected": dispatcher.rejected if dispatcher else 0,
+            "admitted_bytes": dispatcher.admitted_bytes if dispatcher else 0,
+            "buffered_bytes": self._buffers.used if dispatcher else 0,
             "sleeping": sum(len(timers) for timers in self._sleeping.values()),
         }
 
@@ -198,6 +203,7 @@ class InstanceServer:
             quic_connection,
             sink=self,
             max_buffered=self.config.max_buffered_per_connection,
+            shared_buffer=self._buffers,
             keep_alive=self.config.keep_alive_ms / 1000,
         )
         return connection
@@ -249,15 +255,17 @@ class InstanceServer:
         admitted = self._dispatcher.submit(
             functools.partial(operations.execute, operation, getattr(request, kind), self.services),
             functools.partial(self._deliver, connection, stream_id),
+            size=len(payload),
         )
         if not admitted:
+            dispatcher = self._dispatcher
             self._refuse(
                 connection,
                 stream_id,
                 operation,
                 OVERLOADED,
-                f"server overloaded: {self.config.max_concurrent} requests running and "
-                f"{self.config.max_pending} waiting; retry later",
+                f"server overloaded: {dispatcher.running} requests running and "
+                f"{dispatcher.parked} waiting ({dispatcher.admitted_bytes} bytes); retry later",
             )
 
     def _refuse(

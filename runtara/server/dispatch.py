@@ -1,8 +1,9 @@
 """Admission control in front of the worker pool; lives on the event-loop thread.
 
 At most ``workers`` requests run at once. Further requests are parked in a FIFO
-up to ``max_pending``; past that :meth:`Dispatcher.submit` refuses them and the
-caller answers with an overload error. Results come back to the loop through
+up to ``max_pending``, and the payload bytes of running and parked requests
+together stay under ``max_bytes``; past either, :meth:`Dispatcher.submit`
+refuses them and the caller answers with an overload error. Results come back to the loop through
 ``call_soon_threadsafe``; the loop never waits for a worker.
 """
 
@@ -29,13 +30,16 @@ class Dispatcher:
         *,
         workers: int,
         max_pending: int,
+        max_bytes: int,
     ) -> None:
         self._loop = loop
         self._executor = executor
         self._workers = workers
         self._max_pending = max_pending
+        self._max_bytes = max_bytes
         self._running = 0
-        self._parked: collections.deque[tuple[Work, Done]] = collections.deque()
+        self._bytes = 0
+        self._parked: collections.deque[tuple[Work, Done, int]] = collections.deque()
         self._idle: asyncio.Event | None = None
         self.completed = 0
         self.rejected = 0
@@ -48,18 +52,27 @@ class Dispatcher:
     def parked(self) -> int:
         return len(self._parked)
 
-    def submit(self, work: Work, done: Done, *, must_run: bool = False) -> bool:
+    @property
+    def admitted_bytes(self) -> int:
+        return self._bytes
+
+    def submit(self, work: Work, done: Done, *, size: int = 0, must_run: bool = False) -> bool:
         """Run ``work`` on a worker, then ``done(result)`` on the loop.
 
-        Returns False, without running anything, when the pool and the parking
-        queue are full; ``must_run`` work (the second half of an admitted
-        request) is parked regardless.
+        ``size`` is the request's payload size. Returns False, without running
+        anything, when the pool and the parking queue are full or the bytes
+        limit would be crossed; ``must_run`` work (the second half of an
+        admitted request) is taken regardless.
         """
+        if not must_run and self._bytes and self._bytes + size > self._max_bytes:
+            self.rejected += 1
+            return False
         if self._running < self._workers:
-            self._start(work, done)
+            self._start(work, done, size)
             return True
         if must_run or len(self._parked) < self._max_pending:
-            self._parked.append((work, done))
+            self._bytes += size
+            self._parked.append((work, done, size))
             return True
         self.rejected += 1
         return False
@@ -70,23 +83,26 @@ class Dispatcher:
             self._idle = asyncio.Event()
             await self._idle.wait()
 
-    def _start(self, work: Work, done: Done) -> None:
+    def _start(self, work: Work, done: Done, size: int, parked: bool = False) -> None:
         self._running += 1
+        if not parked:
+            self._bytes += size
         future = self._executor.submit(work)
-        future.add_done_callback(lambda finished: self._hand_back(finished, done))
+        future.add_done_callback(lambda finished: self._hand_back(finished, done, size))
 
-    def _hand_back(self, future: concurrent.futures.Future, done: Done) -> None:
+    def _hand_back(self, future: concurrent.futures.Future, done: Done, size: int) -> None:
         # Runs on the worker thread.
         try:
-            self._loop.call_soon_threadsafe(self._finished, future, done)
+            self._loop.call_soon_threadsafe(self._finished, future, done, size)
         except RuntimeError:  # the loop is gone: the server stopped past its grace period
             pass
 
-    def _finished(self, future: concurrent.futures.Future, done: Done) -> None:
+    def _finished(self, future: concurrent.futures.Future, done: Done, size: int) -> None:
         self._running -= 1
+        self._bytes -= size
         self.completed += 1
         if self._parked:
-            self._start(*self._parked.popleft())
+            self._start(*self._parked.popleft(), parked=True)
         elif not self._running and self._idle is not None:
             self._idle.set()
         try:

@@ -50,11 +50,12 @@ class InstanceConnection(QuicConnectionProtocol):
         *,
         sink: RequestSink,
         max_buffered: int,
+        shared_buffer: streams.ByteBudget | None,
         keep_alive: float,
     ) -> None:
         super().__init__(quic)
         self._sink = sink
-        self._requests = streams.RequestStreams(max_buffered=max_buffered)
+        self._requests = streams.RequestStreams(max_buffered=max_buffered, shared=shared_buffer)
         self._keep_alive = keep_alive
         self._keep_alive_timer: asyncio.TimerHandle | None = None
         # Streams whose request went to the sink and has not been answered yet,

@@ -115,3 +115,47 @@ def test_no_reply_requests_refused_under_overload_are_reset(tmp_path):
         if blocker is not None:
             blocker.close()
         server.stop()
+
+
+def test_a_request_larger_than_the_connection_buffer_is_refused(tmp_path):
+    server = LoopbackServer(sqlite_url(tmp_path), max_buffered_per_connection=100_000)
+    try:
+        client = server.client()
+        assert client.register("a").success
+        big = pb.RpcRequest(
+            checkpoint=pb.CheckpointRequest(
+                instance_id="a", checkpoint_id="big", state=b"x" * 200_000
+            )
+        ).SerializeToString()
+        assert client.raw(len(big).to_bytes(4, "big") + b"\x00\x01" + big) == b""
+        assert server.read(lambda tx: tx.get_checkpoint("a", "big")) is None
+        assert server.server.stats()["buffered_bytes"] == 0
+        assert not client.checkpoint("a", "small", b"x" * 50_000).HasField("error")
+    finally:
+        server.stop()
+
+
+def test_admitted_request_bytes_are_capped(tmp_path):
+    server = LoopbackServer(sqlite_url(tmp_path), max_inflight_bytes=100_000)
+    blocker = None
+    try:
+        client = server.client()
+        assert client.register("a").success
+        blocker = sqlite3.connect(tmp_path / "runtara.db", isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")
+        first = {}
+        thread = threading.Thread(
+            target=lambda: first.update(reply=client.checkpoint("a", "one", b"x" * 60_000))
+        )
+        thread.start()
+        wait_for(lambda: server.server.stats()["admitted_bytes"] > 60_000)
+        second = client.checkpoint("a", "two", b"y" * 60_000)
+        assert second.error.code == "OVERLOADED"
+        blocker.execute("ROLLBACK")
+        thread.join()
+        assert not first["reply"].HasField("error")
+        assert server.server.stats()["admitted_bytes"] == 0
+    finally:
+        if blocker is not None:
+            blocker.close()
+        server.stop()

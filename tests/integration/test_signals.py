@@ -154,3 +154,15 @@ def test_poll_can_return_both_kinds_at_once(server, client, running):
     send_custom(server, running, "cp", b"data")
     reply = client.poll(running, "cp")
     assert reply.HasField("signal") and reply.HasField("custom_signal")
+
+
+def test_signals_wait_for_pending_and_suspended_instances(server, client):
+    server.storage.run(lambda tx: tx.create_instance("waiting", "tenant", now()))
+    send(server, "waiting", CANCEL, b"before start")
+    assert server.read(lambda tx: tx.get_pending_signal("waiting")).payload == b"before start"
+    client.register("waiting")
+    assert client.poll("waiting").signal.payload == b"before start"
+    client.event("waiting", pb.EVENT_SUSPENDED)
+    send(server, "waiting", CANCEL, b"while suspended")
+    stored = server.read(lambda tx: tx.get_pending_signal("waiting"))
+    assert stored.signal_type is CANCEL and stored.acknowledged_at is None

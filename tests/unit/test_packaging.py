@@ -17,7 +17,11 @@ def declared_packages() -> set[str]:
 
 def source_packages() -> set[str]:
     found = set()
-    for top, name in (("runtara", "runtara"), ("drivers", "runtara.drivers"), ("sql", "runtara.migrations")):
+    for top, name in (
+        ("runtara", "runtara"),
+        ("drivers", "runtara.drivers"),
+        ("sql", "runtara.migrations"),
+    ):
         for init in (ROOT / top).rglob("__init__.py"):
             relative = init.parent.relative_to(ROOT / top).parts
             found.add(".".join((name, *relative)))

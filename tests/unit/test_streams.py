@@ -5,6 +5,7 @@ import struct
 from runtara.protocol import framing
 from runtara.protocol.streams import (
     BufferLimitExceeded,
+    ByteBudget,
     RequestReceived,
     RequestStreams,
     StreamFailed,
@@ -86,3 +87,19 @@ def test_buffered_bytes_per_connection_are_capped():
     rest = frame(b"x" * 2000)[600:]
     streams.data_received(0, rest[:300], False)
     assert streams.buffered == 894
+
+
+def test_a_shared_budget_caps_all_connections_together():
+    budget = ByteBudget(1000)
+    first = RequestStreams(shared=budget)
+    second = RequestStreams(shared=budget)
+    assert first.data_received(0, frame(b"x" * 2000)[:706], False) is None
+    assert budget.used == 700
+    event = second.data_received(0, frame(b"y" * 2000)[:400], False)
+    assert isinstance(event, StreamFailed) and "the server" in str(event.error)
+    first.stream_reset(0)
+    assert budget.used == 0
+    assert second.data_received(8, frame(b"y" * 10), False).frame.payload == b"y" * 10
+    second.data_received(4, frame(b"z" * 100)[:50], False)
+    second.clear()
+    assert budget.used == 0
