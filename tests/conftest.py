@@ -2,12 +2,21 @@ from __future__ import annotations
 
 import pytest
 
+from tests import postgres
 from tests.support import LoopbackServer, sqlite_url
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request, tmp_path):
+    """A fresh database of each driver in turn."""
+    if request.param == "sqlite":
+        return sqlite_url(tmp_path)
+    return request.getfixturevalue("postgres_url")
+
+
 @pytest.fixture
-def server(tmp_path):
-    running = LoopbackServer(sqlite_url(tmp_path))
+def server(database_url):
+    running = LoopbackServer(database_url)
     yield running
     running.stop()
 
@@ -22,3 +31,24 @@ def running(server, client):
     """A registered (running) instance id."""
     assert client.register("inst-1").success
     return "inst-1"
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster():
+    bin_dir = postgres.find_bin_dir()
+    if bin_dir is None:
+        message = "PostgreSQL server binaries (pg_ctl, initdb) not found"
+        if postgres.REQUIRED:
+            pytest.fail(f"{message}, and RUNTARA_TEST_REQUIRE_POSTGRES=1")
+        pytest.skip(message)
+    cluster = postgres.Cluster(bin_dir)
+    yield cluster
+    cluster.destroy()
+
+
+@pytest.fixture
+def postgres_url(postgres_cluster):
+    """The URL of a fresh, empty schema in the throwaway cluster."""
+    schema = postgres_cluster.new_schema()
+    yield postgres_cluster.url(schema)
+    postgres_cluster.drop_schema(schema)

@@ -6,6 +6,7 @@ import contextlib
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -124,6 +125,8 @@ class LoopbackServer:
     """An in-process server on 127.0.0.1 with a fresh port, over a real database."""
 
     def __init__(self, database_url: str, **settings) -> None:
+        self.database_url = database_url
+        self.kind = "postgres" if database_url.startswith("postgres") else "sqlite"
         self.config = ServerConfig(port=0, database_url=database_url, **settings)
         self.storage: base.StorageDriver = selection.open_driver(
             self.config.storage, workers=self.config.max_concurrent
@@ -142,6 +145,18 @@ class LoopbackServer:
     def read(self, work):
         """Run a read-only storage transaction (what is committed right now)."""
         return self.storage.run(work, write=False)
+
+    def execute_sql(self, statement: str) -> None:
+        """Run SQL directly against the server's database (to inject faults)."""
+        if self.kind == "postgres":
+            import psycopg
+
+            with psycopg.connect(self.database_url, autocommit=True) as connection:
+                connection.execute(statement)
+        else:
+            database = sqlite3.connect(self.database_url.removeprefix("sqlite:"))
+            database.executescript(statement)
+            database.close()
 
     def instance(self, instance_id: str):
         return self.read(lambda tx: tx.get_instance(instance_id))

@@ -82,9 +82,8 @@ class DriverRegistry:
         candidates = entries.get(name)
         if not candidates:
             installed = ", ".join(entries) or "none"
-            hint = " (pip install 'runtara-core[postgres]')" if name == "postgres" else ""
             raise errors.DriverNotFound(
-                f"no storage driver named '{name}'{hint}; installed drivers: {installed}"
+                f"no storage driver named '{name}'; installed drivers: {installed}"
             )
         if len(candidates) > 1:
             owners = ", ".join(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 
 from runtara import records
@@ -121,16 +120,20 @@ def test_concurrent_first_checkpoints_store_exactly_one_state(server, running):
     assert server.read(lambda tx: tx.get_checkpoint(running, "race")).state == stored
 
 
-def test_a_storage_failure_leaves_nothing_half_written(server, client, running, tmp_path):
+FAILURE_TRIGGER = {
+    "sqlite": "CREATE TRIGGER boom BEFORE UPDATE OF checkpoint_id ON instances "
+    "WHEN NEW.checkpoint_id = 'doomed' BEGIN SELECT RAISE(ABORT, 'injected failure'); END;",
+    "postgres": "CREATE FUNCTION boom() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+    "IF NEW.checkpoint_id = 'doomed' THEN RAISE EXCEPTION 'injected failure'; END IF; "
+    "RETURN NEW; END $$; CREATE TRIGGER boom BEFORE UPDATE OF checkpoint_id ON instances "
+    "FOR EACH ROW EXECUTE FUNCTION boom();",
+}
+
+
+def test_a_storage_failure_leaves_nothing_half_written(server, client, running):
     # A trigger makes the second write of the operation (moving the instance's
     # checkpoint_id) fail after the checkpoint row was inserted.
-    database = sqlite3.connect(tmp_path / "runtara.db")
-    database.execute(
-        "CREATE TRIGGER boom BEFORE UPDATE OF checkpoint_id ON instances "
-        "WHEN NEW.checkpoint_id = 'doomed' BEGIN SELECT RAISE(ABORT, 'injected failure'); END"
-    )
-    database.commit()
-    database.close()
+    server.execute_sql(FAILURE_TRIGGER[server.kind])
     reply = client.checkpoint(running, "doomed", b"x")
     assert reply.error.code == "CHECKPOINT_ERROR"
     assert "injected failure" in reply.error.message

@@ -45,9 +45,9 @@ def test_32_connections_checkpointing_at_once_lose_no_acknowledged_checkpoint(se
             ]
         )
         assert [row.state for row in stored] == [state for _, state in acks]
-    # Group commit: 32 writers share commits.
-    stats = server.storage.stats()
-    assert stats["transactions"] > stats["commits"]
+    if server.kind == "sqlite":  # group commit: 32 writers share commits
+        stats = server.storage.stats()
+        assert stats["transactions"] > stats["commits"]
 
 
 def test_requests_beyond_workers_and_parking_get_an_overload_error(tmp_path):

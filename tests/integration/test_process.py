@@ -9,7 +9,6 @@ import threading
 
 import pytest
 
-from runtara.protocol import instance_pb2 as pb
 from runtara.server import tls
 from tests.support import RpcClient, ServerProcess, run_cli, wait_for
 
@@ -221,12 +220,3 @@ def test_python_dash_m_and_the_console_script_are_the_same_program(tmp_path):
     result = subprocess.run([str(script), "--version"], capture_output=True, text=True, timeout=30)
     assert result.returncode == 0
     assert result.stdout == run_cli("--version", cwd=tmp_path).stdout
-
-
-def test_management_of_pb_imports_is_lazy_for_tools(tmp_path):
-    # `runtara-core drivers` must work without touching the network stack.
-    result = run_cli("drivers", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("sqlite ")
-    assert "runtara.drivers.sqlite:SqliteDriver" in result.stdout
-    assert pb.DESCRIPTOR.package == "runtara.instance"

@@ -4,9 +4,9 @@ import sqlite3
 import threading
 
 import pytest
-from runtara.drivers.sqlite import SqliteDriver
 
 from runtara import errors
+from runtara.drivers.sqlite import SqliteDriver
 from runtara.storage import migrations
 
 

@@ -1,0 +1,383 @@
+"""The storage contract's transaction methods in PostgreSQL's SQL."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import psycopg
+
+from runtara import records
+from runtara.storage import base
+
+_INSTANCE_COLUMNS = (
+    "instance_id, tenant_id, status::text, created_at, checkpoint_id, started_at, finished_at, "
+    "output, error, sleep_until, last_activity_at"
+)
+_UPDATE_SQL = {
+    "status": "status = %s::instance_status",
+    "checkpoint_id": "checkpoint_id = %s",
+    "started_at": "started_at = %s",
+    "finished_at": "finished_at = %s",
+    "output": "output = %s",
+    "error": "error = %s",
+    "sleep_until": "sleep_until = %s",
+    "last_activity_at": "last_activity_at = %s",
+}
+
+
+def _utc(value: dt.datetime | None) -> dt.datetime | None:
+    return None if value is None else value.astimezone(dt.timezone.utc)
+
+
+def _param(value: object) -> object:
+    return value.value if isinstance(value, records.InstanceStatus) else value
+
+
+def _instance(row: tuple) -> records.Instance:
+    return records.Instance(
+        instance_id=row[0],
+        tenant_id=row[1],
+        status=records.InstanceStatus(row[2]),
+        created_at=_utc(row[3]),
+        checkpoint_id=row[4],
+        started_at=_utc(row[5]),
+        finished_at=_utc(row[6]),
+        output=None if row[7] is None else bytes(row[7]),
+        error=row[8],
+        sleep_until=_utc(row[9]),
+        last_activity_at=_utc(row[10]),
+    )
+
+
+def _event(row: tuple) -> records.Event:
+    return records.Event(
+        id=row[0],
+        instance_id=row[1],
+        event_type=records.EventType(row[2]),
+        checkpoint_id=row[3],
+        payload=None if row[4] is None else bytes(row[4]),
+        created_at=_utc(row[5]),
+        subtype=row[6],
+    )
+
+
+def _where(conditions: list[str]) -> str:
+    return (" WHERE " + " AND ".join(conditions)) if conditions else ""
+
+
+class PostgresTransaction(base.Transaction):
+    """Runs on a connection inside ``conn.transaction()``."""
+
+    def __init__(self, connection: psycopg.Connection, *, write: bool) -> None:
+        self._db = connection
+        self._write = write
+
+    def _rows(self, query: str, params: tuple | list = ()) -> list[tuple]:
+        # Binary results: bytea arrives as bytes, not as hex text twice its size.
+        return self._db.execute(query, params, binary=True).fetchall()
+
+    def _one(self, query: str, params: tuple | list = ()) -> tuple | None:
+        rows = self._rows(query, params)
+        return rows[0] if rows else None
+
+    def _count(self, query: str, params: tuple | list = ()) -> int:
+        return self._one(query, params)[0]
+
+    # --- instances ------------------------------------------------------------
+
+    def create_instance(self, instance_id: str, tenant_id: str, now: dt.datetime) -> bool:
+        cursor = self._db.execute(
+            "INSERT INTO instances (instance_id, tenant_id, status, created_at) "
+            "VALUES (%s, %s, 'pending', %s) ON CONFLICT (instance_id) DO NOTHING",
+            (instance_id, tenant_id, now),
+        )
+        return cursor.rowcount == 1
+
+    def get_instance(self, instance_id: str) -> records.Instance | None:
+        lock = " FOR UPDATE" if self._write else ""
+        row = self._one(
+            f"SELECT {_INSTANCE_COLUMNS} FROM instances WHERE instance_id = %s{lock}",
+            (instance_id,),
+        )
+        return None if row is None else _instance(row)
+
+    def update_instance(self, instance_id: str, update: records.InstanceUpdate) -> None:
+        changes = update.changes()
+        if not changes:
+            return
+        assignments = ", ".join(_UPDATE_SQL[column] for column in changes)
+        self._db.execute(
+            f"UPDATE instances SET {assignments} WHERE instance_id = %s",
+            (*(_param(value) for value in changes.values()), instance_id),
+        )
+
+    def _instance_filter(
+        self, tenant_id: str | None, status: records.InstanceStatus | None
+    ) -> tuple[str, list[object]]:
+        conditions: list[str] = []
+        params: list[object] = []
+        if tenant_id is not None:
+            conditions.append("tenant_id = %s")
+            params.append(tenant_id)
+        if status is not None:
+            conditions.append("status = %s::instance_status")
+            params.append(status.value)
+        return _where(conditions), params
+
+    def list_instances(
+        self,
+        *,
+        tenant_id: str | None = None,
+        status: records.InstanceStatus | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[records.Instance]:
+        where, params = self._instance_filter(tenant_id, status)
+        rows = self._rows(
+            f"SELECT {_INSTANCE_COLUMNS} FROM instances{where} "
+            "ORDER BY created_at DESC, instance_id LIMIT %s OFFSET %s",
+            (*params, limit, offset),
+        )
+        return [_instance(row) for row in rows]
+
+    def count_instances(
+        self, *, tenant_id: str | None = None, status: records.InstanceStatus | None = None
+    ) -> int:
+        where, params = self._instance_filter(tenant_id, status)
+        return self._count(f"SELECT count(*) FROM instances{where}", params)
+
+    # --- checkpoints ----------------------------------------------------------
+
+    def insert_checkpoint(
+        self, instance_id: str, checkpoint_id: str, state: bytes, now: dt.datetime
+    ) -> bool:
+        cursor = self._db.execute(
+            "INSERT INTO checkpoints (instance_id, checkpoint_id, state, created_at) "
+            "VALUES (%s, %s, %s, %s) ON CONFLICT (instance_id, checkpoint_id) DO NOTHING",
+            (instance_id, checkpoint_id, state, now),
+        )
+        return cursor.rowcount == 1
+
+    def get_checkpoint(self, instance_id: str, checkpoint_id: str) -> records.Checkpoint | None:
+        row = self._one(
+            "SELECT state, created_at FROM checkpoints "
+            "WHERE instance_id = %s AND checkpoint_id = %s",
+            (instance_id, checkpoint_id),
+        )
+        if row is None:
+            return None
+        return records.Checkpoint(instance_id, checkpoint_id, bytes(row[0]), _utc(row[1]))
+
+    def save_retry_attempt(
+        self,
+        instance_id: str,
+        checkpoint_id: str,
+        attempt: int,
+        error_message: str | None,
+        now: dt.datetime,
+    ) -> None:
+        self._db.execute(
+            "INSERT INTO checkpoints (instance_id, checkpoint_id, state, created_at, "
+            "is_retry_attempt, attempt_number, error_message) "
+            "VALUES (%s, %s, %s, %s, true, %s, %s) "
+            "ON CONFLICT (instance_id, checkpoint_id) DO UPDATE SET state = excluded.state, "
+            "created_at = excluded.created_at, attempt_number = excluded.attempt_number, "
+            "error_message = excluded.error_message",
+            (
+                instance_id,
+                f"{checkpoint_id}::retry::{attempt}",
+                (error_message or "").encode("utf-8"),
+                now,
+                attempt,
+                error_message,
+            ),
+        )
+
+    def _checkpoint_filter(
+        self,
+        instance_id: str,
+        checkpoint_id: str | None,
+        created_after: dt.datetime | None,
+        created_before: dt.datetime | None,
+    ) -> tuple[str, list[object]]:
+        conditions = ["instance_id = %s"]
+        params: list[object] = [instance_id]
+        if checkpoint_id is not None:
+            conditions.append("checkpoint_id = %s")
+            params.append(checkpoint_id)
+        if created_after is not None:
+            conditions.append("created_at >= %s")
+            params.append(created_after)
+        if created_before is not None:
+            conditions.append("created_at < %s")
+            params.append(created_before)
+        return _where(conditions), params
+
+    def list_checkpoints(
+        self,
+        instance_id: str,
+        *,
+        checkpoint_id: str | None = None,
+        created_after: dt.datetime | None = None,
+        created_before: dt.datetime | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[base.CheckpointInfo]:
+        where, params = self._checkpoint_filter(
+            instance_id, checkpoint_id, created_after, created_before
+        )
+        rows = self._rows(
+            f"SELECT checkpoint_id, length(state), created_at FROM checkpoints{where} "
+            "ORDER BY created_at DESC, id DESC LIMIT %s OFFSET %s",
+            (*params, limit, offset),
+        )
+        return [base.CheckpointInfo(instance_id, row[0], row[1], _utc(row[2])) for row in rows]
+
+    def count_checkpoints(
+        self,
+        instance_id: str,
+        *,
+        checkpoint_id: str | None = None,
+        created_after: dt.datetime | None = None,
+        created_before: dt.datetime | None = None,
+    ) -> int:
+        where, params = self._checkpoint_filter(
+            instance_id, checkpoint_id, created_after, created_before
+        )
+        return self._count(f"SELECT count(*) FROM checkpoints{where}", params)
+
+    # --- events ---------------------------------------------------------------
+
+    def insert_event(self, event: records.Event) -> int:
+        return self._one(
+            "INSERT INTO instance_events "
+            "(instance_id, event_type, checkpoint_id, payload, created_at, subtype) "
+            "VALUES (%s, %s::instance_event_type, %s, %s, %s, %s) RETURNING id",
+            (
+                event.instance_id,
+                event.event_type.value,
+                event.checkpoint_id,
+                event.payload,
+                event.created_at,
+                event.subtype,
+            ),
+        )[0]
+
+    def _event_filter(
+        self, instance_id: str, event_filter: base.EventFilter
+    ) -> tuple[str, list[object]]:
+        conditions = ["instance_id = %s"]
+        params: list[object] = [instance_id]
+        if event_filter.event_type is not None:
+            conditions.append("event_type = %s::instance_event_type")
+            params.append(event_filter.event_type.value)
+        if event_filter.subtype is not None:
+            conditions.append("subtype = %s")
+            params.append(event_filter.subtype)
+        if event_filter.created_after is not None:
+            conditions.append("created_at >= %s")
+            params.append(event_filter.created_after)
+        if event_filter.created_before is not None:
+            conditions.append("created_at < %s")
+            params.append(event_filter.created_before)
+        if event_filter.payload_contains is not None:
+            conditions.append("strpos(lower(runtara_payload_text(payload)), lower(%s)) > 0")
+            params.append(event_filter.payload_contains)
+        return _where(conditions), params
+
+    def list_events(
+        self,
+        instance_id: str,
+        event_filter: base.EventFilter = base.ALL_EVENTS,
+        *,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[records.Event]:
+        where, params = self._event_filter(instance_id, event_filter)
+        rows = self._rows(
+            "SELECT id, instance_id, event_type::text, checkpoint_id, payload, created_at, subtype "
+            f"FROM instance_events{where} ORDER BY created_at DESC, id DESC LIMIT %s OFFSET %s",
+            (*params, limit, offset),
+        )
+        return [_event(row) for row in rows]
+
+    def count_events(
+        self, instance_id: str, event_filter: base.EventFilter = base.ALL_EVENTS
+    ) -> int:
+        where, params = self._event_filter(instance_id, event_filter)
+        return self._count(f"SELECT count(*) FROM instance_events{where}", params)
+
+    # --- signals --------------------------------------------------------------
+
+    def put_signal(
+        self,
+        instance_id: str,
+        signal_type: records.SignalType,
+        payload: bytes,
+        now: dt.datetime,
+    ) -> None:
+        self._db.execute(
+            "INSERT INTO pending_signals (instance_id, signal_type, payload, created_at) "
+            "VALUES (%s, %s::signal_type, %s, %s) ON CONFLICT (instance_id) DO UPDATE SET "
+            "signal_type = excluded.signal_type, payload = excluded.payload, "
+            "created_at = excluded.created_at, acknowledged_at = NULL",
+            (instance_id, signal_type.value, payload, now),
+        )
+
+    def get_pending_signal(self, instance_id: str) -> records.Signal | None:
+        row = self._one(
+            "SELECT signal_type::text, payload, created_at FROM pending_signals "
+            "WHERE instance_id = %s AND acknowledged_at IS NULL",
+            (instance_id,),
+        )
+        if row is None:
+            return None
+        return records.Signal(
+            instance_id=instance_id,
+            signal_type=records.SignalType(row[0]),
+            payload=bytes(row[1] or b""),
+            created_at=_utc(row[2]),
+        )
+
+    def acknowledge_signal(
+        self, instance_id: str, signal_type: records.SignalType, now: dt.datetime
+    ) -> bool:
+        cursor = self._db.execute(
+            "UPDATE pending_signals SET acknowledged_at = %s WHERE instance_id = %s "
+            "AND signal_type = %s::signal_type AND acknowledged_at IS NULL",
+            (now, instance_id, signal_type.value),
+        )
+        return cursor.rowcount == 1
+
+    def put_custom_signal(
+        self, instance_id: str, checkpoint_id: str, payload: bytes, now: dt.datetime
+    ) -> None:
+        self._db.execute(
+            "INSERT INTO pending_checkpoint_signals (instance_id, checkpoint_id, payload, created_at) "
+            "VALUES (%s, %s, %s, %s) ON CONFLICT (instance_id, checkpoint_id) DO UPDATE SET "
+            "payload = excluded.payload, created_at = excluded.created_at",
+            (instance_id, checkpoint_id, payload, now),
+        )
+
+    def take_custom_signal(
+        self, instance_id: str, checkpoint_id: str
+    ) -> records.CustomSignal | None:
+        row = self._one(
+            "DELETE FROM pending_checkpoint_signals WHERE instance_id = %s AND checkpoint_id = %s "
+            "RETURNING payload, created_at",
+            (instance_id, checkpoint_id),
+        )
+        if row is None:
+            return None
+        return records.CustomSignal(instance_id, checkpoint_id, bytes(row[0] or b""), _utc(row[1]))
+
+    def list_custom_signals(self, instance_id: str) -> list[records.CustomSignal]:
+        rows = self._rows(
+            "SELECT checkpoint_id, payload, created_at FROM pending_checkpoint_signals "
+            "WHERE instance_id = %s ORDER BY created_at, checkpoint_id",
+            (instance_id,),
+        )
+        return [
+            records.CustomSignal(instance_id, row[0], bytes(row[1] or b""), _utc(row[2]))
+            for row in rows
+        ]
