@@ -24,10 +24,9 @@ from pathlib import Path
 from typing import TypeVar
 from urllib.parse import parse_qsl
 
+from runtara import errors
 from runtara.drivers.sqlite.group_commit import GroupCommitWriter
 from runtara.drivers.sqlite.transaction import SqliteTransaction
-
-from runtara import errors
 from runtara.storage import base, migrations
 
 logger = logging.getLogger(__name__)
