@@ -1,0 +1,183 @@
+"""The storage contract's transaction methods over :class:`Tables`."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import attrs
+
+from runtara import errors, records
+from runtara.storage import base
+from runtara_memory.tables import Tables
+
+
+def _page(rows: list, limit: int, offset: int) -> list:
+    return rows[offset : offset + limit]
+
+
+def _in_range(value: dt.datetime, after: dt.datetime | None, before: dt.datetime | None) -> bool:
+    return (after is None or value >= after) and (before is None or value < before)
+
+
+class MemoryTransaction(base.Transaction):
+    def __init__(self, tables: Tables) -> None:
+        self._tables = tables
+
+    def _require(self, instance_id: str) -> None:
+        # What a foreign key does in the SQL drivers.
+        if instance_id not in self._tables.instances:
+            raise errors.StorageError(f"Database error: no instance '{instance_id}'")
+
+    # --- instances ------------------------------------------------------------
+
+    def create_instance(self, instance_id: str, tenant_id: str, now: dt.datetime) -> bool:
+        if instance_id in self._tables.instances:
+            return False
+        self._tables.instances[instance_id] = records.Instance(
+            instance_id, tenant_id, records.InstanceStatus.PENDING, created_at=now
+        )
+        return True
+
+    def get_instance(self, instance_id: str) -> records.Instance | None:
+        return self._tables.instances.get(instance_id)
+
+    def update_instance(self, instance_id: str, update: records.InstanceUpdate) -> None:
+        instance = self._tables.instances.get(instance_id)
+        if instance is not None:
+            self._tables.instances[instance_id] = attrs.evolve(instance, **update.changes())
+
+    def _instances(self, tenant_id, status) -> list[records.Instance]:
+        found = [
+            instance
+            for instance in self._tables.instances.values()
+            if (tenant_id is None or instance.tenant_id == tenant_id)
+            and (status is None or instance.status is status)
+        ]
+        found.sort(key=lambda i: i.instance_id)
+        found.sort(key=lambda i: i.created_at, reverse=True)
+        return found
+
+    def list_instances(self, *, tenant_id=None, status=None, limit=100, offset=0):
+        return _page(self._instances(tenant_id, status), limit, offset)
+
+    def count_instances(self, *, tenant_id=None, status=None) -> int:
+        return len(self._instances(tenant_id, status))
+
+    # --- checkpoints ----------------------------------------------------------
+
+    def insert_checkpoint(self, instance_id, checkpoint_id, state, now) -> bool:
+        self._require(instance_id)
+        key = (instance_id, checkpoint_id)
+        if key in self._tables.checkpoints:
+            return False
+        checkpoint = records.Checkpoint(instance_id, checkpoint_id, bytes(state), now)
+        self._tables.checkpoints[key] = (next(self._tables.counter), checkpoint)
+        return True
+
+    def get_checkpoint(self, instance_id, checkpoint_id):
+        found = self._tables.checkpoints.get((instance_id, checkpoint_id))
+        return None if found is None else found[1]
+
+    def save_retry_attempt(self, instance_id, checkpoint_id, attempt, error_message, now) -> None:
+        self._require(instance_id)
+        retry_id = f"{checkpoint_id}::retry::{attempt}"
+        state = (error_message or "").encode("utf-8")
+        self._tables.checkpoints[(instance_id, retry_id)] = (
+            next(self._tables.counter),
+            records.Checkpoint(instance_id, retry_id, state, now),
+        )
+
+    def _checkpoints(self, instance_id, checkpoint_id, after, before):
+        found = [
+            (number, checkpoint)
+            for (owner, name), (number, checkpoint) in self._tables.checkpoints.items()
+            if owner == instance_id
+            and (checkpoint_id is None or name == checkpoint_id)
+            and _in_range(checkpoint.created_at, after, before)
+        ]
+        found.sort(key=lambda item: (item[1].created_at, item[0]), reverse=True)
+        return [checkpoint for _, checkpoint in found]
+
+    def list_checkpoints(
+        self,
+        instance_id,
+        *,
+        checkpoint_id=None,
+        created_after=None,
+        created_before=None,
+        limit=100,
+        offset=0,
+    ):
+        rows = self._checkpoints(instance_id, checkpoint_id, created_after, created_before)
+        return [
+            base.CheckpointInfo(c.instance_id, c.checkpoint_id, len(c.state), c.created_at)
+            for c in _page(rows, limit, offset)
+        ]
+
+    def count_checkpoints(
+        self, instance_id, *, checkpoint_id=None, created_after=None, created_before=None
+    ) -> int:
+        return len(self._checkpoints(instance_id, checkpoint_id, created_after, created_before))
+
+    # --- events ---------------------------------------------------------------
+
+    def insert_event(self, event: records.Event) -> int:
+        self._require(event.instance_id)
+        number = next(self._tables.counter)
+        self._tables.events.append(attrs.evolve(event, id=number))
+        return number
+
+    def _events(self, instance_id, event_filter: base.EventFilter) -> list[records.Event]:
+        needle = (event_filter.payload_contains or "").lower().encode("utf-8")
+        found = [
+            event
+            for event in self._tables.events
+            if event.instance_id == instance_id
+            and (event_filter.event_type is None or event.event_type is event_filter.event_type)
+            and (event_filter.subtype is None or event.subtype == event_filter.subtype)
+            and _in_range(event.created_at, event_filter.created_after, event_filter.created_before)
+            and (
+                event_filter.payload_contains is None
+                or (event.payload is not None and needle in event.payload.lower())
+            )
+        ]
+        found.sort(key=lambda event: (event.created_at, event.id), reverse=True)
+        return found
+
+    def list_events(self, instance_id, event_filter=base.ALL_EVENTS, *, limit=100, offset=0):
+        return _page(self._events(instance_id, event_filter), limit, offset)
+
+    def count_events(self, instance_id, event_filter=base.ALL_EVENTS) -> int:
+        return len(self._events(instance_id, event_filter))
+
+    # --- signals --------------------------------------------------------------
+
+    def put_signal(self, instance_id, signal_type, payload, now) -> None:
+        self._require(instance_id)
+        self._tables.signals[instance_id] = records.Signal(
+            instance_id, signal_type, bytes(payload), now
+        )
+
+    def get_pending_signal(self, instance_id):
+        signal = self._tables.signals.get(instance_id)
+        return signal if signal is not None and signal.acknowledged_at is None else None
+
+    def acknowledge_signal(self, instance_id, signal_type, now) -> bool:
+        signal = self.get_pending_signal(instance_id)
+        if signal is None or signal.signal_type is not signal_type:
+            return False
+        self._tables.signals[instance_id] = attrs.evolve(signal, acknowledged_at=now)
+        return True
+
+    def put_custom_signal(self, instance_id, checkpoint_id, payload, now) -> None:
+        self._require(instance_id)
+        self._tables.custom_signals[(instance_id, checkpoint_id)] = records.CustomSignal(
+            instance_id, checkpoint_id, bytes(payload), now
+        )
+
+    def take_custom_signal(self, instance_id, checkpoint_id):
+        return self._tables.custom_signals.pop((instance_id, checkpoint_id), None)
+
+    def list_custom_signals(self, instance_id):
+        found = [s for (owner, _), s in self._tables.custom_signals.items() if owner == instance_id]
+        return sorted(found, key=lambda s: (s.created_at, s.checkpoint_id))
