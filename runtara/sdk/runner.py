@@ -1,0 +1,122 @@
+"""Run a workflow function as an instance, from registration to its last event.
+
+What happens, whatever the workflow does:
+
+- It returns a value: ``completed`` is reported with the value as JSON; exit code 0.
+- It raises an ``Exception`` (or returns something JSON cannot encode):
+  ``failed`` is reported with ``"<ExceptionType>: <message>"``, the traceback is
+  logged; exit code 1.
+- A cancel arrives (seen at a checkpoint, a signal poll or a keyed sleep): the
+  SDK acknowledges it, which makes the instance ``cancelled`` on the server, and
+  raises :class:`~runtara.sdk.Cancelled` out of the workflow's code; nothing
+  more is reported; exit code 0.
+- A pause arrives (seen at the same places): the SDK acknowledges it and raises
+  :class:`~runtara.sdk.Paused`; the runner reports ``suspended``; exit code 0.
+  Relaunching the script with ``RUNTARA_CHECKPOINT_ID`` resumes it (durable
+  steps already done are not run again).
+- ``sleep(..., exit=True)``: the server holds the instance suspended until its
+  wake time and :class:`~runtara.sdk.Sleeping` ends the workflow; nothing more
+  is reported; exit code 0. The wake scheduler relaunches the script.
+
+Failures of the SDK itself (no server, registration refused, an event the
+server refuses) are raised from :func:`run`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import inspect
+import json
+import logging
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any, NoReturn
+
+import attrs
+
+from runtara.sdk import _immediate, exceptions
+from runtara.sdk.async_instance import AsyncInstance
+from runtara.sdk.config import SdkConfig
+from runtara.sdk.instance import Instance
+
+logger = logging.getLogger(__name__)
+
+
+class Ending(str, enum.Enum):
+    """How a workflow run ended."""
+
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    PAUSED = "paused"
+    SLEEPING = "sleeping"
+
+
+@attrs.frozen
+class Outcome:
+    """How a workflow run ended, with its result or the exception that ended it."""
+
+    ending: Ending
+    result: Any = None
+    """The workflow's return value, when completed."""
+    error: BaseException | None = None
+    """The exception that ended it, when not completed."""
+
+    @property
+    def exit_code(self) -> int:
+        """1 when failed, else 0."""
+        return 1 if self.ending is Ending.FAILED else 0
+
+
+def run(workflow: Callable[[Any], Any], config: SdkConfig | None = None) -> Outcome:
+    """Register, run ``workflow(instance)`` and report how it ended (see the module).
+
+    A plain function gets an :class:`Instance`; an ``async def`` one gets an
+    :class:`AsyncInstance` and runs under ``asyncio.run``. ``config`` defaults to
+    the environment.
+    """
+    if inspect.iscoroutinefunction(workflow):
+        return asyncio.run(run_async(workflow, config))
+    with Instance(config, stop_on_signals=True) as instance:
+        body = _immediate.immediate(lambda: workflow(instance))
+        return _immediate.run_now(_supervise(_immediate.Immediate(instance), body))
+
+
+async def run_async(
+    workflow: Callable[[AsyncInstance], Awaitable[Any]], config: SdkConfig | None = None
+) -> Outcome:
+    """:func:`run` for an ``async def`` workflow, in the running event loop."""
+    async with AsyncInstance(config, stop_on_signals=True) as instance:
+        return await _supervise(instance, lambda: workflow(instance))
+
+
+def main(workflow: Callable[[Any], Any], config: SdkConfig | None = None) -> NoReturn:
+    """:func:`run`, then exit the process with the outcome's exit code."""
+    sys.exit(run(workflow, config).exit_code)
+
+
+async def _supervise(instance: Any, body: Callable[[], Awaitable[Any]]) -> Outcome:
+    """``instance`` has AsyncInstance's coroutine methods."""
+    await instance.register()
+    try:
+        result = await body()
+        output = json.dumps(result).encode("utf-8")
+    except exceptions.Cancelled as stop:
+        return Outcome(Ending.CANCELLED, error=stop)
+    except exceptions.Paused as stop:
+        await instance.suspended()
+        return Outcome(Ending.PAUSED, error=stop)
+    except exceptions.Sleeping as stop:
+        return Outcome(Ending.SLEEPING, error=stop)
+    except Exception as error:
+        logger.error("the workflow failed", exc_info=error)
+        await instance.failed(_describe(error))
+        return Outcome(Ending.FAILED, error=error)
+    await instance.completed(output)
+    return Outcome(Ending.COMPLETED, result=result)
+
+
+def _describe(error: Exception) -> str:
+    text = str(error)
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__

@@ -1,0 +1,110 @@
+from __future__ import annotations
+
+import pytest
+
+from runtara import errors
+from runtara.sdk import Instance, SdkConfig
+
+REQUIRED = {"RUNTARA_INSTANCE_ID": "inst", "RUNTARA_TENANT_ID": "acme"}
+
+
+def test_every_upstream_variable_is_read():
+    config = SdkConfig.from_env(
+        {
+            **REQUIRED,
+            "RUNTARA_SERVER_ADDR": "[::1]:9001",
+            "RUNTARA_SERVER_NAME": "core.internal",
+            "RUNTARA_SKIP_CERT_VERIFICATION": "1",
+            "RUNTARA_CONNECT_TIMEOUT_MS": "1500",
+            "RUNTARA_REQUEST_TIMEOUT_MS": "2500",
+            "RUNTARA_SIGNAL_POLL_INTERVAL_MS": "0",
+            "RUNTARA_HEARTBEAT_INTERVAL_MS": "0",
+            "RUNTARA_CHECKPOINT_ID": "step-3",
+        }
+    )
+    assert config == SdkConfig(
+        instance_id="inst",
+        tenant_id="acme",
+        server_addr="[::1]:9001",
+        server_name="core.internal",
+        skip_cert_verification=True,
+        connect_timeout_ms=1500,
+        request_timeout_ms=2500,
+        signal_poll_interval_ms=0,
+        heartbeat_interval_ms=0,
+        checkpoint_id="step-3",
+    )
+    assert config.address == ("::1", 9001)
+
+
+def test_defaults_are_upstreams():
+    config = SdkConfig.from_env(REQUIRED)
+    assert config.address == ("127.0.0.1", 8001)
+    assert config.server_name == "localhost"
+    assert not config.skip_cert_verification
+    assert (config.connect_timeout_ms, config.request_timeout_ms) == (10_000, 30_000)
+    assert (config.signal_poll_interval_ms, config.heartbeat_interval_ms) == (1_000, 30_000)
+    assert config.checkpoint_id is None
+
+
+@pytest.mark.parametrize(
+    ("value", "skip"), [("true", True), ("TRUE", True), ("1", True), ("yes", False), ("0", False)]
+)
+def test_skip_cert_verification_is_true_or_1(value, skip):
+    config = SdkConfig.from_env({**REQUIRED, "RUNTARA_SKIP_CERT_VERIFICATION": value})
+    assert config.skip_cert_verification is skip
+
+
+def test_arguments_win_over_variables_and_can_replace_them():
+    environ = {**REQUIRED, "RUNTARA_SERVER_ADDR": "not an address"}
+    config = SdkConfig.from_env(environ, server_addr="10.0.0.1:7000", instance_id="other")
+    assert (config.instance_id, config.address) == ("other", ("10.0.0.1", 7000))
+    assert SdkConfig.from_env({}, instance_id="a", tenant_id="b").instance_id == "a"
+    with pytest.raises(errors.ConfigError, match="RUNTARA_INSTANCE_ID, RUNTARA_TENANT_ID$"):
+        SdkConfig.from_env({})
+
+
+@pytest.mark.parametrize(
+    "value", ["localhost:8001", "127.0.0.1", "127.0.0.1:", "127.0.0.1:70000", "1.2.3.4:http"]
+)
+def test_a_malformed_server_address_names_the_variable(value):
+    with pytest.raises(errors.ConfigError, match=r"^RUNTARA_SERVER_ADDR=.*IP:port"):
+        SdkConfig.from_env({**REQUIRED, "RUNTARA_SERVER_ADDR": value})
+
+
+def test_the_blocking_instance_reads_the_process_environment(monkeypatch):
+    monkeypatch.setenv("RUNTARA_INSTANCE_ID", "from-env")
+    monkeypatch.setenv("RUNTARA_TENANT_ID", "acme")
+    monkeypatch.setenv("RUNTARA_SERVER_ADDR", "localhost:8001")
+    with pytest.raises(errors.ConfigError, match="RUNTARA_SERVER_ADDR='localhost:8001'"):
+        Instance()
+    monkeypatch.setenv("RUNTARA_SERVER_ADDR", "127.0.0.1:8001")
+    with Instance() as instance:
+        assert instance.instance_id == "from-env"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("RUNTARA_CONNECT_TIMEOUT_MS", "soon", "not a whole number"),
+        ("RUNTARA_REQUEST_TIMEOUT_MS", "0", "less than 1"),
+        ("RUNTARA_HEARTBEAT_INTERVAL_MS", "-5", "less than 0"),
+    ],
+)
+def test_bad_numbers_name_the_variable(variable, value, message):
+    with pytest.raises(errors.ConfigError, match=f"^{variable}='{value}': .*{message}"):
+        SdkConfig.from_env({**REQUIRED, variable: value})
+
+
+@pytest.mark.parametrize("missing", ["RUNTARA_INSTANCE_ID", "RUNTARA_TENANT_ID"])
+def test_required_variables(missing):
+    environ = {**REQUIRED, missing: "  "}
+    with pytest.raises(errors.ConfigError, match=f"^required and not set: {missing}$"):
+        SdkConfig.from_env(environ)
+
+
+def test_arguments_are_checked_too():
+    with pytest.raises(errors.ConfigError, match="server_addr: 'example.com:1' is not IP:port"):
+        SdkConfig(instance_id="a", tenant_id="b", server_addr="example.com:1")
+    with pytest.raises(errors.ConfigError, match="instance_id: must not be empty"):
+        SdkConfig(instance_id="", tenant_id="b")
