@@ -58,14 +58,37 @@ def _host(raw: str) -> str:
     return value
 
 
-def _text(raw: str) -> str:
+def address(raw: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:8002`` for IPv6)."""
+    host, separator, port = raw.strip().rpartition(":")
+    if not separator or not host:
+        raise ValueError(f"{raw!r} is not HOST:PORT")
+    return _host(host), _whole(0, 65535)(port)
+
+
+def duration(raw: str) -> float:
+    """Seconds from ``90``, ``90s``, ``15m``, ``12h`` or ``30d``."""
+    text = raw.strip().lower()
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    scale = units.get(text[-1:], None)
+    number = text[:-1] if scale else text
+    try:
+        value = float(number) * (scale or 1)
+    except ValueError:
+        raise ValueError(f"{raw!r} is not a duration such as 90s, 15m, 12h or 30d") from None
+    if not value > 0:
+        raise ValueError(f"{raw!r} must be a positive duration")
+    return value
+
+
+def text(raw: str) -> str:
     if not raw.strip():
         raise ValueError("must not be empty")
     return raw.strip()
 
 
 def _path(raw: str) -> Path:
-    return Path(_text(raw)).expanduser()
+    return Path(text(raw)).expanduser()
 
 
 def _log_level(raw: str) -> str:
@@ -99,7 +122,7 @@ STORAGE_SETTINGS = (
         "driver",
         "--driver",
         "RUNTARA_DRIVER",
-        _text,
+        text,
         "storage driver name (see `runtara-core drivers`); without it the database URL's "
         "scheme picks the driver, and without a URL it is sqlite",
         "NAME",
@@ -108,7 +131,7 @@ STORAGE_SETTINGS = (
         "database_url",
         "--database-url",
         "RUNTARA_DATABASE_URL",
-        _text,
+        text,
         "database URL for the driver (sqlite: a file path or sqlite:PATH; "
         "default sqlite file runtara.db in the working directory)",
         "URL",
@@ -260,6 +283,57 @@ SERVER_SETTINGS = STORAGE_SETTINGS + (
         "BYTES",
     ),
     Setting(
+        "management_addr",
+        "--management-addr",
+        "RUNTARA_MANAGEMENT_ADDR",
+        address,
+        "serve the management protocol on HOST:PORT (for the tools' --server); "
+        "a non-loopback address needs --management-token",
+        "HOST:PORT",
+    ),
+    Setting(
+        "management_token",
+        "--management-token",
+        "RUNTARA_MANAGEMENT_TOKEN",
+        text,
+        "token every management request must carry",
+        "TOKEN",
+    ),
+    Setting(
+        "wake_command",
+        "--wake-command",
+        "RUNTARA_WAKE_COMMAND",
+        text,
+        "shell command that relaunches an instance whose durable sleep is due "
+        "(gets RUNTARA_INSTANCE_ID, RUNTARA_TENANT_ID, RUNTARA_SERVER_ADDR, "
+        "RUNTARA_SKIP_CERT_VERIFICATION and RUNTARA_CHECKPOINT_ID)",
+        "CMD",
+    ),
+    Setting(
+        "wake_interval",
+        "--wake-interval",
+        "RUNTARA_WAKE_INTERVAL_SECONDS",
+        duration,
+        "how often the wake scheduler looks for due instances",
+        "DURATION",
+    ),
+    Setting(
+        "stale_after",
+        "--stale-after",
+        "RUNTARA_STALE_AFTER_SECONDS",
+        duration,
+        "mark running instances failed after this long without any request",
+        "DURATION",
+    ),
+    Setting(
+        "retention",
+        "--retention",
+        "RUNTARA_RETENTION",
+        duration,
+        "delete finished instances this long after they finished (checked every 10 minutes)",
+        "DURATION",
+    ),
+    Setting(
         "log_level",
         "--log-level",
         "RUNTARA_LOG_LEVEL",
@@ -298,6 +372,12 @@ class ServerConfig:
     max_buffered_per_connection: int = 256 * MiB
     max_total_buffer: int = 1024 * MiB
     max_inflight_bytes: int = 1024 * MiB
+    management_addr: tuple[str, int] | None = None
+    management_token: str | None = None
+    wake_command: str | None = None
+    wake_interval: float = 5.0
+    stale_after: float | None = None
+    retention: float | None = None
     log_level: str = "info"
 
     @property
@@ -345,6 +425,15 @@ def server_config(arguments: argparse.Namespace, environ: Mapping[str, str]) -> 
     if (config.tls_cert is None) != (config.tls_key is None):
         raise errors.ConfigError(
             "--tls-cert / RUNTARA_TLS_CERT and --tls-key / RUNTARA_TLS_KEY go together"
+        )
+    if (
+        config.management_addr is not None
+        and not ipaddress.ip_address(config.management_addr[0]).is_loopback
+        and config.management_token is None
+    ):
+        raise errors.ConfigError(
+            "--management-addr / RUNTARA_MANAGEMENT_ADDR exposes the management service beyond "
+            "loopback: set --management-token / RUNTARA_MANAGEMENT_TOKEN too"
         )
     return config
 

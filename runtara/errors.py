@@ -113,3 +113,14 @@ class RequestTimeout(ClientError):
 
 class BadResponse(ClientError):
     """The server's answer is not a valid frame or message."""
+
+
+class AccessDenied(ClientError):
+    """The management service refused the token (missing or wrong)."""
+
+
+# --- operators ------------------------------------------------------------
+
+
+class OperationRefused(RuntaraError):
+    """An operator's request cannot be carried out (unknown or finished instance, ...)."""

@@ -61,6 +61,8 @@ class Instance:
     """Set while the instance sleeps durably; a due value means it needs waking."""
     last_activity_at: dt.datetime | None = None
     """The last time any request of the instance reached the server."""
+    wake_claimed_until: dt.datetime | None = None
+    """While set and in the future, a wake scheduler is relaunching the instance."""
 
 
 @attrs.frozen
@@ -126,6 +128,7 @@ class InstanceUpdate:
     error: str | None = UNCHANGED
     sleep_until: dt.datetime | None = UNCHANGED
     last_activity_at: dt.datetime | None = UNCHANGED
+    wake_claimed_until: dt.datetime | None = UNCHANGED
 
     def changes(self) -> dict[str, Any]:
         """The fields to write, by column name."""

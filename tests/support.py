@@ -201,7 +201,7 @@ class ServerProcess:
     def _read(self) -> None:
         for line in self.process.stderr:
             self.log.append(line.rstrip("\n"))
-            match = re.search(r"protocol on ([\d.:a-f]+):(\d+)", line)
+            match = re.search(r"instance protocol on ([\d.:a-f]+):(\d+)", line)
             if match:
                 self.address = (match.group(1), int(match.group(2)))
                 self._ready.set()

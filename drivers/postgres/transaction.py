@@ -11,7 +11,7 @@ from runtara.storage import base
 
 _INSTANCE_COLUMNS = (
     "instance_id, tenant_id, status::text, created_at, checkpoint_id, started_at, finished_at, "
-    "output, error, sleep_until, last_activity_at"
+    "output, error, sleep_until, last_activity_at, wake_claimed_until"
 )
 _UPDATE_SQL = {
     "status": "status = %s::instance_status",
@@ -22,6 +22,7 @@ _UPDATE_SQL = {
     "error": "error = %s",
     "sleep_until": "sleep_until = %s",
     "last_activity_at": "last_activity_at = %s",
+    "wake_claimed_until": "wake_claimed_until = %s",
 }
 
 
@@ -46,6 +47,7 @@ def _instance(row: tuple) -> records.Instance:
         error=row[8],
         sleep_until=_utc(row[9]),
         last_activity_at=_utc(row[10]),
+        wake_claimed_until=_utc(row[11]),
     )
 
 
@@ -145,6 +147,49 @@ class PostgresTransaction(base.Transaction):
     ) -> int:
         where, params = self._instance_filter(tenant_id, status)
         return self._count(f"SELECT count(*) FROM instances{where}", params)
+
+    def claim_due_sleepers(
+        self, *, due_before: dt.datetime, now: dt.datetime, claim_until: dt.datetime, limit: int
+    ) -> list[records.Instance]:
+        # SKIP LOCKED: a scheduler in another process passes over the rows this
+        # one is claiming instead of claiming them too.
+        rows = self._rows(
+            f"SELECT {_INSTANCE_COLUMNS} FROM instances WHERE status = 'suspended' "
+            "AND sleep_until IS NOT NULL AND sleep_until <= %s "
+            "AND (wake_claimed_until IS NULL OR wake_claimed_until <= %s) "
+            "ORDER BY sleep_until, instance_id LIMIT %s FOR UPDATE SKIP LOCKED",
+            (due_before, now, limit),
+        )
+        claimed = [_instance(row) for row in rows]
+        if claimed:
+            self._db.execute(
+                "UPDATE instances SET wake_claimed_until = %s WHERE instance_id = ANY(%s)",
+                (claim_until, [instance.instance_id for instance in claimed]),
+            )
+        return claimed
+
+    def list_stale_instances(self, cutoff: dt.datetime, limit: int) -> list[records.Instance]:
+        rows = self._rows(
+            f"SELECT {_INSTANCE_COLUMNS} FROM instances WHERE status = 'running' "
+            "AND coalesce(last_activity_at, started_at, created_at) < %s "
+            "ORDER BY coalesce(last_activity_at, started_at, created_at), instance_id LIMIT %s",
+            (cutoff, limit),
+        )
+        return [_instance(row) for row in rows]
+
+    def list_finished_before(self, cutoff: dt.datetime, limit: int) -> list[str]:
+        rows = self._rows(
+            "SELECT instance_id FROM instances "
+            "WHERE status IN ('completed', 'failed', 'cancelled') AND finished_at < %s "
+            "ORDER BY finished_at, instance_id LIMIT %s",
+            (cutoff, limit),
+        )
+        return [row[0] for row in rows]
+
+    def delete_instance(self, instance_id: str) -> bool:
+        # Foreign keys cascade to checkpoints, events and signals.
+        cursor = self._db.execute("DELETE FROM instances WHERE instance_id = %s", (instance_id,))
+        return cursor.rowcount == 1
 
     # --- checkpoints ----------------------------------------------------------
 

@@ -142,10 +142,15 @@ class SqliteDriver(base.StorageDriver):
             raise errors.StorageError(f"Database error: {error}") from error
 
     def check(self) -> None:
+        # mode=rw: a missing file is unreachable storage, not a new empty database.
         try:
-            self.run(lambda tx: tx.count_instances(status=None), write=False)
-        except errors.StorageError as error:
-            raise errors.StorageUnavailable(str(error)) from error
+            connection = sqlite3.connect(f"file:{self.path}?mode=rw", uri=True)
+            try:
+                connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            finally:
+                connection.close()
+        except sqlite3.Error as error:
+            raise errors.StorageUnavailable(f"cannot open {self.path}: {error}") from error
 
     def close(self) -> None:
         self._closed = True

@@ -12,7 +12,7 @@ _TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
 
 _INSTANCE_COLUMNS = (
     "instance_id, tenant_id, status, created_at, checkpoint_id, started_at, finished_at, "
-    "output, error, sleep_until, last_activity_at"
+    "output, error, sleep_until, last_activity_at, wake_claimed_until"
 )
 _UPDATABLE = frozenset(
     {
@@ -24,6 +24,7 @@ _UPDATABLE = frozenset(
         "error",
         "sleep_until",
         "last_activity_at",
+        "wake_claimed_until",
     }
 )
 
@@ -65,6 +66,7 @@ def _instance(row: tuple) -> records.Instance:
         error=row[8],
         sleep_until=from_text(row[9]),
         last_activity_at=from_text(row[10]),
+        wake_claimed_until=from_text(row[11]),
     )
 
 
@@ -151,6 +153,48 @@ class SqliteTransaction(base.Transaction):
     ) -> int:
         where, params = self._instance_filter(tenant_id, status)
         return self._db.execute(f"SELECT count(*) FROM instances{where}", params).fetchone()[0]
+
+    def claim_due_sleepers(
+        self, *, due_before: dt.datetime, now: dt.datetime, claim_until: dt.datetime, limit: int
+    ) -> list[records.Instance]:
+        # The write transaction holds SQLite's only write lock: no one else can
+        # claim between this read and the update.
+        rows = self._db.execute(
+            f"SELECT {_INSTANCE_COLUMNS} FROM instances WHERE status = 'suspended' "
+            "AND sleep_until IS NOT NULL AND sleep_until <= ? "
+            "AND (wake_claimed_until IS NULL OR wake_claimed_until <= ?) "
+            "ORDER BY sleep_until, instance_id LIMIT ?",
+            (to_text(due_before), to_text(now), limit),
+        ).fetchall()
+        claimed = [_instance(row) for row in rows]
+        self._db.executemany(
+            "UPDATE instances SET wake_claimed_until = ? WHERE instance_id = ?",
+            [(to_text(claim_until), instance.instance_id) for instance in claimed],
+        )
+        return claimed
+
+    def list_stale_instances(self, cutoff: dt.datetime, limit: int) -> list[records.Instance]:
+        rows = self._db.execute(
+            f"SELECT {_INSTANCE_COLUMNS} FROM instances WHERE status = 'running' "
+            "AND coalesce(last_activity_at, started_at, created_at) < ? "
+            "ORDER BY coalesce(last_activity_at, started_at, created_at), instance_id LIMIT ?",
+            (to_text(cutoff), limit),
+        ).fetchall()
+        return [_instance(row) for row in rows]
+
+    def list_finished_before(self, cutoff: dt.datetime, limit: int) -> list[str]:
+        rows = self._db.execute(
+            "SELECT instance_id FROM instances "
+            "WHERE status IN ('completed', 'failed', 'cancelled') AND finished_at < ? "
+            "ORDER BY finished_at, instance_id LIMIT ?",
+            (to_text(cutoff), limit),
+        ).fetchall()
+        return [row[0] for row in rows]
+
+    def delete_instance(self, instance_id: str) -> bool:
+        # Foreign keys cascade to checkpoints, events and signals.
+        cursor = self._db.execute("DELETE FROM instances WHERE instance_id = ?", (instance_id,))
+        return cursor.rowcount == 1
 
     # --- checkpoints ----------------------------------------------------------
 

@@ -8,13 +8,13 @@ stream for callers that need to send arbitrary bytes.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import socket
 import ssl
 
-from aioquic.asyncio.client import connect
 from aioquic.asyncio.protocol import QuicConnectionProtocol
 from aioquic.quic import events
 from aioquic.quic.configuration import QuicConfiguration
+from aioquic.quic.connection import QuicConnection
 from google.protobuf.message import DecodeError, Message
 
 from runtara import errors
@@ -39,6 +39,15 @@ class _ClientProtocol(QuicConnectionProtocol):
         super().__init__(*args, **kwargs)
         self.streams: dict[int, _StreamState] = {}
         self.terminated: events.ConnectionTerminated | None = None
+        self.socket_error: OSError | None = None
+
+    def error_received(self, exc: OSError) -> None:
+        # The socket is connected, so the kernel reports ICMP errors here: a
+        # closed port during the handshake fails at once instead of timing out.
+        waiter = self._connected_waiter
+        if waiter is not None and not waiter.done():
+            self.socket_error = exc
+            waiter.set_exception(ConnectionError(str(exc)))
 
     def quic_event_received(self, event: events.QuicEvent) -> None:
         if isinstance(event, events.StreamDataReceived):
@@ -148,9 +157,9 @@ def _describe(event: events.ConnectionTerminated) -> str:
 class Connection:
     """A client connection; open it with :meth:`open`."""
 
-    def __init__(self) -> None:
-        self._stack = contextlib.AsyncExitStack()
-        self._protocol: _ClientProtocol | None = None
+    def __init__(self, protocol: _ClientProtocol, transport: asyncio.DatagramTransport) -> None:
+        self._protocol = protocol
+        self._transport = transport
 
     @classmethod
     async def open(
@@ -164,7 +173,7 @@ class Connection:
         timeout: float = 10.0,
         idle_timeout: float = 30.0,
     ) -> Connection:
-        """Connect and finish the handshake, or raise ConnectFailed."""
+        """Connect and finish the handshake within ``timeout``, or raise ConnectFailed."""
         configuration = QuicConfiguration(
             is_client=True,
             alpn_protocols=None,
@@ -176,29 +185,53 @@ class Connection:
         )
         if cafile:
             configuration.load_verify_locations(cafile)
-        self = cls()
+        loop = asyncio.get_running_loop()
         try:
-            self._protocol = await asyncio.wait_for(
-                self._stack.enter_async_context(
-                    connect(
-                        host, port, configuration=configuration, create_protocol=_ClientProtocol
-                    )
-                ),
-                timeout,
+            family, _, _, _, address = (await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM))[
+                0
+            ]
+            transport, protocol = await loop.create_datagram_endpoint(
+                lambda: _ClientProtocol(QuicConnection(configuration=configuration)),
+                family=family,
+                remote_addr=address,
             )
+        except OSError as error:
+            raise errors.ConnectFailed(f"cannot connect to {host}:{port}: {error}") from None
+        self = cls(protocol, transport)
+        try:
+            protocol.connect(address)
+            await asyncio.wait_for(protocol.wait_connected(), timeout)
         except asyncio.TimeoutError:
-            await self._stack.aclose()
+            self._abort()
             raise errors.ConnectFailed(
                 f"no QUIC handshake with {host}:{port} within {timeout}s"
             ) from None
-        except (ConnectionError, OSError) as error:
-            await self._stack.aclose()
-            raise errors.ConnectFailed(f"cannot connect to {host}:{port}: {error}") from None
+        except ConnectionError:
+            if protocol.socket_error is not None:
+                reason = protocol.socket_error.strerror or str(protocol.socket_error)
+            elif protocol.terminated is not None:
+                reason = _describe(protocol.terminated)
+            else:
+                reason = "refused"
+            self._abort()
+            raise errors.ConnectFailed(f"cannot connect to {host}:{port}: {reason}") from None
         return self
+
+    def _abort(self) -> None:
+        """Give up on a connection that never finished its handshake."""
+        protocol = self._protocol
+        waiter, protocol._connected_waiter = protocol._connected_waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.cancel()
+        protocol.close()
+        if protocol._timer is not None:
+            protocol._timer.cancel()
+            protocol._timer = None
+        self._transport.close()
 
     @property
     def closed(self) -> bool:
-        return self._protocol is None or self._protocol.terminated is not None
+        return self._protocol.terminated is not None
 
     def open_stream(self) -> Stream:
         if self.closed:
@@ -254,7 +287,12 @@ class Connection:
         )
         stream.stop_reading()
 
-    async def close(self, reason: str = "client closing") -> None:
-        if self._protocol is not None and self._protocol.terminated is None:
+    async def close(self, reason: str = "client closing", *, wait: float = 2.0) -> None:
+        """Close with application code 0; wait up to ``wait`` seconds for the close to finish."""
+        if self._protocol.terminated is None:
             self._protocol.close(error_code=0, reason_phrase=reason)
-        await self._stack.aclose()
+            try:
+                await asyncio.wait_for(self._protocol.wait_closed(), wait)
+            except asyncio.TimeoutError:
+                pass
+        self._transport.close()

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import attrs
+from google.protobuf.message import Message
 
 from runtara import errors
 from runtara.handlers import checkpoints, events, registration, signals, sleep, status
@@ -32,6 +33,8 @@ class Operation:
     handler: Callable[[Any, Services], Any]
     error_code: str | None
     """The ``RpcError.code`` of a failure, or None for operations that never reply."""
+    response_type: type[Message] = pb.RpcResponse
+    """The ``RpcResponse`` message of the protocol the operation belongs to."""
 
     @property
     def replies(self) -> bool:
@@ -70,11 +73,15 @@ class NoReply:
 Outcome = Reply | NoReply | sleep.SleepStarted
 
 
-def error_frame(code: str, message: str) -> bytes:
-    return encode(pb.RpcResponse(error=pb.RpcError(code=code, message=message)))
+def error_frame(code: str, message: str, response_type: type[Message] = pb.RpcResponse) -> bytes:
+    """A reply frame carrying ``RpcResponse.error`` (every protocol has it as field 15)."""
+    response = response_type()
+    response.error.code = code
+    response.error.message = message
+    return encode(response)
 
 
-def encode(response: pb.RpcResponse) -> bytes:
+def encode(response: Message) -> bytes:
     return framing.encode_frame(response.SerializeToString())
 
 
@@ -82,7 +89,7 @@ def execute(operation: Operation, request: Any, services: Services) -> Outcome:
     """Run one request on the calling (worker) thread."""
     try:
         result = operation.handler(request, services)
-    except (errors.RequestError, errors.StorageError) as error:
+    except (errors.RequestError, errors.OperationRefused, errors.StorageError) as error:
         return _failed(operation, request, error)
     except Exception as error:
         logger.exception("bug while handling %s", operation.name)
@@ -111,4 +118,4 @@ def _failed(
         logger.warning("%s for instance %r failed: %s", operation.name, instance_id, error)
         return NoReply()
     logger.info("%s for instance %r refused: %s", operation.name, instance_id, error)
-    return Reply(error_frame(operation.error_code, message or str(error)))
+    return Reply(error_frame(operation.error_code, message or str(error), operation.response_type))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Callable
 
 import attrs
@@ -19,3 +20,5 @@ class Services:
     storage: base.StorageDriver
     now: Callable[[], dt.datetime] = utc_now
     """The server's clock; every stored time comes from it (never from clients)."""
+    started: float = attrs.Factory(time.monotonic)
+    """``time.monotonic()`` when the server started, for its uptime."""

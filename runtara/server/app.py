@@ -1,8 +1,10 @@
 """The running server: one event-loop thread, one bounded worker pool, one driver.
 
-:class:`InstanceServer` wires the QUIC endpoint to the handlers. The loop thread
-decodes each request and hands it to the dispatcher; a worker runs the handler
-(one storage transaction) and returns the encoded reply, which the loop writes.
+:class:`InstanceServer` wires the QUIC endpoints to the handlers: the instance
+protocol on ``--port``, and the management protocol on ``--management-addr``
+when set. The loop thread decodes each request and hands it to the dispatcher;
+a worker runs the handler (one storage transaction) and returns the encoded
+reply, which the loop writes.
 """
 
 from __future__ import annotations
@@ -10,19 +12,23 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import functools
+import hmac
 import logging
 import socket
 import threading
+from collections.abc import Mapping
 from typing import Any
 
+import attrs
 from aioquic.quic.configuration import QuicConfiguration
-from google.protobuf.message import DecodeError
+from google.protobuf.message import DecodeError, Message
 
 from runtara import config as config_module
-from runtara.handlers import operations
+from runtara.handlers import management, operations
 from runtara.handlers.services import Services, utc_now
 from runtara.handlers.sleep import SleepStarted
 from runtara.protocol import instance_pb2 as pb
+from runtara.protocol import management_pb2 as mpb
 from runtara.protocol import streams
 from runtara.server import dispatch, quic, tls
 from runtara.storage import base
@@ -31,7 +37,37 @@ logger = logging.getLogger(__name__)
 
 OVERLOADED = "OVERLOADED"
 UNAVAILABLE = "UNAVAILABLE"
+UNAUTHENTICATED = "UNAUTHENTICATED"
 MiB = 1024 * 1024
+
+
+@attrs.frozen
+class Service:
+    """One protocol served on one endpoint."""
+
+    name: str
+    request_type: type[Message]
+    response_type: type[Message]
+    operations: Mapping[str, operations.Operation]
+    token: str | None = None
+    """When set, every request must carry it in ``RpcRequest.token``."""
+
+
+INSTANCE_SERVICE = Service("instance", pb.RpcRequest, pb.RpcResponse, operations.OPERATIONS)
+
+
+class _ServiceSink:
+    """Hands a connection's requests to the server, tagged with their service."""
+
+    def __init__(self, server: InstanceServer, service: Service) -> None:
+        self._server = server
+        self._service = service
+
+    def request_received(self, connection, stream_id: int, payload: bytes) -> None:
+        self._server._request(self._service, connection, stream_id, payload)
+
+    def connection_closed(self, connection) -> None:
+        self._server._connection_closed(connection)
 
 
 class InstanceServer:
@@ -54,9 +90,10 @@ class InstanceServer:
         self.identity = identity
         self.services = Services(storage, now)
         self.address: tuple[str, int] | None = None
+        self.management_address: tuple[str, int] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
-        self._endpoint: quic.Endpoint | None = None
+        self._endpoints: list[quic.Endpoint] = []
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._dispatcher: dispatch.Dispatcher | None = None
         self._connections: set[quic.InstanceConnection] = set()
@@ -126,6 +163,20 @@ class InstanceServer:
 
     async def _open(self) -> None:
         config = self.config
+        self.address = await self._listen(config.host, config.port, INSTANCE_SERVICE)
+        if config.management_addr is not None:
+            service = Service(
+                "management",
+                mpb.RpcRequest,
+                mpb.RpcResponse,
+                management.OPERATIONS,
+                token=config.management_token,
+            )
+            self.management_address = await self._listen(*config.management_addr, service)
+        self._accepting = True
+
+    async def _listen(self, host: str, port: int, service: Service) -> tuple[str, int]:
+        config = self.config
         quic_config = QuicConfiguration(
             is_client=False,
             alpn_protocols=None,  # upstream clients offer no ALPN (spec 2.1)
@@ -137,13 +188,14 @@ class InstanceServer:
         quic_config.certificate_chain = list(self.identity.chain)
         quic_config.private_key = self.identity.private_key
         loop = asyncio.get_running_loop()
+        sink = _ServiceSink(self, service)
         transport, endpoint = await loop.create_datagram_endpoint(
             lambda: quic.Endpoint(
                 configuration=quic_config,
-                create_protocol=self._create_connection,
+                create_protocol=functools.partial(self._create_connection, sink=sink),
                 admit=self._admit,
             ),
-            local_addr=(config.host, config.port),
+            local_addr=(host, port),
         )
         sock: socket.socket = transport.get_extra_info("socket")
         for option, size in (
@@ -152,9 +204,8 @@ class InstanceServer:
         ):
             if size:
                 sock.setsockopt(socket.SOL_SOCKET, option, size)
-        self._endpoint = endpoint
-        self.address = sock.getsockname()[:2]
-        self._accepting = True
+        self._endpoints.append(endpoint)
+        return sock.getsockname()[:2]
 
     async def _close(self, grace: float) -> bool:
         self._accepting = False
@@ -185,13 +236,16 @@ class InstanceServer:
         for connection in list(self._connections):
             connection.close(error_code=0, reason_phrase="server closing")
         await asyncio.sleep(0.05)  # let the CONNECTION_CLOSE packets leave
-        if self._endpoint is not None and self._endpoint.transport is not None:
-            self._endpoint.transport.close()
+        for endpoint in self._endpoints:
+            if endpoint.transport is not None:
+                endpoint.transport.close()
         return drained
 
     # --- connections ----------------------------------------------------------
 
-    def _create_connection(self, quic_connection, stream_handler=None) -> quic.InstanceConnection:
+    def _create_connection(
+        self, quic_connection, stream_handler=None, *, sink: _ServiceSink
+    ) -> quic.InstanceConnection:
         for limit, value in (
             (quic_connection._local_max_streams_bidi, self.config.max_bi_streams),
             (quic_connection._local_max_streams_uni, self.config.max_uni_streams),
@@ -201,7 +255,7 @@ class InstanceServer:
             limit.value = limit.sent = value
         connection = quic.InstanceConnection(
             quic_connection,
-            sink=self,
+            sink=sink,
             max_buffered=self.config.max_buffered_per_connection,
             shared_buffer=self._buffers,
             keep_alive=self.config.keep_alive_ms / 1000,
@@ -222,32 +276,60 @@ class InstanceServer:
         self._connections.add(connection)
         return None
 
-    def connection_closed(self, connection: quic.InstanceConnection) -> None:
+    def _connection_closed(self, connection: quic.InstanceConnection) -> None:
         self._connections.discard(connection)
         for timer in self._sleeping.pop(connection, {}).values():
             timer.cancel()
 
     # --- requests -------------------------------------------------------------
 
-    def request_received(
-        self, connection: quic.InstanceConnection, stream_id: int, payload: bytes
+    def _request(
+        self,
+        service: Service,
+        connection: quic.InstanceConnection,
+        stream_id: int,
+        payload: bytes,
     ) -> None:
         try:
-            request = pb.RpcRequest.FromString(payload)
+            request = service.request_type.FromString(payload)
         except DecodeError as error:
             logger.warning(
-                "invalid request from %s on stream %d: %s", connection.peer, stream_id, error
+                "invalid %s request from %s on stream %d: %s",
+                service.name,
+                connection.peer,
+                stream_id,
+                error,
             )
             connection.reject_stream(stream_id)
+            return
+        if service.token is not None and not hmac.compare_digest(
+            request.token.encode(), service.token.encode()
+        ):
+            logger.warning(
+                "%s request from %s refused: %s management token",
+                service.name,
+                connection.peer,
+                "wrong" if request.token else "missing",
+            )
+            connection.send_reply(
+                stream_id,
+                operations.error_frame(
+                    UNAUTHENTICATED, "missing or wrong management token", service.response_type
+                ),
+            )
             return
         kind = request.WhichOneof("request")
         if kind is None:
             connection.send_reply(
                 stream_id,
-                operations.error_frame(operations.EMPTY_REQUEST, "RpcRequest contained no request"),
+                operations.error_frame(
+                    operations.EMPTY_REQUEST,
+                    "RpcRequest contained no request",
+                    service.response_type,
+                ),
             )
             return
-        operation = operations.OPERATIONS[kind]
+        operation = service.operations[kind]
         logger.debug("%s from %s on stream %d", kind, connection.peer, stream_id)
         if not self._accepting:
             self._refuse(connection, stream_id, operation, UNAVAILABLE, "server is shutting down")
@@ -278,7 +360,9 @@ class InstanceServer:
     ) -> None:
         logger.warning("%s from %s refused: %s", operation.name, connection.peer, message)
         if operation.replies:
-            connection.send_reply(stream_id, operations.error_frame(code, message))
+            connection.send_reply(
+                stream_id, operations.error_frame(code, message, operation.response_type)
+            )
         else:
             connection.reset_stream(stream_id, quic.STREAM_OVERLOADED)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 import signal
@@ -9,9 +10,11 @@ import sys
 import threading
 
 from runtara import __version__, errors
+from runtara.admin import retention, staleness, waking
 from runtara.config import ServerConfig
 from runtara.server.app import InstanceServer
-from runtara.storage import selection
+from runtara.server.background import PeriodicTask
+from runtara.storage import base, selection
 
 logger = logging.getLogger("runtara")
 
@@ -46,6 +49,12 @@ def serve(config: ServerConfig) -> int:
         else identity.certificate.subject.rfc4514_string(),
         identity.fingerprint,
     )
+    if server.management_address is not None:
+        logger.info(
+            "serving the management protocol on %s:%d%s",
+            *server.management_address,
+            " (token required)" if config.management_token else "",
+        )
     host, port = server.address
     logger.info(
         "serving the runtara instance protocol on %s:%d (QUIC) with %d workers%s",
@@ -56,6 +65,9 @@ def serve(config: ServerConfig) -> int:
         if identity.self_signed
         else "",
     )
+    tasks = maintenance_tasks(config, storage, server)
+    for task in tasks:
+        task.start()
     stop = threading.Event()
     signals_seen = 0
 
@@ -77,7 +89,55 @@ def serve(config: ServerConfig) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     while not stop.wait(3600):
         pass
+    for task in tasks:
+        task.stop()
     drained = server.stop()
     storage.close()
     logger.info("stopped%s", "" if drained else " (some requests were cut off)")
     return 0
+
+
+RETENTION_INTERVAL = 600.0
+
+
+def _utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def maintenance_tasks(
+    config: ServerConfig, storage: base.StorageDriver, server: InstanceServer
+) -> list[PeriodicTask]:
+    """The wake scheduler, stale-instance check and retention, as configured."""
+    tasks = []
+    if config.wake_command:
+        host, port = server.address
+        connect_to = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+        scheduler = waking.WakeScheduler(
+            storage,
+            config.wake_command,
+            server_addr=f"[{connect_to}]:{port}" if ":" in connect_to else f"{connect_to}:{port}",
+            skip_cert_verification=server.identity.self_signed,
+        )
+        tasks.append(PeriodicTask("wake-scheduler", config.wake_interval, scheduler.run_once))
+        logger.info("waking due instances with: %s", config.wake_command)
+    if config.stale_after:
+        stale_after = config.stale_after
+        tasks.append(
+            PeriodicTask(
+                "stale-check",
+                min(30.0, stale_after / 4),
+                lambda: staleness.mark_stale(storage, _utc_now(), stale_after),
+            )
+        )
+        logger.info("running instances silent for %gs will be marked failed", stale_after)
+    if config.retention:
+        keep = dt.timedelta(seconds=config.retention)
+        tasks.append(
+            PeriodicTask(
+                "retention",
+                RETENTION_INTERVAL,
+                lambda: retention.prune(storage, _utc_now() - keep),
+            )
+        )
+        logger.info("finished instances are deleted %gs after they finish", config.retention)
+    return tasks

@@ -110,6 +110,37 @@ class Transaction(abc.ABC):
     ) -> int:
         """How many instances :meth:`list_instances` would page through."""
 
+    @abc.abstractmethod
+    def claim_due_sleepers(
+        self, *, due_before: dt.datetime, now: dt.datetime, claim_until: dt.datetime, limit: int
+    ) -> list[records.Instance]:
+        """Claim instances that need waking, and return them as they were before the claim.
+
+        Due means: status ``suspended``, ``sleep_until`` at or before ``due_before``,
+        and no wake claim still in force (``wake_claimed_until`` unset or at or
+        before ``now``). Oldest ``sleep_until`` first, at most ``limit``. Each
+        returned instance gets ``wake_claimed_until = claim_until``; concurrent
+        callers, across threads or processes, never claim one instance twice.
+        """
+
+    @abc.abstractmethod
+    def list_stale_instances(self, cutoff: dt.datetime, limit: int) -> list[records.Instance]:
+        """Running instances with no activity since before ``cutoff``: their
+        ``last_activity_at`` (or, if never set, ``started_at``, else
+        ``created_at``) is before it. Oldest activity first, at most ``limit``."""
+
+    @abc.abstractmethod
+    def list_finished_before(self, cutoff: dt.datetime, limit: int) -> list[str]:
+        """Ids of completed, failed or cancelled instances whose ``finished_at`` is
+        before ``cutoff``, oldest first, at most ``limit``."""
+
+    @abc.abstractmethod
+    def delete_instance(self, instance_id: str) -> bool:
+        """Delete the instance with its checkpoints, events and signals.
+
+        Returns False if there was no such instance.
+        """
+
     # --- checkpoints ----------------------------------------------------------
 
     @abc.abstractmethod

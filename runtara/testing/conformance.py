@@ -195,6 +195,7 @@ class DriverConformance:
             error="bröken",
             sleep_until=at(3600),
             last_activity_at=at(2.001),
+            wake_claimed_until=at(3601),
         )
         storage.run(lambda tx: tx.update_instance(instance, update))
         got = storage.run(lambda tx: tx.get_instance(instance), write=False)
@@ -210,6 +211,7 @@ class DriverConformance:
             error="bröken",
             sleep_until=at(3600),
             last_activity_at=at(2.001),
+            wake_claimed_until=at(3601),
         )
         assert got.created_at.tzinfo is not None and got.created_at.utcoffset() == dt.timedelta(0)
 
@@ -254,6 +256,129 @@ class DriverConformance:
         count = storage.run(lambda tx: tx.count_instances(tenant_id="a"), write=False)
         assert count == 3
         assert storage.run(lambda tx: tx.count_instances(status=InstanceStatus.RUNNING)) == 2
+
+    def sleeping(self, storage, instance_id, wakes_at, claimed_until=None, status=None):
+        def setup(tx):
+            tx.create_instance(instance_id, "tenant", T0)
+            tx.update_instance(
+                instance_id,
+                InstanceUpdate(
+                    status=status or InstanceStatus.SUSPENDED,
+                    sleep_until=wakes_at,
+                    wake_claimed_until=claimed_until,
+                ),
+            )
+
+        storage.run(setup)
+
+    def test_due_sleepers_are_claimed_oldest_first(self, storage):
+        self.sleeping(storage, "late", at(30))
+        self.sleeping(storage, "early", at(10))
+        self.sleeping(storage, "future", at(500))
+        self.sleeping(storage, "claimed", at(5), claimed_until=at(200))
+        self.sleeping(storage, "claim-expired", at(20), claimed_until=at(50))
+        self.sleeping(storage, "running", at(1), status=InstanceStatus.RUNNING)
+        storage.run(lambda tx: tx.create_instance("awake", "tenant", T0))
+
+        def claim(limit):
+            return storage.run(
+                lambda tx: tx.claim_due_sleepers(
+                    due_before=at(100), now=at(100), claim_until=at(160), limit=limit
+                )
+            )
+
+        first = claim(2)
+        assert [i.instance_id for i in first] == ["early", "claim-expired"]
+        assert first[0].wake_claimed_until is None  # as it was before the claim
+        assert [i.instance_id for i in claim(10)] == ["late"]
+        assert claim(10) == []
+        got = storage.run(lambda tx: tx.get_instance("early"))
+        assert got.wake_claimed_until == at(160) and got.sleep_until == at(10)
+
+    def test_concurrent_claims_never_share_an_instance(self, storage):
+        for index in range(40):
+            self.sleeping(storage, f"s{index:02}", at(index))
+
+        def claim(_):
+            return [
+                i.instance_id
+                for i in storage.run(
+                    lambda tx: tx.claim_due_sleepers(
+                        due_before=at(100), now=at(100), claim_until=at(200), limit=3
+                    )
+                )
+            ]
+
+        claimed = [name for batch in in_threads(self.threads, claim) for name in batch]
+        assert len(claimed) == len(set(claimed)) == 40
+
+    def test_stale_instances_are_running_ones_without_recent_activity(self, storage):
+        def setup(tx):
+            for name, status, started, active in (
+                ("quiet", InstanceStatus.RUNNING, at(0), at(10)),
+                ("never-active", InstanceStatus.RUNNING, at(5), None),
+                ("busy", InstanceStatus.RUNNING, at(0), at(100)),
+                ("sleeping", InstanceStatus.SUSPENDED, at(0), at(1)),
+                ("done", InstanceStatus.COMPLETED, at(0), at(1)),
+            ):
+                tx.create_instance(name, "tenant", T0)
+                tx.update_instance(
+                    name, InstanceUpdate(status=status, started_at=started, last_activity_at=active)
+                )
+
+        storage.run(setup)
+        stale = storage.run(lambda tx: tx.list_stale_instances(at(50), 10), write=False)
+        assert [i.instance_id for i in stale] == ["never-active", "quiet"]
+        assert len(storage.run(lambda tx: tx.list_stale_instances(at(50), 1))) == 1
+
+    def test_finished_instances_are_listed_by_finish_time(self, storage):
+        def setup(tx):
+            for name, status, finished in (
+                ("old-done", InstanceStatus.COMPLETED, at(10)),
+                ("old-failed", InstanceStatus.FAILED, at(5)),
+                ("old-cancelled", InstanceStatus.CANCELLED, at(20)),
+                ("recent", InstanceStatus.COMPLETED, at(500)),
+                ("running", InstanceStatus.RUNNING, at(1)),
+            ):
+                tx.create_instance(name, "tenant", T0)
+                tx.update_instance(name, InstanceUpdate(status=status, finished_at=finished))
+
+        storage.run(setup)
+        listed = storage.run(lambda tx: tx.list_finished_before(at(100), 10), write=False)
+        assert listed == ["old-failed", "old-done", "old-cancelled"]
+        assert storage.run(lambda tx: tx.list_finished_before(at(100), 2)) == [
+            "old-failed",
+            "old-done",
+        ]
+
+    def test_deleting_an_instance_removes_everything_it_owns(self, storage, instance):
+        def setup(tx):
+            tx.create_instance("neighbour", "tenant", T0)
+            for owner in (instance, "neighbour"):
+                tx.insert_checkpoint(owner, "cp", b"x", T0)
+                tx.save_retry_attempt(owner, "cp", 2, "e", T0)
+                tx.insert_event(self.event(owner))
+                tx.put_signal(owner, SignalType.PAUSE, b"", T0)
+                tx.put_custom_signal(owner, "cp", b"", T0)
+
+        storage.run(setup)
+        assert storage.run(lambda tx: tx.delete_instance(instance)) is True
+        assert storage.run(lambda tx: tx.delete_instance(instance)) is False
+
+        def remains(tx, owner):
+            return (
+                tx.get_instance(owner) is not None,
+                tx.count_checkpoints(owner),
+                tx.count_events(owner),
+                tx.get_pending_signal(owner) is not None,
+                len(tx.list_custom_signals(owner)),
+            )
+
+        assert storage.run(lambda tx: remains(tx, instance)) == (False, 0, 0, False, 0)
+        assert storage.run(lambda tx: remains(tx, "neighbour")) == (True, 2, 1, True, 1)
+        # the id is free again, with nothing left over
+        storage.run(lambda tx: tx.create_instance(instance, "tenant", T0))
+        assert storage.run(lambda tx: tx.insert_checkpoint(instance, "cp", b"new", T0)) is True
 
     # --- checkpoints ----------------------------------------------------------
 

@@ -93,7 +93,7 @@ def test_connections_beyond_the_limit_are_refused_clearly(tmp_path):
 def test_udp_buffers_are_raised(server):
     import socket
 
-    sock = server.server._endpoint.transport.get_extra_info("socket")
+    sock = server.server._endpoints[0].transport.get_extra_info("socket")
     with open("/proc/sys/net/core/rmem_max") as limit:
         ceiling = int(limit.read())
     assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) >= min(2 * 1024 * 1024, ceiling)

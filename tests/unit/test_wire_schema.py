@@ -162,3 +162,94 @@ def test_empty_oneof_replies_are_still_encoded():
     assert (
         pb.RpcResponse(get_checkpoint=pb.GetCheckpointResponse()).SerializeToString() == b"\x4a\x00"
     )
+
+
+# upstream spec 3.2: the management messages we keep unchanged
+from runtara.protocol import management_pb2 as mpb  # noqa: E402
+
+UPSTREAM_MANAGEMENT = {
+    "HealthCheckResponse": [
+        ("healthy", 1, BOOL),
+        ("version", 2, S),
+        ("uptime_ms", 3, I64),
+        ("active_instances", 4, U32),
+    ],
+    "SendSignalRequest": [("instance_id", 1, S), ("signal_type", 2, E), ("payload", 3, B)],
+    "SendSignalResponse": [("success", 1, BOOL), ("error", 2, S)],
+    "SendCustomSignalRequest": [("instance_id", 1, S), ("checkpoint_id", 2, S), ("payload", 3, B)],
+    "SendCustomSignalResponse": [("success", 1, BOOL), ("error", 2, S)],
+    "GetInstanceStatusRequest": [("instance_id", 1, S)],
+    "ListInstancesRequest": [
+        ("tenant_id", 1, S),
+        ("status", 2, E),
+        ("limit", 3, U32),
+        ("offset", 4, U32),
+    ],
+    "ListInstancesResponse": [("instances", 1, M), ("total_count", 2, U32)],
+    "InstanceSummary": [
+        ("instance_id", 1, S),
+        ("tenant_id", 2, S),
+        ("status", 3, E),
+        ("created_at_ms", 4, I64),
+    ],
+    "ListCheckpointsRequest": [
+        ("instance_id", 1, S),
+        ("checkpoint_id", 2, S),
+        ("limit", 3, U32),
+        ("offset", 4, U32),
+        ("created_after_ms", 5, I64),
+        ("created_before_ms", 6, I64),
+    ],
+    "ListCheckpointsResponse": [
+        ("checkpoints", 1, M),
+        ("total_count", 2, U32),
+        ("limit", 3, U32),
+        ("offset", 4, U32),
+    ],
+    "CheckpointSummary": [
+        ("checkpoint_id", 1, S),
+        ("instance_id", 2, S),
+        ("created_at_ms", 3, I64),
+        ("data_size_bytes", 4, U64),
+    ],
+    "GetCheckpointRequest": [("instance_id", 1, S), ("checkpoint_id", 2, S)],
+    "GetCheckpointResponse": [
+        ("found", 1, BOOL),
+        ("checkpoint_id", 2, S),
+        ("instance_id", 3, S),
+        ("created_at_ms", 4, I64),
+        ("data", 5, B),
+    ],
+    "RpcError": [("code", 1, S), ("message", 2, S)],
+}
+UPSTREAM_MANAGEMENT_ONEOF = {
+    "health_check": 1,
+    "send_signal": 2,
+    "get_instance_status": 3,
+    "list_instances": 4,
+    "list_checkpoints": 9,
+    "get_checkpoint": 10,
+    "send_custom_signal": 11,
+}
+
+
+@pytest.mark.parametrize("message", sorted(UPSTREAM_MANAGEMENT))
+def test_upstream_management_fields_are_unchanged(message):
+    fields = mpb.DESCRIPTOR.message_types_by_name[message].fields_by_name
+    for name, number, kind in UPSTREAM_MANAGEMENT[message]:
+        assert (fields[name].number, fields[name].type) == (number, kind), name
+    # our additions never reuse upstream's numbers
+    upstream_numbers = {number for _, number, _ in UPSTREAM_MANAGEMENT[message]}
+    extra = [
+        f for f in fields.values() if f.name not in {n for n, _, _ in UPSTREAM_MANAGEMENT[message]}
+    ]
+    assert all(f.number >= 10 for f in extra) and not upstream_numbers & {f.number for f in extra}
+
+
+def test_upstream_management_oneofs_are_unchanged():
+    for message in ("RpcRequest", "RpcResponse"):
+        fields = mpb.DESCRIPTOR.message_types_by_name[message].fields_by_name
+        for name, number in UPSTREAM_MANAGEMENT_ONEOF.items():
+            assert fields[name].number == number
+    assert mpb.DESCRIPTOR.message_types_by_name["RpcResponse"].fields_by_name["error"].number == 15
+    assert mpb.DESCRIPTOR.package == "runtara.management"

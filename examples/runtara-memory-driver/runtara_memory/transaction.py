@@ -63,6 +63,58 @@ class MemoryTransaction(base.Transaction):
     def count_instances(self, *, tenant_id=None, status=None) -> int:
         return len(self._instances(tenant_id, status))
 
+    def claim_due_sleepers(self, *, due_before, now, claim_until, limit):
+        due = [
+            instance
+            for instance in self._tables.instances.values()
+            if instance.status is records.InstanceStatus.SUSPENDED
+            and instance.sleep_until is not None
+            and instance.sleep_until <= due_before
+            and (instance.wake_claimed_until is None or instance.wake_claimed_until <= now)
+        ]
+        due.sort(key=lambda i: (i.sleep_until, i.instance_id))
+        claimed = due[:limit]
+        for instance in claimed:
+            self._tables.instances[instance.instance_id] = attrs.evolve(
+                instance, wake_claimed_until=claim_until
+            )
+        return claimed
+
+    def list_stale_instances(self, cutoff, limit):
+        def activity(instance):
+            return instance.last_activity_at or instance.started_at or instance.created_at
+
+        stale = [
+            instance
+            for instance in self._tables.instances.values()
+            if instance.status is records.InstanceStatus.RUNNING and activity(instance) < cutoff
+        ]
+        stale.sort(key=lambda i: (activity(i), i.instance_id))
+        return stale[:limit]
+
+    def list_finished_before(self, cutoff, limit):
+        finished = [
+            instance
+            for instance in self._tables.instances.values()
+            if instance.status.is_terminal
+            and instance.finished_at is not None
+            and instance.finished_at < cutoff
+        ]
+        finished.sort(key=lambda i: (i.finished_at, i.instance_id))
+        return [instance.instance_id for instance in finished[:limit]]
+
+    def delete_instance(self, instance_id):
+        tables = self._tables
+        if tables.instances.pop(instance_id, None) is None:
+            return False
+        for key in [key for key in tables.checkpoints if key[0] == instance_id]:
+            del tables.checkpoints[key]
+        tables.events[:] = [event for event in tables.events if event.instance_id != instance_id]
+        tables.signals.pop(instance_id, None)
+        for key in [key for key in tables.custom_signals if key[0] == instance_id]:
+            del tables.custom_signals[key]
+        return True
+
     # --- checkpoints ----------------------------------------------------------
 
     def insert_checkpoint(self, instance_id, checkpoint_id, state, now) -> bool:

@@ -1,0 +1,195 @@
+"""Operator actions through a running server's management service.
+
+:class:`RemoteAdmin` offers the same methods as
+:class:`runtara.admin.local.LocalAdmin` and returns the same records; it
+speaks the management protocol over QUIC with one stream per request.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from runtara import errors, records
+from runtara.admin import wire
+from runtara.admin.local import InstanceDetails, Page
+from runtara.client.connection import Connection
+from runtara.client.loop_thread import LoopThread
+from runtara.protocol import management_pb2 as mpb
+from runtara.storage import base
+
+
+class RemoteAdmin:
+    def __init__(
+        self, address: tuple[str, int], *, token: str | None = None, timeout: float = 10.0
+    ) -> None:
+        self.address = address
+        self._token = token or ""
+        self._timeout = timeout
+        self._loop: LoopThread | None = None
+        self._connection: Connection | None = None
+
+    def describe(self) -> str:
+        return f"server {self.address[0]}:{self.address[1]}"
+
+    def _call(self, **oneof) -> mpb.RpcResponse:
+        if self._connection is None:
+            self._loop = LoopThread("runtara-admin")
+            try:
+                self._connection = self._loop.run(
+                    Connection.open(*self.address, timeout=self._timeout)
+                )
+            except errors.ConnectFailed as error:
+                self.close()
+                raise errors.ConnectFailed(
+                    f"no management service answers at {self.address[0]}:{self.address[1]} "
+                    f"({error})"
+                ) from None
+        request = mpb.RpcRequest(token=self._token, **oneof)
+        response = self._loop.run(
+            self._connection.call(request, mpb.RpcResponse, timeout=self._timeout)
+        )
+        if response.HasField("error"):
+            if response.error.code == "UNAUTHENTICATED":
+                raise errors.AccessDenied(
+                    f"{self.describe()} refused the request: {response.error.message}"
+                )
+            raise errors.StorageError(f"{response.error.code}: {response.error.message}")
+        return response
+
+    def close(self) -> None:
+        if self._loop is not None:
+            if self._connection is not None:
+                try:
+                    self._loop.run(self._connection.close(), self._timeout)
+                except Exception:  # closing a broken connection is best effort
+                    pass
+            self._loop.stop()
+        self._loop = None
+        self._connection = None
+
+    def health(self) -> str:
+        reply = self._call(health_check=mpb.HealthCheckRequest()).health_check
+        if not reply.healthy:
+            raise errors.StorageUnavailable(f"{self.describe()} reports it is not healthy")
+        return (
+            f"{self.describe()} is healthy: runtara-core {reply.version}, "
+            f"up {reply.uptime_ms / 1000:.0f}s, {reply.active_instances} active instances"
+        )
+
+    def send_signal(
+        self, instance_id: str, signal_type: records.SignalType, payload: bytes
+    ) -> None:
+        reply = self._call(
+            send_signal=mpb.SendSignalRequest(
+                instance_id=instance_id,
+                signal_type=wire.signal_to_wire(signal_type),
+                payload=payload,
+            )
+        ).send_signal
+        if not reply.success:
+            raise errors.OperationRefused(reply.error)
+
+    def send_custom_signal(self, instance_id: str, checkpoint_id: str, payload: bytes) -> None:
+        reply = self._call(
+            send_custom_signal=mpb.SendCustomSignalRequest(
+                instance_id=instance_id, checkpoint_id=checkpoint_id, payload=payload
+            )
+        ).send_custom_signal
+        if not reply.success:
+            raise errors.OperationRefused(reply.error)
+
+    def list_instances(
+        self,
+        *,
+        tenant_id: str | None = None,
+        status: records.InstanceStatus | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> Page[records.Instance]:
+        request = mpb.ListInstancesRequest(limit=limit, offset=offset)
+        if tenant_id is not None:
+            request.tenant_id = tenant_id
+        if status is not None:
+            request.status = wire.status_to_wire(status)
+        reply = self._call(list_instances=request).list_instances
+        return Page([wire.instance_from_wire(m) for m in reply.instances], reply.total_count)
+
+    def instance_details(self, instance_id: str, recent_events: int = 10) -> InstanceDetails | None:
+        reply = self._call(
+            get_instance=mpb.GetInstanceRequest(
+                instance_id=instance_id, recent_events=recent_events
+            )
+        ).get_instance
+        if not reply.found:
+            return None
+        return InstanceDetails(
+            wire.instance_from_wire(reply.instance),
+            wire.signal_from_pending(instance_id, reply.pending_signal)
+            if reply.HasField("pending_signal")
+            else None,
+            [wire.custom_signal_from_wire(instance_id, m) for m in reply.custom_signals],
+            [wire.event_from_wire(instance_id, m) for m in reply.recent_events],
+        )
+
+    def _require_instance(self, instance_id: str) -> None:
+        if self.instance_details(instance_id, recent_events=0) is None:
+            raise errors.OperationRefused(f"Instance '{instance_id}' not found")
+
+    def list_checkpoints(
+        self,
+        instance_id: str,
+        *,
+        checkpoint_id: str | None = None,
+        created_after: dt.datetime | None = None,
+        created_before: dt.datetime | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> Page[base.CheckpointInfo]:
+        self._require_instance(instance_id)
+        request = mpb.ListCheckpointsRequest(instance_id=instance_id, limit=limit, offset=offset)
+        if checkpoint_id is not None:
+            request.checkpoint_id = checkpoint_id
+        if created_after is not None:
+            request.created_after_ms = wire.millis(created_after)
+        if created_before is not None:
+            request.created_before_ms = wire.millis(created_before)
+        reply = self._call(list_checkpoints=request).list_checkpoints
+        return Page(
+            [wire.checkpoint_info_from_wire(m) for m in reply.checkpoints], reply.total_count
+        )
+
+    def get_checkpoint(self, instance_id: str, checkpoint_id: str) -> records.Checkpoint | None:
+        self._require_instance(instance_id)
+        reply = self._call(
+            get_checkpoint=mpb.GetCheckpointRequest(
+                instance_id=instance_id, checkpoint_id=checkpoint_id
+            )
+        ).get_checkpoint
+        if not reply.found:
+            return None
+        return records.Checkpoint(
+            instance_id, checkpoint_id, reply.data, wire.from_millis(reply.created_at_ms)
+        )
+
+    def list_events(
+        self,
+        instance_id: str,
+        event_filter: base.EventFilter = base.ALL_EVENTS,
+        *,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> Page[records.Event]:
+        self._require_instance(instance_id)
+        request = mpb.ListEventsRequest(instance_id=instance_id, limit=limit, offset=offset)
+        if event_filter.event_type is not None:
+            request.event_type = event_filter.event_type.value
+        if event_filter.subtype is not None:
+            request.subtype = event_filter.subtype
+        if event_filter.created_after is not None:
+            request.created_after_ms = wire.millis(event_filter.created_after)
+        if event_filter.created_before is not None:
+            request.created_before_ms = wire.millis(event_filter.created_before)
+        if event_filter.payload_contains is not None:
+            request.payload_contains = event_filter.payload_contains
+        reply = self._call(list_events=request).list_events
+        return Page([wire.event_from_wire(instance_id, m) for m in reply.events], reply.total_count)

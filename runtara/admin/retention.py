@@ -1,0 +1,69 @@
+"""Deleting finished instances (``runtara-core prune`` and ``--retention``).
+
+Deletes completed, failed and cancelled instances that finished before a cutoff,
+with their checkpoints, events and signals, in bounded batches: each batch is
+one transaction that re-checks every instance under its lock, so a running or
+suspended instance is never touched and an interruption at any point leaves
+every instance either whole or gone.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+import attrs
+
+from runtara.storage import base
+
+logger = logging.getLogger(__name__)
+
+
+@attrs.frozen
+class PruneResult:
+    deleted: list[str]
+    """Instance ids deleted (or, in a dry run, that would be)."""
+    batches: int
+
+
+def prune(
+    storage: base.StorageDriver,
+    cutoff: dt.datetime,
+    *,
+    batch_size: int = 500,
+    dry_run: bool = False,
+    on_batch=None,
+) -> PruneResult:
+    """Delete the instances finished before ``cutoff``; ``on_batch(ids)`` follows each batch."""
+    if dry_run:
+        everything = storage.run(lambda tx: tx.list_finished_before(cutoff, 2**31 - 1), write=False)
+        return PruneResult(everything, 0)
+
+    deleted: list[str] = []
+    batches = 0
+    while True:
+        ids = storage.run(lambda tx: tx.list_finished_before(cutoff, batch_size), write=False)
+        if not ids:
+            return PruneResult(deleted, batches)
+
+        def work(tx: base.Transaction, ids=ids) -> list[str]:
+            gone = []
+            for instance_id in ids:
+                instance = tx.get_instance(instance_id)  # locked: re-check under the lock
+                if (
+                    instance is not None
+                    and instance.status.is_terminal
+                    and instance.finished_at is not None
+                    and instance.finished_at < cutoff
+                    and tx.delete_instance(instance_id)
+                ):
+                    gone.append(instance_id)
+            return gone
+
+        gone = storage.run(work)
+        batches += 1
+        deleted.extend(gone)
+        if on_batch is not None:
+            on_batch(gone)
+        if not gone:  # everything listed changed under us; stop rather than spin
+            return PruneResult(deleted, batches)

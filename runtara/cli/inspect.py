@@ -1,0 +1,232 @@
+"""``instances``, ``show``, ``checkpoints`` and ``events``."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from runtara import errors, records
+from runtara.cli import common, render
+from runtara.storage import base
+
+
+def _parser(name: str, description: str) -> common.Parser:
+    parser = common.Parser(prog=f"{common.PROG} {name}", description=description)
+    common.add_target_arguments(parser)
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    return parser
+
+
+def _paging(parser: common.Parser) -> None:
+    parser.add_argument("--limit", type=common.positive, default=50, help="rows per page (50)")
+    parser.add_argument("--offset", type=int, default=0, help="rows to skip (0)")
+
+
+def instances(argv: Sequence[str]) -> int:
+    parser = _parser("instances", "List instances, newest first.")
+    parser.add_argument("--tenant", help="only this tenant's instances")
+    parser.add_argument(
+        "--status",
+        choices=[status.value for status in records.InstanceStatus],
+        help="only this status",
+    )
+    _paging(parser)
+    arguments = parser.parse_args(argv)
+    admin = common.open_admin(arguments)
+    try:
+        page = admin.list_instances(
+            tenant_id=arguments.tenant,
+            status=records.InstanceStatus(arguments.status) if arguments.status else None,
+            limit=arguments.limit,
+            offset=arguments.offset,
+        )
+    finally:
+        common.close_admin(admin)
+    if arguments.json:
+        print(render.to_json(page))
+        return 0
+    rows = [
+        [
+            i.instance_id,
+            i.tenant_id,
+            i.status.value,
+            render.when(i.created_at),
+            render.when(i.finished_at),
+            i.checkpoint_id or "-",
+            render.when(i.last_activity_at),
+        ]
+        for i in page.items
+    ]
+    if rows:
+        print(
+            render.table(
+                [
+                    "INSTANCE",
+                    "TENANT",
+                    "STATUS",
+                    "CREATED",
+                    "FINISHED",
+                    "CHECKPOINT",
+                    "LAST ACTIVITY",
+                ],
+                rows,
+            )
+        )
+    print(render.page_footer(len(rows), arguments.offset, page.total, "instances"))
+    return 0
+
+
+def show(argv: Sequence[str]) -> int:
+    parser = _parser("show", "Show one instance: status, times, signals, output or error, events.")
+    parser.add_argument("instance", help="instance id")
+    parser.add_argument("--events", type=int, default=10, help="how many recent events (10)")
+    arguments = parser.parse_args(argv)
+    admin = common.open_admin(arguments)
+    try:
+        details = admin.instance_details(arguments.instance, arguments.events)
+    finally:
+        common.close_admin(admin)
+    if details is None:
+        raise errors.OperationRefused(f"Instance '{arguments.instance}' not found")
+    if arguments.json:
+        print(render.to_json(details))
+        return 0
+    instance = details.instance
+    signal = details.pending_signal
+    fields = [
+        ("instance", instance.instance_id),
+        ("tenant", instance.tenant_id),
+        ("status", instance.status.value),
+        ("created", render.when(instance.created_at)),
+        ("started", render.when(instance.started_at)),
+        ("finished", render.when(instance.finished_at)),
+        ("last activity", render.when(instance.last_activity_at)),
+        ("last checkpoint", instance.checkpoint_id or "-"),
+        ("sleep until", render.when(instance.sleep_until)),
+        (
+            "pending signal",
+            f"{signal.signal_type.value} {render.preview(signal.payload)} "
+            f"(since {render.when(signal.created_at)})"
+            if signal
+            else "-",
+        ),
+        (
+            "custom signals",
+            ", ".join(
+                f"{s.checkpoint_id} {render.preview(s.payload, 30)}" for s in details.custom_signals
+            )
+            or "-",
+        ),
+    ]
+    if instance.output is not None:
+        fields.append(("output", render.preview(instance.output, 200)))
+    if instance.error is not None:
+        fields.append(("error", instance.error))
+    width = max(len(name) for name, _ in fields)
+    print("\n".join(f"{name.ljust(width)}  {value}" for name, value in fields))
+    if details.recent_events:
+        print(f"\nrecent events (newest first):\n{_events_table(details.recent_events)}")
+    return 0
+
+
+def checkpoints(argv: Sequence[str]) -> int:
+    parser = _parser("checkpoints", "List an instance's checkpoints, newest first, or get one.")
+    parser.add_argument("instance", help="instance id")
+    parser.add_argument("--get", metavar="ID", help="write this checkpoint's state instead")
+    parser.add_argument(
+        "--output", metavar="FILE", help="with --get: write the state here, not to stdout"
+    )
+    _paging(parser)
+    arguments = parser.parse_args(argv)
+    admin = common.open_admin(arguments)
+    try:
+        if arguments.get is not None:
+            return _write_state(admin, arguments)
+        page = admin.list_checkpoints(
+            arguments.instance, limit=arguments.limit, offset=arguments.offset
+        )
+    finally:
+        common.close_admin(admin)
+    if arguments.json:
+        print(render.to_json(page))
+        return 0
+    rows = [[c.checkpoint_id, render.size(c.size), render.when(c.created_at)] for c in page.items]
+    if rows:
+        print(render.table(["CHECKPOINT", "SIZE", "CREATED"], rows))
+    print(render.page_footer(len(rows), arguments.offset, page.total, "checkpoints"))
+    return 0
+
+
+def _write_state(admin, arguments) -> int:
+    checkpoint = admin.get_checkpoint(arguments.instance, arguments.get)
+    if checkpoint is None:
+        raise errors.OperationRefused(
+            f"Instance '{arguments.instance}' has no checkpoint '{arguments.get}'"
+        )
+    if arguments.json:
+        print(render.to_json(checkpoint))
+    elif arguments.output:
+        Path(arguments.output).write_bytes(checkpoint.state)
+    else:
+        sys.stdout.buffer.write(checkpoint.state)
+        sys.stdout.flush()
+    return 0
+
+
+def events(argv: Sequence[str]) -> int:
+    parser = _parser("events", "List an instance's events, newest first.")
+    parser.add_argument("instance", help="instance id")
+    parser.add_argument(
+        "--type", choices=[kind.value for kind in records.EventType], help="only this event type"
+    )
+    parser.add_argument("--subtype", help="only this subtype")
+    parser.add_argument(
+        "--after", metavar="TIME", help="only from this ISO time, or this long ago (2h)"
+    )
+    parser.add_argument(
+        "--before", metavar="TIME", help="only before this ISO time, or this long ago"
+    )
+    parser.add_argument(
+        "--contains", metavar="TEXT", help="only payloads containing this text (any case)"
+    )
+    _paging(parser)
+    arguments = parser.parse_args(argv)
+    event_filter = base.EventFilter(
+        event_type=records.EventType(arguments.type) if arguments.type else None,
+        subtype=arguments.subtype,
+        created_after=common.moment(arguments.after, "--after") if arguments.after else None,
+        created_before=common.moment(arguments.before, "--before") if arguments.before else None,
+        payload_contains=arguments.contains,
+    )
+    admin = common.open_admin(arguments)
+    try:
+        page = admin.list_events(
+            arguments.instance, event_filter, limit=arguments.limit, offset=arguments.offset
+        )
+    finally:
+        common.close_admin(admin)
+    if arguments.json:
+        print(render.to_json(page))
+        return 0
+    if page.items:
+        print(_events_table(page.items))
+    print(render.page_footer(len(page.items), arguments.offset, page.total, "events"))
+    return 0
+
+
+def _events_table(events: Sequence[records.Event]) -> str:
+    return render.table(
+        ["ID", "TIME", "TYPE", "SUBTYPE", "CHECKPOINT", "PAYLOAD"],
+        [
+            [
+                str(e.id),
+                render.when(e.created_at),
+                e.event_type.value,
+                e.subtype or "-",
+                e.checkpoint_id or "-",
+                render.preview(e.payload),
+            ]
+            for e in events
+        ],
+    )

@@ -1,0 +1,94 @@
+"""``migrate``, ``drivers`` and ``prune``: tools that work on the storage itself."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Sequence
+
+from runtara import config
+from runtara.admin import retention
+from runtara.cli import common
+from runtara.storage import registry, selection
+
+
+def migrate(argv: Sequence[str]) -> int:
+    parser = common.Parser(
+        prog=f"{common.PROG} migrate", description="Apply pending schema migrations."
+    )
+    config.add_arguments(parser, config.STORAGE_SETTINGS, config.StorageConfig)
+    storage = selection.open_driver(
+        config.storage_config(parser.parse_args(argv), os.environ), workers=1
+    )
+    try:
+        applied = storage.migrate()
+    finally:
+        storage.close()
+    if applied:
+        print(f"{storage.describe()}: applied {', '.join(applied)}")
+    else:
+        print(f"{storage.describe()}: up to date")
+    return 0
+
+
+def drivers(argv: Sequence[str]) -> int:
+    parser = common.Parser(
+        prog=f"{common.PROG} drivers", description="List the installed storage drivers."
+    )
+    parser.parse_args(argv)
+    broken = 0
+    for info in registry.DriverRegistry().describe():
+        entry = info.entry
+        origin = f"{entry.distribution or '?'} {entry.version or ''}".strip()
+        if info.error is None:
+            schemes = ", ".join(f"{scheme}:" for scheme in info.driver.url_schemes) or "-"
+            print(f"{entry.name:<12} {origin:<28} {entry.target:<40} URL schemes {schemes}")
+        else:
+            broken += 1
+            print(f"{entry.name:<12} {origin:<28} {entry.target:<40} BROKEN: {info.error}")
+    return 1 if broken else 0
+
+
+def prune(argv: Sequence[str]) -> int:
+    parser = common.Parser(
+        prog=f"{common.PROG} prune",
+        description="Delete finished (completed, failed, cancelled) instances with their "
+        "checkpoints, events and signals. Each batch is one transaction; running and "
+        "suspended instances are never touched; it is safe to interrupt.",
+    )
+    parser.add_argument(
+        "--finished-before",
+        metavar="DURATION",
+        required=True,
+        help="delete instances that finished more than this long ago (90s, 15m, 12h, 30d)",
+    )
+    parser.add_argument("--dry-run", action="store_true", help="only list what would be deleted")
+    parser.add_argument(
+        "--batch-size", type=common.positive, default=500, help="instances per transaction (500)"
+    )
+    config.add_arguments(parser, config.STORAGE_SETTINGS, config.StorageConfig)
+    arguments = parser.parse_args(argv)
+    try:
+        age = config.duration(arguments.finished_before)
+    except ValueError as error:
+        parser.error(f"--finished-before: {error}")
+    cutoff = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=age)
+    storage = selection.open_driver(config.storage_config(arguments, os.environ), workers=1)
+    try:
+        storage.migrate()
+        result = retention.prune(
+            storage,
+            cutoff,
+            batch_size=arguments.batch_size,
+            dry_run=arguments.dry_run,
+            on_batch=lambda ids: print(f"deleted {len(ids)} instances", flush=True),
+        )
+    finally:
+        storage.close()
+    if arguments.dry_run:
+        for instance_id in result.deleted:
+            print(instance_id)
+        print(f"would delete {len(result.deleted)} instances finished before {cutoff.isoformat()}")
+    else:
+        print(f"deleted {len(result.deleted)} instances finished before {cutoff.isoformat()}")
+    return 0

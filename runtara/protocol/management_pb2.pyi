@@ -1,0 +1,360 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class SignalType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SIGNAL_CANCEL: _ClassVar[SignalType]
+    SIGNAL_PAUSE: _ClassVar[SignalType]
+    SIGNAL_RESUME: _ClassVar[SignalType]
+
+class InstanceStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    STATUS_UNKNOWN: _ClassVar[InstanceStatus]
+    STATUS_PENDING: _ClassVar[InstanceStatus]
+    STATUS_RUNNING: _ClassVar[InstanceStatus]
+    STATUS_SUSPENDED: _ClassVar[InstanceStatus]
+    STATUS_COMPLETED: _ClassVar[InstanceStatus]
+    STATUS_FAILED: _ClassVar[InstanceStatus]
+    STATUS_CANCELLED: _ClassVar[InstanceStatus]
+SIGNAL_CANCEL: SignalType
+SIGNAL_PAUSE: SignalType
+SIGNAL_RESUME: SignalType
+STATUS_UNKNOWN: InstanceStatus
+STATUS_PENDING: InstanceStatus
+STATUS_RUNNING: InstanceStatus
+STATUS_SUSPENDED: InstanceStatus
+STATUS_COMPLETED: InstanceStatus
+STATUS_FAILED: InstanceStatus
+STATUS_CANCELLED: InstanceStatus
+
+class RpcRequest(_message.Message):
+    __slots__ = ("health_check", "send_signal", "get_instance_status", "list_instances", "list_checkpoints", "get_checkpoint", "send_custom_signal", "get_instance", "list_events", "token")
+    HEALTH_CHECK_FIELD_NUMBER: _ClassVar[int]
+    SEND_SIGNAL_FIELD_NUMBER: _ClassVar[int]
+    GET_INSTANCE_STATUS_FIELD_NUMBER: _ClassVar[int]
+    LIST_INSTANCES_FIELD_NUMBER: _ClassVar[int]
+    LIST_CHECKPOINTS_FIELD_NUMBER: _ClassVar[int]
+    GET_CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
+    SEND_CUSTOM_SIGNAL_FIELD_NUMBER: _ClassVar[int]
+    GET_INSTANCE_FIELD_NUMBER: _ClassVar[int]
+    LIST_EVENTS_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    health_check: HealthCheckRequest
+    send_signal: SendSignalRequest
+    get_instance_status: GetInstanceStatusRequest
+    list_instances: ListInstancesRequest
+    list_checkpoints: ListCheckpointsRequest
+    get_checkpoint: GetCheckpointRequest
+    send_custom_signal: SendCustomSignalRequest
+    get_instance: GetInstanceRequest
+    list_events: ListEventsRequest
+    token: str
+    def __init__(self, health_check: _Optional[_Union[HealthCheckRequest, _Mapping]] = ..., send_signal: _Optional[_Union[SendSignalRequest, _Mapping]] = ..., get_instance_status: _Optional[_Union[GetInstanceStatusRequest, _Mapping]] = ..., list_instances: _Optional[_Union[ListInstancesRequest, _Mapping]] = ..., list_checkpoints: _Optional[_Union[ListCheckpointsRequest, _Mapping]] = ..., get_checkpoint: _Optional[_Union[GetCheckpointRequest, _Mapping]] = ..., send_custom_signal: _Optional[_Union[SendCustomSignalRequest, _Mapping]] = ..., get_instance: _Optional[_Union[GetInstanceRequest, _Mapping]] = ..., list_events: _Optional[_Union[ListEventsRequest, _Mapping]] = ..., token: _Optional[str] = ...) -> None: ...
+
+class RpcResponse(_message.Message):
+    __slots__ = ("health_check", "send_signal", "get_instance_status", "list_instances", "list_checkpoints", "get_checkpoint", "send_custom_signal", "error", "get_instance", "list_events")
+    HEALTH_CHECK_FIELD_NUMBER: _ClassVar[int]
+    SEND_SIGNAL_FIELD_NUMBER: _ClassVar[int]
+    GET_INSTANCE_STATUS_FIELD_NUMBER: _ClassVar[int]
+    LIST_INSTANCES_FIELD_NUMBER: _ClassVar[int]
+    LIST_CHECKPOINTS_FIELD_NUMBER: _ClassVar[int]
+    GET_CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
+    SEND_CUSTOM_SIGNAL_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    GET_INSTANCE_FIELD_NUMBER: _ClassVar[int]
+    LIST_EVENTS_FIELD_NUMBER: _ClassVar[int]
+    health_check: HealthCheckResponse
+    send_signal: SendSignalResponse
+    get_instance_status: GetInstanceStatusResponse
+    list_instances: ListInstancesResponse
+    list_checkpoints: ListCheckpointsResponse
+    get_checkpoint: GetCheckpointResponse
+    send_custom_signal: SendCustomSignalResponse
+    error: RpcError
+    get_instance: GetInstanceResponse
+    list_events: ListEventsResponse
+    def __init__(self, health_check: _Optional[_Union[HealthCheckResponse, _Mapping]] = ..., send_signal: _Optional[_Union[SendSignalResponse, _Mapping]] = ..., get_instance_status: _Optional[_Union[GetInstanceStatusResponse, _Mapping]] = ..., list_instances: _Optional[_Union[ListInstancesResponse, _Mapping]] = ..., list_checkpoints: _Optional[_Union[ListCheckpointsResponse, _Mapping]] = ..., get_checkpoint: _Optional[_Union[GetCheckpointResponse, _Mapping]] = ..., send_custom_signal: _Optional[_Union[SendCustomSignalResponse, _Mapping]] = ..., error: _Optional[_Union[RpcError, _Mapping]] = ..., get_instance: _Optional[_Union[GetInstanceResponse, _Mapping]] = ..., list_events: _Optional[_Union[ListEventsResponse, _Mapping]] = ...) -> None: ...
+
+class RpcError(_message.Message):
+    __slots__ = ("code", "message")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    code: str
+    message: str
+    def __init__(self, code: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
+
+class HealthCheckRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class HealthCheckResponse(_message.Message):
+    __slots__ = ("healthy", "version", "uptime_ms", "active_instances")
+    HEALTHY_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    UPTIME_MS_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_INSTANCES_FIELD_NUMBER: _ClassVar[int]
+    healthy: bool
+    version: str
+    uptime_ms: int
+    active_instances: int
+    def __init__(self, healthy: _Optional[bool] = ..., version: _Optional[str] = ..., uptime_ms: _Optional[int] = ..., active_instances: _Optional[int] = ...) -> None: ...
+
+class SendSignalRequest(_message.Message):
+    __slots__ = ("instance_id", "signal_type", "payload")
+    INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    SIGNAL_TYPE_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    instance_id: str
+    signal_type: SignalType
+    payload: bytes
+    def __init__(self, instance_id: _Optional[str] = ..., signal_type: _Optional[_Union[SignalType, str]] = ..., payload: _Optional[bytes] = ...) -> None: ...
+
+class SendSignalResponse(_message.Message):
+    __slots__ = ("success", "error")
+    SUCCESS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    success: bool
+    error: str
+    def __init__(self, success: _Optional[bool] = ..., error: _Optional[str] = ...) -> None: ...
+
+class SendCustomSignalRequest(_message.Message):
+    __slots__ = ("instance_id", "checkpoint_id", "payload")
+    INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINT_ID_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    instance_id: str
+    checkpoint_id: str
+    payload: bytes
+    def __init__(self, instance_id: _Optional[str] = ..., checkpoint_id: _Optional[str] = ..., payload: _Optional[bytes] = ...) -> None: ...
+
+class SendCustomSignalResponse(_message.Message):
+    __slots__ = ("success", "error")
+    SUCCESS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    success: bool
+    error: str
+    def __init__(self, success: _Optional[bool] = ..., error: _Optional[str] = ...) -> None: ...
+
+class GetInstanceStatusRequest(_message.Message):
+    __slots__ = ("instance_id",)
+    INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    instance_id: str
+    def __init__(self, instance_id: _Optional[str] = ...) -> None: ...
+
+class GetInstanceStatusResponse(_message.Message):
+    __slots__ = ("instance_id", "status", "checkpoint_id", "started_at_ms", "finished_at_ms", "output", "error")
+    INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINT_ID_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    FINISHED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    instance_id: str
+    status: InstanceStatus
+    checkpoint_id: str
+    started_at_ms: int
+    finished_at_ms: int
+    output: bytes
+    error: str
+    def __init__(self, instance_id: _Optional[str] = ..., status: _Optional[_Union[InstanceStatus, str]] = ..., checkpoint_id: _Optional[str] = ..., started_at_ms: _Optional[int] = ..., finished_at_ms: _Optional[int] = ..., output: _Optional[bytes] = ..., error: _Optional[str] = ...) -> None: ...
+
+class ListInstancesRequest(_message.Message):
+    __slots__ = ("tenant_id", "status", "limit", "offset")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    status: InstanceStatus
+    limit: int
+    offset: int
+    def __init__(self, tenant_id: _Optional[str] = ..., status: _Optional[_Union[InstanceStatus, str]] = ..., limit: _Optional[int] = ..., offset: _Optional[int] = ...) -> None: ...
+
+class ListInstancesResponse(_message.Message):
+    __slots__ = ("instances", "total_count")
+    INSTANCES_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_COUNT_FIELD_NUMBER: _ClassVar[int]
+    instances: _containers.RepeatedCompositeFieldContainer[InstanceSummary]
+    total_count: int
+    def __init__(self, instances: _Optional[_Iterable[_Union[InstanceSummary, _Mapping]]] = ..., total_count: _Optional[int] = ...) -> None: ...
+
+class InstanceSummary(_message.Message):
+    __slots__ = ("instance_id", "tenant_id", "status", "created_at_ms", "started_at_ms", "finished_at_ms", "checkpoint_id", "last_activity_at_ms", "sleep_until_ms", "output", "error")
+    INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    FINISHED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINT_ID_FIELD_NUMBER: _ClassVar[int]
+    LAST_ACTIVITY_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    SLEEP_UNTIL_MS_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    instance_id: str
+    tenant_id: str
+    status: InstanceStatus
+    created_at_ms: int
+    started_at_ms: int
+    finished_at_ms: int
+    checkpoint_id: str
+    last_activity_at_ms: int
+    sleep_until_ms: int
+    output: bytes
+    error: str
+    def __init__(self, instance_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., status: _Optional[_Union[InstanceStatus, str]] = ..., created_at_ms: _Optional[int] = ..., started_at_ms: _Optional[int] = ..., finished_at_ms: _Optional[int] = ..., checkpoint_id: _Optional[str] = ..., last_activity_at_ms: _Optional[int] = ..., sleep_until_ms: _Optional[int] = ..., output: _Optional[bytes] = ..., error: _Optional[str] = ...) -> None: ...
+
+class ListCheckpointsRequest(_message.Message):
+    __slots__ = ("instance_id", "checkpoint_id", "limit", "offset", "created_after_ms", "created_before_ms")
+    INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINT_ID_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AFTER_MS_FIELD_NUMBER: _ClassVar[int]
+    CREATED_BEFORE_MS_FIELD_NUMBER: _ClassVar[int]
+    instance_id: str
+    checkpoint_id: str
+    limit: int
+    offset: int
+    created_after_ms: int
+    created_before_ms: int
+    def __init__(self, instance_id: _Optional[str] = ..., checkpoint_id: _Optional[str] = ..., limit: _Optional[int] = ..., offset: _Optional[int] = ..., created_after_ms: _Optional[int] = ..., created_before_ms: _Optional[int] = ...) -> None: ...
+
+class ListCheckpointsResponse(_message.Message):
+    __slots__ = ("checkpoints", "total_count", "limit", "offset")
+    CHECKPOINTS_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_COUNT_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    checkpoints: _containers.RepeatedCompositeFieldContainer[CheckpointSummary]
+    total_count: int
+    limit: int
+    offset: int
+    def __init__(self, checkpoints: _Optional[_Iterable[_Union[CheckpointSummary, _Mapping]]] = ..., total_count: _Optional[int] = ..., limit: _Optional[int] = ..., offset: _Optional[int] = ...) -> None: ...
+
+class CheckpointSummary(_message.Message):
+    __slots__ = ("checkpoint_id", "instance_id", "created_at_ms", "data_size_bytes")
+    CHECKPOINT_ID_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    DATA_SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    checkpoint_id: str
+    instance_id: str
+    created_at_ms: int
+    data_size_bytes: int
+    def __init__(self, checkpoint_id: _Optional[str] = ..., instance_id: _Optional[str] = ..., created_at_ms: _Optional[int] = ..., data_size_bytes: _Optional[int] = ...) -> None: ...
+
+class GetCheckpointRequest(_message.Message):
+    __slots__ = ("instance_id", "checkpoint_id")
+    INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINT_ID_FIELD_NUMBER: _ClassVar[int]
+    instance_id: str
+    checkpoint_id: str
+    def __init__(self, instance_id: _Optional[str] = ..., checkpoint_id: _Optional[str] = ...) -> None: ...
+
+class GetCheckpointResponse(_message.Message):
+    __slots__ = ("found", "checkpoint_id", "instance_id", "created_at_ms", "data")
+    FOUND_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINT_ID_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    found: bool
+    checkpoint_id: str
+    instance_id: str
+    created_at_ms: int
+    data: bytes
+    def __init__(self, found: _Optional[bool] = ..., checkpoint_id: _Optional[str] = ..., instance_id: _Optional[str] = ..., created_at_ms: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class GetInstanceRequest(_message.Message):
+    __slots__ = ("instance_id", "recent_events")
+    INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    RECENT_EVENTS_FIELD_NUMBER: _ClassVar[int]
+    instance_id: str
+    recent_events: int
+    def __init__(self, instance_id: _Optional[str] = ..., recent_events: _Optional[int] = ...) -> None: ...
+
+class PendingSignal(_message.Message):
+    __slots__ = ("signal_type", "payload", "created_at_ms")
+    SIGNAL_TYPE_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    signal_type: SignalType
+    payload: bytes
+    created_at_ms: int
+    def __init__(self, signal_type: _Optional[_Union[SignalType, str]] = ..., payload: _Optional[bytes] = ..., created_at_ms: _Optional[int] = ...) -> None: ...
+
+class PendingCustomSignal(_message.Message):
+    __slots__ = ("checkpoint_id", "payload", "created_at_ms")
+    CHECKPOINT_ID_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    checkpoint_id: str
+    payload: bytes
+    created_at_ms: int
+    def __init__(self, checkpoint_id: _Optional[str] = ..., payload: _Optional[bytes] = ..., created_at_ms: _Optional[int] = ...) -> None: ...
+
+class GetInstanceResponse(_message.Message):
+    __slots__ = ("found", "instance", "pending_signal", "custom_signals", "recent_events")
+    FOUND_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_FIELD_NUMBER: _ClassVar[int]
+    PENDING_SIGNAL_FIELD_NUMBER: _ClassVar[int]
+    CUSTOM_SIGNALS_FIELD_NUMBER: _ClassVar[int]
+    RECENT_EVENTS_FIELD_NUMBER: _ClassVar[int]
+    found: bool
+    instance: InstanceSummary
+    pending_signal: PendingSignal
+    custom_signals: _containers.RepeatedCompositeFieldContainer[PendingCustomSignal]
+    recent_events: _containers.RepeatedCompositeFieldContainer[Event]
+    def __init__(self, found: _Optional[bool] = ..., instance: _Optional[_Union[InstanceSummary, _Mapping]] = ..., pending_signal: _Optional[_Union[PendingSignal, _Mapping]] = ..., custom_signals: _Optional[_Iterable[_Union[PendingCustomSignal, _Mapping]]] = ..., recent_events: _Optional[_Iterable[_Union[Event, _Mapping]]] = ...) -> None: ...
+
+class ListEventsRequest(_message.Message):
+    __slots__ = ("instance_id", "event_type", "subtype", "created_after_ms", "created_before_ms", "payload_contains", "limit", "offset")
+    INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    EVENT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    SUBTYPE_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AFTER_MS_FIELD_NUMBER: _ClassVar[int]
+    CREATED_BEFORE_MS_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_CONTAINS_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    instance_id: str
+    event_type: str
+    subtype: str
+    created_after_ms: int
+    created_before_ms: int
+    payload_contains: str
+    limit: int
+    offset: int
+    def __init__(self, instance_id: _Optional[str] = ..., event_type: _Optional[str] = ..., subtype: _Optional[str] = ..., created_after_ms: _Optional[int] = ..., created_before_ms: _Optional[int] = ..., payload_contains: _Optional[str] = ..., limit: _Optional[int] = ..., offset: _Optional[int] = ...) -> None: ...
+
+class Event(_message.Message):
+    __slots__ = ("id", "event_type", "checkpoint_id", "payload", "subtype", "created_at_ms")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    EVENT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINT_ID_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    SUBTYPE_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    event_type: str
+    checkpoint_id: str
+    payload: bytes
+    subtype: str
+    created_at_ms: int
+    def __init__(self, id: _Optional[int] = ..., event_type: _Optional[str] = ..., checkpoint_id: _Optional[str] = ..., payload: _Optional[bytes] = ..., subtype: _Optional[str] = ..., created_at_ms: _Optional[int] = ...) -> None: ...
+
+class ListEventsResponse(_message.Message):
+    __slots__ = ("events", "total_count")
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_COUNT_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[Event]
+    total_count: int
+    def __init__(self, events: _Optional[_Iterable[_Union[Event, _Mapping]]] = ..., total_count: _Optional[int] = ...) -> None: ...

@@ -1,0 +1,35 @@
+"""Periodic maintenance on its own thread (never on the event loop or a worker)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+logger = logging.getLogger(__name__)
+
+
+class PeriodicTask:
+    """Runs ``action`` at once, then every ``interval`` seconds, until stopped."""
+
+    def __init__(self, name: str, interval: float, action: Callable[[], object]) -> None:
+        self.name = name
+        self._interval = interval
+        self._action = action
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"runtara-{name}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._action()
+            except Exception:
+                logger.exception("%s failed; trying again in %.0fs", self.name, self._interval)
+            self._stop.wait(self._interval)
