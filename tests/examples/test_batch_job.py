@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+from tests.examples.conftest import lines, wait_while_running
+
+
+def items(*numbers: int) -> list[str]:
+    return [f"item {number}" for number in numbers]
+
+
+def test_cancel_stops_the_batch_after_the_item_in_progress(deployment, tmp_path):
+    output = tmp_path / "output.txt"
+    env = {"BATCH_ITEMS": "100", "BATCH_ITEM_SECONDS": "0.1", "BATCH_OUTPUT": str(output)}
+    process = deployment.start("batch_job", "batch-1", tmp_path / "run.out", **env)
+    wait_while_running(process, lambda: len(lines(output)) >= 3)
+    deployment.cli("signal", "batch-1", "cancel")
+    done_when_sent = len(lines(output))
+    assert process.wait(30) == 0
+    done = len(lines(output))
+    # the cancel is seen when the item in progress is saved, and nothing starts after it
+    assert done_when_sent <= done <= done_when_sent + 1
+    assert lines(output) == items(*range(1, done + 1))
+    assert deployment.status("batch-1") == "cancelled"
+
+
+def test_pause_suspends_the_batch_and_a_resumed_run_finishes_it(deployment, tmp_path):
+    output = tmp_path / "output.txt"
+    env = {"BATCH_ITEMS": "12", "BATCH_ITEM_SECONDS": "0.1", "BATCH_OUTPUT": str(output)}
+    first = deployment.start("batch_job", "batch-1", tmp_path / "first.out", **env)
+    wait_while_running(first, lambda: len(lines(output)) >= 3)
+    deployment.cli("signal", "batch-1", "pause")
+    assert first.wait(30) == 0
+    assert deployment.status("batch-1") == "suspended"
+    paused_at = len(lines(output))
+    assert 3 <= paused_at < 12
+    assert lines(output) == items(*range(1, paused_at + 1))
+
+    deployment.cli("signal", "batch-1", "resume")
+    second = tmp_path / "second.out"
+    assert deployment.run("batch_job", "batch-1", second, **env) == 0
+    assert deployment.status("batch-1") == "completed"
+    assert deployment.output("batch-1") == {"items": 12, "sum_of_squares": 650}
+    # every item processed exactly once: the second run went on where the first stopped
+    assert lines(output) == items(*range(1, 13))
+    assert lines(second) == [f"item {number} of 12 done" for number in range(paused_at + 1, 13)]
