@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 
 import psycopg
 
@@ -24,6 +25,12 @@ _UPDATE_SQL = {
     "last_activity_at": "last_activity_at = %s",
     "wake_claimed_until": "wake_claimed_until = %s",
 }
+
+
+@functools.lru_cache(maxsize=64)
+def _update_statement(columns: tuple[str, ...]) -> str:
+    assignments = ", ".join(_UPDATE_SQL[column] for column in columns)
+    return f"UPDATE instances SET {assignments} WHERE instance_id = %s"
 
 
 def _utc(value: dt.datetime | None) -> dt.datetime | None:
@@ -105,13 +112,11 @@ class PostgresTransaction(base.Transaction):
 
     def update_instance(self, instance_id: str, update: records.InstanceUpdate) -> None:
         changes = update.changes()
-        if not changes:
-            return
-        assignments = ", ".join(_UPDATE_SQL[column] for column in changes)
-        self._db.execute(
-            f"UPDATE instances SET {assignments} WHERE instance_id = %s",
-            (*(_param(value) for value in changes.values()), instance_id),
-        )
+        if changes:
+            self._db.execute(
+                _update_statement(tuple(changes)),
+                (*(_param(value) for value in changes.values()), instance_id),
+            )
 
     def _instance_filter(
         self, tenant_id: str | None, status: records.InstanceStatus | None

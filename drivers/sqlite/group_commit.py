@@ -108,17 +108,42 @@ class GroupCommitWriter:
             connection.close()
 
     def _commit_batch(self, connection: sqlite3.Connection, batch: list[_Job]) -> None:
+        if not self._try_batch(connection, batch):
+            # Some work refused or failed: undo everything, then run each job
+            # under its own savepoint so that only the failing ones are undone.
+            for job in batch:
+                job.result = job.error = None
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                for job in batch:
+                    self._run_job(connection, job)
+                connection.execute("COMMIT")
+            except BaseException:
+                if connection.in_transaction:
+                    connection.execute("ROLLBACK")
+                raise
+        self.commits += 1
+        self.transactions += len(batch)
+
+    @staticmethod
+    def _try_batch(connection: sqlite3.Connection, batch: list[_Job]) -> bool:
+        """Run the whole batch in one transaction without savepoints (the common
+        case: two statements fewer per job); False, with nothing kept, if any work raised."""
         connection.execute("BEGIN IMMEDIATE")
         try:
             for job in batch:
-                self._run_job(connection, job)
+                job.result = job.work(connection)
+        except Exception:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+            return False
+        try:
             connection.execute("COMMIT")
         except BaseException:
             if connection.in_transaction:
                 connection.execute("ROLLBACK")
             raise
-        self.commits += 1
-        self.transactions += len(batch)
+        return True
 
     @staticmethod
     def _run_job(connection: sqlite3.Connection, job: _Job) -> None:

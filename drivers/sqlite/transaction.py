@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import sqlite3
 
 from runtara import records
 from runtara.storage import base
-
-_TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
 
 _INSTANCE_COLUMNS = (
     "instance_id, tenant_id, status, created_at, checkpoint_id, started_at, finished_at, "
@@ -32,7 +31,11 @@ _UPDATABLE = frozenset(
 def to_text(value: dt.datetime | None) -> str | None:
     if value is None:
         return None
-    return value.astimezone(dt.timezone.utc).strftime(_TIME_FORMAT)
+    if value.utcoffset():
+        value = value.astimezone(dt.timezone.utc)
+    # isoformat is much cheaper than strftime; its first 26 characters are
+    # exactly YYYY-MM-DD HH:MM:SS.ffffff.
+    return value.isoformat(sep=" ", timespec="microseconds")[:26]
 
 
 def from_text(value: str | None) -> dt.datetime | None:
@@ -43,6 +46,13 @@ def from_text(value: str | None) -> dt.datetime | None:
     if parsed.tzinfo is None:
         return parsed.replace(tzinfo=dt.timezone.utc)
     return parsed.astimezone(dt.timezone.utc)
+
+
+@functools.lru_cache(maxsize=64)
+def _update_statement(columns: tuple[str, ...]) -> str:
+    assert _UPDATABLE.issuperset(columns), columns
+    assignments = ", ".join(f"{column} = ?" for column in columns)
+    return f"UPDATE instances SET {assignments} WHERE instance_id = ?"
 
 
 def _sql_value(value: object) -> object:
@@ -110,14 +120,11 @@ class SqliteTransaction(base.Transaction):
 
     def update_instance(self, instance_id: str, update: records.InstanceUpdate) -> None:
         changes = update.changes()
-        if not changes:
-            return
-        assert _UPDATABLE.issuperset(changes), changes
-        assignments = ", ".join(f"{column} = ?" for column in changes)
-        self._db.execute(
-            f"UPDATE instances SET {assignments} WHERE instance_id = ?",
-            (*(_sql_value(value) for value in changes.values()), instance_id),
-        )
+        if changes:
+            self._db.execute(
+                _update_statement(tuple(changes)),
+                (*(_sql_value(value) for value in changes.values()), instance_id),
+            )
 
     def _instance_filter(
         self, tenant_id: str | None, status: records.InstanceStatus | None

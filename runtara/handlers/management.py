@@ -178,6 +178,10 @@ def list_events(request: mpb.ListEventsRequest, services: Services) -> mpb.RpcRe
     )
 
 
+def get_stats(request: mpb.GetStatsRequest, services: Services) -> mpb.RpcResponse:
+    return mpb.RpcResponse(get_stats=mpb.GetStatsResponse(counters=dict(services.counters())))
+
+
 def _event_type(request: mpb.ListEventsRequest) -> records.EventType | None:
     if not request.HasField("event_type"):
         return None
@@ -203,5 +207,6 @@ OPERATIONS: dict[str, Operation] = {
         Operation("list_checkpoints", list_checkpoints, "LIST_CHECKPOINTS_ERROR", mpb.RpcResponse),
         Operation("get_checkpoint", get_checkpoint, "GET_CHECKPOINT_ERROR", mpb.RpcResponse),
         Operation("list_events", list_events, "LIST_EVENTS_ERROR", mpb.RpcResponse),
+        Operation("get_stats", get_stats, "GET_STATS_ERROR", mpb.RpcResponse),
     )
 }

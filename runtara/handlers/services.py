@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import attrs
 
@@ -22,3 +22,5 @@ class Services:
     """The server's clock; every stored time comes from it (never from clients)."""
     started: float = attrs.Factory(time.monotonic)
     """``time.monotonic()`` when the server started, for its uptime."""
+    counters: Callable[[], Mapping[str, float]] = dict
+    """The server's and the driver's counters, by name (see ``GetStats``)."""

@@ -41,6 +41,15 @@ UNAUTHENTICATED = "UNAUTHENTICATED"
 MiB = 1024 * 1024
 
 
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop's loop when it is installed (it moves datagrams and timers in C), else asyncio's."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
 @attrs.frozen
 class Service:
     """One protocol served on one endpoint."""
@@ -80,15 +89,17 @@ class InstanceServer:
         *,
         identity: tls.Identity | None = None,
         now=utc_now,
+        instance_service: Service = INSTANCE_SERVICE,
     ) -> None:
         self.config = config
+        self._instance_service = instance_service
         if identity is None:
             if config.tls_cert is not None:
                 identity = tls.load(config.tls_cert, config.tls_key)
             else:
                 identity = tls.self_signed()
         self.identity = identity
-        self.services = Services(storage, now)
+        self.services = Services(storage, now, counters=self.counters)
         self.address: tuple[str, int] | None = None
         self.management_address: tuple[str, int] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -104,7 +115,7 @@ class InstanceServer:
 
     def start(self) -> None:
         """Bind the port and start serving; raises OSError if the port is taken."""
-        self._loop = asyncio.new_event_loop()
+        self._loop = new_event_loop()
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=self.config.max_concurrent, thread_name_prefix="runtara-worker"
         )
@@ -158,12 +169,18 @@ class InstanceServer:
             "rejected": dispatcher.rejected if dispatcher else 0,
             "admitted_bytes": dispatcher.admitted_bytes if dispatcher else 0,
             "buffered_bytes": self._buffers.used if dispatcher else 0,
-            "sleeping": sum(len(timers) for timers in self._sleeping.values()),
+            "sleeping": sum(len(timers) for timers in list(self._sleeping.values())),
         }
+
+    def counters(self) -> dict[str, float]:
+        """:meth:`stats` plus the storage driver's counters (``storage_`` prefix)."""
+        storage = self.services.storage
+        driver = storage.stats() if storage is not None else {}
+        return {**self.stats(), **{f"storage_{name}": value for name, value in driver.items()}}
 
     async def _open(self) -> None:
         config = self.config
-        self.address = await self._listen(config.host, config.port, INSTANCE_SERVICE)
+        self.address = await self._listen(config.host, config.port, self._instance_service)
         if config.management_addr is not None:
             service = Service(
                 "management",

@@ -3,8 +3,12 @@
 At most ``workers`` requests run at once. Further requests are parked in a FIFO
 up to ``max_pending``, and the payload bytes of running and parked requests
 together stay under ``max_bytes``; past either, :meth:`Dispatcher.submit`
-refuses them and the caller answers with an overload error. Results come back to the loop through
-``call_soon_threadsafe``; the loop never waits for a worker.
+refuses them and the caller answers with an overload error.
+
+Results come back to the loop in batches: a finishing worker queues its result
+and wakes the loop only if no wake-up is pending, so under load one
+``call_soon_threadsafe`` (one write to the loop's self-pipe) carries many
+results. The loop never waits for a worker.
 """
 
 from __future__ import annotations
@@ -40,6 +44,8 @@ class Dispatcher:
         self._running = 0
         self._bytes = 0
         self._parked: collections.deque[tuple[Work, Done, int]] = collections.deque()
+        self._finished_queue: collections.deque[tuple[Any, Done, int]] = collections.deque()
+        self._wake_pending = False
         self._idle: asyncio.Event | None = None
         self.completed = 0
         self.rejected = 0
@@ -87,25 +93,35 @@ class Dispatcher:
         self._running += 1
         if not parked:
             self._bytes += size
-        future = self._executor.submit(work)
-        future.add_done_callback(lambda finished: self._hand_back(finished, done, size))
+        self._executor.submit(self._run, work, done, size)
 
-    def _hand_back(self, future: concurrent.futures.Future, done: Done, size: int) -> None:
-        # Runs on the worker thread.
+    def _run(self, work: Work, done: Done, size: int) -> None:
+        # On a worker thread.
         try:
-            self._loop.call_soon_threadsafe(self._finished, future, done, size)
-        except RuntimeError:  # the loop is gone: the server stopped past its grace period
-            pass
-
-    def _finished(self, future: concurrent.futures.Future, done: Done, size: int) -> None:
-        self._running -= 1
-        self._bytes -= size
-        self.completed += 1
-        if self._parked:
-            self._start(*self._parked.popleft(), parked=True)
-        elif not self._running and self._idle is not None:
-            self._idle.set()
-        try:
-            done(future.result())
+            result = work()
         except Exception:
             logger.exception("a request failed outside its handler")
+            result = None
+        self._finished_queue.append((result, done, size))
+        if not self._wake_pending:
+            self._wake_pending = True
+            try:
+                self._loop.call_soon_threadsafe(self._finish_batch)
+            except RuntimeError:  # the loop is gone: the server stopped past its grace period
+                pass
+
+    def _finish_batch(self) -> None:
+        # Reset before draining: a result queued after this point schedules a new batch.
+        self._wake_pending = False
+        finished = self._finished_queue
+        while finished:
+            result, done, size = finished.popleft()
+            self._running -= 1
+            self._bytes -= size
+            self.completed += 1
+            if self._parked:
+                self._start(*self._parked.popleft(), parked=True)
+            if result is not None:
+                done(result)
+        if not self._running and not self._parked and self._idle is not None:
+            self._idle.set()

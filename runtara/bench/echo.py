@@ -1,0 +1,72 @@
+"""The ``echo`` baseline: runtara-core's own transport, answering without storage.
+
+Every request goes through the same QUIC layer, dispatcher and worker pool as
+in the real server; the handlers answer at once as a checkpoint of a new id
+would (``found=false``), with no storage. Run as
+``python -m runtara.bench.echo --port 0``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+
+from runtara.config import ServerConfig
+from runtara.handlers import operations
+from runtara.protocol import instance_pb2 as pb
+from runtara.server.app import InstanceServer, Service
+
+_CANNED = {
+    "register_instance": pb.RpcResponse(
+        register_instance=pb.RegisterInstanceResponse(success=True)
+    ),
+    "sleep": pb.RpcResponse(sleep=pb.SleepResponse()),
+    "instance_event": pb.RpcResponse(instance_event=pb.InstanceEventResponse(success=True)),
+    "get_instance_status": pb.RpcResponse(
+        get_instance_status=pb.GetInstanceStatusResponse(status=pb.STATUS_RUNNING)
+    ),
+    "checkpoint": pb.RpcResponse(checkpoint=pb.CheckpointResponse()),
+    "get_checkpoint": pb.RpcResponse(get_checkpoint=pb.GetCheckpointResponse()),
+    "poll_signals": pb.RpcResponse(poll_signals=pb.PollSignalsResponse()),
+}
+
+
+def _answer(reply: pb.RpcResponse | None):
+    return lambda request, services: reply
+
+
+ECHO_SERVICE = Service(
+    "instance",
+    pb.RpcRequest,
+    pb.RpcResponse,
+    {
+        name: operations.Operation(name, _answer(_CANNED.get(name)), operation.error_code)
+        for name, operation in operations.OPERATIONS.items()
+    },
+)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m runtara.bench.echo")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--max-concurrent", type=int, default=32)
+    arguments = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    config = ServerConfig(
+        host=arguments.host, port=arguments.port, max_concurrent=arguments.max_concurrent
+    )
+    server = InstanceServer(config, None, instance_service=ECHO_SERVICE)
+    server.start()
+    print("listening on {}:{}".format(*server.address), flush=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop.wait()
+    server.stop(grace=2)
+
+
+if __name__ == "__main__":
+    main()
