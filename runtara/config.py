@@ -257,12 +257,21 @@ SERVER_SETTINGS = STORAGE_SETTINGS + (
         "BYTES",
     ),
     Setting(
+        "request_timeout",
+        "--request-timeout",
+        "RUNTARA_REQUEST_TIMEOUT_SECONDS",
+        duration,
+        "a request frame must arrive whole within this time of its first byte, or its "
+        "stream is dropped",
+        "DURATION",
+    ),
+    Setting(
         "max_buffered_per_connection",
         "--max-connection-buffer",
         "RUNTARA_MAX_CONNECTION_BUFFER_BYTES",
         _whole(1024),
-        "bytes of unfinished requests one connection may hold; the stream that "
-        "crosses it is refused",
+        "bytes of unfinished requests one connection may hold (plus 2 KiB per open "
+        "stream); the stream that crosses it is refused",
         "BYTES",
     ),
     Setting(
@@ -270,7 +279,8 @@ SERVER_SETTINGS = STORAGE_SETTINGS + (
         "--max-total-buffer",
         "RUNTARA_MAX_TOTAL_BUFFER_BYTES",
         _whole(1024),
-        "bytes of unfinished requests all connections together may hold",
+        "bytes of unfinished requests all connections together may hold (plus 2 KiB "
+        "per open stream)",
         "BYTES",
     ),
     Setting(
@@ -365,13 +375,14 @@ class ServerConfig:
     keep_alive_ms: int = 15_000
     max_bi_streams: int = 1000
     max_uni_streams: int = 100
-    max_incoming: int = 10_000
-    max_connections: int = 0
+    max_incoming: int = 1000
+    max_connections: int = 10_000
     udp_recv_buffer: int = 2 * MiB
     udp_send_buffer: int = 2 * MiB
+    request_timeout: float = 60.0
     max_buffered_per_connection: int = 256 * MiB
-    max_total_buffer: int = 1024 * MiB
-    max_inflight_bytes: int = 1024 * MiB
+    max_total_buffer: int = 512 * MiB
+    max_inflight_bytes: int = 256 * MiB
     management_addr: tuple[str, int] | None = None
     management_token: str | None = None
     wake_command: str | None = None

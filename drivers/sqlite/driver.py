@@ -19,6 +19,7 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -69,14 +70,38 @@ class SqliteDriver(base.StorageDriver):
         except (OSError, sqlite3.Error) as error:
             raise errors.StorageUnavailable(f"cannot open {self.path}: {error}") from error
         try:
-            if connection.execute("PRAGMA journal_mode = WAL").fetchone()[0].lower() != "wal":
-                raise errors.StorageError(f"{self.path}: SQLite refused WAL mode")
+            self._use_wal(connection)
             connection.execute(f"PRAGMA synchronous = {self.synchronous.upper()}")
             connection.execute("PRAGMA foreign_keys = ON")
         except sqlite3.Error as error:
             connection.close()
-            raise errors.StorageUnavailable(f"cannot use {self.path}: {error}") from error
+            raise errors.StorageUnavailable(
+                f"cannot use {self.path}: {error}{self._read_only_hint()}"
+            ) from error
         return connection
+
+    def _use_wal(self, connection: sqlite3.Connection) -> None:
+        """Switch the file to WAL (once per file: the mode is persistent).
+
+        Switching does not wait on the busy timeout, so a fresh file that
+        another process is setting up at the same moment is retried here.
+        """
+        deadline = time.monotonic() + self.busy_timeout_ms / 1000
+        while connection.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+            try:
+                mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+                continue
+            if mode.lower() != "wal":
+                raise errors.StorageError(f"{self.path}: SQLite refused WAL mode ({mode})")
+
+    def _read_only_hint(self) -> str:
+        if os.access(self.path.parent, os.W_OK):
+            return ""
+        return " (its folder is read-only, and SQLite in WAL mode writes next to the database)"
 
     def _reader(self) -> sqlite3.Connection:
         connection = getattr(self._local, "connection", None)

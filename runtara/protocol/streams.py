@@ -32,6 +32,7 @@ class StreamFailed:
 class BufferLimitExceeded(framing.FrameError):
     def __init__(self, scope: str, limit: int) -> None:
         super().__init__(f"{scope} already buffers {limit} bytes of unfinished requests")
+        self.server_wide = scope == "the server"
 
 
 Event = RequestReceived | StreamFailed
@@ -48,13 +49,31 @@ class ByteBudget:
         return self.used + size <= self.limit
 
 
-class RequestStreams:
-    """Per-connection buffers of requests in progress, bounded in bytes.
+STREAM_OVERHEAD = 2048
+"""Bytes charged to the budgets for every stream the connection still tracks,
+besides its data: what a QUIC stream and its decoder cost the server (about
+1.6 KiB measured), so that the byte budgets also bound how many streams a
+client can keep open."""
 
-    ``max_buffered`` caps the bytes held for unfinished frames across all
+
+@attrs.define
+class _Pending:
+    """A request whose frame has not arrived whole yet."""
+
+    decoder: framing.FrameDecoder
+    started: float
+    charge: int = 0
+
+
+class RequestStreams:
+    """Per-connection buffers of requests in progress, bounded in bytes and time.
+
+    ``max_buffered`` caps the bytes charged for unfinished requests across all
     streams of the connection, and ``shared`` (if given) across every
-    connection of the server; the stream that would cross either fails with
-    :class:`BufferLimitExceeded`.
+    connection of the server: each tracked stream costs its buffered bytes
+    plus :data:`STREAM_OVERHEAD`. The stream that would cross either cap fails
+    with :class:`BufferLimitExceeded`. :meth:`expire` gives up on requests that
+    take too long to arrive.
     """
 
     def __init__(
@@ -67,71 +86,90 @@ class RequestStreams:
         self._max_payload = max_payload
         self._max_buffered = max_buffered
         self._shared = shared
-        # None marks a stream whose frame was delivered or rejected but whose
-        # client has not finished sending yet.
-        self._decoders: dict[int, framing.FrameDecoder | None] = {}
+        self._pending: dict[int, _Pending] = {}
+        # Streams already answered (or rejected) whose client has not finished
+        # sending: later bytes are ignored until its FIN or reset.
+        self._answered: set[int] = set()
         self._buffered = 0
 
     @property
     def buffered(self) -> int:
-        """Bytes held for frames that have not arrived whole yet."""
+        """Bytes charged: unfinished requests' data plus the per-stream overhead."""
         return self._buffered
 
     @property
     def open_streams(self) -> int:
-        """Streams that have not delivered or failed yet."""
-        return sum(1 for decoder in self._decoders.values() if decoder is not None)
+        """Requests that have not arrived whole, failed or expired yet."""
+        return len(self._pending)
 
-    def data_received(self, stream_id: int, data: bytes, end_stream: bool) -> Event | None:
+    def data_received(
+        self, stream_id: int, data: bytes, end_stream: bool, now: float = 0.0
+    ) -> Event | None:
         """Feed the bytes of one STREAM frame; return what, if anything, is now known."""
-        if stream_id in self._decoders:
-            decoder = self._decoders[stream_id]
-            if decoder is None:  # already answered: later bytes are ignored
-                if end_stream:
-                    del self._decoders[stream_id]
-                return None
-        else:
-            decoder = framing.FrameDecoder(self._max_payload)
-        before = decoder.buffered
+        if stream_id in self._answered:
+            if end_stream:
+                self._answered.discard(stream_id)
+                self._account(-STREAM_OVERHEAD)
+            return None
+        pending = self._pending.get(stream_id)
+        decoder = pending.decoder if pending else framing.FrameDecoder(self._max_payload)
         try:
-            if self._buffered + len(data) > self._max_buffered:
+            growth = len(data) + (0 if pending else STREAM_OVERHEAD)
+            if self._buffered + growth > self._max_buffered:
                 raise BufferLimitExceeded("the connection", self._max_buffered)
-            if self._shared is not None and not self._shared.has_room(len(data)):
+            if self._shared is not None and not self._shared.has_room(growth):
                 raise BufferLimitExceeded("the server", self._shared.limit)
             frames = decoder.feed(data)
             if not frames and end_stream:
                 decoder.end_of_stream()
                 raise framing.TruncatedFrame(0, None)
         except framing.FrameError as error:
-            self._account(-before)
-            self._finish(stream_id, end_stream)
+            self._settle(stream_id, end_stream)
             return StreamFailed(stream_id, error)
         if frames:
-            self._account(-before)
-            self._finish(stream_id, end_stream)
+            self._settle(stream_id, end_stream)
             return RequestReceived(stream_id, frames[0])
-        self._account(decoder.buffered - before)
-        self._decoders[stream_id] = decoder
+        if pending is None:
+            pending = self._pending[stream_id] = _Pending(decoder, now)
+        charge = decoder.buffered + STREAM_OVERHEAD
+        self._account(charge - pending.charge)
+        pending.charge = charge
         return None
 
     def stream_reset(self, stream_id: int) -> None:
         """The client abandoned the stream: drop whatever it sent."""
-        decoder = self._decoders.pop(stream_id, None)
-        if decoder is not None:
-            self._account(-decoder.buffered)
+        pending = self._pending.pop(stream_id, None)
+        if pending is not None:
+            self._account(-pending.charge)
+        if stream_id in self._answered:
+            self._answered.discard(stream_id)
+            self._account(-STREAM_OVERHEAD)
+
+    def expire(self, now: float, timeout: float) -> list[int]:
+        """Give up on requests started ``timeout`` seconds or more before ``now``;
+        return their stream ids (answer them with an empty FIN)."""
+        late = [sid for sid, pending in self._pending.items() if now - pending.started >= timeout]
+        for stream_id in late:
+            self._settle(stream_id, end_stream=False)
+        return late
 
     def clear(self) -> None:
         """The connection is gone: drop every buffer."""
-        self._decoders.clear()
+        self._pending.clear()
+        self._answered.clear()
         self._account(-self._buffered)
+
+    def _settle(self, stream_id: int, end_stream: bool) -> None:
+        """The stream is answered: release its data, keep its overhead until its FIN."""
+        pending = self._pending.pop(stream_id, None)
+        charge = pending.charge if pending else 0
+        if end_stream:
+            self._account(-charge)
+        else:
+            self._answered.add(stream_id)
+            self._account(STREAM_OVERHEAD - charge)
 
     def _account(self, delta: int) -> None:
         self._buffered += delta
         if self._shared is not None:
             self._shared.used += delta
-
-    def _finish(self, stream_id: int, end_stream: bool) -> None:
-        if end_stream:
-            self._decoders.pop(stream_id, None)
-        else:
-            self._decoders[stream_id] = None

@@ -78,6 +78,9 @@ class _ServiceSink:
     def connection_closed(self, connection) -> None:
         self._server._connection_closed(connection)
 
+    def buffers_exhausted(self) -> None:
+        self._server._evict_largest()
+
 
 class InstanceServer:
     """Serves the instance protocol for one storage driver (which the caller owns)."""
@@ -191,6 +194,15 @@ class InstanceServer:
             )
             self.management_address = await self._listen(*config.management_addr, service)
         self._accepting = True
+        self._sweep()
+
+    def _sweep(self) -> None:
+        """Periodically give up on requests that stall half-way through their frame."""
+        timeout = self.config.request_timeout
+        for connection in list(self._connections):
+            connection.expire_requests(timeout)
+        if self._accepting:
+            self._loop.call_later(min(timeout / 2, 5.0), self._sweep)
 
     async def _listen(self, host: str, port: int, service: Service) -> tuple[str, int]:
         config = self.config
@@ -292,6 +304,13 @@ class InstanceServer:
             return "too many handshakes in progress"
         self._connections.add(connection)
         return None
+
+    def _evict_largest(self) -> None:
+        """The server-wide buffer budget ran out: close the connection that holds
+        the most of it, so that one client cannot starve all the others."""
+        hog = max(self._connections, key=lambda c: c.buffered, default=None)
+        if hog is not None and hog.buffered > 0:
+            hog.evict()
 
     def _connection_closed(self, connection: quic.InstanceConnection) -> None:
         self._connections.discard(connection)

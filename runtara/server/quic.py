@@ -27,6 +27,9 @@ STREAM_REJECTED = 0x101
 """Application error code of STOP_SENDING for a stream whose bytes are not a valid frame."""
 STREAM_OVERLOADED = 0x102
 """Application error code of RESET_STREAM when a no-reply request is refused under overload."""
+CONNECTION_EVICTED = 0x103
+"""Application error code of CONNECTION_CLOSE for the connection holding the most
+unfinished-request bytes when the server-wide budget runs out."""
 
 
 class RequestSink(Protocol):
@@ -35,6 +38,8 @@ class RequestSink(Protocol):
     ) -> None: ...
 
     def connection_closed(self, connection: InstanceConnection) -> None: ...
+
+    def buffers_exhausted(self) -> None: ...
 
 
 def _is_bidirectional(stream_id: int) -> bool:
@@ -65,6 +70,22 @@ class InstanceConnection(QuicConnectionProtocol):
         self._abandoned: set[int] = set()
         self.established = False
         self.closed = False
+
+    @property
+    def buffered(self) -> int:
+        """Bytes charged to the budgets for this connection's unfinished requests."""
+        return self._requests.buffered
+
+    def evict(self) -> None:
+        """Close the connection at once and release everything it holds."""
+        logger.warning(
+            "closing the connection from %s: it holds %d bytes of unfinished requests "
+            "and the server's buffer budget is exhausted",
+            self.peer,
+            self._requests.buffered,
+        )
+        self._requests.clear()
+        self.close(error_code=CONNECTION_EVICTED, reason_phrase="too many unfinished requests")
 
     @property
     def peer(self) -> str:
@@ -160,13 +181,30 @@ class InstanceConnection(QuicConnectionProtocol):
                 except ValueError:
                     pass
             return
-        outcome = self._requests.data_received(stream_id, event.data, event.end_stream)
+        outcome = self._requests.data_received(
+            stream_id, event.data, event.end_stream, self._loop.time()
+        )
         if isinstance(outcome, streams.RequestReceived):
             self._awaiting_reply.add(stream_id)
             self._sink.request_received(self, stream_id, outcome.frame.payload)
         elif isinstance(outcome, streams.StreamFailed):
             logger.warning(
                 "bad frame from %s on stream %d: %s", self.peer, stream_id, outcome.error
+            )
+            self.reject_stream(stream_id)
+            if isinstance(outcome.error, streams.BufferLimitExceeded) and outcome.error.server_wide:
+                self._sink.buffers_exhausted()
+
+    def expire_requests(self, timeout: float) -> None:
+        """End the streams whose request did not arrive whole within ``timeout`` seconds."""
+        if self.closed:
+            return
+        for stream_id in self._requests.expire(self._loop.time(), timeout):
+            logger.warning(
+                "request from %s on stream %d did not arrive within %gs; dropped",
+                self.peer,
+                stream_id,
+                timeout,
             )
             self.reject_stream(stream_id)
 

@@ -1,0 +1,114 @@
+"""Storage faults: a full disk and a read-only database give clear errors,
+corrupt nothing, and the server recovers when the disk does.
+
+These tests mount a small tmpfs, which needs root (as in CI); elsewhere they
+skip with that reason.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+
+import pytest
+
+from tests.support import RpcClient, ServerProcess, run_cli
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    folder = tmp_path / "disk"
+    folder.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(folder)], check=True)
+    yield folder
+    subprocess.run(["umount", "-l", str(folder)], check=True)
+
+
+def remount(folder, options: str) -> None:
+    subprocess.run(["mount", "-o", f"remount,{options}", str(folder)], check=True)
+
+
+def integrity(database) -> str:
+    with sqlite3.connect(database) as db:
+        return db.execute("PRAGMA integrity_check").fetchone()[0]
+
+
+def test_a_full_disk_refuses_clearly_loses_nothing_and_recovers(tiny_disk, tmp_path):
+    database = tiny_disk / "runtara.db"
+    server = ServerProcess("--database-url", f"sqlite:{database}", cwd=tmp_path)
+    client = RpcClient(server.address)
+    try:
+        assert client.register("filler").success
+        acknowledged, refusals = [], []
+        for index in range(200):
+            state = os.urandom(64 * 1024)
+            reply = client.checkpoint("filler", f"cp-{index}", state)
+            if reply.HasField("error"):
+                refusals.append(reply.error)
+                if len(refusals) >= 3:
+                    break
+            else:
+                acknowledged.append((f"cp-{index}", state))
+        assert acknowledged and refusals, "the disk never filled"
+        assert all(error.code == "CHECKPOINT_ERROR" for error in refusals)
+        assert "full" in refusals[0].message.lower()
+        remount(tiny_disk, "size=64m")  # space returns
+        assert not client.checkpoint("filler", "after-space-returned", b"ok").HasField("error")
+    finally:
+        client.close()
+        server.signal()
+        assert server.wait() == 0
+    assert integrity(database) == "ok"
+    with sqlite3.connect(database) as db:
+        stored = dict(db.execute("SELECT checkpoint_id, state FROM checkpoints"))
+    for checkpoint_id, state in acknowledged:
+        assert stored[checkpoint_id] == state
+    assert stored["after-space-returned"] == b"ok"
+
+
+def test_a_read_only_database_refuses_to_start_clearly_and_keeps_its_data(tiny_disk, tmp_path):
+    database = tiny_disk / "runtara.db"
+    url = f"sqlite:{database}"
+    server = ServerProcess("--database-url", url, cwd=tmp_path)
+    client = RpcClient(server.address)
+    assert client.register("reader").success
+    assert not client.checkpoint("reader", "before", b"kept").HasField("error")
+    client.close()
+    server.signal()
+    assert server.wait() == 0
+    remount(tiny_disk, "ro")
+    refused = run_cli("--port", "0", "--database-url", url, cwd=tmp_path)
+    assert refused.returncode == 1
+    lines = refused.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in refused.stderr
+    assert "its folder is read-only" in lines[0]
+    remount(tiny_disk, "rw")
+    assert integrity(database) == "ok"
+    again = ServerProcess("--database-url", url, cwd=tmp_path)
+    client = RpcClient(again.address)
+    try:
+        assert client.register("reader").success
+        assert client.get_checkpoint("reader", "before").get_checkpoint.state == b"kept"
+    finally:
+        client.close()
+        again.signal()
+        assert again.wait() == 0
+
+
+def test_starting_on_a_read_only_disk_is_one_clear_line(tiny_disk, tmp_path):
+    assert (
+        run_cli(
+            "migrate", "--database-url", f"sqlite:{tiny_disk / 'runtara.db'}", cwd=tmp_path
+        ).returncode
+        == 0
+    )
+    remount(tiny_disk, "ro")
+    fresh = run_cli(
+        "--port", "0", "--database-url", f"sqlite:{tiny_disk / 'other.db'}", cwd=tmp_path
+    )
+    assert fresh.returncode == 1
+    lines = fresh.stderr.strip().splitlines()
+    assert len(lines) == 1 and "cannot" in lines[0] and "Traceback" not in fresh.stderr
