@@ -3,75 +3,33 @@
 from __future__ import annotations
 
 import datetime as dt
-import functools
 
 import psycopg
 
 from runtara import records
-from runtara.storage import base
+from runtara.storage import base, sql
 
 _INSTANCE_COLUMNS = (
     "instance_id, tenant_id, status::text, created_at, checkpoint_id, started_at, finished_at, "
     "output, error, sleep_until, last_activity_at, wake_claimed_until"
 )
-_UPDATE_SQL = {
-    "status": "status = %s::instance_status",
-    "checkpoint_id": "checkpoint_id = %s",
-    "started_at": "started_at = %s",
-    "finished_at": "finished_at = %s",
-    "output": "output = %s",
-    "error": "error = %s",
-    "sleep_until": "sleep_until = %s",
-    "last_activity_at": "last_activity_at = %s",
-    "wake_claimed_until": "wake_claimed_until = %s",
-}
-
-
-@functools.lru_cache(maxsize=64)
-def _update_statement(columns: tuple[str, ...]) -> str:
-    assignments = ", ".join(_UPDATE_SQL[column] for column in columns)
-    return f"UPDATE instances SET {assignments} WHERE instance_id = %s"
 
 
 def _utc(value: dt.datetime | None) -> dt.datetime | None:
     return None if value is None else value.astimezone(dt.timezone.utc)
 
 
-def _param(value: object) -> object:
-    return value.value if isinstance(value, records.InstanceStatus) else value
+DIALECT = sql.Dialect(
+    mark="%s",
+    time_param=lambda value: value,
+    payload_contains="strpos(lower(runtara_payload_text(payload)), lower(%s)) > 0",
+    status_cast="::instance_status",
+    event_type_cast="::instance_event_type",
+)
 
 
 def _instance(row: tuple) -> records.Instance:
-    return records.Instance(
-        instance_id=row[0],
-        tenant_id=row[1],
-        status=records.InstanceStatus(row[2]),
-        created_at=_utc(row[3]),
-        checkpoint_id=row[4],
-        started_at=_utc(row[5]),
-        finished_at=_utc(row[6]),
-        output=None if row[7] is None else bytes(row[7]),
-        error=row[8],
-        sleep_until=_utc(row[9]),
-        last_activity_at=_utc(row[10]),
-        wake_claimed_until=_utc(row[11]),
-    )
-
-
-def _event(row: tuple) -> records.Event:
-    return records.Event(
-        id=row[0],
-        instance_id=row[1],
-        event_type=records.EventType(row[2]),
-        checkpoint_id=row[3],
-        payload=None if row[4] is None else bytes(row[4]),
-        created_at=_utc(row[5]),
-        subtype=row[6],
-    )
-
-
-def _where(conditions: list[str]) -> str:
-    return (" WHERE " + " AND ".join(conditions)) if conditions else ""
+    return sql.instance_from_row(row, _utc)
 
 
 class PostgresTransaction(base.Transaction):
@@ -114,22 +72,9 @@ class PostgresTransaction(base.Transaction):
         changes = update.changes()
         if changes:
             self._db.execute(
-                _update_statement(tuple(changes)),
-                (*(_param(value) for value in changes.values()), instance_id),
+                sql.update_statement(DIALECT, tuple(changes)),
+                (*(DIALECT.param(value) for value in changes.values()), instance_id),
             )
-
-    def _instance_filter(
-        self, tenant_id: str | None, status: records.InstanceStatus | None
-    ) -> tuple[str, list[object]]:
-        conditions: list[str] = []
-        params: list[object] = []
-        if tenant_id is not None:
-            conditions.append("tenant_id = %s")
-            params.append(tenant_id)
-        if status is not None:
-            conditions.append("status = %s::instance_status")
-            params.append(status.value)
-        return _where(conditions), params
 
     def list_instances(
         self,
@@ -139,7 +84,7 @@ class PostgresTransaction(base.Transaction):
         limit: int = 100,
         offset: int = 0,
     ) -> list[records.Instance]:
-        where, params = self._instance_filter(tenant_id, status)
+        where, params = sql.instance_conditions(DIALECT, tenant_id, status)
         rows = self._rows(
             f"SELECT {_INSTANCE_COLUMNS} FROM instances{where} "
             "ORDER BY created_at DESC, instance_id LIMIT %s OFFSET %s",
@@ -150,7 +95,7 @@ class PostgresTransaction(base.Transaction):
     def count_instances(
         self, *, tenant_id: str | None = None, status: records.InstanceStatus | None = None
     ) -> int:
-        where, params = self._instance_filter(tenant_id, status)
+        where, params = sql.instance_conditions(DIALECT, tenant_id, status)
         return self._count(f"SELECT count(*) FROM instances{where}", params)
 
     def claim_due_sleepers(
@@ -243,26 +188,6 @@ class PostgresTransaction(base.Transaction):
             ),
         )
 
-    def _checkpoint_filter(
-        self,
-        instance_id: str,
-        checkpoint_id: str | None,
-        created_after: dt.datetime | None,
-        created_before: dt.datetime | None,
-    ) -> tuple[str, list[object]]:
-        conditions = ["instance_id = %s"]
-        params: list[object] = [instance_id]
-        if checkpoint_id is not None:
-            conditions.append("checkpoint_id = %s")
-            params.append(checkpoint_id)
-        if created_after is not None:
-            conditions.append("created_at >= %s")
-            params.append(created_after)
-        if created_before is not None:
-            conditions.append("created_at < %s")
-            params.append(created_before)
-        return _where(conditions), params
-
     def list_checkpoints(
         self,
         instance_id: str,
@@ -273,8 +198,8 @@ class PostgresTransaction(base.Transaction):
         limit: int = 100,
         offset: int = 0,
     ) -> list[base.CheckpointInfo]:
-        where, params = self._checkpoint_filter(
-            instance_id, checkpoint_id, created_after, created_before
+        where, params = sql.checkpoint_conditions(
+            DIALECT, instance_id, checkpoint_id, created_after, created_before
         )
         rows = self._rows(
             f"SELECT checkpoint_id, length(state), created_at FROM checkpoints{where} "
@@ -291,8 +216,8 @@ class PostgresTransaction(base.Transaction):
         created_after: dt.datetime | None = None,
         created_before: dt.datetime | None = None,
     ) -> int:
-        where, params = self._checkpoint_filter(
-            instance_id, checkpoint_id, created_after, created_before
+        where, params = sql.checkpoint_conditions(
+            DIALECT, instance_id, checkpoint_id, created_after, created_before
         )
         return self._count(f"SELECT count(*) FROM checkpoints{where}", params)
 
@@ -313,28 +238,6 @@ class PostgresTransaction(base.Transaction):
             ),
         )[0]
 
-    def _event_filter(
-        self, instance_id: str, event_filter: base.EventFilter
-    ) -> tuple[str, list[object]]:
-        conditions = ["instance_id = %s"]
-        params: list[object] = [instance_id]
-        if event_filter.event_type is not None:
-            conditions.append("event_type = %s::instance_event_type")
-            params.append(event_filter.event_type.value)
-        if event_filter.subtype is not None:
-            conditions.append("subtype = %s")
-            params.append(event_filter.subtype)
-        if event_filter.created_after is not None:
-            conditions.append("created_at >= %s")
-            params.append(event_filter.created_after)
-        if event_filter.created_before is not None:
-            conditions.append("created_at < %s")
-            params.append(event_filter.created_before)
-        if event_filter.payload_contains is not None:
-            conditions.append("strpos(lower(runtara_payload_text(payload)), lower(%s)) > 0")
-            params.append(event_filter.payload_contains)
-        return _where(conditions), params
-
     def list_events(
         self,
         instance_id: str,
@@ -343,18 +246,18 @@ class PostgresTransaction(base.Transaction):
         limit: int = 100,
         offset: int = 0,
     ) -> list[records.Event]:
-        where, params = self._event_filter(instance_id, event_filter)
+        where, params = sql.event_conditions(DIALECT, instance_id, event_filter)
         rows = self._rows(
             "SELECT id, instance_id, event_type::text, checkpoint_id, payload, created_at, subtype "
             f"FROM instance_events{where} ORDER BY created_at DESC, id DESC LIMIT %s OFFSET %s",
             (*params, limit, offset),
         )
-        return [_event(row) for row in rows]
+        return [sql.event_from_row(row, _utc) for row in rows]
 
     def count_events(
         self, instance_id: str, event_filter: base.EventFilter = base.ALL_EVENTS
     ) -> int:
-        where, params = self._event_filter(instance_id, event_filter)
+        where, params = sql.event_conditions(DIALECT, instance_id, event_filter)
         return self._count(f"SELECT count(*) FROM instance_events{where}", params)
 
     # --- signals --------------------------------------------------------------

@@ -3,28 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import sqlite3
 
 from runtara import records
-from runtara.storage import base
+from runtara.storage import base, sql
 
 _INSTANCE_COLUMNS = (
     "instance_id, tenant_id, status, created_at, checkpoint_id, started_at, finished_at, "
     "output, error, sleep_until, last_activity_at, wake_claimed_until"
-)
-_UPDATABLE = frozenset(
-    {
-        "status",
-        "checkpoint_id",
-        "started_at",
-        "finished_at",
-        "output",
-        "error",
-        "sleep_until",
-        "last_activity_at",
-        "wake_claimed_until",
-    }
 )
 
 
@@ -48,52 +34,17 @@ def from_text(value: str | None) -> dt.datetime | None:
     return parsed.astimezone(dt.timezone.utc)
 
 
-@functools.lru_cache(maxsize=64)
-def _update_statement(columns: tuple[str, ...]) -> str:
-    assert _UPDATABLE.issuperset(columns), columns
-    assignments = ", ".join(f"{column} = ?" for column in columns)
-    return f"UPDATE instances SET {assignments} WHERE instance_id = ?"
-
-
-def _sql_value(value: object) -> object:
-    if isinstance(value, dt.datetime):
-        return to_text(value)
-    if isinstance(value, records.InstanceStatus):
-        return value.value
-    return value
+DIALECT = sql.Dialect(
+    mark="?",
+    time_param=to_text,
+    # instr on lower() is an exact, case-insensitive substring test with no
+    # LIKE wildcards to escape.
+    payload_contains="instr(lower(CAST(payload AS TEXT)), lower(?)) > 0",
+)
 
 
 def _instance(row: tuple) -> records.Instance:
-    return records.Instance(
-        instance_id=row[0],
-        tenant_id=row[1],
-        status=records.InstanceStatus(row[2]),
-        created_at=from_text(row[3]),
-        checkpoint_id=row[4],
-        started_at=from_text(row[5]),
-        finished_at=from_text(row[6]),
-        output=None if row[7] is None else bytes(row[7]),
-        error=row[8],
-        sleep_until=from_text(row[9]),
-        last_activity_at=from_text(row[10]),
-        wake_claimed_until=from_text(row[11]),
-    )
-
-
-def _event(row: tuple) -> records.Event:
-    return records.Event(
-        id=row[0],
-        instance_id=row[1],
-        event_type=records.EventType(row[2]),
-        checkpoint_id=row[3],
-        payload=None if row[4] is None else bytes(row[4]),
-        created_at=from_text(row[5]),
-        subtype=row[6],
-    )
-
-
-def _where(conditions: list[str]) -> str:
-    return (" WHERE " + " AND ".join(conditions)) if conditions else ""
+    return sql.instance_from_row(row, from_text)
 
 
 class SqliteTransaction(base.Transaction):
@@ -122,22 +73,9 @@ class SqliteTransaction(base.Transaction):
         changes = update.changes()
         if changes:
             self._db.execute(
-                _update_statement(tuple(changes)),
-                (*(_sql_value(value) for value in changes.values()), instance_id),
+                sql.update_statement(DIALECT, tuple(changes)),
+                (*(DIALECT.param(value) for value in changes.values()), instance_id),
             )
-
-    def _instance_filter(
-        self, tenant_id: str | None, status: records.InstanceStatus | None
-    ) -> tuple[str, list[object]]:
-        conditions: list[str] = []
-        params: list[object] = []
-        if tenant_id is not None:
-            conditions.append("tenant_id = ?")
-            params.append(tenant_id)
-        if status is not None:
-            conditions.append("status = ?")
-            params.append(status.value)
-        return _where(conditions), params
 
     def list_instances(
         self,
@@ -147,7 +85,7 @@ class SqliteTransaction(base.Transaction):
         limit: int = 100,
         offset: int = 0,
     ) -> list[records.Instance]:
-        where, params = self._instance_filter(tenant_id, status)
+        where, params = sql.instance_conditions(DIALECT, tenant_id, status)
         rows = self._db.execute(
             f"SELECT {_INSTANCE_COLUMNS} FROM instances{where} "
             "ORDER BY created_at DESC, instance_id LIMIT ? OFFSET ?",
@@ -158,7 +96,7 @@ class SqliteTransaction(base.Transaction):
     def count_instances(
         self, *, tenant_id: str | None = None, status: records.InstanceStatus | None = None
     ) -> int:
-        where, params = self._instance_filter(tenant_id, status)
+        where, params = sql.instance_conditions(DIALECT, tenant_id, status)
         return self._db.execute(f"SELECT count(*) FROM instances{where}", params).fetchone()[0]
 
     def claim_due_sleepers(
@@ -247,26 +185,6 @@ class SqliteTransaction(base.Transaction):
             ),
         )
 
-    def _checkpoint_filter(
-        self,
-        instance_id: str,
-        checkpoint_id: str | None,
-        created_after: dt.datetime | None,
-        created_before: dt.datetime | None,
-    ) -> tuple[str, list[object]]:
-        conditions = ["instance_id = ?"]
-        params: list[object] = [instance_id]
-        if checkpoint_id is not None:
-            conditions.append("checkpoint_id = ?")
-            params.append(checkpoint_id)
-        if created_after is not None:
-            conditions.append("created_at >= ?")
-            params.append(to_text(created_after))
-        if created_before is not None:
-            conditions.append("created_at < ?")
-            params.append(to_text(created_before))
-        return _where(conditions), params
-
     def list_checkpoints(
         self,
         instance_id: str,
@@ -277,8 +195,8 @@ class SqliteTransaction(base.Transaction):
         limit: int = 100,
         offset: int = 0,
     ) -> list[base.CheckpointInfo]:
-        where, params = self._checkpoint_filter(
-            instance_id, checkpoint_id, created_after, created_before
+        where, params = sql.checkpoint_conditions(
+            DIALECT, instance_id, checkpoint_id, created_after, created_before
         )
         rows = self._db.execute(
             f"SELECT checkpoint_id, length(state), created_at FROM checkpoints{where} "
@@ -295,8 +213,8 @@ class SqliteTransaction(base.Transaction):
         created_after: dt.datetime | None = None,
         created_before: dt.datetime | None = None,
     ) -> int:
-        where, params = self._checkpoint_filter(
-            instance_id, checkpoint_id, created_after, created_before
+        where, params = sql.checkpoint_conditions(
+            DIALECT, instance_id, checkpoint_id, created_after, created_before
         )
         return self._db.execute(f"SELECT count(*) FROM checkpoints{where}", params).fetchone()[0]
 
@@ -318,30 +236,6 @@ class SqliteTransaction(base.Transaction):
         )
         return cursor.lastrowid
 
-    def _event_filter(
-        self, instance_id: str, event_filter: base.EventFilter
-    ) -> tuple[str, list[object]]:
-        conditions = ["instance_id = ?"]
-        params: list[object] = [instance_id]
-        if event_filter.event_type is not None:
-            conditions.append("event_type = ?")
-            params.append(event_filter.event_type.value)
-        if event_filter.subtype is not None:
-            conditions.append("subtype = ?")
-            params.append(event_filter.subtype)
-        if event_filter.created_after is not None:
-            conditions.append("created_at >= ?")
-            params.append(to_text(event_filter.created_after))
-        if event_filter.created_before is not None:
-            conditions.append("created_at < ?")
-            params.append(to_text(event_filter.created_before))
-        if event_filter.payload_contains is not None:
-            # instr on lower() is an exact, case-insensitive substring test with no
-            # LIKE wildcards to escape.
-            conditions.append("instr(lower(CAST(payload AS TEXT)), lower(?)) > 0")
-            params.append(event_filter.payload_contains)
-        return _where(conditions), params
-
     def list_events(
         self,
         instance_id: str,
@@ -350,18 +244,18 @@ class SqliteTransaction(base.Transaction):
         limit: int = 100,
         offset: int = 0,
     ) -> list[records.Event]:
-        where, params = self._event_filter(instance_id, event_filter)
+        where, params = sql.event_conditions(DIALECT, instance_id, event_filter)
         rows = self._db.execute(
             "SELECT id, instance_id, event_type, checkpoint_id, payload, created_at, subtype "
             f"FROM instance_events{where} ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?",
             (*params, limit, offset),
         ).fetchall()
-        return [_event(row) for row in rows]
+        return [sql.event_from_row(row, from_text) for row in rows]
 
     def count_events(
         self, instance_id: str, event_filter: base.EventFilter = base.ALL_EVENTS
     ) -> int:
-        where, params = self._event_filter(instance_id, event_filter)
+        where, params = sql.event_conditions(DIALECT, instance_id, event_filter)
         return self._db.execute(f"SELECT count(*) FROM instance_events{where}", params).fetchone()[
             0
         ]

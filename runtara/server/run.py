@@ -25,6 +25,28 @@ def serve(config: ServerConfig) -> int:
     Returns the process exit code: 0 after a clean stop, 1 when the server
     cannot start. A second signal during shutdown exits at once with 1.
     """
+    stop = threading.Event()
+    signals_seen = 0
+
+    def on_signal(number: int, frame: object) -> None:
+        nonlocal signals_seen
+        signals_seen += 1
+        if signals_seen > 1:
+            logger.warning("second %s: exiting now", signal.Signals(number).name)
+            sys.stderr.flush()
+            os._exit(1)
+        logger.info(
+            "%s received: finishing in-flight requests (up to %.0fs)",
+            signal.Signals(number).name,
+            config.shutdown_grace,
+        )
+        stop.set()
+
+    # Installed before anything else: a signal during start-up still stops the
+    # server cleanly once it is up.
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+
     storage = selection.open_driver(config.storage, workers=config.max_concurrent)
     try:
         applied = storage.migrate()
@@ -68,25 +90,6 @@ def serve(config: ServerConfig) -> int:
     tasks = maintenance_tasks(config, storage, server)
     for task in tasks:
         task.start()
-    stop = threading.Event()
-    signals_seen = 0
-
-    def on_signal(number: int, frame: object) -> None:
-        nonlocal signals_seen
-        signals_seen += 1
-        if signals_seen > 1:
-            logger.warning("second %s: exiting now", signal.Signals(number).name)
-            sys.stderr.flush()
-            os._exit(1)
-        logger.info(
-            "%s received: finishing in-flight requests (up to %.0fs)",
-            signal.Signals(number).name,
-            config.shutdown_grace,
-        )
-        stop.set()
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
     while not stop.wait(3600):
         pass
     for task in tasks:

@@ -110,3 +110,11 @@ def test_a_second_sigterm_exits_at_once(tmp_path):
     with sqlite3.connect(tmp_path / "runtara.db") as db:  # nothing half-written
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         assert db.execute("SELECT count(*) FROM checkpoints").fetchone()[0] == 0
+
+
+def test_sigterm_right_after_start_up_still_stops_cleanly(tmp_path):
+    for _ in range(5):
+        server = ServerProcess(cwd=tmp_path)
+        server.signal(signal.SIGTERM)  # as soon as the server says it is serving
+        assert server.wait() == 0
+        assert "stopped" in server.output()
