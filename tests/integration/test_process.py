@@ -181,8 +181,10 @@ def test_in_flight_requests_finish_on_sigterm(tmp_path):
     assert stored == [(b"kept",)]
 
 
-def test_acknowledged_checkpoints_survive_sigkill(tmp_path):
-    server = ServerProcess(cwd=tmp_path)
+@pytest.mark.parametrize("synchronous", ["full", "normal"])
+def test_acknowledged_checkpoints_survive_sigkill(tmp_path, synchronous):
+    url = f"sqlite:{tmp_path / 'runtara.db'}?synchronous={synchronous}"
+    server = ServerProcess("--database-url", url, cwd=tmp_path)
     client = RpcClient(server.address)
     assert client.register("durable").success
     acknowledged = []
@@ -200,7 +202,7 @@ def test_acknowledged_checkpoints_survive_sigkill(tmp_path):
     )
     assert all(rows[f"cp-{index}"] == f"state-{index}".encode() for index in acknowledged)
     # and the server starts again on the same file
-    again = ServerProcess(cwd=tmp_path)
+    again = ServerProcess("--database-url", url, cwd=tmp_path)
     try:
         client = RpcClient(again.address)
         got = client.get_checkpoint("durable", "cp-199").get_checkpoint
