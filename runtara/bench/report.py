@@ -68,9 +68,11 @@ def median(runs: Sequence[Figures]) -> Figures:
         "rows_per_commit",
         "rss_per_connection_kib",
     ]
+    operations = [run.operations for run in runs]
     return Figures(
         name=runs[0].name,
-        operations=sum(run.operations for run in runs),
+        # idle "operations" are the connections held, the same in every run
+        operations=operations[0] if runs[0].name == "idle" else sum(operations),
         errors=sum(run.errors for run in runs),
         first_error=next((run.first_error for run in runs if run.first_error), None),
         **{field: middle(field) for field in numeric},

@@ -32,3 +32,12 @@ def test_ci_runs_exactly_the_readme_test_command():
 def test_every_setting_is_documented_with_its_variable():
     for setting in config.SERVER_SETTINGS:
         assert f"| `{setting.flag}` | `{setting.env}` |" in README, setting.flag
+
+
+def test_every_test_the_guarantees_cite_exists():
+    section = README.split("## Guarantees", 1)[1].split("\n## ", 1)[0]
+    cited = set(re.findall(r"`((?:tests|runtara)/[\w/]+\.py)::(?:(\w+)::)?(\w+)`", section))
+    assert len(cited) > 20
+    for path, _cls, name in cited:
+        source = (ROOT / path).read_text()
+        assert re.search(rf"def {name}\(", source), f"{path}::{name} is cited but does not exist"
