@@ -14,14 +14,10 @@ from typing import Generic, TypeVar
 
 import attrs
 
-from runtara import errors, records
+from runtara import clock, errors, records
 from runtara.storage import base
 
 T = TypeVar("T")
-
-
-def utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
 
 
 @attrs.frozen
@@ -47,7 +43,7 @@ def _require_id(value: str, name: str) -> None:
 
 class LocalAdmin:
     def __init__(
-        self, storage: base.StorageDriver, now: Callable[[], dt.datetime] = utc_now
+        self, storage: base.StorageDriver, now: Callable[[], dt.datetime] = clock.utc_now
     ) -> None:
         self.storage = storage
         self._now = now

@@ -22,7 +22,7 @@ import subprocess
 import time
 from collections.abc import Callable
 
-from runtara import errors, records
+from runtara import clock, errors, records
 from runtara.storage import base
 
 logger = logging.getLogger(__name__)
@@ -42,7 +42,7 @@ class WakeScheduler:
         probe: float = 1.0,
         backoff: float = 5.0,
         max_backoff: float = 300.0,
-        now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc),
+        now: Callable[[], dt.datetime] = clock.utc_now,
     ) -> None:
         self._storage = storage
         self._command = command

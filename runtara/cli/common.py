@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from runtara import config, errors
+from runtara import clock, config, errors
 from runtara.storage import selection
 
 PROG = "runtara-core"
@@ -109,7 +109,7 @@ def payload(value: str | None) -> bytes:
 def moment(value: str, flag: str) -> dt.datetime:
     """An ISO 8601 time (UTC unless it says otherwise), or a duration meaning that long ago."""
     try:
-        return dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=config.duration(value))
+        return clock.utc_now() - dt.timedelta(seconds=config.duration(value))
     except ValueError:
         pass
     try:

@@ -6,7 +6,7 @@ import datetime as dt
 import os
 from collections.abc import Sequence
 
-from runtara import config
+from runtara import clock, config
 from runtara.admin import retention
 from runtara.cli import common
 from runtara.storage import registry, selection
@@ -72,7 +72,7 @@ def prune(argv: Sequence[str]) -> int:
         age = config.duration(arguments.finished_before)
     except ValueError as error:
         parser.error(f"--finished-before: {error}")
-    cutoff = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=age)
+    cutoff = clock.utc_now() - dt.timedelta(seconds=age)
     storage = selection.open_driver(config.storage_config(arguments, os.environ), workers=1)
     try:
         storage.migrate()

@@ -8,17 +8,14 @@ from collections.abc import Callable, Mapping
 
 import attrs
 
+from runtara import clock
 from runtara.storage import base
-
-
-def utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
 
 
 @attrs.frozen
 class Services:
     storage: base.StorageDriver
-    now: Callable[[], dt.datetime] = utc_now
+    now: Callable[[], dt.datetime] = clock.utc_now
     """The server's clock; every stored time comes from it (never from clients)."""
     started: float = attrs.Factory(time.monotonic)
     """``time.monotonic()`` when the server started, for its uptime."""

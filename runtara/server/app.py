@@ -23,9 +23,10 @@ import attrs
 from aioquic.quic.configuration import QuicConfiguration
 from google.protobuf.message import DecodeError, Message
 
+from runtara import clock
 from runtara import config as config_module
 from runtara.handlers import management, operations
-from runtara.handlers.services import Services, utc_now
+from runtara.handlers.services import Services
 from runtara.handlers.sleep import SleepStarted
 from runtara.protocol import instance_pb2 as pb
 from runtara.protocol import management_pb2 as mpb
@@ -91,7 +92,7 @@ class InstanceServer:
         storage: base.StorageDriver,
         *,
         identity: tls.Identity | None = None,
-        now=utc_now,
+        now=clock.utc_now,
         instance_service: Service = INSTANCE_SERVICE,
     ) -> None:
         self.config = config

@@ -9,7 +9,7 @@ import signal
 import sys
 import threading
 
-from runtara import __version__, errors
+from runtara import __version__, clock, errors
 from runtara.admin import retention, staleness, waking
 from runtara.config import ServerConfig
 from runtara.server.app import InstanceServer
@@ -109,10 +109,6 @@ def serve(config: ServerConfig) -> int:
 RETENTION_INTERVAL = 600.0
 
 
-def _utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
-
-
 def maintenance_tasks(
     config: ServerConfig, storage: base.StorageDriver, server: InstanceServer
 ) -> list[PeriodicTask]:
@@ -135,7 +131,7 @@ def maintenance_tasks(
             PeriodicTask(
                 "stale-check",
                 min(30.0, stale_after / 4),
-                lambda: staleness.mark_stale(storage, _utc_now(), stale_after),
+                lambda: staleness.mark_stale(storage, clock.utc_now(), stale_after),
             )
         )
         logger.info("running instances silent for %gs will be marked failed", stale_after)
@@ -145,7 +141,7 @@ def maintenance_tasks(
             PeriodicTask(
                 "retention",
                 RETENTION_INTERVAL,
-                lambda: retention.prune(storage, _utc_now() - keep),
+                lambda: retention.prune(storage, clock.utc_now() - keep),
             )
         )
         logger.info("finished instances are deleted %gs after they finish", config.retention)
