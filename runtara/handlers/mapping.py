@@ -69,4 +69,7 @@ def custom_signal_message(signal: records.CustomSignal) -> pb.CustomSignal:
 def require_id(value: str, field: str = "instance_id") -> str:
     if not value:
         raise errors.ValidationError(field, f"{field} is required")
+    if "\x00" in value:
+        # Neither PostgreSQL's text nor SQLite's string functions handle NUL.
+        raise errors.ValidationError(field, f"{field} must not contain NUL characters")
     return value

@@ -98,7 +98,11 @@ def execute(operation: Operation, request: Any, services: Services) -> Outcome:
         return result
     if result is None:
         return NoReply()
-    return Reply(encode(result))
+    try:
+        return Reply(encode(result))
+    except framing.FrameTooLarge as error:
+        # A stored state plus signal payloads can outgrow one frame.
+        return _failed(operation, request, error, f"the reply would not fit in a frame: {error}")
 
 
 def finish_sleep(started: sleep.SleepStarted, services: Services) -> Outcome:

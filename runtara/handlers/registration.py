@@ -24,10 +24,11 @@ def register_instance(request: pb.RegisterInstanceRequest, services: Services) -
 
     instance_id = request.instance_id
     tenant_id = request.tenant_id
-    if not instance_id:
-        return refuse("instance_id is required")
-    if not tenant_id:
-        return refuse("tenant_id is required")
+    for field, value in (("instance_id", instance_id), ("tenant_id", tenant_id)):
+        if not value:
+            return refuse(f"{field} is required")
+        if "\x00" in value:
+            return refuse(f"{field} must not contain NUL characters")
     checkpoint_id = request.checkpoint_id if request.HasField("checkpoint_id") else None
 
     def work(tx: base.Transaction) -> None:

@@ -36,9 +36,9 @@ class SleepStarted:
 
 def begin_sleep(request: pb.SleepRequest, services: Services) -> SleepStarted:
     instance_id = mapping.require_id(request.instance_id)
-    duration = dt.timedelta(milliseconds=request.duration_ms)
-    if duration > MAX_SLEEP:
+    if request.duration_ms > MAX_SLEEP // dt.timedelta(milliseconds=1):
         raise errors.ValidationError("duration_ms", f"at most {MAX_SLEEP.days} days")
+    duration = dt.timedelta(milliseconds=request.duration_ms)
     checkpoint_id = request.checkpoint_id
 
     def work(tx: base.Transaction) -> dt.datetime:

@@ -85,10 +85,12 @@ class FrameDecoder:
         """Bytes held for the frame in progress."""
         return len(self._buffer)
 
-    def feed(self, data: bytes) -> list[Frame]:
+    def feed(self, data: bytes, limit: int | None = None) -> list[Frame]:
+        """Add bytes; return the frames they complete, at most ``limit`` of them
+        (bytes after the last one returned are then not looked at)."""
         frames: list[Frame] = []
         self._buffer += data
-        while True:
+        while limit is None or len(frames) < limit:
             if self._header is None:
                 if len(self._buffer) < HEADER_SIZE:
                     return frames
@@ -107,6 +109,7 @@ class FrameDecoder:
             frames.append(Frame(message_type, bytes(self._buffer[:length])))
             del self._buffer[:length]
             self._header = None
+        return frames
 
     def end_of_stream(self) -> None:
         if self._header is not None:

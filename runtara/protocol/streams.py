@@ -119,7 +119,9 @@ class RequestStreams:
                 raise BufferLimitExceeded("the connection", self._max_buffered)
             if self._shared is not None and not self._shared.has_room(growth):
                 raise BufferLimitExceeded("the server", self._shared.limit)
-            frames = decoder.feed(data)
+            # One request per stream: whatever follows its frame is ignored,
+            # even in the same chunk, as upstream does.
+            frames = decoder.feed(data, limit=1)
             if not frames and end_stream:
                 decoder.end_of_stream()
                 raise framing.TruncatedFrame(0, None)

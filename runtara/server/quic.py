@@ -144,7 +144,12 @@ class InstanceConnection(QuicConnectionProtocol):
             self._stream_data(event)
         elif isinstance(event, events.StreamReset):
             self._requests.stream_reset(event.stream_id)
-            self._mark_abandoned(event.stream_id)
+            if event.stream_id in self._awaiting_reply:
+                self._mark_abandoned(event.stream_id)
+            else:
+                # Nothing will ever be written on it: end our side too, or the
+                # stream never completes and its credit is never given back.
+                self.reset_stream(event.stream_id, STREAM_REJECTED)
         elif isinstance(event, events.StopSendingReceived):
             self._mark_abandoned(event.stream_id)
         elif isinstance(event, events.HandshakeCompleted):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import struct
 import time
 
@@ -165,7 +166,7 @@ def test_a_stream_reset_mid_request_stores_nothing_and_breaks_nothing(server, cl
     async def reset_midway():
         stream = client.connection.open_stream()
         stream.send(data[: len(data) // 2])
-        await __import__("asyncio").sleep(0.05)
+        await asyncio.sleep(0.05)
         stream.reset(1)
         stream.close()
 
@@ -205,3 +206,46 @@ def test_requests_on_unidirectional_streams_are_ignored(client):
 
     client.loop.run(uni(), 5)
     assert_still_serving(client)
+
+
+def test_a_request_followed_by_junk_in_the_same_chunk_is_still_answered(client):
+    reply = decode_reply(client.raw(status_frame("first") + b"\x00\x00\x00\x04\x00\x09junk"))
+    assert reply.get_instance_status.instance_id == "first"
+
+
+def test_an_absurd_sleep_duration_is_a_validation_error(client, running):
+    reply = client.call(sleep=pb.SleepRequest(instance_id=running, duration_ms=2**64 - 1))
+    assert reply.error.code == "SLEEP_ERROR"
+    assert reply.error.message == "Validation error for 'duration_ms': at most 3650 days"
+
+
+@pytest.mark.parametrize("instance_id", ["\x00leading", "in\x00side"])
+def test_ids_with_nul_characters_are_refused_clearly(client, instance_id):
+    reply = client.register(instance_id)
+    assert not reply.success and reply.error == "instance_id must not contain NUL characters"
+    refused = client.checkpoint(instance_id, "cp", b"")
+    assert refused.error.message == (
+        "Validation error for 'instance_id': instance_id must not contain NUL characters"
+    )
+
+
+def test_streams_the_client_resets_mid_request_give_their_slot_back(tmp_path):
+    from tests.support import LoopbackServer, sqlite_url
+
+    server = LoopbackServer(sqlite_url(tmp_path), max_bi_streams=20)
+    try:
+        client = server.client()
+        assert client.register("resetter").success
+
+        async def reset_many():
+            for _ in range(60):  # three times the connection's stream credit
+                stream = client.connection.open_stream()
+                stream.send(b"\x00\x00\x00\x10\x00\x01abc")
+                await asyncio.sleep(0.005)
+                stream.reset(1)
+                stream.close()
+
+        client.loop.run(reset_many(), 30)
+        assert client.status("resetter").status == pb.STATUS_RUNNING
+    finally:
+        server.stop()
