@@ -39,6 +39,8 @@ class InstanceDetails:
 def _require_id(value: str, name: str) -> None:
     if not value:
         raise errors.OperationRefused(f"{name} is required")
+    if "\x00" in value:
+        raise errors.OperationRefused(f"{name} must not contain NUL characters")
 
 
 class LocalAdmin:

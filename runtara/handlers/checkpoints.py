@@ -29,7 +29,7 @@ def require_running(instance: records.Instance) -> None:
 
 
 def checkpoint(request: pb.CheckpointRequest, services: Services) -> pb.RpcResponse:
-    instance_id = mapping.require_id(request.instance_id)
+    instance_id = mapping.require_id(request)
     checkpoint_id = request.checkpoint_id
 
     def work(tx: base.Transaction) -> pb.CheckpointResponse:
@@ -56,7 +56,7 @@ def checkpoint(request: pb.CheckpointRequest, services: Services) -> pb.RpcRespo
 
 
 def get_checkpoint(request: pb.GetCheckpointRequest, services: Services) -> pb.RpcResponse:
-    instance_id = mapping.require_id(request.instance_id)
+    instance_id = mapping.require_id(request)
 
     def work(tx: base.Transaction) -> pb.GetCheckpointResponse:
         require_instance(tx, instance_id)
@@ -70,7 +70,7 @@ def get_checkpoint(request: pb.GetCheckpointRequest, services: Services) -> pb.R
 
 
 def retry_attempt(request: pb.RetryAttemptEvent, services: Services) -> None:
-    instance_id = mapping.require_id(request.instance_id)
+    instance_id = mapping.require_id(request)
     error_message = request.error_message if request.HasField("error_message") else None
 
     def work(tx: base.Transaction) -> None:

@@ -72,7 +72,7 @@ def _status_update(kind: records.EventType, payload: bytes, now) -> records.Inst
 
 def record_event(event: pb.InstanceEvent, services: Services) -> None:
     """Store one event and apply its status change, in one transaction."""
-    instance_id = mapping.require_id(event.instance_id)
+    instance_id = mapping.require_id(event)
     kind = mapping.event_type(event.event_type)
 
     def work(tx: base.Transaction) -> None:

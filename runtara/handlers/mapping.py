@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+from google.protobuf.message import Message
+
 from runtara import errors, records
 from runtara.protocol import instance_pb2 as pb
 
@@ -66,10 +68,22 @@ def custom_signal_message(signal: records.CustomSignal) -> pb.CustomSignal:
     return pb.CustomSignal(checkpoint_id=signal.checkpoint_id, payload=signal.payload)
 
 
-def require_id(value: str, field: str = "instance_id") -> str:
-    if not value:
-        raise errors.ValidationError(field, f"{field} is required")
-    if "\x00" in value:
-        # Neither PostgreSQL's text nor SQLite's string functions handle NUL.
+def require_id(request: Message) -> str:
+    """The request's ``instance_id``, which must be given and, like every text
+    field of the request, free of NUL."""
+    if not request.instance_id:
+        raise errors.ValidationError("instance_id", "instance_id is required")
+    field = field_with_nul(request)
+    if field is not None:
         raise errors.ValidationError(field, f"{field} must not contain NUL characters")
-    return value
+    return request.instance_id
+
+
+def field_with_nul(request: Message) -> str | None:
+    """The first text field of ``request`` containing NUL: PostgreSQL's text
+    cannot store it and SQLite's string functions stop at it, so every driver
+    refuses such text alike."""
+    for field, value in request.ListFields():
+        if field.type == field.TYPE_STRING and "\x00" in value:
+            return field.name
+    return None

@@ -7,6 +7,7 @@ Registration never answers with an RpcError: every refusal is
 from __future__ import annotations
 
 from runtara import errors, records
+from runtara.handlers import mapping
 from runtara.handlers.services import Services
 from runtara.protocol import instance_pb2 as pb
 from runtara.storage import base
@@ -24,11 +25,12 @@ def register_instance(request: pb.RegisterInstanceRequest, services: Services) -
 
     instance_id = request.instance_id
     tenant_id = request.tenant_id
-    for field, value in (("instance_id", instance_id), ("tenant_id", tenant_id)):
+    for name, value in (("instance_id", instance_id), ("tenant_id", tenant_id)):
         if not value:
-            return refuse(f"{field} is required")
-        if "\x00" in value:
-            return refuse(f"{field} must not contain NUL characters")
+            return refuse(f"{name} is required")
+    field = mapping.field_with_nul(request)
+    if field is not None:
+        return refuse(f"{field} must not contain NUL characters")
     checkpoint_id = request.checkpoint_id if request.HasField("checkpoint_id") else None
 
     def work(tx: base.Transaction) -> None:

@@ -17,7 +17,7 @@ from runtara.storage import base
 
 
 def poll_signals(request: pb.PollSignalsRequest, services: Services) -> pb.RpcResponse:
-    instance_id = mapping.require_id(request.instance_id)
+    instance_id = mapping.require_id(request)
     checkpoint_id = request.checkpoint_id if request.HasField("checkpoint_id") else None
 
     def work(tx: base.Transaction) -> pb.PollSignalsResponse:
@@ -38,7 +38,7 @@ def poll_signals(request: pb.PollSignalsRequest, services: Services) -> pb.RpcRe
 
 
 def signal_ack(request: pb.SignalAck, services: Services) -> None:
-    instance_id = mapping.require_id(request.instance_id)
+    instance_id = mapping.require_id(request)
     kind = mapping.signal_type(request.signal_type)
 
     def work(tx: base.Transaction) -> None:

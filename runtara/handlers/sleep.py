@@ -35,7 +35,7 @@ class SleepStarted:
 
 
 def begin_sleep(request: pb.SleepRequest, services: Services) -> SleepStarted:
-    instance_id = mapping.require_id(request.instance_id)
+    instance_id = mapping.require_id(request)
     if request.duration_ms > MAX_SLEEP // dt.timedelta(milliseconds=1):
         raise errors.ValidationError("duration_ms", f"at most {MAX_SLEEP.days} days")
     duration = dt.timedelta(milliseconds=request.duration_ms)

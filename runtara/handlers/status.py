@@ -10,7 +10,7 @@ from runtara.storage import base
 
 
 def get_instance_status(request: pb.GetInstanceStatusRequest, services: Services) -> pb.RpcResponse:
-    instance_id = mapping.require_id(request.instance_id)
+    instance_id = mapping.require_id(request)
 
     def work(tx: base.Transaction) -> records.Instance | None:
         instance = tx.get_instance(instance_id)

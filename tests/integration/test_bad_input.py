@@ -229,6 +229,40 @@ def test_ids_with_nul_characters_are_refused_clearly(client, instance_id):
     )
 
 
+def test_nul_in_any_text_field_is_refused_alike_by_every_driver(client, running):
+    """PostgreSQL cannot store NUL in text; SQLite could: both refuse it."""
+    refused = "Validation error for 'checkpoint_id': checkpoint_id must not contain NUL characters"
+    assert client.checkpoint(running, "c\x00p", b"s").error.message == refused
+    assert client.get_checkpoint(running, "c\x00p").error.message == refused
+    poll = client.call(
+        poll_signals=pb.PollSignalsRequest(instance_id=running, checkpoint_id="\x00")
+    )
+    assert poll.error.message == refused
+    tenant = client.register("other", "t\x00")
+    assert (tenant.success, tenant.error) == (False, "tenant_id must not contain NUL characters")
+    resume = client.call(
+        register_instance=pb.RegisterInstanceRequest(
+            instance_id=running, tenant_id="tenant", checkpoint_id="c\x00"
+        )
+    )
+    assert resume.register_instance.error == "checkpoint_id must not contain NUL characters"
+    event = client.call(
+        instance_event=pb.InstanceEvent(
+            instance_id=running, event_type=pb.EVENT_CUSTOM, subtype="s\x00"
+        )
+    )
+    assert event.error.message == (
+        "Validation error for 'subtype': subtype must not contain NUL characters"
+    )
+    retry = pb.RpcRequest(
+        retry_attempt=pb.RetryAttemptEvent(
+            instance_id=running, checkpoint_id="cp", attempt_number=1, error_message="e\x00"
+        )
+    )
+    assert client.raw(request_frame(retry)) == b""  # no-reply: refused and logged
+    assert_still_serving(client)
+
+
 def test_streams_the_client_resets_mid_request_give_their_slot_back(tmp_path):
     from tests.support import LoopbackServer, sqlite_url
 

@@ -36,6 +36,14 @@ def test_upstream_management_messages_are_served(tmp_path):
             send_signal=mpb.SendSignalRequest(instance_id="ghost", signal_type=mpb.SIGNAL_CANCEL),
         ).send_signal
         assert not reply.success and reply.error == "Instance 'ghost' not found"
+        custom = management_call(
+            address,
+            send_custom_signal=mpb.SendCustomSignalRequest(
+                instance_id="ghost", checkpoint_id="\x00"
+            ),
+        ).send_custom_signal
+        assert not custom.success
+        assert custom.error == "checkpoint_id must not contain NUL characters"
         listing = management_call(address, list_instances=mpb.ListInstancesRequest()).list_instances
         assert listing.total_count == 0
         empty = management_call(address)
