@@ -224,6 +224,12 @@ class ServerProcess:
     def output(self) -> str:
         return "\n".join(self.log)
 
+    def management_address(self) -> tuple[str, int]:
+        """Where the server's management service listens (started with --management-addr)."""
+        line = next(line for line in self.log if "management protocol on" in line)
+        host, port = line.rsplit(" on ", 1)[1].split()[0].rsplit(":", 1)
+        return host, int(port)
+
 
 def wait_for(predicate, timeout: float = 5.0):
     deadline = time.monotonic() + timeout

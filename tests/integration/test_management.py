@@ -24,7 +24,7 @@ def management_call(address, **oneof):
 def test_upstream_management_messages_are_served(tmp_path):
     server = ServerProcess("--management-addr", "127.0.0.1:0", cwd=tmp_path)
     try:
-        address = management_address(server)
+        address = server.management_address()
         health = management_call(address, health_check=mpb.HealthCheckRequest()).health_check
         assert health.healthy and health.version == "0.1.0" and health.active_instances == 0
         status = management_call(
@@ -53,18 +53,12 @@ def test_upstream_management_messages_are_served(tmp_path):
         assert server.wait() == 0
 
 
-def management_address(server):
-    line = next(line for line in server.log if "management protocol on" in line)
-    host, port = line.rsplit(" on ", 1)[1].split()[0].rsplit(":", 1)
-    return host, int(port)
-
-
 def test_a_token_is_required_when_configured_and_refusals_are_logged(tmp_path):
     server = ServerProcess(
         "--management-addr", "127.0.0.1:0", "--management-token", "s3cret", cwd=tmp_path
     )
     try:
-        host, port = management_address(server)
+        host, port = server.management_address()
         target = ["--server", f"{host}:{port}"]
         missing = run_cli("instances", *target, cwd=tmp_path)
         assert missing.returncode == 1

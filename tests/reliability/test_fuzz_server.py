@@ -658,12 +658,6 @@ def test_a_30000_event_batch_is_applied_while_others_are_served(fuzz_server, hos
 # --- memory ------------------------------------------------------------------------
 
 
-def _management_address(server: ServerProcess) -> tuple[str, int]:
-    line = next(line for line in server.log if "management protocol on" in line)
-    host, port = line.rsplit(" on ", 1)[1].split()[0].rsplit(":", 1)
-    return host, int(port)
-
-
 def _server_stats(loop_client: RpcClient, address) -> dict[str, float]:
     async def call():
         connection = await Connection.open(*address, timeout=5)
@@ -731,12 +725,13 @@ def test_server_memory_stays_flat_under_hostile_load(tmp_path):
 
 def _hammer(server: ServerProcess, clients: list, total: int, warm_up: int) -> str:
     pid = server.process.pid
-    management = _management_address(server)
+    management = server.management_address()
     good = WellBehaved(server.address)
     clients.append(good)
     hostile = RpcClient(server.address, timeout=ANSWER_TIMEOUT)
     clients.append(hostile)
     state = {"sent": 0, "connection": None, "baseline": None, "fresh": 0, "round_trips": 0}
+    trajectory: list[str] = []  # RSS at every tenth of the run, for the report
 
     def connection() -> Connection:
         # a new hostile connection every ~200 requests: connection churn is part of the load
@@ -765,6 +760,8 @@ def _hammer(server: ServerProcess, clients: list, total: int, warm_up: int) -> s
             good.round_trip()
         if state["baseline"] is None and state["sent"] >= warm_up:
             state["baseline"] = memory(pid, "VmRSS")
+        if state["sent"] >= (len(trajectory) + 1) * total / 10:
+            trajectory.append(f"{memory(pid, 'VmRSS') / MiB:.1f}")
 
     hammer()
     if state["connection"] is not None:
@@ -786,5 +783,6 @@ def _hammer(server: ServerProcess, clients: list, total: int, warm_up: int) -> s
     return (
         f"{state['sent']} hostile requests, {state['round_trips'] + 1} well-behaved round "
         f"trips; RSS after {warm_up}: {baseline / MiB:.1f} MiB, at the end: "
-        f"{final / MiB:.1f} MiB, peak: {peak / MiB:.1f} MiB; counters {stats}"
+        f"{final / MiB:.1f} MiB, peak: {peak / MiB:.1f} MiB; at each tenth of the run: "
+        f"{', '.join(trajectory)} MiB; counters {stats}"
     )

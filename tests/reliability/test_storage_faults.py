@@ -2,7 +2,8 @@
 corrupt nothing, and the server recovers when the disk does.
 
 These tests mount a small tmpfs, which needs root (as in CI); elsewhere they
-skip with that reason.
+skip with that reason, unless RUNTARA_TEST_REQUIRE_ROOT=1 (set by CI) makes
+that a failure.
 """
 
 from __future__ import annotations
@@ -15,7 +16,15 @@ import pytest
 
 from tests.support import RpcClient, ServerProcess, run_cli
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
+ROOT_REQUIRED = os.environ.get("RUNTARA_TEST_REQUIRE_ROOT") == "1"
+
+
+@pytest.fixture(autouse=True)
+def root():
+    if os.geteuid() != 0:
+        if ROOT_REQUIRED:
+            pytest.fail("mounting a tmpfs needs root, and RUNTARA_TEST_REQUIRE_ROOT=1")
+        pytest.skip("mounting a tmpfs needs root")
 
 
 @pytest.fixture
