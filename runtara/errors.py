@@ -1,8 +1,8 @@
 """Exceptions shared by the server, the drivers and the tools.
 
-Instance-protocol failures carry the texts upstream sends in ``RpcError.message``
-(upstream spec section 4.0); the wire *code* depends on the operation, not on
-the exception, and is chosen by :mod:`runtara.handlers`.
+Instance-protocol failures carry the texts upstream sends in ``RpcError.message``;
+the wire *code* depends on the operation, not on the exception, and is chosen
+by :mod:`runtara.handlers`.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Operator actions carried out directly on a storage driver.
 
-Signals follow upstream's rules (upstream spec 7.1): the instance must exist
+Signals follow upstream's rules: the instance must exist
 and not be finished; a new instance-wide signal replaces the pending one; a
 custom signal needs a checkpoint id. The instance sees them on its next
 Checkpoint or PollSignals.

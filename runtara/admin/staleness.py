@@ -1,6 +1,6 @@
 """Marking instances failed that stopped talking (``--stale-after``).
 
-Upstream's environment does this (upstream spec 7.4); runtara-core alone must
+Upstream's environment service does this; runtara-core alone must
 too, so that operators and wake schedulers see the truth. An instance is stale
 when it is running and no request of it arrived for ``stale_after``.
 """

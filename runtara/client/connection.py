@@ -1,7 +1,7 @@
 """An asyncio QUIC connection to a runtara server.
 
 Each request opens a new bidirectional stream, writes one type-1 frame and
-FIN; a reply is one frame (upstream spec 1.2). :class:`Stream` exposes the raw
+FIN; a reply is one frame, as upstream. :class:`Stream` exposes the raw
 stream for callers that need to send arbitrary bytes.
 """
 

@@ -1,4 +1,4 @@
-"""Checkpoint, GetCheckpoint and RetryAttempt (upstream spec 4.2, 4.3, 4.10).
+"""Checkpoint, GetCheckpoint and RetryAttempt.
 
 A checkpoint id is saved once: the first state stored under it is the state,
 and every later Checkpoint of that id (including concurrent first ones) reads

@@ -1,4 +1,4 @@
-"""InstanceEvent and InstanceEventBatch (upstream spec 4.5, 4.6; DESIGN section 3).
+"""InstanceEvent and InstanceEventBatch (README: Protocol behaviour).
 
 Completed, failed and cancelled are final: an exact repeat of the final event
 is accepted and changes nothing, any other status-changing event is refused;

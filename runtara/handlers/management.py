@@ -1,4 +1,4 @@
-"""The management protocol's operations (upstream spec 3.2, plus our additions).
+"""The management protocol's operations (upstream's messages, plus our additions).
 
 Served on their own port when ``--management-addr`` is set. Refusals an
 operator can act on (unknown or finished instance, missing checkpoint id) are

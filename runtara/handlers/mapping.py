@@ -1,4 +1,4 @@
-"""Conversions between protobuf values and storage records (upstream spec 3.1, 9.7)."""
+"""Conversions between protobuf values and storage records."""
 
 from __future__ import annotations
 

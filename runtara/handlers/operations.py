@@ -1,4 +1,4 @@
-"""The dispatch table of the instance protocol (upstream spec 1.3).
+"""The dispatch table of the instance protocol.
 
 :func:`execute` runs one decoded request and returns what the server must do:
 write a reply frame, finish the stream without data, or start a durable sleep.

@@ -1,4 +1,4 @@
-"""RegisterInstance (upstream spec 4.1, with DESIGN section 3's rules).
+"""RegisterInstance (README: Protocol behaviour).
 
 Registration never answers with an RpcError: every refusal is
 ``success=false`` with a reason.

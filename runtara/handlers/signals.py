@@ -1,4 +1,4 @@
-"""PollSignals and SignalAck (upstream spec 4.8, 4.9; DESIGN section 3).
+"""PollSignals and SignalAck (README: Protocol behaviour).
 
 An acknowledged signal is never delivered again. An acknowledgement only marks
 the pending signal of the acknowledged type, so a signal that replaced it in

@@ -1,4 +1,4 @@
-"""Durable Sleep (DESIGN section 3; upstream spec 4.4 for the wire behaviour).
+"""Durable Sleep (README: Protocol behaviour).
 
 The reply still comes ``duration_ms`` after the request, as clients expect, but
 the wait is a timer on the event loop, not a blocked worker. Before the wait,

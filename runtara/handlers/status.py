@@ -1,4 +1,4 @@
-"""GetInstanceStatus (upstream spec 4.7): an unknown instance is not an error."""
+"""GetInstanceStatus: an unknown instance is not an error."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Length-prefixed frames (upstream spec section 1.1).
+"""Length-prefixed frames, as upstream writes them.
 
 A frame is a 4-byte big-endian payload length, a 2-byte big-endian message
 type, then the protobuf payload. The header is validated (type first, then

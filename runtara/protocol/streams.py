@@ -1,4 +1,4 @@
-"""Reassembly of one request frame per QUIC stream (upstream spec section 1.3).
+"""Reassembly of one request frame per QUIC stream.
 
 Each client-initiated bidirectional stream carries exactly one request frame.
 :class:`RequestStreams` takes the stream events of one connection and tells the

@@ -1,4 +1,4 @@
-"""The instance's operations as coroutines (upstream spec 6.2-6.4).
+"""The instance's operations as coroutines.
 
 :class:`AsyncInstance` is the one implementation of every operation;
 :class:`runtara.sdk.Instance` runs these same coroutines on a private event

@@ -1,4 +1,4 @@
-"""The SDK's one cached QUIC connection to the server (upstream spec 1.2).
+"""The SDK's one cached QUIC connection to the server.
 
 Every call first makes sure the cached connection is open: if it was closed
 (the server restarted, the idle timeout passed) one new handshake is tried,

@@ -1,4 +1,4 @@
-"""Where the SDK connects and how it behaves (upstream spec 6.1).
+"""Where the SDK connects and how it behaves (upstream's RUNTARA_* variables).
 
 :meth:`SdkConfig.from_env` reads the upstream ``RUNTARA_*`` variables, with
 keyword arguments taking precedence; constructing :class:`SdkConfig` directly

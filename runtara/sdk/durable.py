@@ -1,4 +1,4 @@
-"""Steps whose results survive a crash (upstream spec 6.5).
+"""Steps whose results survive a crash, keyed as upstream's SDK keys them.
 
 A ``@durable`` function's first argument is its idempotency key. Its JSON
 result is stored as the checkpoint ``durable::<function name>::<key>``; a

@@ -1,4 +1,4 @@
-"""What the SDK's operations return (upstream spec 6.2), built from the replies."""
+"""What the SDK's operations return, built from the replies."""
 
 from __future__ import annotations
 

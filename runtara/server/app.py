@@ -209,7 +209,7 @@ class InstanceServer:
         config = self.config
         quic_config = QuicConfiguration(
             is_client=False,
-            alpn_protocols=None,  # upstream clients offer no ALPN (spec 2.1)
+            alpn_protocols=None,  # upstream clients offer no ALPN
             idle_timeout=config.idle_timeout_ms / 1000,
             max_data=64 * MiB,
             max_stream_data=16 * MiB,

@@ -1,7 +1,7 @@
 """The server's certificate: self-signed for ``localhost`` unless one is configured.
 
 Upstream generates a fresh self-signed ECDSA P-256 certificate at every start and
-clients skip verification (upstream spec 2.1); we do the same by default and
+clients skip verification; we do the same by default and
 print its SHA-256 fingerprint, and accept a real certificate and key instead.
 """
 

@@ -1,4 +1,4 @@
-"""Checkpoint and GetCheckpoint over QUIC (upstream behaviours 8-18, 59-64; DESIGN 3)."""
+"""Checkpoint and GetCheckpoint over QUIC."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""InstanceEvent and InstanceEventBatch (upstream 33-37, 50, 68-70; DESIGN 3)."""
+"""InstanceEvent and InstanceEventBatch."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""RegisterInstance over QUIC (upstream behaviours 1-7, 19-20, 53-58; DESIGN 3)."""
+"""RegisterInstance over QUIC."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""PollSignals, SignalAck and signals in Checkpoint replies (upstream 21-29, 38-49, 63-67; DESIGN 3)."""
+"""PollSignals, SignalAck and signals in Checkpoint replies."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Durable Sleep (DESIGN 3; upstream 30-32) and GetInstanceStatus (upstream 5, 65)."""
+"""Durable Sleep and GetInstanceStatus over QUIC."""
 
 from __future__ import annotations
 

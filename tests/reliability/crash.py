@@ -1,4 +1,4 @@
-"""Crash safety under load (issue 7, item 1): kill the server, and PostgreSQL,
+"""Crash safety under load: kill the server, and PostgreSQL,
 while many instances checkpoint, and check that nothing acknowledged is lost.
 
 Many instances, each on its own QUIC connection, checkpoint new ids one after

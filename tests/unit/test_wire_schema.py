@@ -1,4 +1,4 @@
-"""The generated module matches the upstream field tables (upstream spec 3.1)."""
+"""The generated module matches upstream's field tables."""
 
 from __future__ import annotations
 
@@ -156,7 +156,7 @@ def test_enums_match_upstream(enum):
 
 
 def test_empty_oneof_replies_are_still_encoded():
-    # upstream spec 3.1: prost always writes the chosen variant, even when empty
+    # upstream (prost) always writes the chosen variant, even when empty
     assert pb.RpcResponse(sleep=pb.SleepResponse()).SerializeToString() == b"\x22\x00"
     assert pb.RpcResponse(poll_signals=pb.PollSignalsResponse()).SerializeToString() == b"\x52\x00"
     assert (
@@ -164,7 +164,7 @@ def test_empty_oneof_replies_are_still_encoded():
     )
 
 
-# upstream spec 3.2: the management messages we keep unchanged
+# the management messages we keep exactly as upstream has them
 from runtara.protocol import management_pb2 as mpb  # noqa: E402
 
 UPSTREAM_MANAGEMENT = {
