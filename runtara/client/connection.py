@@ -81,7 +81,6 @@ class Stream:
         self.stream_id = stream_id
         self._state = _StreamState()
         self._protocol.streams[stream_id] = self._state
-        self._read = 0
 
     def send(self, data: bytes, *, end: bool = False) -> None:
         self._protocol._quic.send_stream_data(self.stream_id, data, end_stream=end)
