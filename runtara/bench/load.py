@@ -47,25 +47,13 @@ class _Tally:
 def _requests(scenario: str, instance_id: str, state: bytes) -> AsyncIterator[pb.RpcRequest]:
     """The endless request sequence of one instance for a scenario."""
 
-    async def checkpoints():
+    async def checkpoints(checkpoint_id):
         sequence = 0
         while True:
             sequence += 1
             yield pb.RpcRequest(
                 checkpoint=pb.CheckpointRequest(
-                    instance_id=instance_id, checkpoint_id=f"cp-{sequence}", state=state
-                )
-            )
-
-    async def resumes():
-        sequence = 0
-        while True:
-            sequence += 1
-            yield pb.RpcRequest(
-                checkpoint=pb.CheckpointRequest(
-                    instance_id=instance_id,
-                    checkpoint_id=f"resume-{sequence % RESUME_IDS}",
-                    state=state,
+                    instance_id=instance_id, checkpoint_id=checkpoint_id(sequence), state=state
                 )
             )
 
@@ -93,9 +81,11 @@ def _requests(scenario: str, instance_id: str, state: bytes) -> AsyncIterator[pb
                 )
             )
 
-    return {"checkpoint": checkpoints, "large": checkpoints, "resume": resumes}.get(
-        scenario, lifecycles
-    )()
+    if scenario == "resume":
+        return checkpoints(lambda sequence: f"resume-{sequence % RESUME_IDS}")
+    if scenario in ("checkpoint", "large"):
+        return checkpoints(lambda sequence: f"cp-{sequence}")
+    return lifecycles()
 
 
 async def _prepare(connection: Connection, scenario: str, instance_id: str, state: bytes) -> None:
