@@ -410,6 +410,9 @@ class InstanceServer:
             connection.send_reply(stream_id, outcome.frame)
         elif isinstance(outcome, SleepStarted):
             self._start_sleep(connection, stream_id, outcome)
+        elif isinstance(outcome, Exception):
+            # A bug outside the handler: say "not done" rather than leave the stream open.
+            connection.reset_stream(stream_id, quic.STREAM_FAILED)
         else:
             connection.send_reply(stream_id, None)
 

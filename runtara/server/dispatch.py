@@ -24,6 +24,7 @@ logger = logging.getLogger(__name__)
 
 Work = Callable[[], Any]
 Done = Callable[[Any], None]
+"""Called on the loop with the work's result, or with the exception it raised."""
 
 
 class Dispatcher:
@@ -99,9 +100,9 @@ class Dispatcher:
         # On a worker thread.
         try:
             result = work()
-        except Exception:
+        except Exception as error:
             logger.exception("a request failed outside its handler")
-            result = None
+            result = error
         self._finished_queue.append((result, done, size))
         if not self._wake_pending:
             self._wake_pending = True
@@ -121,7 +122,6 @@ class Dispatcher:
             self.completed += 1
             if self._parked:
                 self._start(*self._parked.popleft(), parked=True)
-            if result is not None:
-                done(result)
+            done(result)
         if not self._running and not self._parked and self._idle is not None:
             self._idle.set()

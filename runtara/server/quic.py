@@ -30,6 +30,9 @@ STREAM_OVERLOADED = 0x102
 CONNECTION_EVICTED = 0x103
 """Application error code of CONNECTION_CLOSE for the connection holding the most
 unfinished-request bytes when the server-wide budget runs out."""
+STREAM_FAILED = 0x104
+"""Application error code of RESET_STREAM when a request failed in a way the
+server could not turn into a reply (a bug): the request is not acknowledged."""
 
 
 class RequestSink(Protocol):

@@ -8,8 +8,11 @@ import time
 
 import pytest
 
+from runtara import errors
+from runtara.handlers import operations
 from runtara.protocol import framing
 from runtara.protocol import instance_pb2 as pb
+from runtara.server.quic import STREAM_FAILED
 from tests.support import wait_for
 
 
@@ -283,3 +286,25 @@ def test_streams_the_client_resets_mid_request_give_their_slot_back(tmp_path):
         assert client.status("resetter").status == pb.STATUS_RUNNING
     finally:
         server.stop()
+
+
+def test_a_request_failing_outside_its_handler_gets_its_stream_reset(
+    server, client, running, monkeypatch
+):
+    def broken(started, services):
+        raise RuntimeError("a bug after the sleep")
+
+    monkeypatch.setattr(operations, "finish_sleep", broken)
+
+    async def sleep_briefly():
+        stream = client.connection.open_stream()
+        stream.send(
+            request_frame(pb.RpcRequest(sleep=pb.SleepRequest(instance_id=running))), end=True
+        )
+        with pytest.raises(errors.ConnectionLost):
+            await stream.read_frame()
+        return stream.reset_code
+
+    assert client.loop.run(sleep_briefly(), 10) == STREAM_FAILED
+    monkeypatch.undo()
+    assert_still_serving(client)
