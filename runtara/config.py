@@ -225,6 +225,22 @@ SERVER_SETTINGS = STORAGE_SETTINGS + (
         "N",
     ),
     Setting(
+        "quic_max_data",
+        "--quic-max-data",
+        "RUNTARA_QUIC_MAX_DATA",
+        _whole(64 * 1024),
+        "QUIC flow-control window of a connection, in bytes",
+        "BYTES",
+    ),
+    Setting(
+        "quic_max_stream_data",
+        "--quic-max-stream-data",
+        "RUNTARA_QUIC_MAX_STREAM_DATA",
+        _whole(64 * 1024),
+        "QUIC flow-control window of one stream, in bytes",
+        "BYTES",
+    ),
+    Setting(
         "max_incoming",
         "--quic-max-incoming",
         "RUNTARA_QUIC_MAX_INCOMING",
@@ -375,6 +391,8 @@ class ServerConfig:
     keep_alive_ms: int = 15_000
     max_bi_streams: int = 1000
     max_uni_streams: int = 100
+    quic_max_data: int = 64 * MiB
+    quic_max_stream_data: int = 16 * MiB
     max_incoming: int = 1000
     max_connections: int = 10_000
     udp_recv_buffer: int = 2 * MiB

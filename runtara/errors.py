@@ -59,6 +59,14 @@ class TenantMismatch(RequestError):
         self.instance_id = instance_id
 
 
+class RegistrationRefused(RequestError):
+    """The server refused to register the instance; the message says why.
+
+    The server answers it in-band (``success=false``); the SDK raises it again
+    from that answer.
+    """
+
+
 class CheckpointNotFound(RequestError):
     def __init__(self, checkpoint_id: str) -> None:
         super().__init__(f"Checkpoint '{checkpoint_id}' not found")

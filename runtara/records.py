@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import attrs
 
@@ -94,7 +94,6 @@ class Signal:
     signal_type: SignalType
     payload: bytes
     created_at: dt.datetime
-    acknowledged_at: dt.datetime | None = None
 
 
 @attrs.frozen
@@ -105,6 +104,89 @@ class CustomSignal:
     checkpoint_id: str
     payload: bytes
     created_at: dt.datetime
+
+
+@attrs.frozen
+class Signals:
+    """What an instance is told at a checkpoint or a signal poll."""
+
+    pending: Signal | None = None
+    """The instance-wide signal not yet acknowledged."""
+    custom: CustomSignal | None = None
+    """The custom signal for the checkpoint id asked about, taken by this call."""
+
+
+@attrs.frozen
+class CheckpointOutcome:
+    """The result of a Checkpoint: the id was new (``found`` false), or it already held
+    ``state``, which the instance resumes from."""
+
+    found: bool
+    state: bytes
+    signals: Signals
+
+
+@attrs.frozen
+class CheckpointInfo:
+    """A checkpoint without its state, for listings."""
+
+    instance_id: str
+    checkpoint_id: str
+    size: int
+    created_at: dt.datetime
+
+
+@attrs.frozen
+class CheckpointFilter:
+    """Which checkpoints a listing returns (all given conditions hold)."""
+
+    checkpoint_id: str | None = None
+    created_after: dt.datetime | None = None
+    """Inclusive lower bound."""
+    created_before: dt.datetime | None = None
+    """Exclusive upper bound."""
+
+
+ALL_CHECKPOINTS = CheckpointFilter()
+
+
+@attrs.frozen
+class EventFilter:
+    """Which events a listing returns (all given conditions hold)."""
+
+    event_type: EventType | None = None
+    subtype: str | None = None
+    created_after: dt.datetime | None = None
+    """Inclusive lower bound."""
+    created_before: dt.datetime | None = None
+    """Exclusive upper bound."""
+    payload_contains: str | None = None
+    """Case-insensitive (ASCII) substring of the payload read as UTF-8 text."""
+
+
+ALL_EVENTS = EventFilter()
+
+T = TypeVar("T")
+
+
+@attrs.frozen
+class Page(Generic[T]):
+    """One page of a listing."""
+
+    items: list[T]
+    total: int
+    """How many items match, across all pages."""
+
+
+@attrs.frozen
+class InstanceDetails:
+    """An instance with what an operator looks at next to it."""
+
+    instance: Instance
+    pending_signal: Signal | None
+    custom_signals: list[CustomSignal]
+    recent_events: list[Event]
+    """Newest first."""
 
 
 class _Unchanged:

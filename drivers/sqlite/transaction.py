@@ -188,34 +188,27 @@ class SqliteTransaction(base.Transaction):
     def list_checkpoints(
         self,
         instance_id: str,
+        checkpoint_filter: records.CheckpointFilter = records.ALL_CHECKPOINTS,
         *,
-        checkpoint_id: str | None = None,
-        created_after: dt.datetime | None = None,
-        created_before: dt.datetime | None = None,
         limit: int = 100,
         offset: int = 0,
-    ) -> list[base.CheckpointInfo]:
-        where, params = sql.checkpoint_conditions(
-            DIALECT, instance_id, checkpoint_id, created_after, created_before
-        )
+    ) -> list[records.CheckpointInfo]:
+        where, params = sql.checkpoint_conditions(DIALECT, instance_id, checkpoint_filter)
         rows = self._db.execute(
             f"SELECT checkpoint_id, length(state), created_at FROM checkpoints{where} "
             "ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?",
             (*params, limit, offset),
         ).fetchall()
-        return [base.CheckpointInfo(instance_id, row[0], row[1], from_text(row[2])) for row in rows]
+        return [
+            records.CheckpointInfo(instance_id, row[0], row[1], from_text(row[2])) for row in rows
+        ]
 
     def count_checkpoints(
         self,
         instance_id: str,
-        *,
-        checkpoint_id: str | None = None,
-        created_after: dt.datetime | None = None,
-        created_before: dt.datetime | None = None,
+        checkpoint_filter: records.CheckpointFilter = records.ALL_CHECKPOINTS,
     ) -> int:
-        where, params = sql.checkpoint_conditions(
-            DIALECT, instance_id, checkpoint_id, created_after, created_before
-        )
+        where, params = sql.checkpoint_conditions(DIALECT, instance_id, checkpoint_filter)
         return self._db.execute(f"SELECT count(*) FROM checkpoints{where}", params).fetchone()[0]
 
     # --- events ---------------------------------------------------------------
@@ -239,7 +232,7 @@ class SqliteTransaction(base.Transaction):
     def list_events(
         self,
         instance_id: str,
-        event_filter: base.EventFilter = base.ALL_EVENTS,
+        event_filter: records.EventFilter = records.ALL_EVENTS,
         *,
         limit: int = 100,
         offset: int = 0,
@@ -253,7 +246,7 @@ class SqliteTransaction(base.Transaction):
         return [sql.event_from_row(row, from_text) for row in rows]
 
     def count_events(
-        self, instance_id: str, event_filter: base.EventFilter = base.ALL_EVENTS
+        self, instance_id: str, event_filter: records.EventFilter = records.ALL_EVENTS
     ) -> int:
         where, params = sql.event_conditions(DIALECT, instance_id, event_filter)
         return self._db.execute(f"SELECT count(*) FROM instance_events{where}", params).fetchone()[

@@ -1,24 +1,21 @@
 """Operator actions through a running server's management service.
 
-:class:`RemoteAdmin` offers the same methods as
-:class:`runtara.admin.local.LocalAdmin` and returns the same records; it
-speaks the management protocol over QUIC with one stream per request.
+:class:`RemoteAdmin` carries out :class:`runtara.admin.base.Admin` by speaking
+the management protocol over QUIC, one stream per request, and returns the
+same records as :class:`runtara.admin.local.LocalAdmin`.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-
 from runtara import errors, records
-from runtara.admin import wire
-from runtara.admin.local import InstanceDetails, Page
+from runtara.admin.base import Admin
 from runtara.client.connection import Connection
 from runtara.client.loop_thread import LoopThread
+from runtara.protocol import codes, mapping
 from runtara.protocol import management_pb2 as mpb
-from runtara.storage import base
 
 
-class RemoteAdmin:
+class RemoteAdmin(Admin):
     def __init__(
         self, address: tuple[str, int], *, token: str | None = None, timeout: float = 10.0
     ) -> None:
@@ -49,7 +46,7 @@ class RemoteAdmin:
             self._connection.call(request, mpb.RpcResponse, timeout=self._timeout)
         )
         if response.HasField("error"):
-            if response.error.code == "UNAUTHENTICATED":
+            if response.error.code == codes.UNAUTHENTICATED:
                 raise errors.AccessDenied(
                     f"{self.describe()} refused the request: {response.error.message}"
                 )
@@ -70,7 +67,8 @@ class RemoteAdmin:
     def health(self) -> str:
         reply = self._call(health_check=mpb.HealthCheckRequest()).health_check
         if not reply.healthy:
-            raise errors.StorageUnavailable(f"{self.describe()} reports it is not healthy")
+            reason = reply.error if reply.HasField("error") else "no reason given"
+            raise errors.StorageUnavailable(f"{self.describe()} is not healthy: {reason}")
         return (
             f"{self.describe()} is healthy: runtara-core {reply.version}, "
             f"up {reply.uptime_ms / 1000:.0f}s, {reply.active_instances} active instances"
@@ -82,7 +80,7 @@ class RemoteAdmin:
         reply = self._call(
             send_signal=mpb.SendSignalRequest(
                 instance_id=instance_id,
-                signal_type=wire.signal_to_wire(signal_type),
+                signal_type=mapping.SIGNAL_TO_WIRE[signal_type],
                 payload=payload,
             )
         ).send_signal
@@ -105,16 +103,20 @@ class RemoteAdmin:
         status: records.InstanceStatus | None = None,
         limit: int = 100,
         offset: int = 0,
-    ) -> Page[records.Instance]:
+    ) -> records.Page[records.Instance]:
         request = mpb.ListInstancesRequest(limit=limit, offset=offset)
         if tenant_id is not None:
             request.tenant_id = tenant_id
         if status is not None:
-            request.status = wire.status_to_wire(status)
+            request.status = mapping.status_to_wire(status)
         reply = self._call(list_instances=request).list_instances
-        return Page([wire.instance_from_wire(m) for m in reply.instances], reply.total_count)
+        return records.Page(
+            [mapping.instance_from_wire(m) for m in reply.instances], reply.total_count
+        )
 
-    def instance_details(self, instance_id: str, recent_events: int = 10) -> InstanceDetails | None:
+    def instance_details(
+        self, instance_id: str, recent_events: int = 10
+    ) -> records.InstanceDetails | None:
         reply = self._call(
             get_instance=mpb.GetInstanceRequest(
                 instance_id=instance_id, recent_events=recent_events
@@ -122,13 +124,13 @@ class RemoteAdmin:
         ).get_instance
         if not reply.found:
             return None
-        return InstanceDetails(
-            wire.instance_from_wire(reply.instance),
-            wire.signal_from_pending(instance_id, reply.pending_signal)
+        return records.InstanceDetails(
+            mapping.instance_from_wire(reply.instance),
+            mapping.pending_signal_from_wire(instance_id, reply.pending_signal)
             if reply.HasField("pending_signal")
             else None,
-            [wire.custom_signal_from_wire(instance_id, m) for m in reply.custom_signals],
-            [wire.event_from_wire(instance_id, m) for m in reply.recent_events],
+            [mapping.custom_signal_from_wire(instance_id, m) for m in reply.custom_signals],
+            [mapping.event_from_wire(instance_id, m) for m in reply.recent_events],
         )
 
     def _require_instance(self, instance_id: str) -> None:
@@ -138,24 +140,17 @@ class RemoteAdmin:
     def list_checkpoints(
         self,
         instance_id: str,
+        checkpoint_filter: records.CheckpointFilter = records.ALL_CHECKPOINTS,
         *,
-        checkpoint_id: str | None = None,
-        created_after: dt.datetime | None = None,
-        created_before: dt.datetime | None = None,
         limit: int = 100,
         offset: int = 0,
-    ) -> Page[base.CheckpointInfo]:
+    ) -> records.Page[records.CheckpointInfo]:
         self._require_instance(instance_id)
         request = mpb.ListCheckpointsRequest(instance_id=instance_id, limit=limit, offset=offset)
-        if checkpoint_id is not None:
-            request.checkpoint_id = checkpoint_id
-        if created_after is not None:
-            request.created_after_ms = wire.millis(created_after)
-        if created_before is not None:
-            request.created_before_ms = wire.millis(created_before)
+        mapping.checkpoint_filter_to_wire(checkpoint_filter, request)
         reply = self._call(list_checkpoints=request).list_checkpoints
-        return Page(
-            [wire.checkpoint_info_from_wire(m) for m in reply.checkpoints], reply.total_count
+        return records.Page(
+            [mapping.checkpoint_info_from_wire(m) for m in reply.checkpoints], reply.total_count
         )
 
     def get_checkpoint(self, instance_id: str, checkpoint_id: str) -> records.Checkpoint | None:
@@ -168,28 +163,21 @@ class RemoteAdmin:
         if not reply.found:
             return None
         return records.Checkpoint(
-            instance_id, checkpoint_id, reply.data, wire.from_millis(reply.created_at_ms)
+            instance_id, checkpoint_id, reply.data, mapping.from_millis(reply.created_at_ms)
         )
 
     def list_events(
         self,
         instance_id: str,
-        event_filter: base.EventFilter = base.ALL_EVENTS,
+        event_filter: records.EventFilter = records.ALL_EVENTS,
         *,
         limit: int = 100,
         offset: int = 0,
-    ) -> Page[records.Event]:
+    ) -> records.Page[records.Event]:
         self._require_instance(instance_id)
         request = mpb.ListEventsRequest(instance_id=instance_id, limit=limit, offset=offset)
-        if event_filter.event_type is not None:
-            request.event_type = event_filter.event_type.value
-        if event_filter.subtype is not None:
-            request.subtype = event_filter.subtype
-        if event_filter.created_after is not None:
-            request.created_after_ms = wire.millis(event_filter.created_after)
-        if event_filter.created_before is not None:
-            request.created_before_ms = wire.millis(event_filter.created_before)
-        if event_filter.payload_contains is not None:
-            request.payload_contains = event_filter.payload_contains
+        mapping.event_filter_to_wire(event_filter, request)
         reply = self._call(list_events=request).list_events
-        return Page([wire.event_from_wire(instance_id, m) for m in reply.events], reply.total_count)
+        return records.Page(
+            [mapping.event_from_wire(instance_id, m) for m in reply.events], reply.total_count
+        )

@@ -14,7 +14,7 @@ import logging
 
 import attrs
 
-from runtara.storage import base
+from runtara.storage import base, operations
 
 logger = logging.getLogger(__name__)
 
@@ -46,21 +46,7 @@ def prune(
         if not ids:
             return PruneResult(deleted, batches)
 
-        def work(tx: base.Transaction, ids=ids) -> list[str]:
-            gone = []
-            for instance_id in ids:
-                instance = tx.get_instance(instance_id)  # locked: re-check under the lock
-                if (
-                    instance is not None
-                    and instance.status.is_terminal
-                    and instance.finished_at is not None
-                    and instance.finished_at < cutoff
-                    and tx.delete_instance(instance_id)
-                ):
-                    gone.append(instance_id)
-            return gone
-
-        gone = storage.run(work)
+        gone = storage.run(lambda tx, ids=ids: operations.delete_finished(tx, ids, cutoff))
         batches += 1
         deleted.extend(gone)
         if on_batch is not None:

@@ -10,8 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
-from runtara import records
-from runtara.storage import base
+from runtara.storage import base, operations
 
 logger = logging.getLogger(__name__)
 
@@ -41,24 +40,9 @@ def _fail_if_stale(
     now: dt.datetime,
     stale_after: float,
 ) -> bool:
-    def work(tx: base.Transaction) -> bool:
-        instance = tx.get_instance(instance_id)  # locked: re-check under the lock
-        if instance is None or instance.status is not records.InstanceStatus.RUNNING:
-            return False
-        last = instance.last_activity_at or instance.started_at or instance.created_at
-        if last >= cutoff:
-            return False
-        error = (
-            f"Instance stale: no activity since {last.isoformat(timespec='seconds')} "
-            f"(timeout: {stale_after:g}s)"
-        )
-        tx.update_instance(
-            instance_id,
-            records.InstanceUpdate(
-                status=records.InstanceStatus.FAILED, finished_at=now, error=error, output=None
-            ),
-        )
+    error = storage.run(
+        lambda tx: operations.fail_if_stale(tx, instance_id, cutoff, now, stale_after)
+    )
+    if error is not None:
         logger.warning("instance %r marked failed: %s", instance_id, error)
-        return True
-
-    return storage.run(work)
+    return error is not None

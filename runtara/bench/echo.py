@@ -14,9 +14,10 @@ import signal
 import threading
 
 from runtara.config import ServerConfig
-from runtara.handlers import operations
+from runtara.handlers import dispatch
 from runtara.protocol import instance_pb2 as pb
-from runtara.server.app import InstanceServer, Service
+from runtara.server.app import InstanceServer
+from runtara.server.core import Service
 
 _CANNED = {
     "register_instance": pb.RpcResponse(
@@ -40,10 +41,9 @@ def _answer(reply: pb.RpcResponse | None):
 ECHO_SERVICE = Service(
     "instance",
     pb.RpcRequest,
-    pb.RpcResponse,
     {
-        name: operations.Operation(name, _answer(_CANNED.get(name)), operation.error_code)
-        for name, operation in operations.OPERATIONS.items()
+        name: dispatch.Operation(name, _answer(_CANNED.get(name)), operation.error_code)
+        for name, operation in dispatch.INSTANCE_OPERATIONS.items()
     },
 )
 

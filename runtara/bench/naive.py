@@ -16,6 +16,7 @@ import struct
 from aioquic.asyncio import serve
 from aioquic.quic.configuration import QuicConfiguration
 
+from runtara import aioquic_adapter
 from runtara.protocol import instance_pb2 as pb
 from runtara.server import tls
 
@@ -49,7 +50,7 @@ async def main(host: str, port: int) -> None:
         task.add_done_callback(tasks.discard)
 
     server = await serve(host, port, configuration=configuration, stream_handler=on_stream)
-    address = server._transport.get_extra_info("sockname")[:2]
+    address = aioquic_adapter.server_transport(server).get_extra_info("sockname")[:2]
     print("listening on {}:{}".format(*address), flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -1,6 +1,6 @@
 """The ``storage`` baseline: the driver's checkpoint operation from K threads, no network.
 
-Each thread runs the real Checkpoint handler (one transaction: lock the
+Each thread runs the real Checkpoint operation (one transaction: lock the
 instance, insert the checkpoint, move the instance's checkpoint id, read
 signals) against the configured driver, as fast as it can.
 """
@@ -12,10 +12,8 @@ import threading
 import time
 import uuid
 
+from runtara import clock
 from runtara.bench.load import LoadResult
-from runtara.handlers import checkpoints, registration
-from runtara.handlers.services import Services
-from runtara.protocol import instance_pb2 as pb
 from runtara.storage import base
 
 
@@ -28,7 +26,6 @@ def run_storage(
     duration: float | None,
     count: int | None,
 ) -> LoadResult:
-    services = Services(storage)
     run = uuid.uuid4().hex[:8]
     state = os.urandom(state_size)
     lock = threading.Lock()
@@ -36,18 +33,13 @@ def run_storage(
 
     def work(index: int) -> None:
         instance_id = f"bench-storage-{run}-{index}"
-        registration.register_instance(
-            pb.RegisterInstanceRequest(instance_id=instance_id, tenant_id="bench"), services
-        )
+        storage.register_instance(instance_id, "bench", None, clock.utc_now())
         sequence = 0
         while not tally["stop"]:
             sequence += 1
-            request = pb.CheckpointRequest(
-                instance_id=instance_id, checkpoint_id=f"cp-{sequence}", state=state
-            )
             started = time.perf_counter()
             try:
-                checkpoints.checkpoint(request, services)
+                storage.checkpoint(instance_id, f"cp-{sequence}", state, clock.utc_now())
                 failed = False
             except Exception:
                 failed = True

@@ -85,10 +85,7 @@ def open_admin(arguments: argparse.Namespace, *, prepare: bool = True):
 
 
 def close_admin(admin) -> None:
-    if hasattr(admin, "storage"):
-        admin.storage.close()
-    else:
-        admin.close()
+    admin.close()
 
 
 def payload(value: str | None) -> bytes:

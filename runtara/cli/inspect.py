@@ -8,7 +8,6 @@ from pathlib import Path
 
 from runtara import errors, records
 from runtara.cli import common, render
-from runtara.storage import base
 
 
 def _parser(name: str, description: str) -> common.Parser:
@@ -192,7 +191,7 @@ def events(argv: Sequence[str]) -> int:
     )
     _paging(parser)
     arguments = parser.parse_args(argv)
-    event_filter = base.EventFilter(
+    event_filter = records.EventFilter(
         event_type=records.EventType(arguments.type) if arguments.type else None,
         subtype=arguments.subtype,
         created_after=common.moment(arguments.after, "--after") if arguments.after else None,

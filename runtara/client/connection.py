@@ -17,10 +17,9 @@ from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
 from google.protobuf.message import DecodeError, Message
 
-from runtara import errors
+from runtara import aioquic_adapter, errors
+from runtara.limits import MiB
 from runtara.protocol import framing
-
-MiB = 1024 * 1024
 
 
 class _StreamState:
@@ -44,10 +43,23 @@ class _ClientProtocol(QuicConnectionProtocol):
     def error_received(self, exc: OSError) -> None:
         # The socket is connected, so the kernel reports ICMP errors here: a
         # closed port during the handshake fails at once instead of timing out.
-        waiter = self._connected_waiter
-        if waiter is not None and not waiter.done():
+        if aioquic_adapter.fail_handshake(self, ConnectionError(str(exc))):
             self.socket_error = exc
-            waiter.set_exception(ConnectionError(str(exc)))
+
+    def send(self, stream_id: int, data: bytes, end: bool) -> None:
+        self._quic.send_stream_data(stream_id, data, end_stream=end)
+        self.transmit()
+
+    def reset(self, stream_id: int, error_code: int) -> None:
+        self._quic.reset_stream(stream_id, error_code)
+        self.transmit()
+
+    def stop(self, stream_id: int, error_code: int) -> None:
+        self._quic.stop_stream(stream_id, error_code)
+        self.transmit()
+
+    def next_stream_id(self) -> int:
+        return self._quic.get_next_available_stream_id()
 
     def quic_event_received(self, event: events.QuicEvent) -> None:
         if isinstance(event, events.StreamDataReceived):
@@ -83,18 +95,15 @@ class Stream:
         self._protocol.streams[stream_id] = self._state
 
     def send(self, data: bytes, *, end: bool = False) -> None:
-        self._protocol._quic.send_stream_data(self.stream_id, data, end_stream=end)
-        self._protocol.transmit()
+        self._protocol.send(self.stream_id, data, end)
 
     def reset(self, error_code: int = 0) -> None:
         """Abandon the sending side (RESET_STREAM)."""
-        self._protocol._quic.reset_stream(self.stream_id, error_code)
-        self._protocol.transmit()
+        self._protocol.reset(self.stream_id, error_code)
 
     def stop_reading(self, error_code: int = 0) -> None:
         """Tell the server we will not read the reply (STOP_SENDING)."""
-        self._protocol._quic.stop_stream(self.stream_id, error_code)
-        self._protocol.transmit()
+        self._protocol.stop(self.stream_id, error_code)
         self.close()
 
     @property
@@ -218,14 +227,7 @@ class Connection:
 
     def _abort(self) -> None:
         """Give up on a connection that never finished its handshake."""
-        protocol = self._protocol
-        waiter, protocol._connected_waiter = protocol._connected_waiter, None
-        if waiter is not None and not waiter.done():
-            waiter.cancel()
-        protocol.close()
-        if protocol._timer is not None:
-            protocol._timer.cancel()
-            protocol._timer = None
+        aioquic_adapter.abort_handshake(self._protocol)
         self._transport.close()
 
     @property
@@ -235,7 +237,7 @@ class Connection:
     def open_stream(self) -> Stream:
         if self.closed:
             raise errors.ConnectionLost("the connection is closed")
-        stream_id = self._protocol._quic.get_next_available_stream_id()
+        stream_id = self._protocol.next_stream_id()
         return Stream(self, stream_id)
 
     async def call(

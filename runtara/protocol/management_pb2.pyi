@@ -98,16 +98,18 @@ class HealthCheckRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class HealthCheckResponse(_message.Message):
-    __slots__ = ("healthy", "version", "uptime_ms", "active_instances")
+    __slots__ = ("healthy", "version", "uptime_ms", "active_instances", "error")
     HEALTHY_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     UPTIME_MS_FIELD_NUMBER: _ClassVar[int]
     ACTIVE_INSTANCES_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
     healthy: bool
     version: str
     uptime_ms: int
     active_instances: int
-    def __init__(self, healthy: _Optional[bool] = ..., version: _Optional[str] = ..., uptime_ms: _Optional[int] = ..., active_instances: _Optional[int] = ...) -> None: ...
+    error: str
+    def __init__(self, healthy: _Optional[bool] = ..., version: _Optional[str] = ..., uptime_ms: _Optional[int] = ..., active_instances: _Optional[int] = ..., error: _Optional[str] = ...) -> None: ...
 
 class SendSignalRequest(_message.Message):
     __slots__ = ("instance_id", "signal_type", "payload")

@@ -1,45 +1,46 @@
 """The running server: one event-loop thread, one bounded worker pool, one driver.
 
-:class:`InstanceServer` wires the QUIC endpoints to the handlers: the instance
-protocol on ``--port``, and the management protocol on ``--management-addr``
-when set. The loop thread decodes each request and hands it to the dispatcher;
-a worker runs the handler (one storage transaction) and returns the encoded
-reply, which the loop writes.
+:class:`InstanceServer` is the I/O half of the server: it owns the asyncio
+loop thread, the UDP endpoints, the worker pool and the timers, and carries
+out what the sans-I/O :class:`~runtara.server.core.ServerCore` decides. Every
+QUIC event goes to the core with the loop's time; every action the core
+returns is performed here (stream writes through the connection, work on the
+pool, timers on the loop). Results come back from the pool in batches: a
+finishing worker queues its result and wakes the loop only if no wake-up is
+pending, so under load one ``call_soon_threadsafe`` carries many results.
+
+Hand-offs of one request: loop thread -> worker (which runs the handler and,
+for the SQLite driver, usually commits the write group itself) -> loop thread.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import functools
-import hmac
 import logging
 import socket
 import threading
-from collections.abc import Mapping
+from collections.abc import Hashable, Iterable
 from typing import Any
 
-import attrs
+from aioquic.quic import events
 from aioquic.quic.configuration import QuicConfiguration
-from google.protobuf.message import DecodeError, Message
 
-from runtara import clock
+from runtara import aioquic_adapter, clock
 from runtara import config as config_module
-from runtara.handlers import management, operations
+from runtara.handlers import dispatch
 from runtara.handlers.services import Services
-from runtara.handlers.sleep import SleepStarted
 from runtara.protocol import instance_pb2 as pb
 from runtara.protocol import management_pb2 as mpb
-from runtara.protocol import streams
-from runtara.server import dispatch, quic, tls
+from runtara.server import core, quic, tls
 from runtara.storage import base
 
 logger = logging.getLogger(__name__)
 
-OVERLOADED = "OVERLOADED"
-UNAVAILABLE = "UNAVAILABLE"
-UNAUTHENTICATED = "UNAUTHENTICATED"
-MiB = 1024 * 1024
+INSTANCE_SERVICE = core.Service("instance", pb.RpcRequest, dispatch.INSTANCE_OPERATIONS)
+STATS_TIMEOUT = 5.0
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
@@ -51,49 +52,18 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
     return uvloop.new_event_loop()
 
 
-@attrs.frozen
-class Service:
-    """One protocol served on one endpoint."""
-
-    name: str
-    request_type: type[Message]
-    response_type: type[Message]
-    operations: Mapping[str, operations.Operation]
-    token: str | None = None
-    """When set, every request must carry it in ``RpcRequest.token``."""
-
-
-INSTANCE_SERVICE = Service("instance", pb.RpcRequest, pb.RpcResponse, operations.OPERATIONS)
-
-
-class _ServiceSink:
-    """Hands a connection's requests to the server, tagged with their service."""
-
-    def __init__(self, server: InstanceServer, service: Service) -> None:
-        self._server = server
-        self._service = service
-
-    def request_received(self, connection, stream_id: int, payload: bytes) -> None:
-        self._server._request(self._service, connection, stream_id, payload)
-
-    def connection_closed(self, connection) -> None:
-        self._server._connection_closed(connection)
-
-    def buffers_exhausted(self) -> None:
-        self._server._evict_largest()
-
-
 class InstanceServer:
-    """Serves the instance protocol for one storage driver (which the caller owns)."""
+    """Serves the instance protocol (and, if configured, the management protocol)
+    for one storage driver, which the caller owns."""
 
     def __init__(
         self,
         config: config_module.ServerConfig,
-        storage: base.StorageDriver,
+        storage: base.StorageDriver | None,
         *,
         identity: tls.Identity | None = None,
         now=clock.utc_now,
-        instance_service: Service = INSTANCE_SERVICE,
+        instance_service: core.Service = INSTANCE_SERVICE,
     ) -> None:
         self.config = config
         self._instance_service = instance_service
@@ -104,33 +74,39 @@ class InstanceServer:
                 identity = tls.self_signed()
         self.identity = identity
         self.services = Services(storage, now, counters=self.counters)
+        self.core = core.ServerCore(
+            core.Limits(
+                workers=config.max_concurrent,
+                max_pending=config.max_pending,
+                max_inflight_bytes=config.max_inflight_bytes,
+                max_connections=config.max_connections,
+                max_incoming=config.max_incoming,
+                max_buffered_per_connection=config.max_buffered_per_connection,
+                max_total_buffer=config.max_total_buffer,
+            ),
+            self.services,
+        )
         self.address: tuple[str, int] | None = None
         self.management_address: tuple[str, int] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
-        self._endpoints: list[quic.Endpoint] = []
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
-        self._dispatcher: dispatch.Dispatcher | None = None
-        self._connections: set[quic.InstanceConnection] = set()
-        self._sleeping: dict[quic.InstanceConnection, dict[int, asyncio.TimerHandle]] = {}
-        self._accepting = False
+        self._endpoints: list[aioquic_adapter.AdmittingServer] = []
+        self._connections: set[quic.ServerConnection] = set()
+        self._timers: dict[Hashable, asyncio.TimerHandle] = {}
+        self._finished: collections.deque[tuple[core.Job, Any]] = collections.deque()
+        self._wake_pending = False
+        self._idle: asyncio.Event | None = None
+        self._last_snapshot: dict[str, float] = self.core.snapshot()
 
     # --- life cycle -----------------------------------------------------------
 
     def start(self) -> None:
-        """Bind the port and start serving; raises OSError if the port is taken."""
+        """Bind the ports and start serving; raises OSError if a port is taken."""
         self._loop = new_event_loop()
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=self.config.max_concurrent, thread_name_prefix="runtara-worker"
         )
-        self._dispatcher = dispatch.Dispatcher(
-            self._loop,
-            self._executor,
-            workers=self.config.max_concurrent,
-            max_pending=self.config.max_pending,
-            max_bytes=self.config.max_inflight_bytes,
-        )
-        self._buffers = streams.ByteBudget(self.config.max_total_buffer)
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="runtara-quic", daemon=True
         )
@@ -155,6 +131,7 @@ class InstanceServer:
             return True
         grace = self.config.shutdown_grace if grace is None else grace
         drained = asyncio.run_coroutine_threadsafe(self._close(grace), self._loop).result()
+        self._last_snapshot = self.core.snapshot()
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join()
         self._loop.close()
@@ -162,19 +139,17 @@ class InstanceServer:
         self._executor.shutdown(wait=drained, cancel_futures=True)
         return drained
 
-    def stats(self) -> dict[str, Any]:
-        """Counters for monitoring and benchmarks (read from the loop thread's state)."""
-        dispatcher = self._dispatcher
-        return {
-            "connections": len(self._connections),
-            "running": dispatcher.running if dispatcher else 0,
-            "parked": dispatcher.parked if dispatcher else 0,
-            "completed": dispatcher.completed if dispatcher else 0,
-            "rejected": dispatcher.rejected if dispatcher else 0,
-            "admitted_bytes": dispatcher.admitted_bytes if dispatcher else 0,
-            "buffered_bytes": self._buffers.used if dispatcher else 0,
-            "sleeping": sum(len(timers) for timers in list(self._sleeping.values())),
-        }
+    def stats(self) -> dict[str, float]:
+        """The core's figures, from any thread: asked of the loop thread, which owns them."""
+        loop = self._loop
+        if loop is None or threading.current_thread() is self._thread:
+            return self.core.snapshot() if loop is not None else dict(self._last_snapshot)
+        answer: concurrent.futures.Future[dict[str, float]] = concurrent.futures.Future()
+        try:
+            loop.call_soon_threadsafe(lambda: answer.set_result(self.core.snapshot()))
+            return answer.result(STATS_TIMEOUT)
+        except (RuntimeError, concurrent.futures.TimeoutError):  # the loop is stopping
+            return dict(self._last_snapshot)
 
     def counters(self) -> dict[str, float]:
         """:meth:`stats` plus the storage driver's counters (``storage_`` prefix)."""
@@ -186,44 +161,40 @@ class InstanceServer:
         config = self.config
         self.address = await self._listen(config.host, config.port, self._instance_service)
         if config.management_addr is not None:
-            service = Service(
+            service = core.Service(
                 "management",
                 mpb.RpcRequest,
-                mpb.RpcResponse,
-                management.OPERATIONS,
+                dispatch.MANAGEMENT_OPERATIONS,
                 token=config.management_token,
             )
             self.management_address = await self._listen(*config.management_addr, service)
-        self._accepting = True
         self._sweep()
 
     def _sweep(self) -> None:
         """Periodically give up on requests that stall half-way through their frame."""
         timeout = self.config.request_timeout
-        for connection in list(self._connections):
-            connection.expire_requests(timeout)
-        if self._accepting:
+        self._perform(self.core.expire(self._loop.time(), timeout))
+        if self.core.accepting:
             self._loop.call_later(min(timeout / 2, 5.0), self._sweep)
 
-    async def _listen(self, host: str, port: int, service: Service) -> tuple[str, int]:
+    async def _listen(self, host: str, port: int, service: core.Service) -> tuple[str, int]:
         config = self.config
         quic_config = QuicConfiguration(
             is_client=False,
             alpn_protocols=None,  # upstream clients offer no ALPN
             idle_timeout=config.idle_timeout_ms / 1000,
-            max_data=64 * MiB,
-            max_stream_data=16 * MiB,
+            max_data=config.quic_max_data,
+            max_stream_data=config.quic_max_stream_data,
         )
         quic_config.certificate = self.identity.certificate
         quic_config.certificate_chain = list(self.identity.chain)
         quic_config.private_key = self.identity.private_key
         loop = asyncio.get_running_loop()
-        sink = _ServiceSink(self, service)
         transport, endpoint = await loop.create_datagram_endpoint(
-            lambda: quic.Endpoint(
+            lambda: aioquic_adapter.AdmittingServer(
                 configuration=quic_config,
-                create_protocol=functools.partial(self._create_connection, sink=sink),
-                admit=self._admit,
+                create_protocol=self._create_connection,
+                admit=functools.partial(self._admit, service=service),
             ),
             local_addr=(host, port),
         )
@@ -238,14 +209,10 @@ class InstanceServer:
         return sock.getsockname()[:2]
 
     async def _close(self, grace: float) -> bool:
-        self._accepting = False
+        self._perform(self.core.stop_accepting())
         deadline = self._loop.time() + grace
-        for timers in self._sleeping.values():
-            for timer in timers.values():
-                timer.cancel()
-        self._sleeping.clear()
         try:
-            await asyncio.wait_for(self._dispatcher.wait_idle(), timeout=grace)
+            await asyncio.wait_for(self._wait_idle(), timeout=grace)
             drained = True
             # Closing a QUIC connection drops its unsent data: let the last
             # replies reach their clients first.
@@ -256,190 +223,115 @@ class InstanceServer:
             ):
                 await asyncio.sleep(0.01)
         except asyncio.TimeoutError:
+            figures = self.core.snapshot()
             logger.warning(
                 "shutdown grace of %.1fs ran out with %d requests running and %d parked",
                 grace,
-                self._dispatcher.running,
-                self._dispatcher.parked,
+                figures["running"],
+                figures["parked"],
             )
             drained = False
-        for connection in list(self._connections):
-            connection.close(error_code=0, reason_phrase="server closing")
+        self._perform(self.core.closing_all())
         await asyncio.sleep(0.05)  # let the CONNECTION_CLOSE packets leave
         for endpoint in self._endpoints:
             if endpoint.transport is not None:
                 endpoint.transport.close()
         return drained
 
+    async def _wait_idle(self) -> None:
+        while not self.core.idle:
+            self._idle = asyncio.Event()
+            await self._idle.wait()
+
     # --- connections ----------------------------------------------------------
 
-    def _create_connection(
-        self, quic_connection, stream_handler=None, *, sink: _ServiceSink
-    ) -> quic.InstanceConnection:
-        for limit, value in (
-            (quic_connection._local_max_streams_bidi, self.config.max_bi_streams),
-            (quic_connection._local_max_streams_uni, self.config.max_uni_streams),
-        ):
-            # aioquic has no setting for these; they are sent in the transport
-            # parameters of the first packet, after this point.
-            limit.value = limit.sent = value
-        connection = quic.InstanceConnection(
-            quic_connection,
-            sink=sink,
-            max_buffered=self.config.max_buffered_per_connection,
-            shared_buffer=self._buffers,
-            keep_alive=self.config.keep_alive_ms / 1000,
+    def _create_connection(self, quic_connection, stream_handler=None) -> quic.ServerConnection:
+        aioquic_adapter.set_stream_limits(
+            quic_connection, self.config.max_bi_streams, self.config.max_uni_streams
         )
-        return connection
+        return quic.ServerConnection(
+            quic_connection, host=self, keep_alive=self.config.keep_alive_ms / 1000
+        )
 
-    def _admit(self, connection: quic.InstanceConnection) -> str | None:
-        if not self._accepting:
-            return "server closing"
-        limit = self.config.max_connections
-        if limit and len(self._connections) >= limit:
-            logger.warning("connection refused: %d connections is the limit", limit)
-            return "too many connections"
-        handshaking = sum(1 for c in self._connections if not c.established)
-        if handshaking >= self.config.max_incoming:
-            logger.warning("connection refused: %d handshakes in progress", handshaking)
-            return "too many handshakes in progress"
-        self._connections.add(connection)
-        return None
+    def _admit(
+        self, connection: quic.ServerConnection, address: str, *, service: core.Service
+    ) -> str | None:
+        refusal = self.core.connection_opened(connection, service, address)
+        if refusal is None:
+            self._connections.add(connection)
+        return refusal
 
-    def _evict_largest(self) -> None:
-        """The server-wide buffer budget ran out: close the connection that holds
-        the most of it, so that one client cannot starve all the others."""
-        hog = max(self._connections, key=lambda c: c.buffered, default=None)
-        if hog is not None and hog.buffered > 0:
-            hog.evict()
+    def quic_event(self, connection: quic.ServerConnection, event: events.QuicEvent) -> None:
+        """What a connection reports: hand it to the core, carry out its answer."""
+        if isinstance(event, events.StreamDataReceived):
+            actions = self.core.stream_data(
+                connection, event.stream_id, event.data, event.end_stream, self._loop.time()
+            )
+        elif isinstance(event, events.StreamReset):
+            actions = self.core.stream_reset(connection, event.stream_id)
+        elif isinstance(event, events.StopSendingReceived):
+            self.core.stop_sending(connection, event.stream_id)
+            return
+        elif isinstance(event, events.HandshakeCompleted):
+            self.core.handshake_completed(connection)
+            return
+        elif isinstance(event, events.ConnectionTerminated):
+            self._connections.discard(connection)
+            actions = self.core.connection_closed(connection)
+        else:
+            return
+        self._perform(actions)
 
-    def _connection_closed(self, connection: quic.InstanceConnection) -> None:
-        self._connections.discard(connection)
-        for timer in self._sleeping.pop(connection, {}).values():
-            timer.cancel()
+    # --- carrying out the core's actions -------------------------------------
 
-    # --- requests -------------------------------------------------------------
+    def _perform(self, actions: Iterable[core.Action]) -> None:
+        for action in actions:
+            if isinstance(action, core.SendReply):
+                action.connection.send_reply(action.stream_id, action.frame)
+            elif isinstance(action, core.Submit):
+                self._executor.submit(self._run, action.job)
+            elif isinstance(action, core.ResetStream):
+                action.connection.reset_stream(action.stream_id, action.code)
+            elif isinstance(action, core.RejectStream):
+                action.connection.reject_stream(action.stream_id)
+            elif isinstance(action, core.StopStream):
+                action.connection.stop_stream(action.stream_id)
+            elif isinstance(action, core.StartTimer):
+                self._timers[action.key] = self._loop.call_later(
+                    action.delay, self._timer_fired, action.key
+                )
+            elif isinstance(action, core.CancelTimer):
+                timer = self._timers.pop(action.key, None)
+                if timer is not None:
+                    timer.cancel()
+            elif isinstance(action, core.CloseConnection):
+                action.connection.close(error_code=action.code, reason_phrase=action.reason)
 
-    def _request(
-        self,
-        service: Service,
-        connection: quic.InstanceConnection,
-        stream_id: int,
-        payload: bytes,
-    ) -> None:
+    def _timer_fired(self, key: Hashable) -> None:
+        self._timers.pop(key, None)
+        self._perform(self.core.timer_fired(key))
+
+    def _run(self, job: core.Job) -> None:
+        # On a worker thread: run the work, queue its result for the loop.
         try:
-            request = service.request_type.FromString(payload)
-        except DecodeError as error:
-            logger.warning(
-                "invalid %s request from %s on stream %d: %s",
-                service.name,
-                connection.peer,
-                stream_id,
-                error,
-            )
-            connection.reject_stream(stream_id)
-            return
-        if service.token is not None and not hmac.compare_digest(
-            request.token.encode(), service.token.encode()
-        ):
-            logger.warning(
-                "%s request from %s refused: %s management token",
-                service.name,
-                connection.peer,
-                "wrong" if request.token else "missing",
-            )
-            connection.send_reply(
-                stream_id,
-                operations.error_frame(
-                    UNAUTHENTICATED, "missing or wrong management token", service.response_type
-                ),
-            )
-            return
-        kind = request.WhichOneof("request")
-        if kind is None:
-            connection.send_reply(
-                stream_id,
-                operations.error_frame(
-                    operations.EMPTY_REQUEST,
-                    "RpcRequest contained no request",
-                    service.response_type,
-                ),
-            )
-            return
-        operation = service.operations[kind]
-        logger.debug("%s from %s on stream %d", kind, connection.peer, stream_id)
-        if not self._accepting:
-            self._refuse(connection, stream_id, operation, UNAVAILABLE, "server is shutting down")
-            return
-        admitted = self._dispatcher.submit(
-            functools.partial(operations.execute, operation, getattr(request, kind), self.services),
-            functools.partial(self._deliver, connection, stream_id),
-            size=len(payload),
-        )
-        if not admitted:
-            dispatcher = self._dispatcher
-            self._refuse(
-                connection,
-                stream_id,
-                operation,
-                OVERLOADED,
-                f"server overloaded: {dispatcher.running} requests running and "
-                f"{dispatcher.parked} waiting ({dispatcher.admitted_bytes} bytes); retry later",
-            )
+            result = job.work()
+        except Exception as error:
+            logger.exception("a request failed outside its handler")
+            result = error
+        self._finished.append((job, result))
+        if not self._wake_pending:
+            self._wake_pending = True
+            try:
+                self._loop.call_soon_threadsafe(self._finish_batch)
+            except RuntimeError:  # the loop is gone: the server stopped past its grace period
+                pass
 
-    def _refuse(
-        self,
-        connection: quic.InstanceConnection,
-        stream_id: int,
-        operation: operations.Operation,
-        code: str,
-        message: str,
-    ) -> None:
-        logger.warning("%s from %s refused: %s", operation.name, connection.peer, message)
-        if operation.replies:
-            connection.send_reply(
-                stream_id, operations.error_frame(code, message, operation.response_type)
-            )
-        else:
-            connection.reset_stream(stream_id, quic.STREAM_OVERLOADED)
-
-    def _deliver(
-        self, connection: quic.InstanceConnection, stream_id: int, outcome: operations.Outcome
-    ) -> None:
-        if isinstance(outcome, operations.Reply):
-            connection.send_reply(stream_id, outcome.frame)
-        elif isinstance(outcome, SleepStarted):
-            self._start_sleep(connection, stream_id, outcome)
-        elif isinstance(outcome, Exception):
-            # A bug outside the handler: say "not done" rather than leave the stream open.
-            connection.reset_stream(stream_id, quic.STREAM_FAILED)
-        else:
-            connection.send_reply(stream_id, None)
-
-    def _start_sleep(
-        self, connection: quic.InstanceConnection, stream_id: int, started: SleepStarted
-    ) -> None:
-        if connection.closed or not self._accepting:
-            return  # the instance stays suspended and due for waking
-        timer = self._loop.call_later(
-            started.delay, self._sleep_over, connection, stream_id, started
-        )
-        self._sleeping.setdefault(connection, {})[stream_id] = timer
-
-    def _sleep_over(
-        self, connection: quic.InstanceConnection, stream_id: int, started: SleepStarted
-    ) -> None:
-        timers = self._sleeping.get(connection, {})
-        timers.pop(stream_id, None)
-        if not timers:
-            self._sleeping.pop(connection, None)
-        if connection.is_abandoned(stream_id):
-            logger.info(
-                "instance %r left its sleep early; it stays due for waking", started.instance_id
-            )
-            return
-        self._dispatcher.submit(
-            functools.partial(operations.finish_sleep, started, self.services),
-            functools.partial(self._deliver, connection, stream_id),
-            must_run=True,
-        )
+    def _finish_batch(self) -> None:
+        # Reset before draining: a result queued after this point schedules a new batch.
+        self._wake_pending = False
+        finished = self._finished
+        while finished:
+            job, result = finished.popleft()
+            self._perform(self.core.work_done(job, result))
+        if self._idle is not None and self.core.idle:
+            self._idle.set()

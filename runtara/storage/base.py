@@ -2,16 +2,26 @@
 
 A driver is a plain synchronous class registered under the entry-point group
 ``runtara.drivers``. The server calls it from up to ``workers`` threads at once.
-Every request of an instance is one call of :meth:`StorageDriver.run`, whose
-``work`` function receives a :class:`Transaction`: all reads and writes made
-through it commit together or not at all, and ``run`` returns only once they are
-durable (a reply that says "saved" means committed).
+A driver implements :meth:`StorageDriver.run`, whose ``work`` function receives
+a :class:`Transaction`: all reads and writes made through it commit together or
+not at all, and ``run`` returns only once they are durable (a reply that says
+"saved" means committed). Every operation of the engine is one such run: the
+operation methods of :class:`StorageDriver` run the rules of
+:mod:`runtara.storage.operations`, and a driver may replace any of them with an
+equivalent of its own.
+
+``work`` runs exactly once per call of ``run``. The one exception: when the
+store itself aborted the transaction ``work`` ran in (a deadlock or
+serialization failure), nothing of that run was kept, and the driver may run
+``work`` again from the start. Work therefore has no effect outside its
+transaction (the operations take the time as an argument, so a second run
+writes exactly what the first would have).
 
 Errors: a driver raises :class:`runtara.errors.StorageUnavailable` when the
-store cannot be reached and :class:`runtara.errors.StorageError` for any other
-storage failure, with the library's message; it never lets a library exception
-escape. Exceptions raised by ``work`` itself roll the transaction back and pass
-through ``run`` unchanged.
+store cannot be reached (or accept writes) and :class:`runtara.errors.StorageError`
+for any other storage failure, with the library's message; it never lets a
+library exception escape. Exceptions raised by ``work`` itself roll the
+transaction back and pass through ``run`` unchanged.
 
 Times passed in are timezone-aware UTC datetimes chosen by the caller; a driver
 stores them with at least millisecond precision and returns them as aware UTC
@@ -27,38 +37,10 @@ import datetime as dt
 from collections.abc import Callable
 from typing import ClassVar, TypeVar
 
-import attrs
-
 from runtara import records
+from runtara.storage import operations
 
 T = TypeVar("T")
-
-
-@attrs.frozen
-class CheckpointInfo:
-    """A checkpoint without its state, for listings."""
-
-    instance_id: str
-    checkpoint_id: str
-    size: int
-    created_at: dt.datetime
-
-
-@attrs.frozen
-class EventFilter:
-    """Which events :meth:`Transaction.list_events` returns (all given conditions hold)."""
-
-    event_type: records.EventType | None = None
-    subtype: str | None = None
-    created_after: dt.datetime | None = None
-    """Inclusive lower bound."""
-    created_before: dt.datetime | None = None
-    """Exclusive upper bound."""
-    payload_contains: str | None = None
-    """Case-insensitive (ASCII) substring of the payload read as UTF-8 text."""
-
-
-ALL_EVENTS = EventFilter()
 
 
 class Transaction(abc.ABC):
@@ -177,24 +159,19 @@ class Transaction(abc.ABC):
     def list_checkpoints(
         self,
         instance_id: str,
+        checkpoint_filter: records.CheckpointFilter = records.ALL_CHECKPOINTS,
         *,
-        checkpoint_id: str | None = None,
-        created_after: dt.datetime | None = None,
-        created_before: dt.datetime | None = None,
         limit: int = 100,
         offset: int = 0,
-    ) -> list[CheckpointInfo]:
-        """The instance's checkpoints, newest first (ties: highest insertion first);
-        ``created_after`` is inclusive, ``created_before`` exclusive."""
+    ) -> list[records.CheckpointInfo]:
+        """The instance's checkpoints matching the filter, newest first (ties: highest
+        insertion first)."""
 
     @abc.abstractmethod
     def count_checkpoints(
         self,
         instance_id: str,
-        *,
-        checkpoint_id: str | None = None,
-        created_after: dt.datetime | None = None,
-        created_before: dt.datetime | None = None,
+        checkpoint_filter: records.CheckpointFilter = records.ALL_CHECKPOINTS,
     ) -> int:
         """How many checkpoints :meth:`list_checkpoints` would page through."""
 
@@ -211,7 +188,7 @@ class Transaction(abc.ABC):
     def list_events(
         self,
         instance_id: str,
-        event_filter: EventFilter = ALL_EVENTS,
+        event_filter: records.EventFilter = records.ALL_EVENTS,
         *,
         limit: int = 100,
         offset: int = 0,
@@ -219,7 +196,9 @@ class Transaction(abc.ABC):
         """The instance's events matching the filter, newest first (ties: highest id)."""
 
     @abc.abstractmethod
-    def count_events(self, instance_id: str, event_filter: EventFilter = ALL_EVENTS) -> int:
+    def count_events(
+        self, instance_id: str, event_filter: records.EventFilter = records.ALL_EVENTS
+    ) -> int:
         """How many events :meth:`list_events` would page through."""
 
     # --- signals --------------------------------------------------------------
@@ -310,9 +289,18 @@ class StorageDriver(abc.ABC):
         propagates. Storage failures raise :class:`runtara.errors.StorageError`.
         """
 
+    def exists(self) -> bool:
+        """Whether the store has been created (migrated at least once), found without
+        creating or changing anything. The inspection tools ask it before reading.
+
+        The default says True; a driver whose store can be missing says False then.
+        """
+        return True
+
     @abc.abstractmethod
     def check(self) -> None:
-        """Raise :class:`runtara.errors.StorageUnavailable` unless the store answers."""
+        """Raise :class:`runtara.errors.StorageUnavailable`, with the reason, unless the
+        store answers and accepts writes."""
 
     @abc.abstractmethod
     def close(self) -> None:
@@ -321,3 +309,92 @@ class StorageDriver(abc.ABC):
     def stats(self) -> dict[str, float]:
         """Counters for monitoring and benchmarks (driver-specific names)."""
         return {}
+
+    # --- the instance protocol's operations -------------------------------------
+    # Each is one write transaction running the rule of the same name in
+    # runtara.storage.operations; see there for what it does.
+
+    def register_instance(
+        self, instance_id: str, tenant_id: str, checkpoint_id: str | None, now: dt.datetime
+    ) -> None:
+        self.run(
+            lambda tx: operations.register_instance(tx, instance_id, tenant_id, checkpoint_id, now)
+        )
+
+    def checkpoint(
+        self, instance_id: str, checkpoint_id: str, state: bytes, now: dt.datetime
+    ) -> records.CheckpointOutcome:
+        return self.run(
+            lambda tx: operations.checkpoint(tx, instance_id, checkpoint_id, state, now)
+        )
+
+    def get_checkpoint(
+        self, instance_id: str, checkpoint_id: str, now: dt.datetime
+    ) -> bytes | None:
+        return self.run(lambda tx: operations.get_checkpoint(tx, instance_id, checkpoint_id, now))
+
+    def begin_sleep(
+        self,
+        instance_id: str,
+        duration: dt.timedelta,
+        checkpoint_id: str,
+        state: bytes,
+        now: dt.datetime,
+    ) -> dt.datetime:
+        return self.run(
+            lambda tx: operations.begin_sleep(tx, instance_id, duration, checkpoint_id, state, now)
+        )
+
+    def finish_sleep(self, instance_id: str, sleep_until: dt.datetime, now: dt.datetime) -> None:
+        self.run(lambda tx: operations.finish_sleep(tx, instance_id, sleep_until, now))
+
+    def record_event(
+        self,
+        instance_id: str,
+        kind: records.EventType,
+        payload: bytes,
+        now: dt.datetime,
+        *,
+        checkpoint_id: str | None = None,
+        subtype: str | None = None,
+    ) -> None:
+        self.run(
+            lambda tx: operations.record_event(
+                tx, instance_id, kind, payload, now, checkpoint_id=checkpoint_id, subtype=subtype
+            )
+        )
+
+    def instance_status(self, instance_id: str, now: dt.datetime) -> records.Instance | None:
+        return self.run(lambda tx: operations.instance_status(tx, instance_id, now))
+
+    def poll_signals(
+        self, instance_id: str, checkpoint_id: str | None, now: dt.datetime
+    ) -> records.Signals:
+        return self.run(lambda tx: operations.poll_signals(tx, instance_id, checkpoint_id, now))
+
+    def acknowledge_signal(
+        self,
+        instance_id: str,
+        signal_type: records.SignalType,
+        acknowledged: bool,
+        now: dt.datetime,
+    ) -> None:
+        self.run(
+            lambda tx: operations.acknowledge_signal(
+                tx, instance_id, signal_type, acknowledged, now
+            )
+        )
+
+    def record_retry(
+        self,
+        instance_id: str,
+        checkpoint_id: str,
+        attempt: int,
+        error_message: str | None,
+        now: dt.datetime,
+    ) -> None:
+        self.run(
+            lambda tx: operations.record_retry(
+                tx, instance_id, checkpoint_id, attempt, error_message, now
+            )
+        )

@@ -15,7 +15,6 @@ from typing import Any
 import attrs
 
 from runtara import records
-from runtara.storage import base
 
 UPDATABLE = (
     "status",
@@ -82,12 +81,11 @@ def instance_conditions(
 
 
 def checkpoint_conditions(
-    dialect: Dialect,
-    instance_id: str,
-    checkpoint_id: str | None,
-    created_after: dt.datetime | None,
-    created_before: dt.datetime | None,
+    dialect: Dialect, instance_id: str, wanted: records.CheckpointFilter
 ) -> tuple[str, list[object]]:
+    checkpoint_id = wanted.checkpoint_id
+    created_after = wanted.created_after
+    created_before = wanted.created_before
     mark = dialect.mark
     conditions = [f"instance_id = {mark}"]
     params: list[object] = [instance_id]
@@ -104,7 +102,7 @@ def checkpoint_conditions(
 
 
 def event_conditions(
-    dialect: Dialect, instance_id: str, event_filter: base.EventFilter
+    dialect: Dialect, instance_id: str, event_filter: records.EventFilter
 ) -> tuple[str, list[object]]:
     mark = dialect.mark
     conditions = [f"instance_id = {mark}"]

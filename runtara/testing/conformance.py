@@ -459,7 +459,13 @@ class DriverConformance:
         storage.run(setup)
 
         def listing(**filters):
-            return storage.run(lambda tx: tx.list_checkpoints(instance, **filters), write=False)
+            wanted = records.CheckpointFilter(
+                **{k: v for k, v in filters.items() if k not in ("limit", "offset")}
+            )
+            paging = {k: v for k, v in filters.items() if k in ("limit", "offset")}
+            return storage.run(
+                lambda tx: tx.list_checkpoints(instance, wanted, **paging), write=False
+            )
 
         assert [c.checkpoint_id for c in listing()] == ["same-time", "cp3", "cp2", "cp1", "cp0"]
         assert [(c.checkpoint_id, c.size, c.created_at) for c in listing(checkpoint_id="cp2")] == [
@@ -472,8 +478,10 @@ class DriverConformance:
         assert [c.checkpoint_id for c in listing(limit=2, offset=2)] == ["cp2", "cp1"]
         assert all(c.instance_id == instance for c in listing())
         assert storage.run(lambda tx: tx.count_checkpoints(instance)) == 5
-        assert storage.run(lambda tx: tx.count_checkpoints(instance, created_after=at(2))) == 3
-        assert storage.run(lambda tx: tx.count_checkpoints(instance, checkpoint_id="nope")) == 0
+        after_two = records.CheckpointFilter(created_after=at(2))
+        assert storage.run(lambda tx: tx.count_checkpoints(instance, after_two)) == 3
+        nope = records.CheckpointFilter(checkpoint_id="nope")
+        assert storage.run(lambda tx: tx.count_checkpoints(instance, nope)) == 0
         assert storage.run(lambda tx: tx.list_checkpoints("nope")) == []
 
     # --- events ---------------------------------------------------------------
@@ -516,21 +524,21 @@ class DriverConformance:
 
         storage.run(setup)
 
-        def subtypes(event_filter=base.ALL_EVENTS, **paging):
+        def subtypes(event_filter=records.ALL_EVENTS, **paging):
             events = storage.run(
                 lambda tx: tx.list_events(instance, event_filter, **paging), write=False
             )
             return [e.subtype for e in events]
 
         assert subtypes() == ["a", "b", "a", None]
-        assert subtypes(base.EventFilter(event_type=records.EventType.CUSTOM)) == ["a", "b", "a"]
-        assert subtypes(base.EventFilter(subtype="a")) == ["a", "a"]
-        assert subtypes(base.EventFilter(created_after=at(1), created_before=at(2))) == ["a"]
-        assert subtypes(base.EventFilter(payload_contains="order")) == ["a", "a"]
-        assert subtypes(base.EventFilter(payload_contains="SHIPPED", subtype="a")) == ["a"]
-        assert subtypes(base.EventFilter(payload_contains="%")) == []
+        assert subtypes(records.EventFilter(event_type=records.EventType.CUSTOM)) == ["a", "b", "a"]
+        assert subtypes(records.EventFilter(subtype="a")) == ["a", "a"]
+        assert subtypes(records.EventFilter(created_after=at(1), created_before=at(2))) == ["a"]
+        assert subtypes(records.EventFilter(payload_contains="order")) == ["a", "a"]
+        assert subtypes(records.EventFilter(payload_contains="SHIPPED", subtype="a")) == ["a"]
+        assert subtypes(records.EventFilter(payload_contains="%")) == []
         assert subtypes(limit=2, offset=1) == ["b", "a"]
-        count = storage.run(lambda tx: tx.count_events(instance, base.EventFilter(subtype="a")))
+        count = storage.run(lambda tx: tx.count_events(instance, records.EventFilter(subtype="a")))
         assert count == 2
         assert storage.run(lambda tx: tx.count_events(instance)) == 4
 

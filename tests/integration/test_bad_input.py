@@ -9,10 +9,10 @@ import time
 import pytest
 
 from runtara import errors
-from runtara.handlers import operations
+from runtara.handlers import dispatch
 from runtara.protocol import framing
 from runtara.protocol import instance_pb2 as pb
-from runtara.server.quic import STREAM_FAILED
+from runtara.protocol.codes import STREAM_FAILED
 from tests.support import wait_for
 
 
@@ -294,7 +294,7 @@ def test_a_request_failing_outside_its_handler_gets_its_stream_reset(
     def broken(started, services):
         raise RuntimeError("a bug after the sleep")
 
-    monkeypatch.setattr(operations, "finish_sleep", broken)
+    monkeypatch.setattr(dispatch, "finish_sleep", broken)
 
     async def sleep_briefly():
         stream = client.connection.open_stream()

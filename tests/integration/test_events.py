@@ -10,7 +10,7 @@ import pytest
 
 from runtara import records
 from runtara.protocol import instance_pb2 as pb
-from runtara.storage.base import EventFilter
+from runtara.records import EventFilter
 from tests.support import wait_for
 
 

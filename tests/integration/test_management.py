@@ -102,7 +102,7 @@ def test_health_without_a_server_checks_the_storage(tmp_path):
     assert run_cli("migrate", "--database-url", sqlite_url(tmp_path), cwd=tmp_path).returncode == 0
     good = run_cli("health", "--database-url", sqlite_url(tmp_path), cwd=tmp_path)
     assert good.returncode == 0 and good.stdout.startswith("storage sqlite ")
-    assert good.stdout.strip().endswith("is reachable")
+    assert good.stdout.strip().endswith("is reachable and writable")
     bad = run_cli("health", "--database-url", "postgresql://nobody@127.0.0.1:1/x", cwd=tmp_path)
     assert bad.returncode == 1
     assert bad.stdout.startswith(

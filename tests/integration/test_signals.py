@@ -165,4 +165,4 @@ def test_signals_wait_for_pending_and_suspended_instances(server, client):
     client.event("waiting", pb.EVENT_SUSPENDED)
     send(server, "waiting", CANCEL, b"while suspended")
     stored = server.read(lambda tx: tx.get_pending_signal("waiting"))
-    assert stored.signal_type is CANCEL and stored.acknowledged_at is None
+    assert stored.signal_type is CANCEL

@@ -78,7 +78,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runtara import errors
+from runtara import errors, records
 from runtara.client.connection import Connection
 from runtara.config import StorageConfig
 from runtara.protocol import instance_pb2 as pb
@@ -430,9 +430,9 @@ def _read_states(tx: base.Transaction, *, instance_id: str, ids: list[str]) -> l
     return [tx.get_checkpoint(instance_id, checkpoint_id) for checkpoint_id in ids]
 
 
-def _all_checkpoints(driver: base.StorageDriver, instance_id: str) -> list[base.CheckpointInfo]:
+def _all_checkpoints(driver: base.StorageDriver, instance_id: str) -> list[records.CheckpointInfo]:
     page_size = 1000
-    rows: list[base.CheckpointInfo] = []
+    rows: list[records.CheckpointInfo] = []
     while True:
         page = driver.run(
             functools.partial(

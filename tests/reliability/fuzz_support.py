@@ -14,8 +14,8 @@ from google.protobuf.message import DecodeError
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
-from runtara.handlers import operations
-from runtara.protocol import framing
+from runtara.handlers import dispatch
+from runtara.protocol import codes, framing
 from runtara.protocol import instance_pb2 as pb
 
 EXAMPLES_VARIABLE = "RUNTARA_FUZZ_EXAMPLES"
@@ -137,8 +137,10 @@ def first_frame(data: bytes, fin: bool) -> bytes | str:
 
 # --- the protocol oracle -------------------------------------------------------
 
-REPLY_KINDS = {name for name, operation in operations.OPERATIONS.items() if operation.replies}
-NO_REPLY_KINDS = set(operations.OPERATIONS) - REPLY_KINDS
+REPLY_KINDS = {
+    name for name, operation in dispatch.INSTANCE_OPERATIONS.items() if operation.replies
+}
+NO_REPLY_KINDS = set(dispatch.INSTANCE_OPERATIONS) - REPLY_KINDS
 
 
 def parse_request(payload: bytes) -> pb.RpcRequest | None:
@@ -179,12 +181,12 @@ def check_answer(payload: bytes | str, answer: bytes) -> pb.RpcResponse | None:
     which = reply.WhichOneof("response")
     if kind is None:
         assert which == "error"
-        assert reply.error.code == operations.EMPTY_REQUEST
+        assert reply.error.code == codes.EMPTY_REQUEST
         assert reply.error.message == "RpcRequest contained no request"
         return reply
     if which == "error":
         assert kind != "register_instance", "RegisterInstance never answers with an RpcError"
-        assert reply.error.code == operations.OPERATIONS[kind].error_code, reply.error
+        assert reply.error.code == dispatch.INSTANCE_OPERATIONS[kind].error_code, reply.error
         assert not reply.error.message.startswith("Internal error"), reply.error
     else:
         assert which == kind, f"{kind} answered with {which}"

@@ -15,8 +15,8 @@ import pytest
 
 from runtara.bench import load, servers
 from runtara.client.connection import Connection
+from runtara.protocol.codes import CONNECTION_EVICTED
 from runtara.protocol.streams import STREAM_OVERHEAD
-from runtara.server.quic import CONNECTION_EVICTED
 from tests.support import LoopbackServer, RpcClient, ServerProcess, sqlite_url, wait_for
 
 KiB, MiB = 1024, 1024 * 1024

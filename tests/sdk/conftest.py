@@ -5,8 +5,8 @@ import datetime as dt
 import pytest
 
 from runtara import records
+from runtara.records import EventFilter
 from runtara.sdk import Instance, SdkConfig
-from runtara.storage.base import EventFilter
 from tests.support import LoopbackServer, sqlite_url
 
 

@@ -1,14 +1,57 @@
-"""The storage contract's transaction methods over :class:`Tables`."""
+"""MemoryDriver: the whole store in one process's memory.
+
+The reference implementation of the storage contract, for tests and for
+reading: it passes the conformance kit like the SQL drivers, and the protocol
+behaviour tests run the server's core against it. One lock serializes
+transactions; each works on a copy of the tables (cheap: the records are
+immutable and shared) that replaces the original only if the work succeeds, so
+a failing transaction leaves nothing. Everything is gone when the process ends.
+
+It is not registered as a driver by runtara-core itself;
+``examples/runtara-memory-driver`` publishes it as the ``memory`` driver.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import itertools
+import threading
+from collections.abc import Callable
+from typing import TypeVar
 
 import attrs
 
 from runtara import errors, records
 from runtara.storage import base
-from runtara_memory.tables import Tables
+
+T = TypeVar("T")
+
+
+@attrs.define
+class Tables:
+    """Plain dictionaries of immutable records."""
+
+    instances: dict[str, records.Instance] = attrs.Factory(dict)
+    checkpoints: dict[tuple[str, str], tuple[int, records.Checkpoint]] = attrs.Factory(dict)
+    """(instance, checkpoint id) -> (insertion number, checkpoint)."""
+    events: list[records.Event] = attrs.Factory(list)
+    signals: dict[str, records.Signal] = attrs.Factory(dict)
+    acknowledged: set[str] = attrs.Factory(set)
+    """Instances whose signal in ``signals`` is acknowledged."""
+    custom_signals: dict[tuple[str, str], records.CustomSignal] = attrs.Factory(dict)
+    counter: itertools.count = attrs.Factory(lambda: itertools.count(1))
+
+    def copy(self) -> Tables:
+        """A copy that a transaction may change freely (the records are immutable)."""
+        return Tables(
+            dict(self.instances),
+            dict(self.checkpoints),
+            list(self.events),
+            dict(self.signals),
+            set(self.acknowledged),
+            dict(self.custom_signals),
+            self.counter,
+        )
 
 
 def _page(rows: list, limit: int, offset: int) -> list:
@@ -111,6 +154,7 @@ class MemoryTransaction(base.Transaction):
             del tables.checkpoints[key]
         tables.events[:] = [event for event in tables.events if event.instance_id != instance_id]
         tables.signals.pop(instance_id, None)
+        tables.acknowledged.discard(instance_id)
         for key in [key for key in tables.custom_signals if key[0] == instance_id]:
             del tables.custom_signals[key]
         return True
@@ -139,37 +183,28 @@ class MemoryTransaction(base.Transaction):
             records.Checkpoint(instance_id, retry_id, state, now),
         )
 
-    def _checkpoints(self, instance_id, checkpoint_id, after, before):
+    def _checkpoints(self, instance_id, wanted: records.CheckpointFilter):
         found = [
             (number, checkpoint)
             for (owner, name), (number, checkpoint) in self._tables.checkpoints.items()
             if owner == instance_id
-            and (checkpoint_id is None or name == checkpoint_id)
-            and _in_range(checkpoint.created_at, after, before)
+            and (wanted.checkpoint_id is None or name == wanted.checkpoint_id)
+            and _in_range(checkpoint.created_at, wanted.created_after, wanted.created_before)
         ]
         found.sort(key=lambda item: (item[1].created_at, item[0]), reverse=True)
         return [checkpoint for _, checkpoint in found]
 
     def list_checkpoints(
-        self,
-        instance_id,
-        *,
-        checkpoint_id=None,
-        created_after=None,
-        created_before=None,
-        limit=100,
-        offset=0,
+        self, instance_id, checkpoint_filter=records.ALL_CHECKPOINTS, *, limit=100, offset=0
     ):
-        rows = self._checkpoints(instance_id, checkpoint_id, created_after, created_before)
+        rows = self._checkpoints(instance_id, checkpoint_filter)
         return [
-            base.CheckpointInfo(c.instance_id, c.checkpoint_id, len(c.state), c.created_at)
+            records.CheckpointInfo(c.instance_id, c.checkpoint_id, len(c.state), c.created_at)
             for c in _page(rows, limit, offset)
         ]
 
-    def count_checkpoints(
-        self, instance_id, *, checkpoint_id=None, created_after=None, created_before=None
-    ) -> int:
-        return len(self._checkpoints(instance_id, checkpoint_id, created_after, created_before))
+    def count_checkpoints(self, instance_id, checkpoint_filter=records.ALL_CHECKPOINTS) -> int:
+        return len(self._checkpoints(instance_id, checkpoint_filter))
 
     # --- events ---------------------------------------------------------------
 
@@ -179,27 +214,27 @@ class MemoryTransaction(base.Transaction):
         self._tables.events.append(attrs.evolve(event, id=number))
         return number
 
-    def _events(self, instance_id, event_filter: base.EventFilter) -> list[records.Event]:
-        needle = (event_filter.payload_contains or "").lower().encode("utf-8")
+    def _events(self, instance_id, wanted: records.EventFilter) -> list[records.Event]:
+        needle = (wanted.payload_contains or "").lower().encode("utf-8")
         found = [
             event
             for event in self._tables.events
             if event.instance_id == instance_id
-            and (event_filter.event_type is None or event.event_type is event_filter.event_type)
-            and (event_filter.subtype is None or event.subtype == event_filter.subtype)
-            and _in_range(event.created_at, event_filter.created_after, event_filter.created_before)
+            and (wanted.event_type is None or event.event_type is wanted.event_type)
+            and (wanted.subtype is None or event.subtype == wanted.subtype)
+            and _in_range(event.created_at, wanted.created_after, wanted.created_before)
             and (
-                event_filter.payload_contains is None
+                wanted.payload_contains is None
                 or (event.payload is not None and needle in event.payload.lower())
             )
         ]
         found.sort(key=lambda event: (event.created_at, event.id), reverse=True)
         return found
 
-    def list_events(self, instance_id, event_filter=base.ALL_EVENTS, *, limit=100, offset=0):
+    def list_events(self, instance_id, event_filter=records.ALL_EVENTS, *, limit=100, offset=0):
         return _page(self._events(instance_id, event_filter), limit, offset)
 
-    def count_events(self, instance_id, event_filter=base.ALL_EVENTS) -> int:
+    def count_events(self, instance_id, event_filter=records.ALL_EVENTS) -> int:
         return len(self._events(instance_id, event_filter))
 
     # --- signals --------------------------------------------------------------
@@ -209,16 +244,18 @@ class MemoryTransaction(base.Transaction):
         self._tables.signals[instance_id] = records.Signal(
             instance_id, signal_type, bytes(payload), now
         )
+        self._tables.acknowledged.discard(instance_id)
 
     def get_pending_signal(self, instance_id):
-        signal = self._tables.signals.get(instance_id)
-        return signal if signal is not None and signal.acknowledged_at is None else None
+        if instance_id in self._tables.acknowledged:
+            return None
+        return self._tables.signals.get(instance_id)
 
     def acknowledge_signal(self, instance_id, signal_type, now) -> bool:
         signal = self.get_pending_signal(instance_id)
         if signal is None or signal.signal_type is not signal_type:
             return False
-        self._tables.signals[instance_id] = attrs.evolve(signal, acknowledged_at=now)
+        self._tables.acknowledged.add(instance_id)
         return True
 
     def put_custom_signal(self, instance_id, checkpoint_id, payload, now) -> None:
@@ -233,3 +270,43 @@ class MemoryTransaction(base.Transaction):
     def list_custom_signals(self, instance_id):
         found = [s for (owner, _), s in self._tables.custom_signals.items() if owner == instance_id]
         return sorted(found, key=lambda s: (s.created_at, s.checkpoint_id))
+
+
+class MemoryDriver(base.StorageDriver):
+    url_schemes = ("memory",)
+
+    def __init__(self, url: str | None = None, *, workers: int = 32) -> None:
+        if url not in (None, "", "memory:"):
+            raise errors.ConfigError(f"the memory driver takes no URL but 'memory:', not {url!r}")
+        self._lock = threading.Lock()
+        self._tables: Tables | None = None
+
+    def describe(self) -> str:
+        return "memory (everything is lost when the process ends)"
+
+    def migrate(self) -> list[str]:
+        with self._lock:
+            if self._tables is not None:
+                return []
+            self._tables = Tables()
+            return ["memory tables"]
+
+    def run(self, work: Callable[[base.Transaction], T], *, write: bool = True) -> T:
+        with self._lock:
+            if self._tables is None:
+                raise errors.StorageUnavailable(
+                    "the memory store has no tables: run migrate() first"
+                )
+            tables = self._tables.copy()
+            result = work(MemoryTransaction(tables))
+            if write:
+                self._tables = tables
+            return result
+
+    def check(self) -> None:
+        if self._tables is None:
+            raise errors.StorageUnavailable("the memory store has no tables yet")
+
+    def close(self) -> None:
+        with self._lock:
+            self._tables = None

@@ -1,0 +1,90 @@
+"""What operators can do with instances, wherever the instances are.
+
+:class:`Admin` is the one interface of the operator tools;
+:class:`runtara.admin.local.LocalAdmin` carries it out directly on a storage
+driver and :class:`runtara.admin.remote.RemoteAdmin` through a running
+server's management service. Both return the same records and raise the same
+errors: :class:`runtara.errors.OperationRefused` for an unknown or finished
+instance, :class:`runtara.errors.StorageError` or
+:class:`runtara.errors.ClientError` when the storage or the server fails.
+"""
+
+from __future__ import annotations
+
+import abc
+
+from runtara import records
+
+
+class Admin(abc.ABC):
+    def __enter__(self) -> Admin:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @abc.abstractmethod
+    def describe(self) -> str:
+        """What the tool works on, for messages ("storage sqlite ...", "server HOST:PORT")."""
+
+    @abc.abstractmethod
+    def health(self) -> str:
+        """One line saying it answers and accepts writes; raises StorageError or
+        ClientError (with the reason) when not."""
+
+    @abc.abstractmethod
+    def send_signal(
+        self, instance_id: str, signal_type: records.SignalType, payload: bytes
+    ) -> None:
+        """Make this the instance's pending signal (a live instance only)."""
+
+    @abc.abstractmethod
+    def send_custom_signal(self, instance_id: str, checkpoint_id: str, payload: bytes) -> None:
+        """Leave a signal for one checkpoint id of a live instance, taken once."""
+
+    @abc.abstractmethod
+    def list_instances(
+        self,
+        *,
+        tenant_id: str | None = None,
+        status: records.InstanceStatus | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> records.Page[records.Instance]:
+        """Instances, newest first."""
+
+    @abc.abstractmethod
+    def instance_details(
+        self, instance_id: str, recent_events: int = 10
+    ) -> records.InstanceDetails | None:
+        """The instance with its signals and latest events, or None."""
+
+    @abc.abstractmethod
+    def list_checkpoints(
+        self,
+        instance_id: str,
+        checkpoint_filter: records.CheckpointFilter = records.ALL_CHECKPOINTS,
+        *,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> records.Page[records.CheckpointInfo]:
+        """The instance's checkpoints, newest first (OperationRefused if it is unknown)."""
+
+    @abc.abstractmethod
+    def get_checkpoint(self, instance_id: str, checkpoint_id: str) -> records.Checkpoint | None:
+        """One checkpoint with its state (OperationRefused if the instance is unknown)."""
+
+    @abc.abstractmethod
+    def list_events(
+        self,
+        instance_id: str,
+        event_filter: records.EventFilter = records.ALL_EVENTS,
+        *,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> records.Page[records.Event]:
+        """The instance's events, newest first (OperationRefused if it is unknown)."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release the storage or the connection (idempotent)."""

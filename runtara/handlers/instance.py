@@ -1,0 +1,182 @@
+"""The instance protocol's ten operations (README: Protocol behaviour).
+
+Each handler validates the decoded request, runs one storage operation (the
+rules are in :mod:`runtara.storage.operations`) and returns the reply message,
+None for the three operations that answer with an empty FIN, or
+:class:`SleepStarted` for a Sleep whose reply is due later.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+import attrs
+from google.protobuf.message import Message
+
+from runtara import errors, limits
+from runtara.handlers.services import Services
+from runtara.protocol import instance_pb2 as pb
+from runtara.protocol import mapping
+
+logger = logging.getLogger(__name__)
+
+
+def field_with_nul(request: Message) -> str | None:
+    """The first text field of ``request`` containing NUL: PostgreSQL's text
+    cannot store it and SQLite's string functions stop at it, so every driver
+    refuses such text alike."""
+    for field, value in request.ListFields():
+        if field.type == field.TYPE_STRING and "\x00" in value:
+            return field.name
+    return None
+
+
+def require_id(request: Message) -> str:
+    """The request's ``instance_id``, which must be given and, like every text
+    field of the request, free of NUL."""
+    if not request.instance_id:
+        raise errors.ValidationError("instance_id", "instance_id is required")
+    field = field_with_nul(request)
+    if field is not None:
+        raise errors.ValidationError(field, f"{field} must not contain NUL characters")
+    return request.instance_id
+
+
+def _optional(message: Message, field: str):
+    return getattr(message, field) if message.HasField(field) else None
+
+
+def register_instance(request: pb.RegisterInstanceRequest, services: Services) -> pb.RpcResponse:
+    """Never an RpcError: every refusal is ``success=false`` with the reason."""
+    for name in ("instance_id", "tenant_id"):
+        if not getattr(request, name):
+            return _registration_refused(f"{name} is required")
+    field = field_with_nul(request)
+    if field is not None:
+        return _registration_refused(f"{field} must not contain NUL characters")
+    try:
+        services.storage.register_instance(
+            request.instance_id,
+            request.tenant_id,
+            _optional(request, "checkpoint_id"),
+            services.now(),
+        )
+    except errors.RegistrationRefused as refusal:
+        return _registration_refused(str(refusal))
+    except errors.StorageError as error:
+        return _registration_refused(f"Failed to register instance: {error}")
+    return pb.RpcResponse(register_instance=pb.RegisterInstanceResponse(success=True))
+
+
+def _registration_refused(reason: str) -> pb.RpcResponse:
+    return pb.RpcResponse(
+        register_instance=pb.RegisterInstanceResponse(success=False, error=reason)
+    )
+
+
+def checkpoint(request: pb.CheckpointRequest, services: Services) -> pb.RpcResponse:
+    outcome = services.storage.checkpoint(
+        require_id(request), request.checkpoint_id, request.state, services.now()
+    )
+    return pb.RpcResponse(checkpoint=mapping.checkpoint_response(outcome))
+
+
+def get_checkpoint(request: pb.GetCheckpointRequest, services: Services) -> pb.RpcResponse:
+    state = services.storage.get_checkpoint(
+        require_id(request), request.checkpoint_id, services.now()
+    )
+    reply = pb.GetCheckpointResponse(found=state is not None, state=state or b"")
+    return pb.RpcResponse(get_checkpoint=reply)
+
+
+def retry_attempt(request: pb.RetryAttemptEvent, services: Services) -> None:
+    services.storage.record_retry(
+        require_id(request),
+        request.checkpoint_id,
+        request.attempt_number,
+        _optional(request, "error_message"),
+        services.now(),
+    )
+
+
+@attrs.frozen
+class SleepStarted:
+    """The sleep is committed; answer after ``delay`` seconds by calling :func:`finish_sleep`."""
+
+    instance_id: str
+    sleep_until: dt.datetime
+    delay: float
+
+
+def sleep(request: pb.SleepRequest, services: Services) -> SleepStarted:
+    """Durable Sleep: ``sleep_until`` (and the checkpoint, if one is given) is committed
+    and the instance suspended now; the reply comes ``duration_ms`` later, from a
+    timer, after :func:`finish_sleep` woke the instance. If the instance or the
+    server dies meanwhile, the instance stays suspended and due for waking."""
+    instance_id = require_id(request)
+    if request.duration_ms > limits.MAX_SLEEP // dt.timedelta(milliseconds=1):
+        raise errors.ValidationError("duration_ms", f"at most {limits.MAX_SLEEP.days} days")
+    until = services.storage.begin_sleep(
+        instance_id,
+        dt.timedelta(milliseconds=request.duration_ms),
+        request.checkpoint_id,
+        request.state,
+        services.now(),
+    )
+    return SleepStarted(instance_id, until, request.duration_ms / 1000)
+
+
+def finish_sleep(started: SleepStarted, services: Services) -> pb.RpcResponse:
+    services.storage.finish_sleep(started.instance_id, started.sleep_until, services.now())
+    return pb.RpcResponse(sleep=pb.SleepResponse())
+
+
+def _event(event: pb.InstanceEvent, services: Services) -> None:
+    services.storage.record_event(
+        require_id(event),
+        mapping.event_type(event.event_type),
+        event.payload,
+        services.now(),
+        checkpoint_id=_optional(event, "checkpoint_id"),
+        subtype=_optional(event, "subtype"),
+    )
+
+
+def instance_event(request: pb.InstanceEvent, services: Services) -> pb.RpcResponse:
+    _event(request, services)
+    return pb.RpcResponse(instance_event=pb.InstanceEventResponse(success=True))
+
+
+def instance_event_batch(request: pb.InstanceEventBatch, services: Services) -> None:
+    """Each event is its own operation; a refused one is logged and skipped."""
+    for index, event in enumerate(request.events):
+        try:
+            _event(event, services)
+        except (errors.RequestError, errors.StorageError) as error:
+            logger.warning(
+                "event %d of a batch for instance %r skipped: %s", index, event.instance_id, error
+            )
+
+
+def get_instance_status(request: pb.GetInstanceStatusRequest, services: Services) -> pb.RpcResponse:
+    """An unknown instance is not an error: STATUS_UNKNOWN, "Instance not found"."""
+    instance_id = require_id(request)
+    instance = services.storage.instance_status(instance_id, services.now())
+    return pb.RpcResponse(get_instance_status=mapping.status_response(instance_id, instance))
+
+
+def poll_signals(request: pb.PollSignalsRequest, services: Services) -> pb.RpcResponse:
+    signals = services.storage.poll_signals(
+        require_id(request), _optional(request, "checkpoint_id"), services.now()
+    )
+    return pb.RpcResponse(poll_signals=mapping.poll_signals_response(signals))
+
+
+def signal_ack(request: pb.SignalAck, services: Services) -> None:
+    services.storage.acknowledge_signal(
+        require_id(request),
+        mapping.signal_or_cancel(request.signal_type),
+        request.acknowledged,
+        services.now(),
+    )

@@ -1,0 +1,50 @@
+"""Sizes and limits shared by the server, the tools and the SDK.
+
+Each is defined once here; the protocol, the handlers, the operator tools and
+the SDK read them from this module.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+KiB = 1024
+MiB = 1024 * KiB
+
+MAX_FRAME_SIZE = 64 * MiB
+"""Largest frame payload accepted or produced: exactly 64 MiB is allowed, one byte more is not."""
+
+MAX_SLEEP = dt.timedelta(days=3650)
+"""Longest durable sleep a Sleep request may ask for."""
+
+
+def _varint_size(value: int) -> int:
+    size = 1
+    while value >= 0x80:
+        value >>= 7
+        size += 1
+    return size
+
+
+def _field_size(length: int) -> int:
+    """Bytes of one length-delimited protobuf field (one-byte tag) holding ``length`` bytes."""
+    return 1 + _varint_size(length) + length
+
+
+def signal_reply_size(key: str, payload_size: int) -> int:
+    """Bytes of the smallest reply that can deliver a signal: a PollSignals reply
+    holding only that signal, keyed by ``key`` (the instance id of an
+    instance-wide signal, the checkpoint id of a custom one)."""
+    signal = _field_size(len(key.encode("utf-8"))) + _field_size(payload_size) + 2
+    return _field_size(_field_size(signal))
+
+
+def check_signal_payload(key: str, payload_size: int) -> None:
+    """Raise ValueError, naming the limit, if no reply frame could ever carry the signal."""
+    if signal_reply_size(key, payload_size) > MAX_FRAME_SIZE:
+        limit = payload_size - (signal_reply_size(key, payload_size) - MAX_FRAME_SIZE)
+        raise ValueError(
+            f"a signal payload of {payload_size} bytes could never be delivered: the reply "
+            f"that carries it must fit in one {MAX_FRAME_SIZE}-byte (64 MiB) frame, which "
+            f"allows at most {limit} bytes of payload here"
+        )

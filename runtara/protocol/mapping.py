@@ -1,0 +1,298 @@
+"""Records to wire values and back: the one mapping every protocol user shares.
+
+The instance protocol, the management protocol and the SDK number statuses
+and signal types alike; their tables, the time rule and the message builders
+live here once. Times on the wire are whole milliseconds since the epoch,
+always rounded down.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from runtara import records
+from runtara.protocol import instance_pb2 as pb
+from runtara.protocol import management_pb2 as mpb
+
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+_MILLISECOND = dt.timedelta(milliseconds=1)
+
+STATUS_TO_WIRE = {
+    records.InstanceStatus.PENDING: pb.STATUS_PENDING,
+    records.InstanceStatus.RUNNING: pb.STATUS_RUNNING,
+    records.InstanceStatus.SUSPENDED: pb.STATUS_SUSPENDED,
+    records.InstanceStatus.COMPLETED: pb.STATUS_COMPLETED,
+    records.InstanceStatus.FAILED: pb.STATUS_FAILED,
+    records.InstanceStatus.CANCELLED: pb.STATUS_CANCELLED,
+}
+"""Both protocols number statuses alike (STATUS_UNKNOWN is 0)."""
+_STATUS_FROM_WIRE = {number: status for status, number in STATUS_TO_WIRE.items()}
+
+SIGNAL_TO_WIRE = {
+    records.SignalType.CANCEL: pb.SIGNAL_CANCEL,
+    records.SignalType.PAUSE: pb.SIGNAL_PAUSE,
+    records.SignalType.RESUME: pb.SIGNAL_RESUME,
+}
+_SIGNAL_FROM_WIRE = {number: signal for signal, number in SIGNAL_TO_WIRE.items()}
+
+_EVENT_TYPES = {
+    pb.EVENT_HEARTBEAT: records.EventType.HEARTBEAT,
+    pb.EVENT_COMPLETED: records.EventType.COMPLETED,
+    pb.EVENT_FAILED: records.EventType.FAILED,
+    pb.EVENT_SUSPENDED: records.EventType.SUSPENDED,
+    pb.EVENT_CUSTOM: records.EventType.CUSTOM,
+}
+
+
+def millis(value: dt.datetime) -> int:
+    """Whole milliseconds since the epoch, rounded down."""
+    return (value - EPOCH) // _MILLISECOND
+
+
+def from_millis(value: int) -> dt.datetime:
+    return EPOCH + value * _MILLISECOND
+
+
+def status_to_wire(status: records.InstanceStatus) -> int:
+    return STATUS_TO_WIRE.get(status, pb.STATUS_UNKNOWN)
+
+
+def status_from_wire(number: int) -> records.InstanceStatus | None:
+    """None for STATUS_UNKNOWN and numbers this version does not know."""
+    return _STATUS_FROM_WIRE.get(number)
+
+
+def signal_from_wire(number: int) -> records.SignalType | None:
+    """None for a number this version does not know."""
+    return _SIGNAL_FROM_WIRE.get(number)
+
+
+def signal_or_cancel(number: int) -> records.SignalType:
+    """Unknown numbers mean cancel, as upstream's prost-based peers read them."""
+    return _SIGNAL_FROM_WIRE.get(number, records.SignalType.CANCEL)
+
+
+def event_type(number: int) -> records.EventType:
+    """Unknown numbers (1, the removed STARTED, or anything else) mean heartbeat,
+    as upstream reads them."""
+    return _EVENT_TYPES.get(number, records.EventType.HEARTBEAT)
+
+
+def _optional(message, field: str):
+    return getattr(message, field) if message.HasField(field) else None
+
+
+def optional_time(message, field: str) -> dt.datetime | None:
+    return from_millis(getattr(message, field)) if message.HasField(field) else None
+
+
+# --- the instance protocol ----------------------------------------------------
+
+
+def signal_message(signal: records.Signal) -> pb.Signal:
+    return pb.Signal(
+        instance_id=signal.instance_id,
+        signal_type=SIGNAL_TO_WIRE[signal.signal_type],
+        payload=signal.payload,
+    )
+
+
+def custom_signal_message(signal: records.CustomSignal) -> pb.CustomSignal:
+    return pb.CustomSignal(checkpoint_id=signal.checkpoint_id, payload=signal.payload)
+
+
+def checkpoint_response(outcome: records.CheckpointOutcome) -> pb.CheckpointResponse:
+    reply = pb.CheckpointResponse(found=outcome.found, state=outcome.state)
+    if outcome.signals.pending is not None:
+        reply.pending_signal.CopyFrom(signal_message(outcome.signals.pending))
+    if outcome.signals.custom is not None:
+        reply.custom_signal.CopyFrom(custom_signal_message(outcome.signals.custom))
+    return reply
+
+
+def poll_signals_response(signals: records.Signals) -> pb.PollSignalsResponse:
+    reply = pb.PollSignalsResponse()
+    if signals.pending is not None:
+        reply.signal.CopyFrom(signal_message(signals.pending))
+    if signals.custom is not None:
+        reply.custom_signal.CopyFrom(custom_signal_message(signals.custom))
+    return reply
+
+
+def status_response(
+    instance_id: str, instance: records.Instance | None, message_type=pb.GetInstanceStatusResponse
+):
+    """GetInstanceStatus's reply (either protocol's): an unknown instance is
+    ``STATUS_UNKNOWN`` with the error "Instance not found", not an RpcError."""
+    reply = message_type(instance_id=instance_id)
+    if instance is None:
+        reply.status = pb.STATUS_UNKNOWN
+        reply.error = "Instance not found"
+        return reply
+    reply.status = status_to_wire(instance.status)
+    if instance.started_at is not None:
+        reply.started_at_ms = millis(instance.started_at)
+    if instance.finished_at is not None:
+        reply.finished_at_ms = millis(instance.finished_at)
+    for field in ("checkpoint_id", "output", "error"):
+        value = getattr(instance, field)
+        if value is not None:
+            setattr(reply, field, value)
+    return reply
+
+
+# --- the management protocol --------------------------------------------------
+
+
+def instance_to_wire(instance: records.Instance) -> mpb.InstanceSummary:
+    message = mpb.InstanceSummary(
+        instance_id=instance.instance_id,
+        tenant_id=instance.tenant_id,
+        status=status_to_wire(instance.status),
+        created_at_ms=millis(instance.created_at),
+    )
+    for field, value in (
+        ("started_at_ms", instance.started_at),
+        ("finished_at_ms", instance.finished_at),
+        ("last_activity_at_ms", instance.last_activity_at),
+        ("sleep_until_ms", instance.sleep_until),
+    ):
+        if value is not None:
+            setattr(message, field, millis(value))
+    for field in ("checkpoint_id", "output", "error"):
+        value = getattr(instance, field)
+        if value is not None:
+            setattr(message, field, value)
+    return message
+
+
+def instance_from_wire(message: mpb.InstanceSummary) -> records.Instance:
+    return records.Instance(
+        instance_id=message.instance_id,
+        tenant_id=message.tenant_id,
+        status=status_from_wire(message.status) or records.InstanceStatus.PENDING,
+        created_at=from_millis(message.created_at_ms),
+        checkpoint_id=_optional(message, "checkpoint_id"),
+        started_at=optional_time(message, "started_at_ms"),
+        finished_at=optional_time(message, "finished_at_ms"),
+        output=_optional(message, "output"),
+        error=_optional(message, "error"),
+        sleep_until=optional_time(message, "sleep_until_ms"),
+        last_activity_at=optional_time(message, "last_activity_at_ms"),
+    )
+
+
+def event_to_wire(event: records.Event) -> mpb.Event:
+    message = mpb.Event(
+        id=event.id or 0, event_type=event.event_type.value, created_at_ms=millis(event.created_at)
+    )
+    for field in ("checkpoint_id", "payload", "subtype"):
+        value = getattr(event, field)
+        if value is not None:
+            setattr(message, field, value)
+    return message
+
+
+def event_from_wire(instance_id: str, message: mpb.Event) -> records.Event:
+    return records.Event(
+        instance_id=instance_id,
+        event_type=records.EventType(message.event_type),
+        created_at=from_millis(message.created_at_ms),
+        checkpoint_id=_optional(message, "checkpoint_id"),
+        payload=_optional(message, "payload"),
+        subtype=_optional(message, "subtype"),
+        id=message.id,
+    )
+
+
+def checkpoint_info_to_wire(info: records.CheckpointInfo) -> mpb.CheckpointSummary:
+    return mpb.CheckpointSummary(
+        checkpoint_id=info.checkpoint_id,
+        instance_id=info.instance_id,
+        created_at_ms=millis(info.created_at),
+        data_size_bytes=info.size,
+    )
+
+
+def checkpoint_info_from_wire(message: mpb.CheckpointSummary) -> records.CheckpointInfo:
+    return records.CheckpointInfo(
+        message.instance_id,
+        message.checkpoint_id,
+        message.data_size_bytes,
+        from_millis(message.created_at_ms),
+    )
+
+
+def pending_signal_to_wire(signal: records.Signal) -> mpb.PendingSignal:
+    return mpb.PendingSignal(
+        signal_type=SIGNAL_TO_WIRE[signal.signal_type],
+        payload=signal.payload,
+        created_at_ms=millis(signal.created_at),
+    )
+
+
+def pending_signal_from_wire(instance_id: str, message: mpb.PendingSignal) -> records.Signal:
+    return records.Signal(
+        instance_id,
+        signal_or_cancel(message.signal_type),
+        message.payload,
+        from_millis(message.created_at_ms),
+    )
+
+
+def custom_signal_to_wire(signal: records.CustomSignal) -> mpb.PendingCustomSignal:
+    return mpb.PendingCustomSignal(
+        checkpoint_id=signal.checkpoint_id,
+        payload=signal.payload,
+        created_at_ms=millis(signal.created_at),
+    )
+
+
+def custom_signal_from_wire(
+    instance_id: str, message: mpb.PendingCustomSignal
+) -> records.CustomSignal:
+    return records.CustomSignal(
+        instance_id, message.checkpoint_id, message.payload, from_millis(message.created_at_ms)
+    )
+
+
+def checkpoint_filter_from_wire(message) -> records.CheckpointFilter:
+    return records.CheckpointFilter(
+        checkpoint_id=_optional(message, "checkpoint_id"),
+        created_after=optional_time(message, "created_after_ms"),
+        created_before=optional_time(message, "created_before_ms"),
+    )
+
+
+def checkpoint_filter_to_wire(wanted: records.CheckpointFilter, message) -> None:
+    if wanted.checkpoint_id is not None:
+        message.checkpoint_id = wanted.checkpoint_id
+    if wanted.created_after is not None:
+        message.created_after_ms = millis(wanted.created_after)
+    if wanted.created_before is not None:
+        message.created_before_ms = millis(wanted.created_before)
+
+
+def event_filter_from_wire(message: mpb.ListEventsRequest) -> records.EventFilter:
+    """Raises ValueError for an event type this version does not know."""
+    kind = _optional(message, "event_type")
+    return records.EventFilter(
+        event_type=None if kind is None else records.EventType(kind),
+        subtype=_optional(message, "subtype"),
+        created_after=optional_time(message, "created_after_ms"),
+        created_before=optional_time(message, "created_before_ms"),
+        payload_contains=_optional(message, "payload_contains"),
+    )
+
+
+def event_filter_to_wire(wanted: records.EventFilter, message: mpb.ListEventsRequest) -> None:
+    if wanted.event_type is not None:
+        message.event_type = wanted.event_type.value
+    for field in ("subtype", "payload_contains"):
+        value = getattr(wanted, field)
+        if value is not None:
+            setattr(message, field, value)
+    if wanted.created_after is not None:
+        message.created_after_ms = millis(wanted.created_after)
+    if wanted.created_before is not None:
+        message.created_before_ms = millis(wanted.created_before)
