@@ -21,47 +21,12 @@ from runtara.server.app import InstanceServer
 from runtara.storage import base, selection
 
 
-class RpcClient:
-    """A blocking client speaking raw instance-protocol messages over real QUIC."""
-
-    def __init__(self, address: tuple[str, int], *, timeout: float = 10.0) -> None:
-        self.timeout = timeout
-        self.loop = LoopThread("test-client")
-        try:
-            self.connection: Connection = self.loop.run(Connection.open(*address, timeout=timeout))
-        except BaseException:
-            self.loop.stop()
-            raise
+class InstanceCalls:
+    """Shortcuts for the common instance requests, over a client's ``call``."""
 
     def call(self, **oneof) -> pb.RpcResponse:
         return self.request(pb.RpcRequest(**oneof))
 
-    def request(self, request: pb.RpcRequest) -> pb.RpcResponse:
-        return self.loop.run(self.connection.call(request, pb.RpcResponse, timeout=self.timeout))
-
-    def no_reply(self, **oneof) -> None:
-        self.loop.run(self.connection.call_no_reply(pb.RpcRequest(**oneof), timeout=self.timeout))
-
-    def fire(self, **oneof) -> None:
-        self.loop.call(self.connection.send, pb.RpcRequest(**oneof))
-
-    def raw(self, data: bytes, *, end: bool = True) -> bytes:
-        """Send raw bytes on a new stream and return everything until the server's FIN."""
-
-        async def exchange() -> bytes:
-            stream = self.connection.open_stream()
-            stream.send(data, end=end)
-            try:
-                return await stream.read_to_end()
-            finally:
-                stream.close()
-
-        return self.loop.run(exchange(), self.timeout)
-
-    def stream(self):
-        return self.loop.call(self.connection.open_stream)
-
-    # shortcuts for the common requests
     def register(
         self, instance_id: str, tenant_id: str = "tenant", checkpoint_id: str | None = None
     ):
@@ -112,6 +77,44 @@ class RpcClient:
                 instance_id=instance_id, signal_type=signal_type, acknowledged=acknowledged
             )
         )
+
+
+class RpcClient(InstanceCalls):
+    """A blocking client speaking raw instance-protocol messages over real QUIC."""
+
+    def __init__(self, address: tuple[str, int], *, timeout: float = 10.0) -> None:
+        self.timeout = timeout
+        self.loop = LoopThread("test-client")
+        try:
+            self.connection: Connection = self.loop.run(Connection.open(*address, timeout=timeout))
+        except BaseException:
+            self.loop.stop()
+            raise
+
+    def request(self, request: pb.RpcRequest) -> pb.RpcResponse:
+        return self.loop.run(self.connection.call(request, pb.RpcResponse, timeout=self.timeout))
+
+    def no_reply(self, **oneof) -> None:
+        self.loop.run(self.connection.call_no_reply(pb.RpcRequest(**oneof), timeout=self.timeout))
+
+    def fire(self, **oneof) -> None:
+        self.loop.call(self.connection.send, pb.RpcRequest(**oneof))
+
+    def raw(self, data: bytes, *, end: bool = True) -> bytes:
+        """Send raw bytes on a new stream and return everything until the server's FIN."""
+
+        async def exchange() -> bytes:
+            stream = self.connection.open_stream()
+            stream.send(data, end=end)
+            try:
+                return await stream.read_to_end()
+            finally:
+                stream.close()
+
+        return self.loop.run(exchange(), self.timeout)
+
+    def stream(self):
+        return self.loop.call(self.connection.open_stream)
 
     def close(self) -> None:
         if self.loop.loop.is_closed():

@@ -13,7 +13,14 @@ from runtara.handlers import dispatch
 from runtara.protocol import framing
 from runtara.protocol import instance_pb2 as pb
 from runtara.protocol.codes import STREAM_FAILED
-from tests.support import wait_for
+from tests.support import sqlite_url, wait_for
+
+
+@pytest.fixture
+def database_url(tmp_path):
+    """The transport does not depend on the driver: SQLite only (the drivers are
+    held to the same rules by the conformance kit)."""
+    return sqlite_url(tmp_path)
 
 
 def request_frame(request: pb.RpcRequest, message_type: int = 1) -> bytes:

@@ -16,6 +16,13 @@ from runtara.protocol import instance_pb2 as pb
 from tests.support import LoopbackServer, RpcClient, sqlite_url
 
 
+@pytest.fixture
+def database_url(tmp_path):
+    """The transport does not depend on the driver: SQLite only (the drivers are
+    held to the same rules by the conformance kit)."""
+    return sqlite_url(tmp_path)
+
+
 def test_a_client_offering_no_alpn_connects(server):
     # What quinn/rustls clients do: no ALPN extension at all.
     async def handshake():
