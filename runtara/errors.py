@@ -119,6 +119,10 @@ class RequestTimeout(ClientError):
     """No answer arrived in time."""
 
 
+class RequestTooLarge(ClientError):
+    """A request would exceed the 64 MiB frame limit; nothing was sent."""
+
+
 class BadResponse(ClientError):
     """The server's answer is not a valid frame or message."""
 

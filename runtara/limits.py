@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+from runtara import errors
+
 KiB = 1024
 MiB = 1024 * KiB
 
@@ -40,10 +42,10 @@ def signal_reply_size(key: str, payload_size: int) -> int:
 
 
 def check_signal_payload(key: str, payload_size: int) -> None:
-    """Raise ValueError, naming the limit, if no reply frame could ever carry the signal."""
+    """Refuse (OperationRefused, naming the limit) a signal no reply frame could ever carry."""
     if signal_reply_size(key, payload_size) > MAX_FRAME_SIZE:
         limit = payload_size - (signal_reply_size(key, payload_size) - MAX_FRAME_SIZE)
-        raise ValueError(
+        raise errors.OperationRefused(
             f"a signal payload of {payload_size} bytes could never be delivered: the reply "
             f"that carries it must fit in one {MAX_FRAME_SIZE}-byte (64 MiB) frame, which "
             f"allows at most {limit} bytes of payload here"

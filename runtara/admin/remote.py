@@ -7,7 +7,7 @@ same records as :class:`runtara.admin.local.LocalAdmin`.
 
 from __future__ import annotations
 
-from runtara import errors, records
+from runtara import errors, limits, records
 from runtara.admin.base import Admin
 from runtara.client.connection import Connection
 from runtara.client.loop_thread import LoopThread
@@ -77,6 +77,7 @@ class RemoteAdmin(Admin):
     def send_signal(
         self, instance_id: str, signal_type: records.SignalType, payload: bytes
     ) -> None:
+        limits.check_signal_payload(instance_id, len(payload))
         reply = self._call(
             send_signal=mpb.SendSignalRequest(
                 instance_id=instance_id,
@@ -88,6 +89,7 @@ class RemoteAdmin(Admin):
             raise errors.OperationRefused(reply.error)
 
     def send_custom_signal(self, instance_id: str, checkpoint_id: str, payload: bytes) -> None:
+        limits.check_signal_payload(checkpoint_id, len(payload))
         reply = self._call(
             send_custom_signal=mpb.SendCustomSignalRequest(
                 instance_id=instance_id, checkpoint_id=checkpoint_id, payload=payload

@@ -244,12 +244,10 @@ class Connection:
         self, request: Message, response_type: type[Message], *, timeout: float | None = None
     ):
         """Send one request frame, FIN, and decode the one reply frame."""
+        data = _request_frame(request)
         stream = self.open_stream()
         try:
-            stream.send(
-                framing.encode_frame(request.SerializeToString(), framing.MessageType.REQUEST),
-                end=True,
-            )
+            stream.send(data, end=True)
             frame = await asyncio.wait_for(stream.read_frame(), timeout)
         except asyncio.TimeoutError:
             raise errors.RequestTimeout(f"no reply within {timeout}s") from None
@@ -266,12 +264,10 @@ class Connection:
 
     async def call_no_reply(self, request: Message, *, timeout: float | None = None) -> None:
         """Send a request whose answer is an empty FIN, and wait for that FIN."""
+        data = _request_frame(request)
         stream = self.open_stream()
         try:
-            stream.send(
-                framing.encode_frame(request.SerializeToString(), framing.MessageType.REQUEST),
-                end=True,
-            )
+            stream.send(data, end=True)
             data = await asyncio.wait_for(stream.read_to_end(), timeout)
         except asyncio.TimeoutError:
             raise errors.RequestTimeout(f"no end of stream within {timeout}s") from None
@@ -282,10 +278,9 @@ class Connection:
 
     def send(self, request: Message) -> None:
         """Fire and forget: write the request and FIN, and never read the stream."""
+        data = _request_frame(request)
         stream = self.open_stream()
-        stream.send(
-            framing.encode_frame(request.SerializeToString(), framing.MessageType.REQUEST), end=True
-        )
+        stream.send(data, end=True)
         stream.stop_reading()
 
     async def close(self, reason: str = "client closing", *, wait: float = 2.0) -> None:
@@ -297,3 +292,10 @@ class Connection:
             except asyncio.TimeoutError:
                 pass
         self._transport.close()
+
+
+def _request_frame(request: Message) -> bytes:
+    try:
+        return framing.encode_frame(request.SerializeToString(), framing.MessageType.REQUEST)
+    except framing.FrameTooLarge as error:
+        raise errors.RequestTooLarge(f"the request was not sent: {error}") from None

@@ -335,13 +335,6 @@ def _signalable(tx: base.Transaction, instance_id: str) -> None:
         )
 
 
-def _deliverable(key: str, payload: bytes) -> None:
-    try:
-        limits.check_signal_payload(key, len(payload))
-    except ValueError as error:
-        raise errors.OperationRefused(str(error)) from None
-
-
 def send_signal(
     tx: base.Transaction,
     instance_id: str,
@@ -351,7 +344,7 @@ def send_signal(
 ) -> None:
     """Make this the pending signal of a live instance (replacing any earlier one)."""
     require_id(instance_id, "instance_id")
-    _deliverable(instance_id, payload)
+    limits.check_signal_payload(instance_id, len(payload))
     _signalable(tx, instance_id)
     tx.put_signal(instance_id, signal_type, payload, now)
 
@@ -362,7 +355,7 @@ def send_custom_signal(
     """Leave a signal for one checkpoint id of a live instance, taken once."""
     require_id(instance_id, "instance_id")
     require_id(checkpoint_id, "checkpoint_id")
-    _deliverable(checkpoint_id, payload)
+    limits.check_signal_payload(checkpoint_id, len(payload))
     _signalable(tx, instance_id)
     tx.put_custom_signal(instance_id, checkpoint_id, payload, now)
 
