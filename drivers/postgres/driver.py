@@ -7,6 +7,10 @@ waits for one. Several runtara-core processes may share one database: the row
 locks and ``ON CONFLICT`` inserts keep checkpoints exactly-once and custom
 signals take-once across them, and migrations run under an advisory lock.
 
+The SQL is the dialect's named queries (``sql/postgresql/queries.sql``), run by
+:class:`runtara.storage.sqlbase.SqlTransaction` with binary results and
+psycopg's automatic prepared statements.
+
 When the server restarts or drops connections, the requests in flight fail
 with :class:`runtara.errors.StorageUnavailable`, the pool is checked in the
 background so that broken connections are replaced, and later requests succeed
@@ -29,13 +33,12 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from runtara import errors
 from runtara.drivers.postgres.transaction import PostgresTransaction
-from runtara.storage import base, migrations
+from runtara.storage import base, queries, sqlbase
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-MIGRATION_LOCK = 0x72756E74617261  # "runtara": one advisory lock per database
 CONNECT_TIMEOUT = 10
 RETRIES = 3
 """Attempts for work that PostgreSQL aborted as a deadlock or serialization failure."""
@@ -57,6 +60,7 @@ class PostgresDriver(base.StorageDriver):
         self._url = url
         self._params = params
         self._workers = workers
+        self._queries = queries.load("postgresql")
         self._pool: ConnectionPool | None = None
         self._pool_lock = threading.Lock()
         self._checking = False
@@ -115,32 +119,12 @@ class PostgresDriver(base.StorageDriver):
     # --- contract -------------------------------------------------------------
 
     def migrate(self) -> list[str]:
-        available = migrations.load("postgresql")
+        """Apply the pending migrations under an advisory lock; refuse
+        (StorageUnavailable) a database that does not accept writes."""
         with self._connect() as connection:
             try:
-                with connection.transaction():
-                    # Held until commit: concurrent starts apply each file once.
-                    connection.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
-                    connection.execute(
-                        "CREATE TABLE IF NOT EXISTS runtara_migrations (version INTEGER PRIMARY KEY, "
-                        "name TEXT NOT NULL, checksum TEXT NOT NULL, "
-                        "applied_at TIMESTAMPTZ NOT NULL DEFAULT NOW())"
-                    )
-                    applied = {
-                        row[0]: migrations.AppliedMigration(*row)
-                        for row in connection.execute(
-                            "SELECT version, name, checksum FROM runtara_migrations"
-                        )
-                    }
-                    todo = migrations.pending(available, applied)
-                    for migration in todo:
-                        connection.execute(migration.sql)
-                        connection.execute(
-                            "INSERT INTO runtara_migrations (version, name, checksum) "
-                            "VALUES (%s, %s, %s)",
-                            (migration.version, migration.name, migration.checksum),
-                        )
-            except psycopg.OperationalError as error:
+                return sqlbase.migrate(connection, self._queries, connection.execute)
+            except (psycopg.OperationalError, pg_errors.ReadOnlySqlTransaction) as error:
                 raise errors.StorageUnavailable(
                     f"migrating {self.describe()} failed: {_first_line(error)}"
                 ) from None
@@ -148,7 +132,6 @@ class PostgresDriver(base.StorageDriver):
                 raise errors.MigrationError(
                     f"migrating {self.describe()} failed: {_first_line(error)}"
                 ) from None
-        return [migration.name for migration in todo]
 
     def run(self, work: Callable[[base.Transaction], T], *, write: bool = True) -> T:
         pool = self._get_pool()
@@ -156,7 +139,7 @@ class PostgresDriver(base.StorageDriver):
             try:
                 with pool.connection() as connection:
                     with connection.transaction():
-                        return work(PostgresTransaction(connection, write=write))
+                        return work(PostgresTransaction(connection, self._queries, write=write))
             except (pg_errors.DeadlockDetected, pg_errors.SerializationFailure) as error:
                 if attempt == RETRIES:
                     raise errors.StorageError(f"Database error: {_first_line(error)}") from None
@@ -174,12 +157,24 @@ class PostgresDriver(base.StorageDriver):
                 raise errors.StorageError(f"Database error: {_first_line(error)}") from None
         raise AssertionError("unreachable")
 
-    def check(self) -> None:
+    def exists(self) -> bool:
+        """Whether the schema on the URL's search path has the migrations ledger."""
         with self._connect() as connection:
             try:
-                connection.execute("SELECT 1")
+                return sqlbase.has_schema(connection, self._queries)
             except psycopg.Error as error:
                 raise errors.StorageUnavailable(_first_line(error)) from None
+
+    def check(self) -> None:
+        """A new connection takes the schema lock and a row lock (rolled back): a
+        standby or a read-only database fails here."""
+        with self._connect() as connection:
+            try:
+                sqlbase.probe_write(connection, self._queries)
+            except psycopg.Error as error:
+                raise errors.StorageUnavailable(
+                    f"{self.describe()} does not accept writes: {_first_line(error)}"
+                ) from None
 
     def close(self) -> None:
         if self._pool is not None:

@@ -1,15 +1,20 @@
 """SqliteDriver: the embedded default store, one database file in WAL mode.
 
-Writes go through one writer thread that commits the queued work of all callers
-together (see :mod:`group_commit`); read-only work uses a connection per calling
-thread. ``synchronous=FULL`` (the default) fsyncs every commit: an acknowledged
-write survives a killed process and a power loss. ``synchronous=NORMAL`` also
-survives a killed process but may lose the last commits on power loss, for
-fewer fsyncs.
+Writes go through a write group (:mod:`write_group`): concurrent callers commit
+together on one write connection, the work running on a caller's own thread.
+Read-only work uses a read-only connection per calling thread, so reading never
+creates a database. The SQL is the dialect's named queries
+(``sql/sqlite/queries.sql``), run by :class:`runtara.storage.sqlbase.SqlTransaction`.
+``synchronous=FULL`` (the default) fsyncs every commit: an
+acknowledged write survives a killed process and a power loss.
+``synchronous=NORMAL`` also survives a killed process but may lose the last
+commits on power loss, for fewer fsyncs.
 
 URL forms: ``sqlite:PATH``, ``sqlite://PATH`` (relative), ``sqlite:///ABSOLUTE``
-or a plain path, optionally followed by ``?synchronous=full|normal`` and
-``&busy_timeout_ms=N``. Without a URL the file is ``runtara.db`` in the working
+or a plain path, optionally followed by ``?synchronous=full|normal``,
+``&busy_timeout_ms=N`` (how long to wait for the database: another process's
+write lock, or this process's commits) and ``&max_batch=N`` (most writes
+committed together). Without a URL the file is ``runtara.db`` in the working
 directory.
 """
 
@@ -23,12 +28,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, quote
 
 from runtara import errors
-from runtara.drivers.sqlite.group_commit import GroupCommitWriter
+from runtara.drivers.sqlite import diagnosis
 from runtara.drivers.sqlite.transaction import SqliteTransaction
-from runtara.storage import base, migrations
+from runtara.drivers.sqlite.write_group import WriteGroup
+from runtara.storage import base, queries, sqlbase
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +42,9 @@ T = TypeVar("T")
 
 DEFAULT_FILE = "runtara.db"
 _SYNCHRONOUS = ("full", "normal")
-_OPTIONS = {"synchronous", "busy_timeout_ms", "mode"}  # mode: accepted from sqlx-style URLs
+_OPTIONS = {"synchronous", "busy_timeout_ms", "max_batch", "mode"}  # mode: sqlx-style URLs
+_UNAVAILABLE = ("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_FULL", "SQLITE_IOERR", "SQLITE_PERM")
+"""Error names (and their extended forms) that mean the file cannot be used, not a bad migration."""
 
 
 class SqliteDriver(base.StorageDriver):
@@ -47,7 +55,11 @@ class SqliteDriver(base.StorageDriver):
         self.path = path
         self.synchronous = options.get("synchronous", "full")
         self.busy_timeout_ms = options.get("busy_timeout_ms", 30_000)
-        self._writer = GroupCommitWriter(self._connect)
+        self.max_batch = options.get("max_batch", 256)
+        self._queries = queries.load("sqlite")
+        self._group = WriteGroup(
+            self._connect, max_batch=self.max_batch, wait_timeout=self.busy_timeout_ms / 1000
+        )
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
@@ -59,6 +71,7 @@ class SqliteDriver(base.StorageDriver):
     # --- connections ----------------------------------------------------------
 
     def _connect(self) -> sqlite3.Connection:
+        """The write connection (creating the file if it is missing)."""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             connection = sqlite3.connect(
@@ -68,17 +81,28 @@ class SqliteDriver(base.StorageDriver):
                 timeout=self.busy_timeout_ms / 1000,
             )
         except (OSError, sqlite3.Error) as error:
-            raise errors.StorageUnavailable(f"cannot open {self.path}: {error}") from error
+            raise errors.StorageUnavailable(self._cannot("open", error)) from error
         try:
             self._use_wal(connection)
             connection.execute(f"PRAGMA synchronous = {self.synchronous.upper()}")
             connection.execute("PRAGMA foreign_keys = ON")
         except sqlite3.Error as error:
             connection.close()
-            raise errors.StorageUnavailable(
-                f"cannot use {self.path}: {error}{self._read_only_hint()}"
-            ) from error
+            raise errors.StorageUnavailable(self._cannot("use", error)) from error
         return connection
+
+    def _connect_existing(self, mode: str) -> sqlite3.Connection:
+        """A connection to the file as it is (``mode`` ro or rw): never creates it."""
+        try:
+            return sqlite3.connect(
+                f"file:{quote(str(self.path))}?mode={mode}",
+                uri=True,
+                isolation_level=None,
+                check_same_thread=False,
+                timeout=self.busy_timeout_ms / 1000,
+            )
+        except sqlite3.Error as error:
+            raise errors.StorageUnavailable(self._cannot("open", error)) from error
 
     def _use_wal(self, connection: sqlite3.Connection) -> None:
         """Switch the file to WAL (once per file: the mode is persistent).
@@ -98,15 +122,18 @@ class SqliteDriver(base.StorageDriver):
             if mode.lower() != "wal":
                 raise errors.StorageError(f"{self.path}: SQLite refused WAL mode ({mode})")
 
-    def _read_only_hint(self) -> str:
-        if os.access(self.path.parent, os.W_OK):
-            return ""
-        return " (its folder is read-only, and SQLite in WAL mode writes next to the database)"
+    def _cannot(self, action: str, error: BaseException) -> str:
+        """``cannot <action> PATH: <reason>``, the reason found on disk when there is one."""
+        problem = diagnosis.write_problem(self.path)
+        if problem is None and not self.path.exists():
+            problem = "there is no database file"
+        detail = f"{problem} (SQLite: {error})" if problem else str(error)
+        return f"cannot {action} {self.path}: {detail}"
 
     def _reader(self) -> sqlite3.Connection:
         connection = getattr(self._local, "connection", None)
         if connection is None:
-            connection = self._connect()
+            connection = self._connect_existing("ro")
             self._local.connection = connection
             with self._readers_lock:
                 self._readers.append(connection)
@@ -115,50 +142,36 @@ class SqliteDriver(base.StorageDriver):
     # --- contract -------------------------------------------------------------
 
     def migrate(self) -> list[str]:
-        available = migrations.load("sqlite")
+        """Apply the pending migrations; refuse (StorageUnavailable, naming the file
+        and the reason) a database that cannot be written."""
+        self._require_room()
         connection = self._connect()
+
+        def run_script(script: str) -> None:
+            for statement in _statements(script):
+                connection.execute(statement)
+
         try:
-            # BEGIN IMMEDIATE takes the write lock before reading the ledger, so
-            # two servers starting together apply each migration once.
-            connection.execute("BEGIN IMMEDIATE")
-            connection.execute(
-                "CREATE TABLE IF NOT EXISTS runtara_migrations (version INTEGER PRIMARY KEY, "
-                "name TEXT NOT NULL, checksum TEXT NOT NULL, applied_at TEXT NOT NULL)"
-            )
-            applied = {
-                row[0]: migrations.AppliedMigration(row[0], row[1], row[2])
-                for row in connection.execute(
-                    "SELECT version, name, checksum FROM runtara_migrations"
-                )
-            }
-            todo = migrations.pending(available, applied)
-            for migration in todo:
-                for statement in _statements(migration.sql):
-                    connection.execute(statement)
-                connection.execute(
-                    "INSERT INTO runtara_migrations (version, name, checksum, applied_at) "
-                    "VALUES (?, ?, ?, strftime('%Y-%m-%d %H:%M:%f', 'now'))",
-                    (migration.version, migration.name, migration.checksum),
-                )
-            connection.execute("COMMIT")
-            return [migration.name for migration in todo]
+            return sqlbase.migrate(connection, self._queries, run_script)
         except sqlite3.Error as error:
+            if _is_unavailable(error):
+                raise errors.StorageUnavailable(self._cannot("write", error)) from error
             raise errors.MigrationError(f"migrating {self.path} failed: {error}") from error
         finally:
-            if connection.in_transaction:
-                connection.execute("ROLLBACK")
             connection.close()
 
     def run(self, work: Callable[[base.Transaction], T], *, write: bool = True) -> T:
         if self._closed:
             raise errors.StorageUnavailable("the SQLite driver is closed")
         if write:
-            return self._writer.submit(lambda connection: work(SqliteTransaction(connection)))
+            return self._group.run(
+                lambda connection: work(SqliteTransaction(connection, self._queries, write=True))
+            )
         connection = self._reader()
         try:
             connection.execute("BEGIN")
             try:
-                return work(SqliteTransaction(connection))
+                return work(SqliteTransaction(connection, self._queries, write=False))
             finally:
                 connection.execute("COMMIT")
         except sqlite3.Error as error:
@@ -166,32 +179,57 @@ class SqliteDriver(base.StorageDriver):
                 connection.execute("ROLLBACK")
             raise errors.StorageError(f"Database error: {error}") from error
 
-    def check(self) -> None:
-        # mode=rw: a missing file is unreachable storage, not a new empty database.
+    def exists(self) -> bool:
+        """Whether the file exists and holds the migrations ledger."""
+        if not self.path.exists():
+            return False
+        connection = self._connect_existing("ro")
         try:
-            connection = sqlite3.connect(f"file:{self.path}?mode=rw", uri=True)
-            try:
-                connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
-            finally:
-                connection.close()
+            return sqlbase.has_schema(connection, self._queries)
         except sqlite3.Error as error:
-            raise errors.StorageUnavailable(f"cannot open {self.path}: {error}") from error
+            raise errors.StorageUnavailable(self._cannot("read", error)) from error
+        finally:
+            connection.close()
+
+    def check(self) -> None:
+        """The file exists, is migrated, takes the write lock and a write (rolled
+        back), and its disk has room."""
+        connection = self._connect_existing("rw")
+        try:
+            sqlbase.probe_write(connection, self._queries)
+        except sqlite3.Error as error:
+            raise errors.StorageUnavailable(self._cannot("write", error)) from error
+        finally:
+            connection.close()
+        self._require_room()
+
+    def _require_room(self) -> None:
+        free = diagnosis.free_bytes(self.path)
+        if free is not None and free < diagnosis.FULL_BELOW:
+            raise errors.StorageUnavailable(
+                f"cannot write {self.path}: the disk is full ({free} bytes free)"
+            )
 
     def close(self) -> None:
         self._closed = True
-        self._writer.close()
+        self._group.close()
         with self._readers_lock:
             for connection in self._readers:
                 connection.close()
             self._readers.clear()
 
     def stats(self) -> dict[str, float]:
-        commits = self._writer.commits
+        commits = self._group.commits
         return {
             "commits": commits,
-            "transactions": self._writer.transactions,
-            "transactions_per_commit": self._writer.transactions / commits if commits else 0.0,
+            "transactions": self._group.transactions,
+            "transactions_per_commit": self._group.transactions / commits if commits else 0.0,
         }
+
+
+def _is_unavailable(error: sqlite3.Error) -> bool:
+    name = getattr(error, "sqlite_errorname", "") or ""
+    return name.startswith(_UNAVAILABLE)
 
 
 def _parse_url(url: str | None) -> tuple[Path, dict]:
@@ -224,6 +262,12 @@ def _parse_url(url: str | None) -> tuple[Path, dict]:
             if not value.isdigit():
                 raise errors.ConfigError(
                     f"database URL {url!r}: busy_timeout_ms must be a whole number of milliseconds"
+                )
+            options[key] = int(value)
+        elif key == "max_batch":
+            if not value.isdigit() or int(value) < 1:
+                raise errors.ConfigError(
+                    f"database URL {url!r}: max_batch must be a whole number of at least 1"
                 )
             options[key] = int(value)
     return Path(os.path.expanduser(location)).absolute(), options

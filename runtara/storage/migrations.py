@@ -1,7 +1,9 @@
 """Numbered SQL migration files and the ledger that records them.
 
 Migrations live in a resource package (ours: ``runtara.migrations``, built from
-the repository's ``sql/`` folder) as ``<dialect>/NNNN_description.sql``. They
+the repository's ``sql/`` folder) as ``<dialect>/NNNN_description.sql``, next
+to the dialect's named queries (``queries.sql``, read by
+:mod:`runtara.storage.queries`). They
 are applied in number order, each recorded with a SHA-256 checksum; an applied
 file whose checksum changed is an error, never a silent skip. Drivers apply the
 plan with their own connection and locking; this module only reads files and
@@ -18,6 +20,7 @@ from importlib import resources
 import attrs
 
 from runtara import errors
+from runtara.storage import queries
 
 FILE_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
@@ -43,7 +46,7 @@ def load(dialect: str, package: str = "runtara.migrations") -> list[Migration]:
     folder = resources.files(package).joinpath(dialect)
     found: list[Migration] = []
     for entry in folder.iterdir():
-        if not entry.name.endswith(".sql"):
+        if not entry.name.endswith(".sql") or entry.name == queries.FILE:
             continue
         match = FILE_NAME.match(entry.name)
         if match is None:

@@ -3,36 +3,52 @@
 Subclass :class:`DriverConformance` in a test module of your driver package
 (its name must start with ``Test``) and provide one fixture, ``driver``, that
 yields a new driver on an *empty* store (no tables), constructed with
-``workers=16`` or more, and closes it afterwards::
+``workers=16`` or more, and closes it afterwards. When several processes can
+share one store (a file, a server), also provide ``driver_factory``: a
+picklable callable, such as a :func:`functools.partial` of your driver class,
+that builds another driver on the store of ``driver``; the kit calls it in a
+child process. A driver whose store lives in one process sets
+``shared_between_processes = False`` instead::
 
+    import functools
     import pytest
     from runtara.testing.conformance import DriverConformance
 
     class TestMyDriver(DriverConformance):
         @pytest.fixture
-        def driver(self, tmp_path):
-            driver = MyDriver(f"mydb:{tmp_path}/store", workers=16)
+        def driver_factory(self, tmp_path):
+            return functools.partial(MyDriver, f"mydb:{tmp_path}/store", workers=16)
+
+        @pytest.fixture
+        def driver(self, driver_factory):
+            driver = driver_factory()
             yield driver
             driver.close()
 
 The kit covers every method of :class:`runtara.storage.base.Transaction` and
-:class:`runtara.storage.base.StorageDriver`: semantics, errors, transaction
-scope, concurrency from many threads (exactly-once checkpoints, take-once
-custom signals, serialized updates of one instance), payloads up to the 64 MiB
-frame limit, non-UTF-8 bytes, and migrations from an empty store.
+:class:`runtara.storage.base.StorageDriver`, the operation methods included
+(so that a driver that replaces one is held to the rules of
+:mod:`runtara.storage.operations`): semantics, errors, transaction scope, work
+running exactly once per call, concurrency from many threads and from two
+processes (exactly-once checkpoints, take-once custom signals, serialized
+updates of one instance), payloads up to the 64 MiB frame limit, non-UTF-8
+bytes, and migrations from an empty store.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import multiprocessing
+import queue
 import threading
+import traceback
 from collections.abc import Callable
 
 import pytest
 
-from runtara import errors, records
-from runtara.records import InstanceStatus, InstanceUpdate, SignalType
-from runtara.storage import base
+from runtara import errors, limits, records
+from runtara.records import EventType, InstanceStatus, InstanceUpdate, SignalType
+from runtara.storage import base, operations
 
 T0 = dt.datetime(2026, 3, 1, 12, 0, 0, 123000, tzinfo=dt.timezone.utc)
 """A fixed instant with whole milliseconds (the precision drivers must keep)."""
@@ -67,15 +83,122 @@ def in_threads(count: int, target: Callable[[int], object]) -> list[object]:
     return results
 
 
+# --- work for a second process ---------------------------------------------------
+# Module-level functions, so that a spawned child process finds them by name.
+
+PROCESS_THREADS = 8
+"""Threads each process races with in the two-process tests."""
+
+
+def race_checkpoints(
+    driver: base.StorageDriver, instance_id: str, checkpoint_ids: list[str], label: str
+) -> list[tuple[str, bool, bytes]]:
+    """Every thread saves every checkpoint id, with a state naming the thread; returns
+    (checkpoint id, whether this call stored it, the state it was answered)."""
+
+    def save_all(thread: int) -> list[tuple[str, bool, bytes]]:
+        answers = []
+        for checkpoint_id in checkpoint_ids:
+            state = f"{label}-{thread}".encode()
+            outcome = driver.checkpoint(instance_id, checkpoint_id, state, T0)
+            answers.append(
+                (checkpoint_id, not outcome.found, state if not outcome.found else outcome.state)
+            )
+        return answers
+
+    return [answer for answers in in_threads(PROCESS_THREADS, save_all) for answer in answers]
+
+
+def take_custom_signals(
+    driver: base.StorageDriver, instance_id: str, checkpoint_ids: list[str]
+) -> list[tuple[str, bytes]]:
+    """Every thread polls every checkpoint id; returns the custom signals it took."""
+
+    def poll_all(thread: int) -> list[tuple[str, bytes]]:
+        taken = []
+        for checkpoint_id in checkpoint_ids:
+            custom = driver.poll_signals(instance_id, checkpoint_id, T0).custom
+            if custom is not None:
+                taken.append((checkpoint_id, custom.payload))
+        return taken
+
+    return [signal for taken in in_threads(PROCESS_THREADS, poll_all) for signal in taken]
+
+
+def _child(factory, task: str, args: tuple, ready, start, results) -> None:
+    """In a spawned process: build a driver, say ready, run ``task`` when told."""
+    try:
+        driver = factory()
+        try:
+            driver.run(lambda tx: tx.count_instances(), write=False)  # connected before the race
+            ready.set()
+            if not start.wait(120):
+                raise TimeoutError("never told to start")
+            results.put(("ok", globals()[task](driver, *args)))
+        finally:
+            driver.close()
+    except BaseException:
+        results.put(("error", traceback.format_exc()))
+
+
+def in_two_processes(
+    storage: base.StorageDriver,
+    factory: Callable[[], base.StorageDriver],
+    task: Callable[..., list],
+    *args: object,
+) -> list:
+    """Run ``task(driver, *args)`` here on ``storage`` and, at the same moment, in a
+    child process on a driver built by ``factory``; return both results together."""
+    context = multiprocessing.get_context("spawn")
+    ready, start, results = context.Event(), context.Event(), context.Queue()
+    child = context.Process(
+        target=_child, args=(factory, task.__name__, args, ready, start, results), daemon=True
+    )
+    child.start()
+    try:
+        while not ready.wait(0.1):
+            try:
+                outcome, detail = results.get_nowait()
+            except queue.Empty:
+                if not child.is_alive():
+                    pytest.fail("the child process ended before it was ready")
+                continue
+            pytest.fail(f"the child process failed ({outcome}):\n{detail}")
+        start.set()
+        mine = task(storage, *args)
+        outcome, theirs = results.get(timeout=120)
+        if outcome != "ok":
+            pytest.fail(f"the child process failed:\n{theirs}")
+        return mine + theirs
+    finally:
+        start.set()
+        child.join(30)
+        if child.is_alive():
+            child.kill()
+
+
 class DriverConformance:
-    """Tests every storage driver must pass; provide the ``driver`` fixture."""
+    """Tests every storage driver must pass; provide the ``driver`` fixture (and
+    ``driver_factory``, or ``shared_between_processes = False``)."""
 
     threads = 16
     """How many threads the concurrency tests use (at most the driver's ``workers``)."""
 
+    shared_between_processes = True
+    """Whether several processes can use one store at once (each with its own driver);
+    if so, the kit proves exactly-once checkpoints and take-once custom signals
+    across two processes, with drivers from ``driver_factory``."""
+
     @pytest.fixture
     def driver(self) -> base.StorageDriver:
         raise NotImplementedError("provide a `driver` fixture yielding a driver on an empty store")
+
+    @pytest.fixture
+    def driver_factory(self) -> Callable[[], base.StorageDriver]:
+        raise NotImplementedError(
+            "provide a `driver_factory` fixture returning a picklable callable that builds "
+            "another driver on the store of `driver` (or set shared_between_processes = False)"
+        )
 
     @pytest.fixture
     def storage(self, driver: base.StorageDriver) -> base.StorageDriver:
@@ -613,3 +736,245 @@ class DriverConformance:
             storage.run(lambda tx: tx.put_custom_signal("nope", "cp", b"", T0))
         assert storage.run(lambda tx: tx.take_custom_signal("nope", "cp")) is None
         assert storage.run(lambda tx: tx.list_custom_signals("nope")) == []
+
+    # --- the re-run rule ------------------------------------------------------
+
+    def test_work_runs_exactly_once_per_call(self, storage):
+        class Refused(Exception):
+            pass
+
+        rounds = 3
+        runs = [0] * (self.threads * rounds)
+
+        def call(index: int) -> object:
+            def work(tx):
+                runs[index] += 1
+                tx.create_instance(f"once-{index}", "tenant", T0)
+                tx.insert_checkpoint(f"once-{index}", "cp", b"written", T0)
+                if index % 2:
+                    raise Refused(index)
+                return index
+
+            try:
+                return storage.run(work)
+            except Refused:
+                return "refused"
+
+        results = []
+        for round_number in range(rounds):
+            offset = round_number * self.threads
+            results += in_threads(self.threads, lambda i, offset=offset: call(offset + i))
+        assert runs == [1] * len(runs)
+        assert results == [index if index % 2 == 0 else "refused" for index in range(len(runs))]
+        stored = storage.run(lambda tx: tx.list_instances(limit=len(runs)), write=False)
+        assert {i.instance_id for i in stored} == {
+            f"once-{index}" for index in range(len(runs)) if index % 2 == 0
+        }
+        for index in (0, 1):
+            got = storage.run(lambda tx, i=index: tx.get_checkpoint(f"once-{i}", "cp"))
+            assert (got is not None) == (index % 2 == 0)
+
+    # --- the operations -------------------------------------------------------
+    # The driver's operation methods, held to the rules of runtara.storage.operations.
+
+    def registered(self, storage, instance_id="op", tenant_id="tenant", now=T0):
+        storage.register_instance(instance_id, tenant_id, None, now)
+        return instance_id
+
+    def status(self, storage, instance_id):
+        return storage.run(lambda tx: tx.get_instance(instance_id), write=False)
+
+    def test_register_runs_a_new_instance_and_records_started(self, storage):
+        storage.register_instance("new", "tenant", None, at(1))
+        got = self.status(storage, "new")
+        assert got.status is InstanceStatus.RUNNING
+        assert got.started_at == at(1) and got.last_activity_at == at(1)
+        events = storage.run(lambda tx: tx.list_events("new"), write=False)
+        assert [(e.event_type, e.created_at) for e in events] == [(EventType.STARTED, at(1))]
+
+    def test_register_refusals(self, storage):
+        instance = self.registered(storage)
+        with pytest.raises(errors.RegistrationRefused, match="tenant"):
+            storage.register_instance(instance, "another tenant", None, at(1))
+        with pytest.raises(errors.RegistrationRefused, match="not found"):
+            storage.register_instance(instance, "tenant", "no-such-checkpoint", at(1))
+        with pytest.raises(errors.RegistrationRefused, match="not found"):
+            storage.register_instance("brand-new", "tenant", "no-such-checkpoint", at(1))
+        assert self.status(storage, "brand-new") is None
+        storage.record_event(instance, EventType.COMPLETED, b"done", at(2))
+        with pytest.raises(errors.RegistrationRefused, match="completed"):
+            storage.register_instance(instance, "tenant", None, at(3))
+        assert self.status(storage, instance).status is InstanceStatus.COMPLETED
+
+    def test_register_resumes_from_an_existing_checkpoint(self, storage):
+        instance = self.registered(storage)
+        storage.checkpoint(instance, "step-1", b"s1", at(1))
+        storage.register_instance(instance, "tenant", "step-1", at(2))
+        got = self.status(storage, instance)
+        assert got.status is InstanceStatus.RUNNING and got.started_at == at(2)
+
+    def test_checkpoint_saves_once_and_answers_the_stored_state(self, storage):
+        instance = self.registered(storage)
+        first = storage.checkpoint(instance, "cp", b"first", at(1))
+        assert (first.found, first.state) == (False, b"")
+        again = storage.checkpoint(instance, "cp", b"second", at(2))
+        assert (again.found, again.state) == (True, b"first")
+        got = self.status(storage, instance)
+        assert got.checkpoint_id == "cp" and got.last_activity_at == at(2)
+        assert storage.get_checkpoint(instance, "cp", at(3)) == b"first"
+        assert storage.get_checkpoint(instance, "other", at(3)) is None
+
+    def test_checkpoint_needs_a_running_instance(self, storage):
+        with pytest.raises(errors.InstanceNotFound):
+            storage.checkpoint("ghost", "cp", b"x", T0)
+        storage.run(lambda tx: tx.create_instance("pending", "tenant", T0))
+        with pytest.raises(errors.InvalidInstanceState):
+            storage.checkpoint("pending", "cp", b"x", T0)
+        assert storage.run(lambda tx: tx.get_checkpoint("pending", "cp")) is None
+
+    def test_checkpoint_reports_the_pending_signal_and_takes_its_custom_signal(self, storage):
+        instance = self.registered(storage)
+        storage.run(lambda tx: tx.put_signal(instance, SignalType.PAUSE, b"p", T0))
+        storage.run(lambda tx: tx.put_custom_signal(instance, "cp", b"for-cp", T0))
+        outcome = storage.checkpoint(instance, "cp", b"x", at(1))
+        assert outcome.signals.pending.signal_type is SignalType.PAUSE
+        assert outcome.signals.custom.payload == b"for-cp"
+        assert storage.checkpoint(instance, "cp", b"x", at(2)).signals.custom is None
+
+    def test_begin_and_finish_sleep(self, storage):
+        instance = self.registered(storage)
+        until = storage.begin_sleep(
+            instance, dt.timedelta(seconds=5, microseconds=1500), "before-sleep", b"s", at(1)
+        )
+        assert until == at(6.001)
+        got = self.status(storage, instance)
+        assert got.status is InstanceStatus.SUSPENDED and got.sleep_until == until
+        assert got.checkpoint_id == "before-sleep"
+        assert storage.get_checkpoint(instance, "before-sleep", at(2)) == b"s"
+        with pytest.raises(errors.InvalidInstanceState):
+            storage.begin_sleep(instance, dt.timedelta(seconds=1), "", b"", at(2))
+        storage.finish_sleep(instance, at(99), at(7))  # another sleep: not this one's to end
+        assert self.status(storage, instance).status is InstanceStatus.SUSPENDED
+        storage.finish_sleep(instance, until, at(7))
+        got = self.status(storage, instance)
+        assert got.status is InstanceStatus.RUNNING and got.sleep_until is None
+
+    def test_final_events_are_final(self, storage):
+        instance = self.registered(storage)
+        storage.record_event(instance, EventType.COMPLETED, b"output", at(1))
+        got = self.status(storage, instance)
+        assert got.status is InstanceStatus.COMPLETED
+        assert (got.output, got.finished_at) == (b"output", at(1))
+        storage.record_event(instance, EventType.COMPLETED, b"output", at(2))  # exact repeat
+        for kind, payload in (
+            (EventType.COMPLETED, b"other output"),
+            (EventType.FAILED, b"late failure"),
+            (EventType.SUSPENDED, b""),
+        ):
+            with pytest.raises(errors.InstanceFinished):
+                storage.record_event(instance, kind, payload, at(3))
+        storage.record_event(instance, EventType.HEARTBEAT, b"", at(4))
+        got = self.status(storage, instance)
+        assert got.status is InstanceStatus.COMPLETED and got.output == b"output"
+        kinds = [e.event_type for e in storage.run(lambda tx: tx.list_events(instance))]
+        assert kinds == [EventType.HEARTBEAT, EventType.COMPLETED, EventType.STARTED]
+
+    def test_failed_and_suspended_events_change_the_status(self, storage):
+        failing = self.registered(storage, "failing")
+        storage.record_event(failing, EventType.FAILED, b"it broke", at(1))
+        got = self.status(storage, failing)
+        assert (got.status, got.error, got.finished_at) == (
+            InstanceStatus.FAILED,
+            "it broke",
+            at(1),
+        )
+        pausing = self.registered(storage, "pausing")
+        storage.record_event(pausing, EventType.SUSPENDED, b"", at(1), checkpoint_id="cp")
+        assert self.status(storage, pausing).status is InstanceStatus.SUSPENDED
+        with pytest.raises(errors.InstanceNotFound):
+            storage.record_event("ghost", EventType.HEARTBEAT, b"", at(1))
+
+    def test_poll_signals_reports_and_takes(self, storage):
+        assert storage.poll_signals("ghost", "cp", T0) == records.Signals()
+        instance = self.registered(storage)
+        storage.run(lambda tx: tx.put_signal(instance, SignalType.CANCEL, b"c", T0))
+        storage.run(lambda tx: tx.put_custom_signal(instance, "approve", b"yes", T0))
+        polled = storage.poll_signals(instance, "approve", at(1))
+        assert polled.pending.signal_type is SignalType.CANCEL
+        assert polled.custom.payload == b"yes"
+        again = storage.poll_signals(instance, "approve", at(2))
+        assert again.pending is not None and again.custom is None
+        assert storage.poll_signals(instance, None, at(3)).custom is None
+        assert self.status(storage, instance).last_activity_at == at(3)
+
+    def test_acknowledging_a_cancel_cancels_and_other_acks_only_mark(self, storage):
+        pausing = self.registered(storage, "pausing")
+        storage.run(lambda tx: tx.put_signal(pausing, SignalType.PAUSE, b"", T0))
+        storage.acknowledge_signal(pausing, SignalType.PAUSE, False, at(1))
+        assert storage.poll_signals(pausing, None, at(1)).pending is not None
+        storage.acknowledge_signal(pausing, SignalType.PAUSE, True, at(2))
+        assert storage.poll_signals(pausing, None, at(2)).pending is None
+        assert self.status(storage, pausing).status is InstanceStatus.RUNNING
+        cancelling = self.registered(storage, "cancelling")
+        storage.run(lambda tx: tx.put_signal(cancelling, SignalType.CANCEL, b"", T0))
+        storage.acknowledge_signal(cancelling, SignalType.CANCEL, True, at(3))
+        got = self.status(storage, cancelling)
+        assert (got.status, got.finished_at) == (InstanceStatus.CANCELLED, at(3))
+        with pytest.raises(errors.InstanceNotFound):
+            storage.acknowledge_signal("ghost", SignalType.CANCEL, True, at(4))
+
+    def test_record_retry_stores_each_attempt_once(self, storage):
+        instance = self.registered(storage)
+        storage.record_retry(instance, "step", 1, "first error", at(1))
+        storage.record_retry(instance, "step", 1, "same attempt again", at(2))
+        storage.record_retry(instance, "step", 2, None, at(3))
+        assert storage.get_checkpoint(instance, "step::retry::1", at(4)) == b"same attempt again"
+        assert storage.get_checkpoint(instance, "step::retry::2", at(4)) == b""
+        with pytest.raises(errors.InstanceNotFound):
+            storage.record_retry("ghost", "step", 1, None, at(5))
+
+    def test_a_custom_signal_too_large_to_deliver_is_refused_when_sent(self, storage):
+        instance = self.registered(storage)
+        too_large = bytes(limits.MAX_FRAME_SIZE)
+        with pytest.raises(errors.OperationRefused, match="could never be delivered"):
+            storage.run(lambda tx: operations.send_custom_signal(tx, instance, "cp", too_large, T0))
+        assert storage.run(lambda tx: tx.list_custom_signals(instance), write=False) == []
+        storage.run(lambda tx: operations.send_custom_signal(tx, instance, "cp", b"fits", T0))
+        assert storage.poll_signals(instance, "cp", at(1)).custom.payload == b"fits"
+
+    # --- two processes --------------------------------------------------------
+
+    @pytest.fixture
+    def second_process(self, request) -> Callable[[], base.StorageDriver]:
+        """``driver_factory``, for a driver whose store is shared between processes."""
+        if not self.shared_between_processes:
+            pytest.skip("the driver's store is not shared between processes")
+        return request.getfixturevalue("driver_factory")
+
+    def test_two_processes_store_each_checkpoint_exactly_once(self, storage, second_process):
+        instance = self.registered(storage, "shared")
+        checkpoint_ids = [f"race-{index}" for index in range(10)]
+        answers = in_two_processes(
+            storage, second_process, race_checkpoints, instance, checkpoint_ids, "p"
+        )
+        assert len(answers) == 2 * PROCESS_THREADS * len(checkpoint_ids)
+        for checkpoint_id in checkpoint_ids:
+            mine = [(stored, state) for cp, stored, state in answers if cp == checkpoint_id]
+            winners = [state for stored, state in mine if stored]
+            assert len(winners) == 1, (checkpoint_id, mine)
+            assert {state for _, state in mine} == {winners[0]}
+            assert storage.get_checkpoint(instance, checkpoint_id, at(1)) == winners[0]
+
+    def test_two_processes_take_a_custom_signal_once(self, storage, second_process):
+        instance = self.registered(storage, "signalled")
+        checkpoint_ids = [f"approve-{index}" for index in range(10)]
+
+        def leave(tx):
+            for checkpoint_id in checkpoint_ids:
+                tx.put_custom_signal(instance, checkpoint_id, checkpoint_id.encode(), T0)
+
+        storage.run(leave)
+        taken = in_two_processes(
+            storage, second_process, take_custom_signals, instance, checkpoint_ids
+        )
+        assert sorted(taken) == sorted((cp, cp.encode()) for cp in checkpoint_ids)

@@ -231,9 +231,8 @@ def test_concurrent_starts_migrate_once(postgres_url):
 
 def test_migrate_command(postgres_url, tmp_path):
     first = run_cli("migrate", "--database-url", postgres_url, cwd=tmp_path)
-    assert (
-        first.returncode == 0 and "applied 0001_initial.sql, 0002_wake_claims.sql" in first.stdout
-    )
+    shipped = ", ".join(migration.name for migration in migrations.load("postgresql"))
+    assert first.returncode == 0 and first.stdout.strip().endswith(f": applied {shipped}")
     again = run_cli("migrate", "--database-url", postgres_url, cwd=tmp_path)
     assert again.returncode == 0 and "up to date" in again.stdout
 
@@ -242,3 +241,41 @@ def test_a_url_without_a_database_is_refused_for_postgres(tmp_path):
     result = run_cli("--driver", "postgres", "--port", "0", cwd=tmp_path)
     assert result.returncode == 2
     assert "the postgres driver needs --database-url / RUNTARA_DATABASE_URL" in result.stderr
+
+
+def read_only(url: str) -> str:
+    """The URL with every transaction read-only, as on a standby."""
+    return url + "%20-cdefault_transaction_read_only%3Don"
+
+
+def test_exists_says_whether_the_schema_was_migrated(postgres_url):
+    driver = PostgresDriver(postgres_url, workers=1)
+    try:
+        assert driver.exists() is False
+        with pytest.raises(errors.StorageUnavailable, match="runtara_migrations"):
+            driver.check()
+        driver.migrate()
+        assert driver.exists() is True
+        driver.check()
+    finally:
+        driver.close()
+    with pytest.raises(errors.StorageUnavailable, match="cannot connect"):
+        PostgresDriver("postgresql://postgres@127.0.0.1:1/runtara", workers=1).exists()
+
+
+def test_a_database_that_accepts_no_writes_is_refused_at_start(postgres_url, tmp_path):
+    PostgresDriver(postgres_url, workers=1).migrate()
+    url = read_only(postgres_url)
+    driver = PostgresDriver(url, workers=1)
+    try:
+        assert driver.exists() is True  # reading works
+        with pytest.raises(errors.StorageUnavailable, match="read-only transaction"):
+            driver.check()
+        with pytest.raises(errors.StorageUnavailable, match="read-only transaction"):
+            driver.migrate()
+    finally:
+        driver.close()
+    result = run_cli("--database-url", url, "--port", "0", cwd=tmp_path)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "read-only transaction" in lines[0]

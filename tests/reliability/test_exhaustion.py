@@ -79,6 +79,8 @@ def test_streams_that_never_finish_are_charged_to_the_budgets(tmp_path):
 
         async def open_many(count):
             for _ in range(count):
+                if hostile.connection.closed:
+                    return  # evicted already, while still opening streams
                 stream = hostile.connection.open_stream()
                 stream.send(struct.pack(">IH", 500, 1) + b"x" * 10)  # half a frame, no FIN
                 await asyncio.sleep(0)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import sqlite3
+import sys
 import threading
 
 import pytest
@@ -10,10 +11,48 @@ from runtara.drivers.sqlite import SqliteDriver
 from runtara.storage import migrations
 
 
-def test_shipped_sqlite_migrations_are_numbered_without_gaps():
-    loaded = migrations.load("sqlite")
-    assert [m.version for m in loaded] == list(range(1, len(loaded) + 1))
-    assert all(migrations.FILE_NAME.match(m.name) for m in loaded)
+@pytest.fixture
+def migration_package(tmp_path, monkeypatch):
+    """An importable package ``shipped`` with a ``sqlite`` folder to put files in."""
+    package = tmp_path / "shipped"
+    (package / "sqlite").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "shipped", raising=False)
+    return package / "sqlite"
+
+
+def test_load_reads_numbered_files_in_order_next_to_the_named_queries(migration_package):
+    (migration_package / "0002_more.sql").write_text("CREATE TABLE b (x);")
+    (migration_package / "0001_first.sql").write_text("CREATE TABLE a (x);")
+    (migration_package / "queries.sql").write_text("-- name: q\nSELECT 1\n")
+    loaded = migrations.load("sqlite", package="shipped")
+    assert [(m.version, m.name, m.sql) for m in loaded] == [
+        (1, "0001_first.sql", "CREATE TABLE a (x);"),
+        (2, "0002_more.sql", "CREATE TABLE b (x);"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        (["0001_first.sql", "0003_gap.sql"], "found 0003_gap.sql where number 2 was expected"),
+        (["0001_first.sql", "2_short.sql"], "2_short.sql is not named NNNN_description.sql"),
+        (["0001_First.sql"], "0001_First.sql is not named NNNN_description.sql"),
+        ([], "no migrations found for sqlite"),
+    ],
+)
+def test_load_refuses_a_bad_file_set(migration_package, files, message):
+    for name in files:
+        (migration_package / name).write_text("SELECT 1;")
+    with pytest.raises(errors.MigrationError, match=message):
+        migrations.load("sqlite", package="shipped")
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
+def test_every_dialect_ships_the_same_migration_numbers(dialect):
+    numbers = [m.version for m in migrations.load(dialect)]
+    assert numbers == [m.version for m in migrations.load("sqlite")]
 
 
 def test_migrate_applies_once_and_records_checksums(tmp_path):

@@ -9,6 +9,8 @@ from runtara.testing.conformance import DriverConformance
 
 
 class TestMemoryDriver(DriverConformance):
+    shared_between_processes = False  # the store lives in one process's memory
+
     @pytest.fixture
     def driver(self):
         driver = MemoryDriver(None, workers=16)

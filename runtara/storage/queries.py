@@ -1,0 +1,102 @@
+"""Named SQL queries: ``<dialect>/queries.sql`` next to the migrations.
+
+A queries file is a list of entries, each headed by a ``-- name: <query_name>``
+line; the SQL below the header, up to the next header, is the query (comment
+lines are documentation and are dropped). Every dialect defines the same names,
+with the parameters in its driver's named style (``:name`` for sqlite3,
+``%(name)s`` for psycopg).
+
+A query may hold one slot, ``{family}``, filled at run time by
+:meth:`Queries.compose` with the *fragments* named ``family.key`` for the keys
+a call needs: the optional filters of a listing (joined by AND) or the columns
+an update writes (joined by commas). Composing keeps each statement as narrow
+as the call: an unchanged column is not written, and an absent filter leaves
+the indexes of the others usable.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Mapping
+from importlib import resources
+
+from runtara import errors
+
+FILE = "queries.sql"
+_HEADER = re.compile(r"^--\s*name:\s*(\S+)\s*$")
+_NAME = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)?$")
+_SLOT = re.compile(r"\{([a-z][a-z0-9_]*)\}")
+
+
+def parse(text: str, source: str = FILE) -> dict[str, str]:
+    """The queries of a file, by name; raises MigrationError on a malformed file."""
+    found: dict[str, str] = {}
+    name: str | None = None
+    lines: list[str] = []
+
+    def close() -> None:
+        if name is None:
+            return
+        sql = "\n".join(lines).strip()
+        if not sql:
+            raise errors.MigrationError(f"{source}: query {name!r} is empty")
+        found[name] = sql
+
+    for number, line in enumerate(text.splitlines(), start=1):
+        header = _HEADER.match(line)
+        if header is not None:
+            close()
+            name, lines = header.group(1), []
+            if not _NAME.match(name):
+                raise errors.MigrationError(f"{source}:{number}: bad query name {name!r}")
+            if name in found:
+                raise errors.MigrationError(f"{source}:{number}: query {name!r} defined twice")
+        elif line.lstrip().startswith("--"):
+            continue
+        elif name is None:
+            if line.strip():
+                raise errors.MigrationError(f"{source}:{number}: SQL before the first name")
+        else:
+            lines.append(line.rstrip())
+    close()
+    return found
+
+
+class Queries(dict[str, str]):
+    """The named queries of one dialect: ``queries[name]`` is the SQL."""
+
+    def __init__(self, dialect: str, by_name: Mapping[str, str]) -> None:
+        super().__init__(by_name)
+        self.dialect = dialect
+        self._composed: dict[tuple[str, tuple[str, ...], str], str] = {}
+
+    def slot(self, name: str) -> str | None:
+        """The fragment family of the query's ``{family}`` slot, if it has one."""
+        found = _SLOT.search(self[name])
+        return None if found is None else found.group(1)
+
+    def compose(self, name: str, keys: tuple[str, ...], separator: str) -> str:
+        """Query ``name`` with its slot filled by the fragments ``<family>.<key>``
+        of ``keys`` joined by ``separator``; ``TRUE`` when there are none."""
+        cache_key = (name, keys, separator)
+        composed = self._composed.get(cache_key)
+        if composed is None:
+            family = self.slot(name)
+            if family is None:
+                raise KeyError(f"query {name!r} has no slot to compose")
+            parts = [self[f"{family}.{key}"] for key in keys]
+            composed = self[name].replace(
+                "{" + family + "}", separator.join(parts) if parts else "TRUE"
+            )
+            # Races only compute the same string twice; the key set is small
+            # (the subsets of a few filters and columns).
+            self._composed[cache_key] = composed
+        return composed
+
+
+@functools.cache
+def load(dialect: str, package: str = "runtara.migrations") -> Queries:
+    """The named queries shipped for ``dialect``."""
+    entry = resources.files(package).joinpath(dialect).joinpath(FILE)
+    return Queries(dialect, parse(entry.read_text(encoding="utf-8"), f"{dialect}/{FILE}"))

@@ -1,0 +1,452 @@
+"""What the SQL drivers share: the transaction methods and the schema plumbing,
+written once over each dialect's named queries (:mod:`runtara.storage.queries`).
+
+A SQL driver provides its connection handling and a small subclass of
+:class:`SqlTransaction` (how a statement runs on its connection, how a time is
+passed and read back); the SQL itself is in ``sql/<dialect>/queries.sql``.
+The connections handed to these functions are DB-API connections with
+``execute(sql[, params])`` returning a cursor, as sqlite3's and psycopg's are.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, Protocol
+
+from runtara import records
+from runtara.storage import base, migrations
+from runtara.storage.queries import Queries
+
+INSTANCE_FILTERS = ("tenant_id", "status")
+CHECKPOINT_FILTERS = ("checkpoint_id", "created_after", "created_before")
+EVENT_FILTERS = ("event_type", "subtype", "created_after", "created_before", "payload_contains")
+
+
+class Cursor(Protocol):
+    rowcount: int
+
+    def fetchall(self) -> list[Any]: ...
+
+
+class Connection(Protocol):
+    def execute(self, sql: str, params: Mapping[str, Any] = ..., /) -> Cursor: ...
+
+    def commit(self) -> None: ...
+
+    def rollback(self) -> None: ...
+
+
+class SqlTransaction(base.Transaction):
+    """The contract's transaction methods over one dialect's named queries.
+
+    Runs on a connection already inside a transaction (or savepoint): the
+    driver hands over how a statement runs there (``execute`` returns a cursor
+    whose rows are fetched before the next statement; ``execute_many`` runs one
+    statement per set of parameters), and its subclass says how a time is
+    passed and read back. In a write transaction, instances are read with
+    ``get_instance_for_update``, which locks the row until the transaction ends.
+    """
+
+    _time: Callable[[dt.datetime], Any]
+    """A time as a parameter (a staticmethod of the subclass)."""
+    _read_time: Callable[[Any], dt.datetime | None]
+    """A time column's value as an aware UTC datetime; NULL as None (a staticmethod)."""
+
+    def __init__(
+        self,
+        queries: Queries,
+        execute: Callable[[str, Mapping[str, Any]], Cursor],
+        execute_many: Callable[[str, list[Mapping[str, Any]]], object],
+        *,
+        write: bool,
+    ) -> None:
+        self._queries = queries
+        self._execute = execute
+        self._execute_many = execute_many
+        self._get_instance = queries["get_instance_for_update" if write else "get_instance"]
+
+    # --- helpers ------------------------------------------------------------------
+
+    def _rows(self, name: str, params: Mapping[str, Any]) -> list[Any]:
+        return self._execute(self._queries[name], params).fetchall()
+
+    def _one(self, name: str, params: Mapping[str, Any]) -> Any:
+        rows = self._rows(name, params)
+        return rows[0] if rows else None
+
+    def _changed(self, name: str, params: Mapping[str, Any]) -> int:
+        return self._execute(self._queries[name], params).rowcount
+
+    def _param(self, value: object) -> object:
+        if isinstance(value, dt.datetime):
+            return self._time(value)
+        if isinstance(value, (records.InstanceStatus, records.EventType, records.SignalType)):
+            return value.value
+        return value
+
+    def _filtered(
+        self,
+        name: str,
+        names: tuple[str, ...],
+        values: tuple[object, ...],
+        params: dict[str, Any],
+    ) -> list[Any]:
+        """Rows of ``name`` with the filter fragments of the given (non-None) values."""
+        keys = []
+        for key, value in zip(names, values, strict=True):
+            if value is not None:
+                keys.append(key)
+                params[key] = self._param(value)
+        return self._execute(self._queries.compose(name, tuple(keys), " AND "), params).fetchall()
+
+    def _instance(self, row: Any) -> records.Instance:
+        """Columns: id, tenant, status, created, checkpoint, started, finished,
+        output, error, sleep_until, last_activity, wake_claimed_until."""
+        time = self._read_time
+        return records.Instance(
+            instance_id=row[0],
+            tenant_id=row[1],
+            status=records.InstanceStatus(row[2]),
+            created_at=time(row[3]),
+            checkpoint_id=row[4],
+            started_at=time(row[5]),
+            finished_at=time(row[6]),
+            output=None if row[7] is None else bytes(row[7]),
+            error=row[8],
+            sleep_until=time(row[9]),
+            last_activity_at=time(row[10]),
+            wake_claimed_until=time(row[11]),
+        )
+
+    # --- instances ------------------------------------------------------------
+
+    def create_instance(self, instance_id: str, tenant_id: str, now: dt.datetime) -> bool:
+        params = {"instance_id": instance_id, "tenant_id": tenant_id, "now": self._time(now)}
+        return self._changed("create_instance", params) == 1
+
+    def get_instance(self, instance_id: str) -> records.Instance | None:
+        rows = self._execute(self._get_instance, {"instance_id": instance_id}).fetchall()
+        return self._instance(rows[0]) if rows else None
+
+    def update_instance(self, instance_id: str, update: records.InstanceUpdate) -> None:
+        changes = update.changes()
+        if not changes:
+            return
+        params = {column: self._param(value) for column, value in changes.items()}
+        params["instance_id"] = instance_id
+        self._execute(self._queries.compose("update_instance", tuple(changes), ", "), params)
+
+    def list_instances(
+        self,
+        *,
+        tenant_id: str | None = None,
+        status: records.InstanceStatus | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[records.Instance]:
+        rows = self._filtered(
+            "list_instances",
+            INSTANCE_FILTERS,
+            (tenant_id, status),
+            {"limit": limit, "offset": offset},
+        )
+        return [self._instance(row) for row in rows]
+
+    def count_instances(
+        self, *, tenant_id: str | None = None, status: records.InstanceStatus | None = None
+    ) -> int:
+        return self._filtered("count_instances", INSTANCE_FILTERS, (tenant_id, status), {})[0][0]
+
+    def claim_due_sleepers(
+        self, *, due_before: dt.datetime, now: dt.datetime, claim_until: dt.datetime, limit: int
+    ) -> list[records.Instance]:
+        rows = self._rows(
+            "select_due_sleepers",
+            {"due_before": self._time(due_before), "now": self._time(now), "limit": limit},
+        )
+        claimed = [self._instance(row) for row in rows]
+        if claimed:
+            until = self._time(claim_until)
+            self._execute_many(
+                self._queries["claim_sleeper"],
+                [{"claim_until": until, "instance_id": i.instance_id} for i in claimed],
+            )
+        return claimed
+
+    def list_stale_instances(self, cutoff: dt.datetime, limit: int) -> list[records.Instance]:
+        rows = self._rows("list_stale_instances", {"cutoff": self._time(cutoff), "limit": limit})
+        return [self._instance(row) for row in rows]
+
+    def list_finished_before(self, cutoff: dt.datetime, limit: int) -> list[str]:
+        rows = self._rows("list_finished_before", {"cutoff": self._time(cutoff), "limit": limit})
+        return [row[0] for row in rows]
+
+    def delete_instance(self, instance_id: str) -> bool:
+        return self._changed("delete_instance", {"instance_id": instance_id}) == 1
+
+    # --- checkpoints ----------------------------------------------------------
+
+    def insert_checkpoint(
+        self, instance_id: str, checkpoint_id: str, state: bytes, now: dt.datetime
+    ) -> bool:
+        params = {
+            "instance_id": instance_id,
+            "checkpoint_id": checkpoint_id,
+            "state": state,
+            "now": self._time(now),
+        }
+        return self._changed("insert_checkpoint", params) == 1
+
+    def get_checkpoint(self, instance_id: str, checkpoint_id: str) -> records.Checkpoint | None:
+        row = self._one(
+            "get_checkpoint", {"instance_id": instance_id, "checkpoint_id": checkpoint_id}
+        )
+        if row is None:
+            return None
+        return records.Checkpoint(
+            instance_id, checkpoint_id, bytes(row[0]), self._read_time(row[1])
+        )
+
+    def save_retry_attempt(
+        self,
+        instance_id: str,
+        checkpoint_id: str,
+        attempt: int,
+        error_message: str | None,
+        now: dt.datetime,
+    ) -> None:
+        self._execute(
+            self._queries["save_retry_attempt"],
+            {
+                "instance_id": instance_id,
+                "checkpoint_id": f"{checkpoint_id}::retry::{attempt}",
+                "state": (error_message or "").encode("utf-8"),
+                "now": self._time(now),
+                "attempt": attempt,
+                "error_message": error_message,
+            },
+        )
+
+    def _checkpoint_rows(
+        self, name: str, instance_id: str, wanted: records.CheckpointFilter, params: dict
+    ) -> list[Any]:
+        params["instance_id"] = instance_id
+        values = (wanted.checkpoint_id, wanted.created_after, wanted.created_before)
+        return self._filtered(name, CHECKPOINT_FILTERS, values, params)
+
+    def list_checkpoints(
+        self,
+        instance_id: str,
+        checkpoint_filter: records.CheckpointFilter = records.ALL_CHECKPOINTS,
+        *,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[records.CheckpointInfo]:
+        rows = self._checkpoint_rows(
+            "list_checkpoints",
+            instance_id,
+            checkpoint_filter,
+            {"limit": limit, "offset": offset},
+        )
+        return [
+            records.CheckpointInfo(instance_id, row[0], row[1], self._read_time(row[2]))
+            for row in rows
+        ]
+
+    def count_checkpoints(
+        self,
+        instance_id: str,
+        checkpoint_filter: records.CheckpointFilter = records.ALL_CHECKPOINTS,
+    ) -> int:
+        return self._checkpoint_rows("count_checkpoints", instance_id, checkpoint_filter, {})[0][0]
+
+    # --- events ---------------------------------------------------------------
+
+    def insert_event(self, event: records.Event) -> int:
+        row = self._one(
+            "insert_event",
+            {
+                "instance_id": event.instance_id,
+                "event_type": event.event_type.value,
+                "checkpoint_id": event.checkpoint_id,
+                "payload": event.payload,
+                "created_at": self._time(event.created_at),
+                "subtype": event.subtype,
+            },
+        )
+        return row[0]
+
+    def _event_rows(
+        self, name: str, instance_id: str, wanted: records.EventFilter, params: dict
+    ) -> list[Any]:
+        params["instance_id"] = instance_id
+        values = (
+            wanted.event_type,
+            wanted.subtype,
+            wanted.created_after,
+            wanted.created_before,
+            wanted.payload_contains,
+        )
+        return self._filtered(name, EVENT_FILTERS, values, params)
+
+    def list_events(
+        self,
+        instance_id: str,
+        event_filter: records.EventFilter = records.ALL_EVENTS,
+        *,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[records.Event]:
+        rows = self._event_rows(
+            "list_events", instance_id, event_filter, {"limit": limit, "offset": offset}
+        )
+        return [
+            records.Event(
+                id=row[0],
+                instance_id=row[1],
+                event_type=records.EventType(row[2]),
+                checkpoint_id=row[3],
+                payload=None if row[4] is None else bytes(row[4]),
+                created_at=self._read_time(row[5]),
+                subtype=row[6],
+            )
+            for row in rows
+        ]
+
+    def count_events(
+        self, instance_id: str, event_filter: records.EventFilter = records.ALL_EVENTS
+    ) -> int:
+        return self._event_rows("count_events", instance_id, event_filter, {})[0][0]
+
+    # --- signals --------------------------------------------------------------
+
+    def put_signal(
+        self,
+        instance_id: str,
+        signal_type: records.SignalType,
+        payload: bytes,
+        now: dt.datetime,
+    ) -> None:
+        self._execute(
+            self._queries["put_signal"],
+            {
+                "instance_id": instance_id,
+                "signal_type": signal_type.value,
+                "payload": payload,
+                "now": self._time(now),
+            },
+        )
+
+    def get_pending_signal(self, instance_id: str) -> records.Signal | None:
+        row = self._one("get_pending_signal", {"instance_id": instance_id})
+        if row is None:
+            return None
+        return records.Signal(
+            instance_id=instance_id,
+            signal_type=records.SignalType(row[0]),
+            payload=bytes(row[1] or b""),
+            created_at=self._read_time(row[2]),
+        )
+
+    def acknowledge_signal(
+        self, instance_id: str, signal_type: records.SignalType, now: dt.datetime
+    ) -> bool:
+        params = {
+            "instance_id": instance_id,
+            "signal_type": signal_type.value,
+            "now": self._time(now),
+        }
+        return self._changed("acknowledge_signal", params) == 1
+
+    def put_custom_signal(
+        self, instance_id: str, checkpoint_id: str, payload: bytes, now: dt.datetime
+    ) -> None:
+        self._execute(
+            self._queries["put_custom_signal"],
+            {
+                "instance_id": instance_id,
+                "checkpoint_id": checkpoint_id,
+                "payload": payload,
+                "now": self._time(now),
+            },
+        )
+
+    def take_custom_signal(
+        self, instance_id: str, checkpoint_id: str
+    ) -> records.CustomSignal | None:
+        row = self._one(
+            "take_custom_signal", {"instance_id": instance_id, "checkpoint_id": checkpoint_id}
+        )
+        if row is None:
+            return None
+        return records.CustomSignal(
+            instance_id, checkpoint_id, bytes(row[0] or b""), self._read_time(row[1])
+        )
+
+    def list_custom_signals(self, instance_id: str) -> list[records.CustomSignal]:
+        rows = self._rows("list_custom_signals", {"instance_id": instance_id})
+        return [
+            records.CustomSignal(instance_id, row[0], bytes(row[1] or b""), self._read_time(row[2]))
+            for row in rows
+        ]
+
+
+# --- the schema ----------------------------------------------------------------
+
+
+def migrate(
+    connection: Connection, queries: Queries, run_script: Callable[[str], None]
+) -> list[str]:
+    """Apply the dialect's pending migrations in one transaction that holds the
+    schema lock, record each in ``runtara_migrations``, and return their names.
+
+    The transaction ends with a write probe, so a store that cannot be written
+    fails here even when there is nothing to apply. On any failure nothing is
+    kept and the exception passes through (the driver maps library errors).
+    """
+    with _schema_transaction(connection, queries):
+        connection.execute(queries["create_migrations_table"])
+        applied = {
+            row[0]: migrations.AppliedMigration(row[0], row[1], row[2])
+            for row in connection.execute(queries["applied_migrations"]).fetchall()
+        }
+        todo = migrations.pending(migrations.load(queries.dialect), applied)
+        for migration in todo:
+            run_script(migration.sql)
+            connection.execute(
+                queries["record_migration"],
+                {
+                    "version": migration.version,
+                    "name": migration.name,
+                    "checksum": migration.checksum,
+                },
+            )
+        connection.execute(queries["probe_write"]).fetchall()
+        connection.commit()
+    return [migration.name for migration in todo]
+
+
+def probe_write(connection: Connection, queries: Queries) -> None:
+    """Take the schema lock and make a write that is rolled back: raises the
+    library's error unless the store is migrated and accepts writes."""
+    with _schema_transaction(connection, queries):
+        connection.execute(queries["probe_write"]).fetchall()
+
+
+def has_schema(connection: Connection, queries: Queries) -> bool:
+    """Whether the store has the migrations ledger (was migrated at least once)."""
+    return bool(connection.execute(queries["migrations_table_exists"]).fetchall()[0][0])
+
+
+@contextlib.contextmanager
+def _schema_transaction(connection: Connection, queries: Queries) -> Iterator[None]:
+    connection.execute(queries["lock_schema"])
+    try:
+        yield
+    finally:
+        # After a commit this does nothing; after a failure it drops whatever
+        # the transaction did (a broken connection cannot, and need not).
+        with contextlib.suppress(Exception):
+            connection.rollback()

@@ -1,0 +1,237 @@
+-- The named queries of the PostgreSQL driver (see runtara/storage/queries.py).
+-- Parameters are psycopg's %(name)s style, and enum parameters are cast
+-- explicitly. Results are read in binary (bytea arrives as bytes, not hex), so
+-- enum columns are read as text.
+
+-- === schema ====================================================================
+
+-- name: lock_schema
+-- Begins the transaction that changes or probes the schema, holding an
+-- advisory lock (one per database, "runtara") until it ends, so concurrent
+-- starts apply each migration once.
+BEGIN;
+SELECT pg_advisory_xact_lock(32217264604410465)
+
+-- name: create_migrations_table
+CREATE TABLE IF NOT EXISTS runtara_migrations (
+    version    INTEGER PRIMARY KEY,
+    name       TEXT NOT NULL,
+    checksum   TEXT NOT NULL,
+    applied_at TIMESTAMPTZ NOT NULL DEFAULT NOW()
+)
+
+-- name: applied_migrations
+SELECT version, name, checksum FROM runtara_migrations ORDER BY version
+
+-- name: record_migration
+INSERT INTO runtara_migrations (version, name, checksum)
+VALUES (%(version)s, %(name)s, %(checksum)s)
+
+-- name: migrations_table_exists
+SELECT (to_regclass('runtara_migrations') IS NOT NULL)::int
+
+-- name: probe_write
+-- A row lock, which a read-only transaction (a standby, or
+-- default_transaction_read_only) refuses at once; the caller rolls back.
+SELECT version FROM runtara_migrations ORDER BY version LIMIT 1 FOR KEY SHARE
+
+-- === instances =================================================================
+
+-- name: create_instance
+INSERT INTO instances (instance_id, tenant_id, status, created_at)
+VALUES (%(instance_id)s, %(tenant_id)s, 'pending', %(now)s)
+ON CONFLICT (instance_id) DO NOTHING
+
+-- name: get_instance
+SELECT instance_id, tenant_id, status::text, created_at, checkpoint_id, started_at, finished_at,
+       output, error, sleep_until, last_activity_at, wake_claimed_until
+FROM instances WHERE instance_id = %(instance_id)s
+
+-- name: get_instance_for_update
+-- The row lock serializes the operations on one instance across connections
+-- and processes until the transaction ends.
+SELECT instance_id, tenant_id, status::text, created_at, checkpoint_id, started_at, finished_at,
+       output, error, sleep_until, last_activity_at, wake_claimed_until
+FROM instances WHERE instance_id = %(instance_id)s FOR UPDATE
+
+-- name: update_instance
+UPDATE instances SET {assign} WHERE instance_id = %(instance_id)s
+
+-- name: assign.status
+status = %(status)s::instance_status
+
+-- name: assign.checkpoint_id
+checkpoint_id = %(checkpoint_id)s
+
+-- name: assign.started_at
+started_at = %(started_at)s
+
+-- name: assign.finished_at
+finished_at = %(finished_at)s
+
+-- name: assign.output
+output = %(output)s
+
+-- name: assign.error
+error = %(error)s
+
+-- name: assign.sleep_until
+sleep_until = %(sleep_until)s
+
+-- name: assign.last_activity_at
+last_activity_at = %(last_activity_at)s
+
+-- name: assign.wake_claimed_until
+wake_claimed_until = %(wake_claimed_until)s
+
+-- name: list_instances
+SELECT instance_id, tenant_id, status::text, created_at, checkpoint_id, started_at, finished_at,
+       output, error, sleep_until, last_activity_at, wake_claimed_until
+FROM instances WHERE {instance_filter}
+ORDER BY created_at DESC, instance_id LIMIT %(limit)s OFFSET %(offset)s
+
+-- name: count_instances
+SELECT count(*) FROM instances WHERE {instance_filter}
+
+-- name: instance_filter.tenant_id
+tenant_id = %(tenant_id)s
+
+-- name: instance_filter.status
+status = %(status)s::instance_status
+
+-- name: select_due_sleepers
+-- SKIP LOCKED: a scheduler in another process passes over the rows this one
+-- is claiming instead of claiming them too.
+SELECT instance_id, tenant_id, status::text, created_at, checkpoint_id, started_at, finished_at,
+       output, error, sleep_until, last_activity_at, wake_claimed_until
+FROM instances
+WHERE status = 'suspended' AND sleep_until IS NOT NULL AND sleep_until <= %(due_before)s
+  AND (wake_claimed_until IS NULL OR wake_claimed_until <= %(now)s)
+ORDER BY sleep_until, instance_id LIMIT %(limit)s
+FOR UPDATE SKIP LOCKED
+
+-- name: claim_sleeper
+UPDATE instances SET wake_claimed_until = %(claim_until)s WHERE instance_id = %(instance_id)s
+
+-- name: list_stale_instances
+SELECT instance_id, tenant_id, status::text, created_at, checkpoint_id, started_at, finished_at,
+       output, error, sleep_until, last_activity_at, wake_claimed_until
+FROM instances
+WHERE status = 'running' AND coalesce(last_activity_at, started_at, created_at) < %(cutoff)s
+ORDER BY coalesce(last_activity_at, started_at, created_at), instance_id LIMIT %(limit)s
+
+-- name: list_finished_before
+SELECT instance_id FROM instances
+WHERE status IN ('completed', 'failed', 'cancelled') AND finished_at < %(cutoff)s
+ORDER BY finished_at, instance_id LIMIT %(limit)s
+
+-- name: delete_instance
+-- Foreign keys cascade to checkpoints, events and signals.
+DELETE FROM instances WHERE instance_id = %(instance_id)s
+
+-- === checkpoints ===============================================================
+
+-- name: insert_checkpoint
+INSERT INTO checkpoints (instance_id, checkpoint_id, state, created_at)
+VALUES (%(instance_id)s, %(checkpoint_id)s, %(state)s, %(now)s)
+ON CONFLICT (instance_id, checkpoint_id) DO NOTHING
+
+-- name: get_checkpoint
+SELECT state, created_at FROM checkpoints
+WHERE instance_id = %(instance_id)s AND checkpoint_id = %(checkpoint_id)s
+
+-- name: save_retry_attempt
+INSERT INTO checkpoints
+    (instance_id, checkpoint_id, state, created_at, is_retry_attempt, attempt_number, error_message)
+VALUES (%(instance_id)s, %(checkpoint_id)s, %(state)s, %(now)s, true, %(attempt)s, %(error_message)s)
+ON CONFLICT (instance_id, checkpoint_id) DO UPDATE SET
+    state = excluded.state,
+    created_at = excluded.created_at,
+    attempt_number = excluded.attempt_number,
+    error_message = excluded.error_message
+
+-- name: list_checkpoints
+SELECT checkpoint_id, length(state), created_at FROM checkpoints
+WHERE instance_id = %(instance_id)s AND {checkpoint_filter}
+ORDER BY created_at DESC, id DESC LIMIT %(limit)s OFFSET %(offset)s
+
+-- name: count_checkpoints
+SELECT count(*) FROM checkpoints WHERE instance_id = %(instance_id)s AND {checkpoint_filter}
+
+-- name: checkpoint_filter.checkpoint_id
+checkpoint_id = %(checkpoint_id)s
+
+-- name: checkpoint_filter.created_after
+created_at >= %(created_after)s
+
+-- name: checkpoint_filter.created_before
+created_at < %(created_before)s
+
+-- === events ====================================================================
+
+-- name: insert_event
+INSERT INTO instance_events (instance_id, event_type, checkpoint_id, payload, created_at, subtype)
+VALUES (%(instance_id)s, %(event_type)s::instance_event_type, %(checkpoint_id)s, %(payload)s,
+        %(created_at)s, %(subtype)s)
+RETURNING id
+
+-- name: list_events
+SELECT id, instance_id, event_type::text, checkpoint_id, payload, created_at, subtype
+FROM instance_events WHERE instance_id = %(instance_id)s AND {event_filter}
+ORDER BY created_at DESC, id DESC LIMIT %(limit)s OFFSET %(offset)s
+
+-- name: count_events
+SELECT count(*) FROM instance_events WHERE instance_id = %(instance_id)s AND {event_filter}
+
+-- name: event_filter.event_type
+event_type = %(event_type)s::instance_event_type
+
+-- name: event_filter.subtype
+subtype = %(subtype)s
+
+-- name: event_filter.created_after
+created_at >= %(created_after)s
+
+-- name: event_filter.created_before
+created_at < %(created_before)s
+
+-- name: event_filter.payload_contains
+-- strpos on lower() is an exact, case-insensitive substring test with no LIKE
+-- wildcards to escape; runtara_payload_text is NULL for a non-UTF-8 payload.
+strpos(lower(runtara_payload_text(payload)), lower(%(payload_contains)s)) > 0
+
+-- === signals ===================================================================
+
+-- name: put_signal
+INSERT INTO pending_signals (instance_id, signal_type, payload, created_at)
+VALUES (%(instance_id)s, %(signal_type)s::signal_type, %(payload)s, %(now)s)
+ON CONFLICT (instance_id) DO UPDATE SET
+    signal_type = excluded.signal_type,
+    payload = excluded.payload,
+    created_at = excluded.created_at,
+    acknowledged_at = NULL
+
+-- name: get_pending_signal
+SELECT signal_type::text, payload, created_at FROM pending_signals
+WHERE instance_id = %(instance_id)s AND acknowledged_at IS NULL
+
+-- name: acknowledge_signal
+UPDATE pending_signals SET acknowledged_at = %(now)s
+WHERE instance_id = %(instance_id)s AND signal_type = %(signal_type)s::signal_type
+  AND acknowledged_at IS NULL
+
+-- name: put_custom_signal
+INSERT INTO pending_checkpoint_signals (instance_id, checkpoint_id, payload, created_at)
+VALUES (%(instance_id)s, %(checkpoint_id)s, %(payload)s, %(now)s)
+ON CONFLICT (instance_id, checkpoint_id) DO UPDATE SET
+    payload = excluded.payload,
+    created_at = excluded.created_at
+
+-- name: take_custom_signal
+DELETE FROM pending_checkpoint_signals
+WHERE instance_id = %(instance_id)s AND checkpoint_id = %(checkpoint_id)s
+RETURNING payload, created_at
+
+-- name: list_custom_signals
+SELECT checkpoint_id, payload, created_at FROM pending_checkpoint_signals
+WHERE instance_id = %(instance_id)s ORDER BY created_at, checkpoint_id

@@ -1,0 +1,234 @@
+-- The named queries of the SQLite driver (see runtara/storage/queries.py).
+-- Parameters are sqlite3's :name style. Times are UTC text
+-- 'YYYY-MM-DD HH:MM:SS.ffffff', which sorts in time order.
+
+-- === schema ====================================================================
+
+-- name: lock_schema
+-- Begins the transaction that changes or probes the schema: IMMEDIATE takes
+-- the write lock before anything is read, so concurrent starts apply each
+-- migration once.
+BEGIN IMMEDIATE
+
+-- name: create_migrations_table
+CREATE TABLE IF NOT EXISTS runtara_migrations (
+    version    INTEGER PRIMARY KEY,
+    name       TEXT NOT NULL,
+    checksum   TEXT NOT NULL,
+    applied_at TEXT NOT NULL
+)
+
+-- name: applied_migrations
+SELECT version, name, checksum FROM runtara_migrations ORDER BY version
+
+-- name: record_migration
+INSERT INTO runtara_migrations (version, name, checksum, applied_at)
+VALUES (:version, :name, :checksum, strftime('%Y-%m-%d %H:%M:%f', 'now'))
+
+-- name: migrations_table_exists
+SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'runtara_migrations'
+
+-- name: probe_write
+-- A write that the caller rolls back: it fails at once when the file cannot be
+-- written (BEGIN IMMEDIATE alone succeeds on a read-only file in WAL mode).
+UPDATE runtara_migrations SET version = version
+WHERE version = (SELECT min(version) FROM runtara_migrations)
+RETURNING version
+
+-- === instances =================================================================
+
+-- name: create_instance
+INSERT INTO instances (instance_id, tenant_id, status, created_at)
+VALUES (:instance_id, :tenant_id, 'pending', :now)
+ON CONFLICT (instance_id) DO NOTHING
+
+-- name: get_instance
+SELECT instance_id, tenant_id, status, created_at, checkpoint_id, started_at, finished_at,
+       output, error, sleep_until, last_activity_at, wake_claimed_until
+FROM instances WHERE instance_id = :instance_id
+
+-- name: get_instance_for_update
+-- The write transaction holds SQLite's only write lock already: a plain read
+-- is locked until the transaction ends.
+SELECT instance_id, tenant_id, status, created_at, checkpoint_id, started_at, finished_at,
+       output, error, sleep_until, last_activity_at, wake_claimed_until
+FROM instances WHERE instance_id = :instance_id
+
+-- name: update_instance
+UPDATE instances SET {assign} WHERE instance_id = :instance_id
+
+-- name: assign.status
+status = :status
+
+-- name: assign.checkpoint_id
+checkpoint_id = :checkpoint_id
+
+-- name: assign.started_at
+started_at = :started_at
+
+-- name: assign.finished_at
+finished_at = :finished_at
+
+-- name: assign.output
+output = :output
+
+-- name: assign.error
+error = :error
+
+-- name: assign.sleep_until
+sleep_until = :sleep_until
+
+-- name: assign.last_activity_at
+last_activity_at = :last_activity_at
+
+-- name: assign.wake_claimed_until
+wake_claimed_until = :wake_claimed_until
+
+-- name: list_instances
+SELECT instance_id, tenant_id, status, created_at, checkpoint_id, started_at, finished_at,
+       output, error, sleep_until, last_activity_at, wake_claimed_until
+FROM instances WHERE {instance_filter}
+ORDER BY created_at DESC, instance_id LIMIT :limit OFFSET :offset
+
+-- name: count_instances
+SELECT count(*) FROM instances WHERE {instance_filter}
+
+-- name: instance_filter.tenant_id
+tenant_id = :tenant_id
+
+-- name: instance_filter.status
+status = :status
+
+-- name: select_due_sleepers
+-- The write transaction holds SQLite's only write lock: no one else can claim
+-- between this read and claim_sleeper.
+SELECT instance_id, tenant_id, status, created_at, checkpoint_id, started_at, finished_at,
+       output, error, sleep_until, last_activity_at, wake_claimed_until
+FROM instances
+WHERE status = 'suspended' AND sleep_until IS NOT NULL AND sleep_until <= :due_before
+  AND (wake_claimed_until IS NULL OR wake_claimed_until <= :now)
+ORDER BY sleep_until, instance_id LIMIT :limit
+
+-- name: claim_sleeper
+UPDATE instances SET wake_claimed_until = :claim_until WHERE instance_id = :instance_id
+
+-- name: list_stale_instances
+SELECT instance_id, tenant_id, status, created_at, checkpoint_id, started_at, finished_at,
+       output, error, sleep_until, last_activity_at, wake_claimed_until
+FROM instances
+WHERE status = 'running' AND coalesce(last_activity_at, started_at, created_at) < :cutoff
+ORDER BY coalesce(last_activity_at, started_at, created_at), instance_id LIMIT :limit
+
+-- name: list_finished_before
+SELECT instance_id FROM instances
+WHERE status IN ('completed', 'failed', 'cancelled') AND finished_at < :cutoff
+ORDER BY finished_at, instance_id LIMIT :limit
+
+-- name: delete_instance
+-- Foreign keys cascade to checkpoints, events and signals.
+DELETE FROM instances WHERE instance_id = :instance_id
+
+-- === checkpoints ===============================================================
+
+-- name: insert_checkpoint
+INSERT INTO checkpoints (instance_id, checkpoint_id, state, created_at)
+VALUES (:instance_id, :checkpoint_id, :state, :now)
+ON CONFLICT (instance_id, checkpoint_id) DO NOTHING
+
+-- name: get_checkpoint
+SELECT state, created_at FROM checkpoints
+WHERE instance_id = :instance_id AND checkpoint_id = :checkpoint_id
+
+-- name: save_retry_attempt
+INSERT INTO checkpoints
+    (instance_id, checkpoint_id, state, created_at, is_retry_attempt, attempt_number, error_message)
+VALUES (:instance_id, :checkpoint_id, :state, :now, 1, :attempt, :error_message)
+ON CONFLICT (instance_id, checkpoint_id) DO UPDATE SET
+    state = excluded.state,
+    created_at = excluded.created_at,
+    attempt_number = excluded.attempt_number,
+    error_message = excluded.error_message
+
+-- name: list_checkpoints
+SELECT checkpoint_id, length(state), created_at FROM checkpoints
+WHERE instance_id = :instance_id AND {checkpoint_filter}
+ORDER BY created_at DESC, id DESC LIMIT :limit OFFSET :offset
+
+-- name: count_checkpoints
+SELECT count(*) FROM checkpoints WHERE instance_id = :instance_id AND {checkpoint_filter}
+
+-- name: checkpoint_filter.checkpoint_id
+checkpoint_id = :checkpoint_id
+
+-- name: checkpoint_filter.created_after
+created_at >= :created_after
+
+-- name: checkpoint_filter.created_before
+created_at < :created_before
+
+-- === events ====================================================================
+
+-- name: insert_event
+INSERT INTO instance_events (instance_id, event_type, checkpoint_id, payload, created_at, subtype)
+VALUES (:instance_id, :event_type, :checkpoint_id, :payload, :created_at, :subtype)
+RETURNING id
+
+-- name: list_events
+SELECT id, instance_id, event_type, checkpoint_id, payload, created_at, subtype
+FROM instance_events WHERE instance_id = :instance_id AND {event_filter}
+ORDER BY created_at DESC, id DESC LIMIT :limit OFFSET :offset
+
+-- name: count_events
+SELECT count(*) FROM instance_events WHERE instance_id = :instance_id AND {event_filter}
+
+-- name: event_filter.event_type
+event_type = :event_type
+
+-- name: event_filter.subtype
+subtype = :subtype
+
+-- name: event_filter.created_after
+created_at >= :created_after
+
+-- name: event_filter.created_before
+created_at < :created_before
+
+-- name: event_filter.payload_contains
+-- instr on lower() is an exact, case-insensitive (ASCII) substring test with
+-- no LIKE wildcards to escape.
+instr(lower(CAST(payload AS TEXT)), lower(:payload_contains)) > 0
+
+-- === signals ===================================================================
+
+-- name: put_signal
+INSERT INTO pending_signals (instance_id, signal_type, payload, created_at)
+VALUES (:instance_id, :signal_type, :payload, :now)
+ON CONFLICT (instance_id) DO UPDATE SET
+    signal_type = excluded.signal_type,
+    payload = excluded.payload,
+    created_at = excluded.created_at,
+    acknowledged_at = NULL
+
+-- name: get_pending_signal
+SELECT signal_type, payload, created_at FROM pending_signals
+WHERE instance_id = :instance_id AND acknowledged_at IS NULL
+
+-- name: acknowledge_signal
+UPDATE pending_signals SET acknowledged_at = :now
+WHERE instance_id = :instance_id AND signal_type = :signal_type AND acknowledged_at IS NULL
+
+-- name: put_custom_signal
+INSERT INTO pending_checkpoint_signals (instance_id, checkpoint_id, payload, created_at)
+VALUES (:instance_id, :checkpoint_id, :payload, :now)
+ON CONFLICT (instance_id, checkpoint_id) DO UPDATE SET
+    payload = excluded.payload,
+    created_at = excluded.created_at
+
+-- name: take_custom_signal
+DELETE FROM pending_checkpoint_signals
+WHERE instance_id = :instance_id AND checkpoint_id = :checkpoint_id
+RETURNING payload, created_at
+
+-- name: list_custom_signals
+SELECT checkpoint_id, payload, created_at FROM pending_checkpoint_signals
+WHERE instance_id = :instance_id ORDER BY created_at, checkpoint_id

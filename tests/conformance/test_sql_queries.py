@@ -1,0 +1,608 @@
+"""The named queries of every SQL dialect: the same names, and the same answers.
+
+One script of steps (a named query, its parameters, the answer expected) runs
+on a freshly migrated database of each dialect, inside one transaction that is
+rolled back at the end. Every query and fragment of the files must be used by
+the script, so a new query needs a parity case here.
+"""
+
+from __future__ import annotations
+
+import ast
+import datetime as dt
+import re
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import attrs
+import psycopg
+import pytest
+
+from runtara import errors, records
+from runtara.drivers.postgres import PostgresDriver
+from runtara.drivers.sqlite import SqliteDriver
+from runtara.drivers.sqlite.transaction import from_text, to_text
+from runtara.storage import queries, sqlbase
+
+DIALECTS = ("sqlite", "postgresql")
+T0 = dt.datetime(2026, 3, 1, 12, 0, 0, 123000, tzinfo=dt.timezone.utc)
+BINARY = bytes([0x00, 0xFF, 0x80, 0x7F])
+IGNORE = object()
+_TIME_TEXT = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\.\d{6}$")
+INSTANCE_COLUMNS = 12
+
+
+def at(seconds: float) -> dt.datetime:
+    return T0 + dt.timedelta(seconds=seconds)
+
+
+def instance_row(instance_id, tenant_id, status, created, **columns) -> tuple:
+    names = (
+        "checkpoint_id started_at finished_at output error sleep_until "
+        "last_activity_at wake_claimed_until"
+    ).split()
+    return (instance_id, tenant_id, status, created, *(columns.get(name) for name in names))
+
+
+def ids(rows: list[tuple]) -> list[str]:
+    return [row[0] for row in rows]
+
+
+@attrs.frozen
+class Step:
+    name: str
+    params: dict[str, Any] | None = None
+    expect: Any = IGNORE
+    """An int: the row count of a statement without results; a list: the rows;
+    a callable: a test of the rows."""
+    compose: tuple[str, ...] | None = None
+    """The fragments of the query's slot to fill (None: the query has no slot)."""
+    separator: str = " AND "
+
+
+ALL_COLUMNS = (
+    "status",
+    "checkpoint_id",
+    "started_at",
+    "finished_at",
+    "output",
+    "error",
+    "sleep_until",
+    "last_activity_at",
+    "wake_claimed_until",
+)
+
+SCRIPT = [
+    # --- the schema (lock_schema begins the transaction the script runs in)
+    Step("lock_schema"),
+    Step("create_migrations_table"),
+    Step("applied_migrations", expect=lambda rows: [row[0] for row in rows] == [1, 2, 3, 4]),
+    Step("record_migration", {"version": 99, "name": "0099_test.sql", "checksum": "c"}, 1),
+    Step("applied_migrations", expect=lambda rows: rows[-1] == (99, "0099_test.sql", "c")),
+    Step("migrations_table_exists", expect=[(1,)]),
+    Step("probe_write", expect=[(1,)]),
+    # --- instances
+    Step("create_instance", {"instance_id": "i1", "tenant_id": "a", "now": at(0)}, 1),
+    Step("create_instance", {"instance_id": "i1", "tenant_id": "b", "now": at(9)}, 0),
+    Step("create_instance", {"instance_id": "i2", "tenant_id": "b", "now": at(1)}, 1),
+    Step("create_instance", {"instance_id": "i3", "tenant_id": "a", "now": at(2)}, 1),
+    Step("get_instance", {"instance_id": "i1"}, [instance_row("i1", "a", "pending", at(0))]),
+    Step("get_instance", {"instance_id": "nope"}, []),
+    Step(
+        "update_instance",
+        {
+            "instance_id": "i1",
+            "status": "completed",
+            "checkpoint_id": "cp-9",
+            "started_at": at(1),
+            "finished_at": at(5),
+            "output": BINARY,
+            "error": "bröken",
+            "sleep_until": None,
+            "last_activity_at": at(4.5),
+            "wake_claimed_until": at(7),
+        },
+        1,
+        compose=ALL_COLUMNS,
+        separator=", ",
+    ),
+    Step(
+        "get_instance_for_update",
+        {"instance_id": "i1"},
+        [
+            instance_row(
+                "i1",
+                "a",
+                "completed",
+                at(0),
+                checkpoint_id="cp-9",
+                started_at=at(1),
+                finished_at=at(5),
+                output=BINARY,
+                error="bröken",
+                last_activity_at=at(4.5),
+                wake_claimed_until=at(7),
+            )
+        ],
+    ),
+    Step(
+        "update_instance",
+        {"instance_id": "i2", "status": "suspended", "sleep_until": at(10)},
+        1,
+        compose=("status", "sleep_until"),
+        separator=", ",
+    ),
+    Step(
+        "update_instance",
+        {"instance_id": "i3", "status": "running", "started_at": at(2)},
+        1,
+        compose=("status", "started_at"),
+        separator=", ",
+    ),
+    Step(
+        "update_instance",
+        {"instance_id": "nope", "last_activity_at": at(1)},
+        0,
+        compose=("last_activity_at",),
+        separator=", ",
+    ),
+    Step(
+        "list_instances",
+        {"limit": 10, "offset": 0},
+        lambda rows: ids(rows) == ["i3", "i2", "i1"] and len(rows[0]) == INSTANCE_COLUMNS,
+        compose=(),
+    ),
+    Step(
+        "list_instances",
+        {"limit": 1, "offset": 1, "tenant_id": "a"},
+        lambda rows: ids(rows) == ["i1"],
+        compose=("tenant_id",),
+    ),
+    Step(
+        "list_instances",
+        {"limit": 10, "offset": 0, "status": "suspended"},
+        lambda rows: ids(rows) == ["i2"],
+        compose=("status",),
+    ),
+    Step(
+        "list_instances",
+        {"limit": 10, "offset": 0, "tenant_id": "a", "status": "running"},
+        lambda rows: ids(rows) == ["i3"],
+        compose=("tenant_id", "status"),
+    ),
+    Step("count_instances", {}, [(3,)], compose=()),
+    Step("count_instances", {"tenant_id": "a"}, [(2,)], compose=("tenant_id",)),
+    Step(
+        "count_instances",
+        {"tenant_id": "b", "status": "running"},
+        [(0,)],
+        compose=("tenant_id", "status"),
+    ),
+    Step(
+        "select_due_sleepers",
+        {"due_before": at(100), "now": at(100), "limit": 10},
+        [instance_row("i2", "b", "suspended", at(1), sleep_until=at(10))],
+    ),
+    Step("claim_sleeper", {"claim_until": at(160), "instance_id": "i2"}, 1),
+    Step("select_due_sleepers", {"due_before": at(100), "now": at(100), "limit": 10}, []),
+    Step(
+        "select_due_sleepers",
+        {"due_before": at(100), "now": at(160), "limit": 10},
+        lambda rows: ids(rows) == ["i2"] and rows[0][11] == at(160),
+    ),
+    Step(
+        "list_stale_instances",
+        {"cutoff": at(50), "limit": 10},
+        lambda rows: ids(rows) == ["i3"],
+    ),
+    Step("list_stale_instances", {"cutoff": at(1), "limit": 10}, []),
+    Step("list_finished_before", {"cutoff": at(6), "limit": 10}, [("i1",)]),
+    Step("list_finished_before", {"cutoff": at(5), "limit": 10}, []),
+    # --- checkpoints
+    Step(
+        "insert_checkpoint",
+        {"instance_id": "i1", "checkpoint_id": "cp0", "state": BINARY, "now": at(0)},
+        1,
+    ),
+    Step(
+        "insert_checkpoint",
+        {"instance_id": "i1", "checkpoint_id": "cp0", "state": b"other", "now": at(9)},
+        0,
+    ),
+    Step(
+        "insert_checkpoint",
+        {"instance_id": "i1", "checkpoint_id": "cp1", "state": b"x", "now": at(1)},
+        1,
+    ),
+    Step(
+        "insert_checkpoint",
+        {"instance_id": "i1", "checkpoint_id": "cp2", "state": b"", "now": at(2)},
+        1,
+    ),
+    Step("get_checkpoint", {"instance_id": "i1", "checkpoint_id": "cp0"}, [(BINARY, at(0))]),
+    Step("get_checkpoint", {"instance_id": "i2", "checkpoint_id": "cp0"}, []),
+    Step(
+        "save_retry_attempt",
+        {
+            "instance_id": "i1",
+            "checkpoint_id": "step::retry::2",
+            "state": b"boom",
+            "now": at(3),
+            "attempt": 2,
+            "error_message": "boom",
+        },
+        1,
+    ),
+    Step(
+        "save_retry_attempt",
+        {
+            "instance_id": "i1",
+            "checkpoint_id": "step::retry::2",
+            "state": b"again",
+            "now": at(4),
+            "attempt": 3,
+            "error_message": "again",
+        },
+        1,
+    ),
+    Step(
+        "get_checkpoint",
+        {"instance_id": "i1", "checkpoint_id": "step::retry::2"},
+        [(b"again", at(4))],
+    ),
+    Step(
+        "list_checkpoints",
+        {"instance_id": "i1", "limit": 10, "offset": 0},
+        [
+            ("step::retry::2", 5, at(4)),
+            ("cp2", 0, at(2)),
+            ("cp1", 1, at(1)),
+            ("cp0", 4, at(0)),
+        ],
+        compose=(),
+    ),
+    Step(
+        "list_checkpoints",
+        {"instance_id": "i1", "limit": 10, "offset": 0, "checkpoint_id": "cp1"},
+        [("cp1", 1, at(1))],
+        compose=("checkpoint_id",),
+    ),
+    Step(
+        "list_checkpoints",
+        {
+            "instance_id": "i1",
+            "limit": 1,
+            "offset": 1,
+            "created_after": at(0),
+            "created_before": at(4),
+        },
+        [("cp1", 1, at(1))],
+        compose=("created_after", "created_before"),
+    ),
+    Step("count_checkpoints", {"instance_id": "i1"}, [(4,)], compose=()),
+    Step(
+        "count_checkpoints",
+        {"instance_id": "i1", "created_before": at(2)},
+        [(2,)],
+        compose=("created_before",),
+    ),
+    Step(
+        "count_checkpoints",
+        {"instance_id": "i1", "checkpoint_id": "nope", "created_after": at(0)},
+        [(0,)],
+        compose=("checkpoint_id", "created_after"),
+    ),
+    # --- events
+    *(
+        Step(
+            "insert_event",
+            {
+                "instance_id": "i1",
+                "event_type": kind,
+                "checkpoint_id": checkpoint_id,
+                "payload": payload,
+                "created_at": at(seconds),
+                "subtype": subtype,
+            },
+            lambda rows: len(rows) == 1 and rows[0][0] >= 1,
+        )
+        for kind, checkpoint_id, payload, seconds, subtype in (
+            ("heartbeat", None, None, 0, None),
+            ("custom", "cp1", b'{"Order": 17}', 1, "a"),
+            ("custom", None, BINARY, 2, "b"),
+            ("custom", None, b"ORDER shipped", 2, "a"),
+        )
+    ),
+    Step(
+        "list_events",
+        {"instance_id": "i1", "limit": 10, "offset": 0},
+        lambda rows: (
+            [(row[2], row[3], row[4], row[5], row[6]) for row in rows]
+            == [
+                ("custom", None, b"ORDER shipped", at(2), "a"),
+                ("custom", None, BINARY, at(2), "b"),
+                ("custom", "cp1", b'{"Order": 17}', at(1), "a"),
+                ("heartbeat", None, None, at(0), None),
+            ]
+            and rows[0][0] > rows[1][0] > rows[2][0] > rows[3][0]
+            and {row[1] for row in rows} == {"i1"}
+        ),
+        compose=(),
+    ),
+    Step(
+        "list_events",
+        {"instance_id": "i1", "limit": 10, "offset": 0, "event_type": "heartbeat"},
+        lambda rows: [row[2] for row in rows] == ["heartbeat"],
+        compose=("event_type",),
+    ),
+    Step(
+        "list_events",
+        {"instance_id": "i1", "limit": 1, "offset": 1, "subtype": "a"},
+        lambda rows: [row[4] for row in rows] == [b'{"Order": 17}'],
+        compose=("subtype",),
+    ),
+    Step(
+        "list_events",
+        {"instance_id": "i1", "limit": 10, "offset": 0, "payload_contains": "order"},
+        lambda rows: [row[4] for row in rows] == [b"ORDER shipped", b'{"Order": 17}'],
+        compose=("payload_contains",),
+    ),
+    Step(
+        "count_events",
+        {"instance_id": "i1", "created_after": at(1), "created_before": at(2)},
+        [(1,)],
+        compose=("created_after", "created_before"),
+    ),
+    Step(
+        "count_events",
+        {"instance_id": "i1", "payload_contains": "%", "subtype": "a"},
+        [(0,)],
+        compose=("subtype", "payload_contains"),
+    ),
+    Step("count_events", {"instance_id": "i1"}, [(4,)], compose=()),
+    # --- signals
+    Step(
+        "put_signal",
+        {"instance_id": "i1", "signal_type": "pause", "payload": b"p", "now": at(0)},
+        1,
+    ),
+    Step("get_pending_signal", {"instance_id": "i1"}, [("pause", b"p", at(0))]),
+    Step("acknowledge_signal", {"instance_id": "i1", "signal_type": "cancel", "now": at(1)}, 0),
+    Step("acknowledge_signal", {"instance_id": "i1", "signal_type": "pause", "now": at(1)}, 1),
+    Step("acknowledge_signal", {"instance_id": "i1", "signal_type": "pause", "now": at(2)}, 0),
+    Step("get_pending_signal", {"instance_id": "i1"}, []),
+    Step(
+        "put_signal",
+        {"instance_id": "i1", "signal_type": "resume", "payload": b"", "now": at(3)},
+        1,
+    ),
+    Step("get_pending_signal", {"instance_id": "i1"}, [("resume", b"", at(3))]),
+    Step(
+        "put_custom_signal",
+        {"instance_id": "i1", "checkpoint_id": "approve", "payload": b"old", "now": at(0)},
+        1,
+    ),
+    Step(
+        "put_custom_signal",
+        {"instance_id": "i1", "checkpoint_id": "approve", "payload": BINARY, "now": at(1)},
+        1,
+    ),
+    Step(
+        "put_custom_signal",
+        {"instance_id": "i1", "checkpoint_id": "other", "payload": b"", "now": at(2)},
+        1,
+    ),
+    Step(
+        "list_custom_signals",
+        {"instance_id": "i1"},
+        [("approve", BINARY, at(1)), ("other", b"", at(2))],
+    ),
+    Step(
+        "take_custom_signal",
+        {"instance_id": "i1", "checkpoint_id": "approve"},
+        [(BINARY, at(1))],
+    ),
+    Step("take_custom_signal", {"instance_id": "i1", "checkpoint_id": "approve"}, []),
+    # --- deleting takes everything the instance owns
+    Step("delete_instance", {"instance_id": "i1"}, 1),
+    Step("delete_instance", {"instance_id": "i1"}, 0),
+    Step("count_checkpoints", {"instance_id": "i1"}, [(0,)], compose=()),
+    Step("count_events", {"instance_id": "i1"}, [(0,)], compose=()),
+    Step("get_pending_signal", {"instance_id": "i1"}, []),
+    Step("list_custom_signals", {"instance_id": "i1"}, []),
+]
+
+
+# --- running the script ----------------------------------------------------------
+
+
+@attrs.define
+class Database:
+    """A migrated database of one dialect, and how a statement runs on it."""
+
+    dialect: str
+    connection: Any
+    time: Callable[[dt.datetime], Any]
+
+    def run(self, sql: str, params: dict[str, Any] | None) -> tuple[list | None, int]:
+        if params is None:
+            cursor = self.connection.execute(sql)
+        else:
+            converted = {
+                key: self.time(value) if isinstance(value, dt.datetime) else value
+                for key, value in params.items()
+            }
+            if self.dialect == "postgresql":
+                cursor = self.connection.execute(sql, converted, binary=True)
+            else:
+                cursor = self.connection.execute(sql, converted)
+        rows = None if cursor.description is None else cursor.fetchall()
+        return rows, cursor.rowcount
+
+
+def normal(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        return value.astimezone(dt.timezone.utc)
+    if isinstance(value, str) and _TIME_TEXT.match(value):
+        return from_text(value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    if isinstance(value, bool):
+        return int(value)
+    return value
+
+
+@pytest.fixture(params=DIALECTS)
+def database(request, tmp_path):
+    if request.param == "sqlite":
+        path = tmp_path / "parity.db"
+        driver = SqliteDriver(f"sqlite:{path}")
+        driver.migrate()
+        driver.close()
+        connection = sqlite3.connect(path, isolation_level=None)
+        connection.execute("PRAGMA foreign_keys = ON")
+        yield Database("sqlite", connection, to_text)
+    else:
+        url = request.getfixturevalue("postgres_url")
+        driver = PostgresDriver(url, workers=1)
+        driver.migrate()
+        driver.close()
+        connection = psycopg.connect(url, autocommit=True)
+        yield Database("postgresql", connection, lambda value: value)
+    connection.close()
+
+
+def test_every_named_query_gives_the_same_answers_in_every_dialect(database):
+    named = queries.load(database.dialect)
+    failures = []
+    try:
+        for index, step in enumerate(SCRIPT):
+            if step.compose is None:
+                sql = named[step.name]
+            else:
+                sql = named.compose(step.name, step.compose, step.separator)
+            rows, count = database.run(sql, step.params)
+            if rows is not None:
+                rows = [tuple(normal(value) for value in row) for row in rows]
+            expect = step.expect
+            if expect is IGNORE:
+                continue
+            if isinstance(expect, int):
+                ok = rows is None and count == expect
+            elif callable(expect):
+                ok = rows is not None and expect(rows)
+            else:
+                ok = rows == expect
+            if not ok:
+                failures.append(
+                    f"step {index} {step.name}: got {rows if rows is not None else count}"
+                )
+    finally:
+        database.connection.rollback()
+    assert failures == []
+
+
+def test_retry_attempts_keep_the_latest_attempt_number_in_every_dialect(database):
+    named = queries.load(database.dialect)
+    database.run(named["lock_schema"], None)
+    try:
+        database.run(named["create_instance"], {"instance_id": "i", "tenant_id": "t", "now": at(0)})
+        for attempt, message in ((2, "first"), (3, "second")):
+            database.run(
+                named["save_retry_attempt"],
+                {
+                    "instance_id": "i",
+                    "checkpoint_id": "step::retry::2",
+                    "state": message.encode(),
+                    "now": at(attempt),
+                    "attempt": attempt,
+                    "error_message": message,
+                },
+            )
+        rows, _ = database.run(
+            "SELECT attempt_number, error_message, is_retry_attempt FROM checkpoints", None
+        )
+        assert [tuple(normal(value) for value in row) for row in rows] == [(3, "second", 1)]
+    finally:
+        database.connection.rollback()
+
+
+# --- the names ---------------------------------------------------------------------
+
+
+def step_names(step: Step, named: queries.Queries) -> set[str]:
+    names = {step.name}
+    if step.compose is not None:
+        family = named.slot(step.name)
+        names |= {f"{family}.{key}" for key in step.compose}
+    return names
+
+
+def test_every_dialect_defines_the_same_names():
+    loaded = {dialect: set(queries.load(dialect)) for dialect in DIALECTS}
+    assert loaded["sqlite"] == loaded["postgresql"]
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_the_script_uses_every_query_and_fragment(dialect):
+    named = queries.load(dialect)
+    used = set().union(*(step_names(step, named) for step in SCRIPT))
+    assert used == set(named)
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_every_slot_has_exactly_the_fragments_the_base_fills(dialect):
+    named = queries.load(dialect)
+    families = {
+        "instance_filter": sqlbase.INSTANCE_FILTERS,
+        "checkpoint_filter": sqlbase.CHECKPOINT_FILTERS,
+        "event_filter": sqlbase.EVENT_FILTERS,
+        "assign": tuple(field.name for field in attrs.fields(records.InstanceUpdate)),
+    }
+    slots = {named.slot(name) for name in named if "." not in name} - {None}
+    assert slots == set(families)
+    fragments = {name for name in named if "." in name}
+    assert fragments == {f"{family}.{key}" for family, keys in families.items() for key in keys}
+
+
+def test_every_query_name_the_base_uses_exists():
+    tree = ast.parse(Path(sqlbase.__file__).read_text())
+    used = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and node.args:
+            target = node.func.attr if isinstance(node.func, ast.Attribute) else None
+            first = node.args[0]
+            if target in {
+                "_rows",
+                "_one",
+                "_changed",
+                "_filtered",
+                "compose",
+                "_checkpoint_rows",
+                "_event_rows",
+            } and isinstance(first, ast.Constant):
+                used.add(first.value)
+        elif isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Constant):
+            holder = node.value
+            name = holder.attr if isinstance(holder, ast.Attribute) else getattr(holder, "id", "")
+            if name in {"queries", "_queries"}:
+                used.add(node.slice.value)
+        elif isinstance(node, ast.IfExp):
+            for branch in (node.body, node.orelse):
+                if isinstance(branch, ast.Constant) and isinstance(branch.value, str):
+                    used.add(branch.value)
+    assert len(used) > 20  # the scan found the names
+    for dialect in DIALECTS:
+        assert used - set(queries.load(dialect)) == set(), dialect
+
+
+def test_a_malformed_queries_file_is_refused():
+    with pytest.raises(errors.MigrationError, match="defined twice"):
+        queries.parse("-- name: a\nSELECT 1\n-- name: a\nSELECT 2\n")
+    with pytest.raises(errors.MigrationError, match="is empty"):
+        queries.parse("-- name: a\n-- only a comment\n")
+    with pytest.raises(errors.MigrationError, match="before the first name"):
+        queries.parse("SELECT 1\n-- name: a\nSELECT 2\n")
+    assert queries.parse("-- name: a\n-- about a\nSELECT 1\nFROM t\n") == {"a": "SELECT 1\nFROM t"}
