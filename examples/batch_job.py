@@ -27,12 +27,17 @@ and from another terminal ``runtara-core signal batch-1 pause`` (the script
 exits), ``runtara-core signal batch-1 resume``, then run the script again.
 
 Environment: BATCH_ITEMS (default 20), BATCH_ITEM_SECONDS (time per item,
-default 0.5), BATCH_OUTPUT (default ``batch-output.txt``).
+default 0.5), BATCH_OUTPUT (default ``batch-output.txt`` in EXAMPLES_OUTPUT_DIR) and
+EXAMPLES_OUTPUT_DIR (where the examples write their files, default
+``runtara-examples-<user>`` in the system's temporary folder, never the working
+directory).
 """
 
 from __future__ import annotations
 
+import getpass
 import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -40,12 +45,17 @@ from runtara import sdk
 
 ITEMS = int(os.environ.get("BATCH_ITEMS", "20"))
 ITEM_SECONDS = float(os.environ.get("BATCH_ITEM_SECONDS", "0.5"))
-OUTPUT = Path(os.environ.get("BATCH_OUTPUT", "batch-output.txt"))
+OUTPUT_DIR = Path(
+    os.environ.get("EXAMPLES_OUTPUT_DIR")
+    or Path(tempfile.gettempdir()) / f"runtara-examples-{getpass.getuser()}"
+)
+OUTPUT = Path(os.environ.get("BATCH_OUTPUT") or OUTPUT_DIR / "batch-output.txt")
 
 
 @sdk.durable
 def process_item(number: int) -> int:
     time.sleep(ITEM_SECONDS)
+    OUTPUT.parent.mkdir(parents=True, exist_ok=True)
     with OUTPUT.open("a") as output:
         output.write(f"item {number}\n")
     print(f"item {number} of {ITEMS} done", flush=True)

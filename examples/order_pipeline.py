@@ -29,21 +29,29 @@ Try it with ``runtara-core`` serving on 127.0.0.1:8001 (its default):
     RUNTARA_SKIP_CERT_VERIFICATION=true python examples/order_pipeline.py
 
 Stop it during a step (Ctrl-C, or ``kill -9`` from another terminal), run the same
-command again, and look at ``orders.log``.
+command again, and look at ``orders.log`` in EXAMPLES_OUTPUT_DIR.
 
-Environment: ORDER_LOG (the log file, default ``orders.log``) and
-ORDER_STEP_SECONDS (how long each step takes, default 1).
+Environment: ORDER_LOG (the log file, default ``orders.log`` in EXAMPLES_OUTPUT_DIR),
+EXAMPLES_OUTPUT_DIR (where the examples write their files, default
+``runtara-examples-<user>`` in the system's temporary folder, never the working
+directory) and ORDER_STEP_SECONDS (how long each step takes, default 1).
 """
 
 from __future__ import annotations
 
+import getpass
 import os
+import tempfile
 import time
 from pathlib import Path
 
 from runtara import sdk
 
-ORDER_LOG = Path(os.environ.get("ORDER_LOG", "orders.log"))
+OUTPUT_DIR = Path(
+    os.environ.get("EXAMPLES_OUTPUT_DIR")
+    or Path(tempfile.gettempdir()) / f"runtara-examples-{getpass.getuser()}"
+)
+ORDER_LOG = Path(os.environ.get("ORDER_LOG") or OUTPUT_DIR / "orders.log")
 STEP_SECONDS = float(os.environ.get("ORDER_STEP_SECONDS", "1"))
 
 
@@ -60,6 +68,7 @@ def record_once(line: str) -> None:
     """Append ``line`` to ORDER_LOG unless an earlier run of the step already did."""
     if ORDER_LOG.exists() and line in ORDER_LOG.read_text().splitlines():
         return
+    ORDER_LOG.parent.mkdir(parents=True, exist_ok=True)
     with ORDER_LOG.open("a") as log:
         log.write(line + "\n")
 

@@ -1,14 +1,22 @@
 """Settings: one table feeds the command line, the environment and the docs.
 
 Each setting is read from its flag first, then its environment variable (the
-upstream ``RUNTARA_*`` names where upstream has one), then its default. A value
-that does not parse is a :class:`runtara.errors.ConfigError` naming both the
-flag and the variable.
+upstream ``RUNTARA_*`` names where upstream has one; an empty variable counts
+as unset), then its default. A value that does not parse is a
+:class:`runtara.errors.ConfigError` naming both the flag and the variable.
+
+The server (:data:`SERVER_SETTINGS`), the operator tools
+(:data:`TOOL_SETTINGS`), ``bench`` (:data:`BENCH_SETTINGS`) and the SDK
+(:mod:`runtara.sdk.config`, variables only) all read their settings through
+:func:`resolve` and the parse functions below, so a value means the same
+wherever it is given. This module imports nothing of the server or the
+storage: the SDK depends on it.
 """
 
 from __future__ import annotations
 
 import argparse
+import decimal
 import ipaddress
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -20,6 +28,9 @@ from runtara import errors
 
 MiB = 1024 * 1024
 
+# Parse functions: each turns the text of a flag or variable into its value,
+# or raises ValueError with a message that quotes the text.
+
 
 def _whole(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
     def parse(raw: str) -> int:
@@ -27,24 +38,74 @@ def _whole(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
             value = int(raw.strip().replace("_", ""))
         except ValueError:
             raise ValueError(f"{raw!r} is not a whole number") from None
-        if value < minimum or (maximum is not None and value > maximum):
-            bounds = (
-                f"from {minimum} to {maximum}" if maximum is not None else f"at least {minimum}"
-            )
-            raise ValueError(f"{value} is out of range ({bounds})")
+        if maximum is not None and not minimum <= value <= maximum:
+            raise ValueError(f"{value} is out of range (from {minimum} to {maximum})")
+        if value < minimum:
+            raise ValueError(f"{value} is less than {minimum}")
         return value
 
     return parse
 
 
-def _seconds(raw: str) -> float:
+_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+MAX_DURATION = 100 * 365 * 86400.0
+"""Seconds; longer spans overflow the clocks and timers they feed."""
+
+
+def _span_ms(raw: str, bare_unit: str, example: str) -> decimal.Decimal:
+    """The span ``raw`` names, in milliseconds: a number with an optional unit
+    (``ms``, ``s``, ``m``, ``h``, ``d``); a bare number counts in ``bare_unit``."""
+    text = raw.strip().lower()
+    number = text.rstrip("smhd")
+    scale = _UNIT_MS.get(text[len(number) :] or bare_unit)
     try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(f"{raw!r} is not a number of seconds") from None
-    if not value >= 0:
-        raise ValueError(f"{raw!r} must be zero or more seconds")
+        if scale is None:
+            raise decimal.InvalidOperation
+        value = decimal.Decimal(number.strip()) * scale
+    except decimal.InvalidOperation:
+        raise ValueError(f"{raw!r} is not {example}") from None
+    if not value.is_finite():
+        raise ValueError(f"{raw!r} is not {example}")
+    if value > decimal.Decimal(MAX_DURATION * 1000):
+        raise ValueError(f"{raw!r} is longer than 100 years")
     return value
+
+
+_SECONDS_EXAMPLE = "a duration such as 90, 90s, 500ms, 15m, 12h or 30d"
+
+
+def duration(raw: str) -> float:
+    """Positive seconds from ``90`` (seconds), ``90s``, ``0.5``, ``500ms``, ``15m``,
+    ``12h`` or ``30d``."""
+    value = float(_span_ms(raw, "s", _SECONDS_EXAMPLE)) / 1000
+    if not value > 0:
+        raise ValueError(f"{raw!r} must be a positive duration")
+    return value
+
+
+def duration_or_zero(raw: str) -> float:
+    """Like :func:`duration`, and zero is allowed."""
+    value = float(_span_ms(raw, "s", _SECONDS_EXAMPLE)) / 1000
+    if value < 0:
+        raise ValueError(f"{raw!r} must be zero or a positive duration")
+    return value
+
+
+def milliseconds(minimum: int) -> Callable[[str], int]:
+    """Whole milliseconds, at least ``minimum``, from ``1500`` (milliseconds, as
+    in upstream's ``*_MS`` variables) or any duration form: ``1.5s``, ``2m``."""
+
+    def parse(raw: str) -> int:
+        value = _span_ms(
+            raw, "ms", "a whole number of milliseconds nor a duration such as 1500ms, 1.5s or 2m"
+        )
+        if value != value.to_integral_value():
+            raise ValueError(f"{raw!r} is not a whole number of milliseconds")
+        if value < minimum:
+            raise ValueError(f"{int(value)} ms is less than {minimum} ms")
+        return int(value)
+
+    return parse
 
 
 def _host(raw: str) -> str:
@@ -59,32 +120,51 @@ def _host(raw: str) -> str:
 
 
 def address(raw: str) -> tuple[str, int]:
-    """``HOST:PORT`` (``[::1]:8002`` for IPv6)."""
+    """``HOST:PORT`` (``[::1]:8002`` for IPv6, ``localhost`` for 127.0.0.1, port 0
+    for a free one) as (host, port)."""
     host, separator, port = raw.strip().rpartition(":")
     if not separator or not host:
         raise ValueError(f"{raw!r} is not HOST:PORT")
     return _host(host), _whole(0, 65535)(port)
 
 
-def duration(raw: str) -> float:
-    """Seconds from ``90``, ``90s``, ``15m``, ``12h`` or ``30d``."""
-    text = raw.strip().lower()
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    scale = units.get(text[-1:], None)
-    number = text[:-1] if scale else text
+def ip_port(raw: str) -> tuple[str, int]:
+    """``IP:port`` or ``[IPv6]:port`` as (host, port), the port from 1 to 65535;
+    host names are refused, as upstream's SDK refuses them."""
+    host, colon, port = raw.strip().rpartition(":")
+    if not colon:
+        raise ValueError(f"{raw!r} is not IP:port")
+    host = host.strip("[]")
     try:
-        value = float(number) * (scale or 1)
+        ipaddress.ip_address(host)
     except ValueError:
-        raise ValueError(f"{raw!r} is not a duration such as 90s, 15m, 12h or 30d") from None
-    if not value > 0:
-        raise ValueError(f"{raw!r} must be a positive duration")
-    return value
+        raise ValueError(f"{raw!r} is not IP:port ({host!r} is not an IP address)") from None
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{raw!r} is not IP:port ({port!r} is not a port number)")
+    return host, int(port)
 
 
 def text(raw: str) -> str:
+    """The text without surrounding blanks; it must not be empty."""
     if not raw.strip():
         raise ValueError("must not be empty")
     return raw.strip()
+
+
+def true_or_1(raw: str) -> bool:
+    """True for ``true`` (any case) or ``1``, False for anything else, as upstream
+    reads its switches."""
+    return raw.strip().lower() in ("true", "1")
+
+
+def switch(raw: str) -> bool:
+    """On or off: ``true``/``false``, ``1``/``0``, ``yes``/``no``, ``on``/``off``."""
+    value = raw.strip().lower()
+    if value in ("true", "1", "yes", "on"):
+        return True
+    if value in ("false", "0", "no", "off"):
+        return False
+    raise ValueError(f"{raw!r} is not on or off (true/false, 1/0, yes/no, on/off)")
 
 
 def _path(raw: str) -> Path:
@@ -102,20 +182,50 @@ def _log_level(raw: str) -> str:
 class Setting:
     name: str
     """The field of the configuration class, which holds the default."""
-    flag: str
+    flag: str | None
+    """The command-line flag; None for a setting read from the environment only
+    (the SDK's)."""
     env: str | None
     parse: Callable[[str], Any]
+    """Text to value; raises ValueError with a message quoting the text."""
     help: str
     metavar: str = "VALUE"
+    given: str | None = None
+    """For a flag that takes no value: the text it stands for (``--no-launcher``
+    gives ``"off"``)."""
+
+    def read(self, raw: str) -> Any:
+        """The value of ``raw``; a ConfigError naming the flag and the variable
+        (without a flag: the variable and the text) when it does not parse."""
+        try:
+            return self.parse(raw)
+        except ValueError as error:
+            if self.flag is None:
+                source = f"{self.env}={raw!r}"
+            else:
+                source = self.flag + (f" / {self.env}" if self.env else "")
+            raise errors.ConfigError(f"{source}: {error}") from None
 
 
-def describe(value: Any) -> str:
+def describe(value: Any, metavar: str = "VALUE") -> str:
+    """A default as ``--help`` shows it."""
     if value is None:
         return "none"
+    if metavar == "DURATION":
+        return f"{value:g}s"
     if isinstance(value, int) and value >= MiB and value % MiB == 0:
         return f"{value} ({value // MiB} MiB)"
     return str(value)
 
+
+RUNS_DIR = Setting(
+    "runs_dir",
+    "--runs-dir",
+    "RUNTARA_RUNS_DIR",
+    _path,
+    "folder of the launched instances' run folders (output logs, input)",
+    "DIR",
+)
 
 STORAGE_SETTINGS = (
     Setting(
@@ -138,6 +248,15 @@ STORAGE_SETTINGS = (
     ),
 )
 
+MAX_CONCURRENT = Setting(
+    "max_concurrent",
+    "--max-concurrent",
+    "RUNTARA_MAX_CONCURRENT_INSTANCES",
+    _whole(1, 1024),
+    "worker threads running requests at once",
+    "N",
+)
+
 SERVER_SETTINGS = STORAGE_SETTINGS + (
     Setting(
         "host",
@@ -155,14 +274,7 @@ SERVER_SETTINGS = STORAGE_SETTINGS + (
         "UDP port of the instance protocol (0 picks a free one)",
         "PORT",
     ),
-    Setting(
-        "max_concurrent",
-        "--max-concurrent",
-        "RUNTARA_MAX_CONCURRENT_INSTANCES",
-        _whole(1, 1024),
-        "worker threads running requests at once",
-        "N",
-    ),
+    MAX_CONCURRENT,
     Setting(
         "max_pending",
         "--max-pending",
@@ -176,9 +288,9 @@ SERVER_SETTINGS = STORAGE_SETTINGS + (
         "shutdown_grace",
         "--shutdown-grace",
         "RUNTARA_SHUTDOWN_GRACE_SECONDS",
-        _seconds,
+        duration_or_zero,
         "on SIGINT/SIGTERM, how long in-flight requests may take to finish",
-        "SECONDS",
+        "DURATION",
     ),
     Setting(
         "tls_cert",
@@ -195,16 +307,16 @@ SERVER_SETTINGS = STORAGE_SETTINGS + (
         "idle_timeout_ms",
         "--quic-idle-timeout-ms",
         "RUNTARA_QUIC_IDLE_TIMEOUT_MS",
-        _whole(1000),
-        "QUIC idle timeout",
+        milliseconds(1000),
+        "QUIC idle timeout (a bare number is milliseconds)",
         "MS",
     ),
     Setting(
         "keep_alive_ms",
         "--quic-keep-alive-ms",
         "RUNTARA_QUIC_KEEP_ALIVE_MS",
-        _whole(0),
-        "interval of server keep-alive pings (0 disables them)",
+        milliseconds(0),
+        "interval of server keep-alive pings (a bare number is milliseconds; 0 disables them)",
         "MS",
     ),
     Setting(
@@ -344,6 +456,32 @@ SERVER_SETTINGS = STORAGE_SETTINGS + (
         "DURATION",
     ),
     Setting(
+        "wake_grace",
+        "--wake-grace",
+        "RUNTARA_WAKE_GRACE_SECONDS",
+        duration_or_zero,
+        "a sleep is due this long after its wake time (a sleep held by a live "
+        "connection wakes through its own timer first)",
+        "DURATION",
+    ),
+    Setting(
+        "wake_batch",
+        "--wake-batch",
+        "RUNTARA_WAKE_BATCH",
+        _whole(1, 10_000),
+        "due instances the wake scheduler claims and launches at a time",
+        "N",
+    ),
+    Setting(
+        "wake_lease",
+        "--wake-lease",
+        "RUNTARA_WAKE_LEASE_SECONDS",
+        duration,
+        "how long a wake claim keeps other schedulers off an instance (a claim left "
+        "by a crashed server expires after it)",
+        "DURATION",
+    ),
+    Setting(
         "stale_after",
         "--stale-after",
         "RUNTARA_STALE_AFTER_SECONDS",
@@ -356,8 +494,77 @@ SERVER_SETTINGS = STORAGE_SETTINGS + (
         "--retention",
         "RUNTARA_RETENTION",
         duration,
-        "delete finished instances this long after they finished (checked every 10 minutes)",
+        "delete finished instances this long after they finished (checked every "
+        "--retention-interval)",
         "DURATION",
+    ),
+    Setting(
+        "retention_interval",
+        "--retention-interval",
+        "RUNTARA_RETENTION_INTERVAL_SECONDS",
+        duration,
+        "with --retention: how often finished instances are looked for",
+        "DURATION",
+    ),
+    Setting(
+        "launcher",
+        "--no-launcher",
+        "RUNTARA_LAUNCHER",
+        switch,
+        "do not run the launcher, which starts, watches and relaunches the instances "
+        "started with `runtara-core start` (RUNTARA_LAUNCHER=off does the same)",
+        "ON|OFF",
+        given="off",
+    ),
+    Setting(
+        "max_running",
+        "--max-running",
+        "RUNTARA_MAX_RUNNING",
+        _whole(1, 100_000),
+        "instance processes the launcher runs at once; more wait, oldest due first",
+        "N",
+    ),
+    RUNS_DIR,
+    Setting(
+        "restart_backoff",
+        "--restart-backoff",
+        "RUNTARA_RESTART_BACKOFF",
+        duration,
+        "wait before the second attempt of an instance; it doubles with each attempt, with jitter",
+        "DURATION",
+    ),
+    Setting(
+        "restart_backoff_max",
+        "--restart-backoff-max",
+        "RUNTARA_RESTART_BACKOFF_MAX",
+        duration,
+        "the longest wait between two attempts",
+        "DURATION",
+    ),
+    Setting(
+        "relaunch_silent_after",
+        "--relaunch-silent-after",
+        "RUNTARA_RELAUNCH_SILENT_AFTER",
+        duration,
+        "a launched instance that sent nothing for this long is killed and relaunched",
+        "DURATION",
+    ),
+    Setting(
+        "launch_lease",
+        "--launch-lease",
+        "RUNTARA_LAUNCH_LEASE",
+        duration,
+        "how long a launcher's claim on a process holds unless renewed; after a "
+        "server dies, its instances are looked after again this long later",
+        "DURATION",
+    ),
+    Setting(
+        "log_cap",
+        "--log-cap",
+        "RUNTARA_LOG_CAP_BYTES",
+        _whole(4096),
+        "size at which an instance's stdout or stderr log moves to <name>.1",
+        "BYTES",
     ),
     Setting(
         "log_level",
@@ -368,6 +575,39 @@ SERVER_SETTINGS = STORAGE_SETTINGS + (
         "LEVEL",
     ),
 )
+
+TOOL_SETTINGS = STORAGE_SETTINGS + (
+    Setting(
+        "server",
+        "--server",
+        "RUNTARA_MANAGEMENT_ADDR",
+        address,
+        "act through a running server's management service at HOST:PORT instead of "
+        "opening the storage directly",
+        "HOST:PORT",
+    ),
+    Setting(
+        "token",
+        "--token",
+        "RUNTARA_MANAGEMENT_TOKEN",
+        text,
+        "the server's management token",
+        "TOKEN",
+    ),
+    RUNS_DIR,
+    Setting(
+        "timeout",
+        "--timeout",
+        "RUNTARA_MANAGEMENT_TIMEOUT_SECONDS",
+        duration,
+        "with --server: how long connecting, and then each request, may take",
+        "DURATION",
+    ),
+)
+"""The operator tools' settings: where to act (storage or server) and how."""
+
+BENCH_SETTINGS = STORAGE_SETTINGS + (MAX_CONCURRENT,)
+"""The settings of the server ``bench`` starts (the server's own settings)."""
 
 
 @attrs.frozen
@@ -405,9 +645,37 @@ class ServerConfig:
     management_token: str | None = None
     wake_command: str | None = None
     wake_interval: float = 5.0
+    wake_grace: float = 5.0
+    wake_batch: int = 10
+    wake_lease: float = 60.0
     stale_after: float | None = None
     retention: float | None = None
+    retention_interval: float = 600.0
+    launcher: bool = True
+    max_running: int = 16
+    runs_dir: Path = Path("runtara-runs")
+    restart_backoff: float = 1.0
+    restart_backoff_max: float = 60.0
+    relaunch_silent_after: float = 90.0
+    launch_lease: float = 15.0
+    log_cap: int = 10 * MiB
     log_level: str = "info"
+
+    @property
+    def storage(self) -> StorageConfig:
+        return StorageConfig(self.driver, self.database_url)
+
+
+@attrs.frozen
+class ToolConfig:
+    driver: str | None = None
+    database_url: str | None = None
+    server: tuple[str, int] | None = None
+    """The management service to act through; None to open the storage directly."""
+    token: str | None = None
+    runs_dir: Path = Path("runtara-runs")
+    """Where the launched instances' logs are (without --server)."""
+    timeout: float = 10.0
 
     @property
     def storage(self) -> StorageConfig:
@@ -417,35 +685,47 @@ class ServerConfig:
 def add_arguments(
     parser: argparse.ArgumentParser, settings: Iterable[Setting], config_class: type
 ) -> None:
+    """A flag per setting (text, parsed later by :func:`resolve`), its help naming
+    the variable and ``config_class``'s default."""
     defaults = attrs.fields_dict(config_class)
     for setting in settings:
         source = f"env {setting.env}; " if setting.env else ""
-        default = describe(defaults[setting.name].default)
-        parser.add_argument(
-            setting.flag,
-            dest=setting.name,
-            metavar=setting.metavar,
-            default=None,
-            help=f"{setting.help} [{source}default {default}]",
-        )
+        default = describe(defaults[setting.name].default, setting.metavar)
+        help_text = f"{setting.help} [{source}default {default}]"
+        if setting.given is not None:
+            parser.add_argument(
+                setting.flag,
+                dest=setting.name,
+                action="store_const",
+                const=setting.given,
+                default=None,
+                help=help_text,
+            )
+        else:
+            parser.add_argument(
+                setting.flag,
+                dest=setting.name,
+                metavar=setting.metavar,
+                default=None,
+                help=help_text,
+            )
 
 
 def resolve(
-    settings: Iterable[Setting], arguments: argparse.Namespace, environ: Mapping[str, str]
+    settings: Iterable[Setting],
+    arguments: argparse.Namespace | None,
+    environ: Mapping[str, str],
 ) -> dict[str, Any]:
-    """The values given by flag or, failing that, environment variable."""
+    """The values given by flag or, failing that, by environment variable (an
+    empty one counts as unset); a setting given by neither is left out, so that
+    its default applies. Raises ConfigError (see :meth:`Setting.read`)."""
     values: dict[str, Any] = {}
     for setting in settings:
         raw = getattr(arguments, setting.name, None)
-        if raw is None and setting.env is not None:
-            raw = environ.get(setting.env)
-        if raw is None:
-            continue
-        try:
-            values[setting.name] = setting.parse(raw)
-        except ValueError as error:
-            names = setting.flag + (f" / {setting.env}" if setting.env else "")
-            raise errors.ConfigError(f"{names}: {error}") from None
+        if raw is None and setting.env is not None and environ.get(setting.env, "").strip():
+            raw = environ[setting.env]
+        if raw is not None:
+            values[setting.name] = setting.read(raw)
     return values
 
 
@@ -469,3 +749,7 @@ def server_config(arguments: argparse.Namespace, environ: Mapping[str, str]) -> 
 
 def storage_config(arguments: argparse.Namespace, environ: Mapping[str, str]) -> StorageConfig:
     return StorageConfig(**resolve(STORAGE_SETTINGS, arguments, environ))
+
+
+def tool_config(arguments: argparse.Namespace, environ: Mapping[str, str]) -> ToolConfig:
+    return ToolConfig(**resolve(TOOL_SETTINGS, arguments, environ))

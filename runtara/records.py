@@ -224,3 +224,66 @@ class InstanceUpdate:
 
 
 _UPDATE_FIELDS = tuple(field.name for field in attrs.fields(InstanceUpdate))
+
+
+@attrs.frozen
+class Launch:
+    """How an instance started by ``runtara-core start`` is launched, and who runs it.
+
+    The launchers of every server sharing the store coordinate through these
+    rows alone: a launcher claims a due row for a lease, spawns the process,
+    renews the lease while it watches the process, and records how it ended.
+    """
+
+    instance_id: str
+    spec: str
+    """The launch specification as JSON (see runtara.launcher.spec)."""
+    input: bytes | None
+    """What the instance was started with; handed to every attempt."""
+    max_attempts: int
+    attempt: int = 0
+    """Attempts launched so far."""
+    next_launch_at: dt.datetime | None = None
+    """When the instance is due to be launched (again); None while it runs or waits
+    for a resume, and once it is finished."""
+    claimed_by: str | None = None
+    """The launcher (one per server process) watching its process."""
+    claimed_until: dt.datetime | None = None
+    """Until when that claim holds unless renewed."""
+    pid: int | None = None
+    pid_started: int | None = None
+    """The process's start time, which tells it from a later process with the same pid."""
+    host: str | None = None
+    registration: int | None = None
+    """The instance's registration number when the process was launched: a later
+    number than the next one means another process took the instance over."""
+    stop_deadline: dt.datetime | None = None
+    """Set by ``runtara-core stop``: past it, the process is terminated."""
+    last_exit: str | None = None
+    """How the last attempt ended."""
+
+
+@attrs.frozen
+class LaunchUpdate:
+    """The columns of a launch one update writes; every field left UNCHANGED is not touched."""
+
+    attempt: int = UNCHANGED
+    next_launch_at: dt.datetime | None = UNCHANGED
+    claimed_by: str | None = UNCHANGED
+    claimed_until: dt.datetime | None = UNCHANGED
+    pid: int | None = UNCHANGED
+    pid_started: int | None = UNCHANGED
+    host: str | None = UNCHANGED
+    registration: int | None = UNCHANGED
+    stop_deadline: dt.datetime | None = UNCHANGED
+    last_exit: str | None = UNCHANGED
+
+    def changes(self) -> dict[str, Any]:
+        return {
+            name: value
+            for name in _LAUNCH_FIELDS
+            if (value := getattr(self, name)) is not UNCHANGED
+        }
+
+
+_LAUNCH_FIELDS = tuple(field.name for field in attrs.fields(LaunchUpdate))

@@ -14,6 +14,7 @@ from __future__ import annotations
 import abc
 
 from runtara import records
+from runtara.launcher.spec import LaunchSpec
 
 
 class Admin(abc.ABC):
@@ -84,6 +85,36 @@ class Admin(abc.ABC):
         offset: int = 0,
     ) -> records.Page[records.Event]:
         """The instance's events, newest first (OperationRefused if it is unknown)."""
+
+    @abc.abstractmethod
+    def start_instance(
+        self,
+        instance_id: str,
+        tenant_id: str,
+        spec: LaunchSpec,
+        payload: bytes | None,
+        *,
+        replace: bool = False,
+    ) -> None:
+        """Store a pending instance with its launch specification; a launcher starts it.
+
+        OperationRefused if the id exists (unless it is finished and ``replace``).
+        """
+
+    @abc.abstractmethod
+    def stop_instance(self, instance_id: str, grace: float) -> bool:
+        """Send cancel, and give the instance ``grace`` seconds to end by itself, past
+        which a launcher terminates its process. True if a launcher watches it."""
+
+    @abc.abstractmethod
+    def give_up_stop(self, instance_id: str, reason: str) -> bool:
+        """Record ``cancelled`` (with ``reason``) for an instance a stop did not end;
+        False if it ended meanwhile."""
+
+    @abc.abstractmethod
+    def read_log(self, instance_id: str, stream: str, offset: int) -> tuple[bytes, int]:
+        """Output of a launched instance (``stdout`` or ``stderr``) from ``offset``,
+        and the offset after it."""
 
     @abc.abstractmethod
     def close(self) -> None:

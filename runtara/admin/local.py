@@ -10,18 +10,27 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from pathlib import Path
 
 from runtara import clock, records
 from runtara.admin.base import Admin
-from runtara.storage import base, operations
+from runtara.launcher import logs
+from runtara.launcher.spec import LaunchSpec
+from runtara.storage import base, launches, operations
 
 
 class LocalAdmin(Admin):
     def __init__(
-        self, storage: base.StorageDriver, now: Callable[[], dt.datetime] = clock.utc_now
+        self,
+        storage: base.StorageDriver,
+        now: Callable[[], dt.datetime] = clock.utc_now,
+        *,
+        runs_dir: Path | None = None,
     ) -> None:
         self.storage = storage
         self._now = now
+        self.runs_dir = runs_dir
+        """Where launched instances' logs are (the server's --runs-dir)."""
 
     def describe(self) -> str:
         return f"storage {self.storage.describe()}"
@@ -75,6 +84,40 @@ class LocalAdmin(Admin):
                 tx, instance_id, event_filter, limit=limit, offset=offset
             )
         )
+
+    def start_instance(self, instance_id, tenant_id, spec: LaunchSpec, payload, *, replace=False):
+        operations.require_id(instance_id, "instance_id")
+        operations.require_id(tenant_id, "tenant_id")
+        now = self._now()
+        self.storage.run(
+            lambda tx: launches.start_instance(
+                tx,
+                instance_id,
+                tenant_id,
+                spec.to_json(),
+                payload,
+                spec.max_attempts,
+                now,
+                replace=replace,
+            )
+        )
+
+    def stop_instance(self, instance_id: str, grace: float) -> bool:
+        now = self._now()
+        return self.storage.run(
+            lambda tx: launches.request_stop(tx, instance_id, dt.timedelta(seconds=grace), now)
+        )
+
+    def give_up_stop(self, instance_id: str, reason: str) -> bool:
+        now = self._now()
+        return self.storage.run(lambda tx: launches.cancel_unanswered(tx, instance_id, reason, now))
+
+    def read_log(self, instance_id: str, stream: str, offset: int) -> tuple[bytes, int]:
+        if stream not in logs.STREAMS:
+            raise ValueError(f"no log stream {stream!r}")
+        if self.runs_dir is None:
+            return b"", 0
+        return logs.read_from(logs.log_path(self.runs_dir, instance_id, stream), offset)
 
     def close(self) -> None:
         self.storage.close()

@@ -11,6 +11,7 @@ from runtara import errors, limits, records
 from runtara.admin.base import Admin
 from runtara.client.connection import Connection
 from runtara.client.loop_thread import LoopThread
+from runtara.launcher.spec import LaunchSpec
 from runtara.protocol import codes, mapping
 from runtara.protocol import management_pb2 as mpb
 
@@ -52,6 +53,42 @@ class RemoteAdmin(Admin):
                 )
             raise errors.StorageError(f"{response.error.code}: {response.error.message}")
         return response
+
+    def start_instance(self, instance_id, tenant_id, spec: LaunchSpec, payload, *, replace=False):
+        request = mpb.StartInstanceRequest(
+            instance_id=instance_id, tenant_id=tenant_id, spec=spec.to_json(), replace=replace
+        )
+        if payload is not None:
+            request.input = payload
+        reply = self._call(start_instance=request).start_instance
+        if not reply.success:
+            raise errors.OperationRefused(reply.error)
+
+    def stop_instance(self, instance_id: str, grace: float) -> bool:
+        reply = self._call(
+            stop_instance=mpb.StopInstanceRequest(
+                instance_id=instance_id, grace_ms=round(grace * 1000)
+            )
+        ).stop_instance
+        if not reply.success:
+            raise errors.OperationRefused(reply.error)
+        return reply.launched
+
+    def give_up_stop(self, instance_id: str, reason: str) -> bool:
+        reply = self._call(
+            stop_instance=mpb.StopInstanceRequest(
+                instance_id=instance_id, give_up=True, reason=reason
+            )
+        ).stop_instance
+        if not reply.success:
+            raise errors.OperationRefused(reply.error)
+        return reply.launched
+
+    def read_log(self, instance_id: str, stream: str, offset: int) -> tuple[bytes, int]:
+        reply = self._call(
+            read_log=mpb.ReadLogRequest(instance_id=instance_id, stream=stream, offset=offset)
+        ).read_log
+        return reply.data, reply.next_offset
 
     def close(self) -> None:
         if self._loop is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Callable
 
 import attrs
 
@@ -32,7 +33,7 @@ def prune(
     *,
     batch_size: int = 500,
     dry_run: bool = False,
-    on_batch=None,
+    on_batch: Callable[[list[str]], None] | None = None,
 ) -> PruneResult:
     """Delete the instances finished before ``cutoff``; ``on_batch(ids)`` follows each batch."""
     if dry_run:

@@ -22,13 +22,19 @@ import subprocess
 import time
 from collections.abc import Callable
 
-from runtara import clock, errors, records
+from runtara import clock, config, errors, records
 from runtara.storage import base
 
 logger = logging.getLogger(__name__)
 
+_DEFAULTS = config.ServerConfig()
+
 
 class WakeScheduler:
+    """Launches due sleepers with ``command``, ``batch`` at a time, each claimed for
+    ``lease`` seconds; ``batch``, ``grace`` and ``lease`` default to the server's
+    settings (``--wake-batch``, ``--wake-grace``, ``--wake-lease``)."""
+
     def __init__(
         self,
         storage: base.StorageDriver,
@@ -36,9 +42,9 @@ class WakeScheduler:
         *,
         server_addr: str,
         skip_cert_verification: bool,
-        batch: int = 10,
-        grace: float = 5.0,
-        lease: float = 60.0,
+        batch: int = _DEFAULTS.wake_batch,
+        grace: float = _DEFAULTS.wake_grace,
+        lease: float = _DEFAULTS.wake_lease,
         probe: float = 1.0,
         backoff: float = 5.0,
         max_backoff: float = 300.0,

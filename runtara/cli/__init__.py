@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from runtara import errors
-from runtara.cli import bench, common, health, inspect, serve, signals, storage
+from runtara.cli import bench, common, health, inspect, launching, serve, signals, storage
 
 COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "serve": lambda argv: serve.serve(argv, list(COMMANDS)),
@@ -27,6 +27,9 @@ COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "show": inspect.show,
     "checkpoints": inspect.checkpoints,
     "events": inspect.events,
+    "start": launching.start,
+    "stop": launching.stop,
+    "logs": launching.logs_command,
     "bench": bench.bench,
 }
 

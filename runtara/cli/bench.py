@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 
@@ -35,11 +36,18 @@ def bench(argv: Sequence[str]) -> int:
     parser.add_argument(
         "--state-size", type=int, help="checkpoint state bytes (1024; large: 65536)"
     )
-    parser.add_argument("--duration", type=float, default=10.0, help="measured seconds (10)")
+    parser.add_argument(
+        "--duration", type=common.checked(config.duration), default=10.0, help="measured time (10s)"
+    )
     parser.add_argument(
         "--count", type=common.positive, help="measure this many operations instead"
     )
-    parser.add_argument("--warmup", type=float, default=2.0, help="seconds before measuring (2)")
+    parser.add_argument(
+        "--warmup",
+        type=common.checked(config.duration_or_zero),
+        default=2.0,
+        help="time before measuring (2s)",
+    )
     parser.add_argument(
         "--runs", type=common.positive, default=1, help="repeat; report medians (1)"
     )
@@ -49,19 +57,16 @@ def bench(argv: Sequence[str]) -> int:
         help="comma-separated subset of echo,naive,storage, or 'none'",
     )
     parser.add_argument(
-        "--max-concurrent", type=common.positive, default=32, help="server workers (32)"
-    )
-    parser.add_argument(
         "--idle-connections", type=common.positive, default=1000, help="for idle (1000)"
     )
     parser.add_argument(
         "--server",
-        type=config.address,
+        type=common.checked(config.address),
         metavar="HOST:PORT",
         help="load this running server instead of starting one",
     )
     parser.add_argument("--json", action="store_true", help="print JSON")
-    config.add_arguments(parser, config.STORAGE_SETTINGS, config.StorageConfig)
+    config.add_arguments(parser, config.BENCH_SETTINGS, config.ServerConfig)
     arguments = parser.parse_args(argv)
     scenarios = tuple(arguments.scenario or ["checkpoint"])
     baselines = () if arguments.baselines == "none" else tuple(arguments.baselines.split(","))
@@ -71,7 +76,7 @@ def bench(argv: Sequence[str]) -> int:
     state_size = arguments.state_size
     if state_size is None:
         state_size = 65536 if scenarios == ("large",) else 1024
-    storage = config.storage_config(arguments, {})
+    server = config.ServerConfig(**config.resolve(config.BENCH_SETTINGS, arguments, os.environ))
     options = run.Options(
         scenarios=scenarios,
         baselines=baselines,
@@ -81,10 +86,10 @@ def bench(argv: Sequence[str]) -> int:
         duration=None if arguments.count else arguments.duration,
         count=arguments.count,
         runs=arguments.runs,
-        driver=storage.driver,
-        database_url=storage.database_url,
+        driver=server.driver,
+        database_url=server.database_url,
         server=arguments.server,
-        max_concurrent=arguments.max_concurrent,
+        max_concurrent=server.max_concurrent,
         idle_connections=arguments.idle_connections,
         progress=sys.stderr.isatty() and not arguments.json,
     )
@@ -95,7 +100,7 @@ def bench(argv: Sequence[str]) -> int:
     from runtara.bench import report
     from runtara.storage import registry, selection
 
-    driver = selection.driver_name(storage, registry.DriverRegistry())
+    driver = selection.driver_name(server.storage, registry.DriverRegistry())
     title = (
         f"runtara-core bench: {driver}, {options.connections} connections, "
         f"{options.state_size}-byte states, "

@@ -7,12 +7,18 @@ import datetime as dt
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from runtara import clock, config, errors
+from runtara.admin.base import Admin
+from runtara.admin.local import LocalAdmin
 from runtara.storage import selection
 
 PROG = "runtara-core"
+
+T = TypeVar("T")
 
 
 class Parser(argparse.ArgumentParser):
@@ -30,62 +36,38 @@ def setup_logging(level: str) -> None:
     logging.getLogger("quic").setLevel(logging.DEBUG if level == "debug" else logging.WARNING)
 
 
-TARGET_SETTINGS = (
-    config.Setting(
-        "server",
-        "--server",
-        "RUNTARA_MANAGEMENT_ADDR",
-        config.address,
-        "act through a running server's management service at HOST:PORT instead of "
-        "opening the storage directly",
-        "HOST:PORT",
-    ),
-    config.Setting(
-        "token",
-        "--token",
-        "RUNTARA_MANAGEMENT_TOKEN",
-        config.text,
-        "the server's management token",
-        "TOKEN",
-    ),
-)
-
-
 def add_target_arguments(parser: argparse.ArgumentParser) -> None:
-    """--driver/--database-url to work on the storage, or --server/--token to ask a server."""
-    config.add_arguments(parser, config.STORAGE_SETTINGS, config.StorageConfig)
-    for setting in TARGET_SETTINGS:
-        parser.add_argument(
-            setting.flag,
-            dest=setting.name,
-            metavar=setting.metavar,
-            default=None,
-            help=f"{setting.help} [env {setting.env}]",
+    """--driver/--database-url to work on the storage, or --server/--token/--timeout
+    to ask a server."""
+    config.add_arguments(parser, config.TOOL_SETTINGS, config.ToolConfig)
+
+
+def open_admin(arguments: argparse.Namespace) -> Admin:
+    """A RemoteAdmin when a server is named, else a LocalAdmin on the configured
+    storage, which must exist already: the tools that use this never create or
+    migrate a database. Raises StorageUnavailable naming the database looked for
+    when there is none (or when it cannot be reached)."""
+    target = config.tool_config(arguments, os.environ)
+    if target.server is not None:
+        from runtara.admin.remote import RemoteAdmin  # imports aioquic: only when needed
+
+        return RemoteAdmin(target.server, token=target.token, timeout=target.timeout)
+    storage = selection.open_driver(target.storage, workers=2)
+    try:
+        found = storage.exists()
+    except errors.StorageError as error:
+        storage.close()
+        raise errors.StorageUnavailable(f"storage {storage.describe()}: {error}") from None
+    except BaseException:
+        storage.close()
+        raise
+    if not found:
+        storage.close()
+        raise errors.StorageUnavailable(
+            f"no runtara database at {storage.describe()} "
+            f"(start the server or run `{PROG} migrate` first)"
         )
-
-
-def open_admin(arguments: argparse.Namespace, *, prepare: bool = True):
-    """A RemoteAdmin when a server is named, else a LocalAdmin on the configured storage
-    (migrated first unless ``prepare`` is false)."""
-    target = config.resolve(TARGET_SETTINGS, arguments, os.environ)
-    if "server" in target:
-        from runtara.admin.remote import RemoteAdmin
-
-        return RemoteAdmin(target["server"], token=target.get("token"))
-    from runtara.admin.local import LocalAdmin
-
-    storage = selection.open_driver(config.storage_config(arguments, os.environ), workers=2)
-    if prepare:
-        try:
-            storage.migrate()
-        except BaseException:
-            storage.close()
-            raise
-    return LocalAdmin(storage)
-
-
-def close_admin(admin) -> None:
-    admin.close()
+    return LocalAdmin(storage, runs_dir=target.runs_dir)
 
 
 def payload(value: str | None) -> bytes:
@@ -116,6 +98,19 @@ def moment(value: str, flag: str) -> dt.datetime:
             f"{flag} {value!r} is neither an ISO time (2026-11-27T10:00:00Z) nor a duration (2h)"
         ) from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
+
+
+def checked(parse: Callable[[str], T]) -> Callable[[str], T]:
+    """``parse`` as an argparse ``type``: its ValueError's message becomes the
+    usage error (argparse would print only the function's name)."""
+
+    def check(raw: str) -> T:
+        try:
+            return parse(raw)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    return check
 
 
 def positive(raw: str) -> int:

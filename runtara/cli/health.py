@@ -16,12 +16,15 @@ def health(argv: Sequence[str]) -> int:
     )
     common.add_target_arguments(parser)
     arguments = parser.parse_args(argv)
-    admin = common.open_admin(arguments, prepare=False)
     try:
-        print(admin.health())
-    except (errors.StorageError, errors.ClientError) as error:
-        print(f"unhealthy: {admin.describe()}: {error}")
+        admin = common.open_admin(arguments)
+    except errors.StorageError as error:  # no database there, or none reachable
+        print(f"unhealthy: {error}")
         return 1
-    finally:
-        common.close_admin(admin)
+    with admin:
+        try:
+            print(admin.health())
+        except (errors.StorageError, errors.ClientError) as error:
+            print(f"unhealthy: {admin.describe()}: {error}")
+            return 1
     return 0

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from runtara import errors, records
+from runtara.admin.base import Admin
 from runtara.cli import common, render
 
 
@@ -32,16 +34,13 @@ def instances(argv: Sequence[str]) -> int:
     )
     _paging(parser)
     arguments = parser.parse_args(argv)
-    admin = common.open_admin(arguments)
-    try:
+    with common.open_admin(arguments) as admin:
         page = admin.list_instances(
             tenant_id=arguments.tenant,
             status=records.InstanceStatus(arguments.status) if arguments.status else None,
             limit=arguments.limit,
             offset=arguments.offset,
         )
-    finally:
-        common.close_admin(admin)
     if arguments.json:
         print(render.to_json(page))
         return 0
@@ -81,11 +80,8 @@ def show(argv: Sequence[str]) -> int:
     parser.add_argument("instance", help="instance id")
     parser.add_argument("--events", type=int, default=10, help="how many recent events (10)")
     arguments = parser.parse_args(argv)
-    admin = common.open_admin(arguments)
-    try:
+    with common.open_admin(arguments) as admin:
         details = admin.instance_details(arguments.instance, arguments.events)
-    finally:
-        common.close_admin(admin)
     if details is None:
         raise errors.OperationRefused(f"Instance '{arguments.instance}' not found")
     if arguments.json:
@@ -138,15 +134,12 @@ def checkpoints(argv: Sequence[str]) -> int:
     )
     _paging(parser)
     arguments = parser.parse_args(argv)
-    admin = common.open_admin(arguments)
-    try:
+    with common.open_admin(arguments) as admin:
         if arguments.get is not None:
             return _write_state(admin, arguments)
         page = admin.list_checkpoints(
             arguments.instance, limit=arguments.limit, offset=arguments.offset
         )
-    finally:
-        common.close_admin(admin)
     if arguments.json:
         print(render.to_json(page))
         return 0
@@ -157,7 +150,7 @@ def checkpoints(argv: Sequence[str]) -> int:
     return 0
 
 
-def _write_state(admin, arguments) -> int:
+def _write_state(admin: Admin, arguments: argparse.Namespace) -> int:
     checkpoint = admin.get_checkpoint(arguments.instance, arguments.get)
     if checkpoint is None:
         raise errors.OperationRefused(
@@ -198,13 +191,10 @@ def events(argv: Sequence[str]) -> int:
         created_before=common.moment(arguments.before, "--before") if arguments.before else None,
         payload_contains=arguments.contains,
     )
-    admin = common.open_admin(arguments)
-    try:
+    with common.open_admin(arguments) as admin:
         page = admin.list_events(
             arguments.instance, event_filter, limit=arguments.limit, offset=arguments.offset
         )
-    finally:
-        common.close_admin(admin)
     if arguments.json:
         print(render.to_json(page))
         return 0

@@ -20,11 +20,8 @@ def signal(argv: Sequence[str]) -> int:
     common.add_target_arguments(parser)
     arguments = parser.parse_args(argv)
     data = common.payload(arguments.payload)
-    admin = common.open_admin(arguments)
-    try:
+    with common.open_admin(arguments) as admin:
         admin.send_signal(arguments.instance, records.SignalType(arguments.kind), data)
-    finally:
-        common.close_admin(admin)
     print(f"{arguments.kind} sent to {arguments.instance}")
     return 0
 
@@ -41,10 +38,7 @@ def custom_signal(argv: Sequence[str]) -> int:
     common.add_target_arguments(parser)
     arguments = parser.parse_args(argv)
     data = common.payload(arguments.payload)
-    admin = common.open_admin(arguments)
-    try:
+    with common.open_admin(arguments) as admin:
         admin.send_custom_signal(arguments.instance, arguments.checkpoint_id, data)
-    finally:
-        common.close_admin(admin)
     print(f"custom signal for {arguments.checkpoint_id} sent to {arguments.instance}")
     return 0

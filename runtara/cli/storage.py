@@ -59,6 +59,7 @@ def prune(argv: Sequence[str]) -> int:
     parser.add_argument(
         "--finished-before",
         metavar="DURATION",
+        type=common.checked(config.duration),
         required=True,
         help="delete instances that finished more than this long ago (90s, 15m, 12h, 30d)",
     )
@@ -68,11 +69,7 @@ def prune(argv: Sequence[str]) -> int:
     )
     config.add_arguments(parser, config.STORAGE_SETTINGS, config.StorageConfig)
     arguments = parser.parse_args(argv)
-    try:
-        age = config.duration(arguments.finished_before)
-    except ValueError as error:
-        parser.error(f"--finished-before: {error}")
-    cutoff = clock.utc_now() - dt.timedelta(seconds=age)
+    cutoff = clock.utc_now() - dt.timedelta(seconds=arguments.finished_before)
     storage = selection.open_driver(config.storage_config(arguments, os.environ), workers=1)
     try:
         storage.migrate()

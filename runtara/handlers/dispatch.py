@@ -72,6 +72,9 @@ MANAGEMENT_OPERATIONS = _table(
     ("get_checkpoint", management.get_checkpoint, "GET_CHECKPOINT_ERROR"),
     ("list_events", management.list_events, "LIST_EVENTS_ERROR"),
     ("get_stats", management.get_stats, "GET_STATS_ERROR"),
+    ("start_instance", management.start_instance, "START_INSTANCE_ERROR"),
+    ("stop_instance", management.stop_instance, "STOP_INSTANCE_ERROR"),
+    ("read_log", management.read_log, "READ_LOG_ERROR"),
 )
 
 

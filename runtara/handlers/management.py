@@ -8,13 +8,15 @@ answered in-band (``success=false`` / ``found=false``); storage failures are
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 
 from runtara import __version__, errors
 from runtara.handlers.services import Services
+from runtara.launcher import logs, spec
 from runtara.protocol import management_pb2 as mpb
 from runtara.protocol import mapping
-from runtara.storage import operations
+from runtara.storage import launches, operations
 
 DEFAULT_LIMIT = 100
 
@@ -200,3 +202,63 @@ def list_events(request: mpb.ListEventsRequest, services: Services) -> mpb.RpcRe
 
 def get_stats(request: mpb.GetStatsRequest, services: Services) -> mpb.RpcResponse:
     return mpb.RpcResponse(get_stats=mpb.GetStatsResponse(counters=dict(services.counters())))
+
+
+def start_instance(request: mpb.StartInstanceRequest, services: Services) -> mpb.RpcResponse:
+    try:
+        operations.require_id(request.instance_id, "instance_id")
+        operations.require_id(request.tenant_id, "tenant_id")
+        launch = spec.checked(spec.LaunchSpec.from_json(request.spec))
+        payload = spec.checked_input(request.input) if request.HasField("input") else None
+        now = services.now()
+        services.storage.run(
+            lambda tx: launches.start_instance(
+                tx,
+                request.instance_id,
+                request.tenant_id,
+                launch.to_json(),
+                payload,
+                launch.max_attempts,
+                now,
+                replace=request.replace,
+            )
+        )
+    except (errors.OperationRefused, errors.ConfigError) as refusal:
+        return _started(False, str(refusal))
+    except (ValueError, KeyError, TypeError) as error:
+        return _started(False, f"not a launch specification: {error!r}")
+    return _started(True, "")
+
+
+def _started(success: bool, error: str) -> mpb.RpcResponse:
+    return mpb.RpcResponse(start_instance=mpb.StartInstanceResponse(success=success, error=error))
+
+
+def stop_instance(request: mpb.StopInstanceRequest, services: Services) -> mpb.RpcResponse:
+    now = services.now()
+    try:
+        if request.give_up:
+            done = services.storage.run(
+                lambda tx: launches.cancel_unanswered(
+                    tx, request.instance_id, request.reason or "stopped", now
+                )
+            )
+        else:
+            grace = dt.timedelta(milliseconds=request.grace_ms)
+            done = services.storage.run(
+                lambda tx: launches.request_stop(tx, request.instance_id, grace, now)
+            )
+    except errors.OperationRefused as refusal:
+        return mpb.RpcResponse(
+            stop_instance=mpb.StopInstanceResponse(success=False, error=str(refusal))
+        )
+    return mpb.RpcResponse(stop_instance=mpb.StopInstanceResponse(success=True, launched=done))
+
+
+def read_log(request: mpb.ReadLogRequest, services: Services) -> mpb.RpcResponse:
+    if request.stream not in logs.STREAMS or services.runs_dir is None:
+        return mpb.RpcResponse(read_log=mpb.ReadLogResponse())
+    data, offset = logs.read_from(
+        logs.log_path(services.runs_dir, request.instance_id, request.stream), request.offset
+    )
+    return mpb.RpcResponse(read_log=mpb.ReadLogResponse(data=data, next_offset=offset))

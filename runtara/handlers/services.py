@@ -7,6 +7,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 
 import attrs
 
@@ -55,3 +56,5 @@ class Services:
     counters: Callable[[], Mapping[str, float]] = dict
     """The server's and the driver's counters, by name (see ``GetStats``)."""
     storage_health: StorageHealth = attrs.Factory(StorageHealth)
+    runs_dir: Path | None = None
+    """Where the launched instances' logs are (``--runs-dir``), for ReadLog."""

@@ -34,7 +34,7 @@ STATUS_FAILED: InstanceStatus
 STATUS_CANCELLED: InstanceStatus
 
 class RpcRequest(_message.Message):
-    __slots__ = ("health_check", "send_signal", "get_instance_status", "list_instances", "list_checkpoints", "get_checkpoint", "send_custom_signal", "get_instance", "list_events", "get_stats", "token")
+    __slots__ = ("health_check", "send_signal", "get_instance_status", "list_instances", "list_checkpoints", "get_checkpoint", "send_custom_signal", "get_instance", "list_events", "get_stats", "start_instance", "stop_instance", "read_log", "token")
     HEALTH_CHECK_FIELD_NUMBER: _ClassVar[int]
     SEND_SIGNAL_FIELD_NUMBER: _ClassVar[int]
     GET_INSTANCE_STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -45,6 +45,9 @@ class RpcRequest(_message.Message):
     GET_INSTANCE_FIELD_NUMBER: _ClassVar[int]
     LIST_EVENTS_FIELD_NUMBER: _ClassVar[int]
     GET_STATS_FIELD_NUMBER: _ClassVar[int]
+    START_INSTANCE_FIELD_NUMBER: _ClassVar[int]
+    STOP_INSTANCE_FIELD_NUMBER: _ClassVar[int]
+    READ_LOG_FIELD_NUMBER: _ClassVar[int]
     TOKEN_FIELD_NUMBER: _ClassVar[int]
     health_check: HealthCheckRequest
     send_signal: SendSignalRequest
@@ -56,11 +59,14 @@ class RpcRequest(_message.Message):
     get_instance: GetInstanceRequest
     list_events: ListEventsRequest
     get_stats: GetStatsRequest
+    start_instance: StartInstanceRequest
+    stop_instance: StopInstanceRequest
+    read_log: ReadLogRequest
     token: str
-    def __init__(self, health_check: _Optional[_Union[HealthCheckRequest, _Mapping]] = ..., send_signal: _Optional[_Union[SendSignalRequest, _Mapping]] = ..., get_instance_status: _Optional[_Union[GetInstanceStatusRequest, _Mapping]] = ..., list_instances: _Optional[_Union[ListInstancesRequest, _Mapping]] = ..., list_checkpoints: _Optional[_Union[ListCheckpointsRequest, _Mapping]] = ..., get_checkpoint: _Optional[_Union[GetCheckpointRequest, _Mapping]] = ..., send_custom_signal: _Optional[_Union[SendCustomSignalRequest, _Mapping]] = ..., get_instance: _Optional[_Union[GetInstanceRequest, _Mapping]] = ..., list_events: _Optional[_Union[ListEventsRequest, _Mapping]] = ..., get_stats: _Optional[_Union[GetStatsRequest, _Mapping]] = ..., token: _Optional[str] = ...) -> None: ...
+    def __init__(self, health_check: _Optional[_Union[HealthCheckRequest, _Mapping]] = ..., send_signal: _Optional[_Union[SendSignalRequest, _Mapping]] = ..., get_instance_status: _Optional[_Union[GetInstanceStatusRequest, _Mapping]] = ..., list_instances: _Optional[_Union[ListInstancesRequest, _Mapping]] = ..., list_checkpoints: _Optional[_Union[ListCheckpointsRequest, _Mapping]] = ..., get_checkpoint: _Optional[_Union[GetCheckpointRequest, _Mapping]] = ..., send_custom_signal: _Optional[_Union[SendCustomSignalRequest, _Mapping]] = ..., get_instance: _Optional[_Union[GetInstanceRequest, _Mapping]] = ..., list_events: _Optional[_Union[ListEventsRequest, _Mapping]] = ..., get_stats: _Optional[_Union[GetStatsRequest, _Mapping]] = ..., start_instance: _Optional[_Union[StartInstanceRequest, _Mapping]] = ..., stop_instance: _Optional[_Union[StopInstanceRequest, _Mapping]] = ..., read_log: _Optional[_Union[ReadLogRequest, _Mapping]] = ..., token: _Optional[str] = ...) -> None: ...
 
 class RpcResponse(_message.Message):
-    __slots__ = ("health_check", "send_signal", "get_instance_status", "list_instances", "list_checkpoints", "get_checkpoint", "send_custom_signal", "error", "get_instance", "list_events", "get_stats")
+    __slots__ = ("health_check", "send_signal", "get_instance_status", "list_instances", "list_checkpoints", "get_checkpoint", "send_custom_signal", "error", "get_instance", "list_events", "get_stats", "start_instance", "stop_instance", "read_log")
     HEALTH_CHECK_FIELD_NUMBER: _ClassVar[int]
     SEND_SIGNAL_FIELD_NUMBER: _ClassVar[int]
     GET_INSTANCE_STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -72,6 +78,9 @@ class RpcResponse(_message.Message):
     GET_INSTANCE_FIELD_NUMBER: _ClassVar[int]
     LIST_EVENTS_FIELD_NUMBER: _ClassVar[int]
     GET_STATS_FIELD_NUMBER: _ClassVar[int]
+    START_INSTANCE_FIELD_NUMBER: _ClassVar[int]
+    STOP_INSTANCE_FIELD_NUMBER: _ClassVar[int]
+    READ_LOG_FIELD_NUMBER: _ClassVar[int]
     health_check: HealthCheckResponse
     send_signal: SendSignalResponse
     get_instance_status: GetInstanceStatusResponse
@@ -83,7 +92,10 @@ class RpcResponse(_message.Message):
     get_instance: GetInstanceResponse
     list_events: ListEventsResponse
     get_stats: GetStatsResponse
-    def __init__(self, health_check: _Optional[_Union[HealthCheckResponse, _Mapping]] = ..., send_signal: _Optional[_Union[SendSignalResponse, _Mapping]] = ..., get_instance_status: _Optional[_Union[GetInstanceStatusResponse, _Mapping]] = ..., list_instances: _Optional[_Union[ListInstancesResponse, _Mapping]] = ..., list_checkpoints: _Optional[_Union[ListCheckpointsResponse, _Mapping]] = ..., get_checkpoint: _Optional[_Union[GetCheckpointResponse, _Mapping]] = ..., send_custom_signal: _Optional[_Union[SendCustomSignalResponse, _Mapping]] = ..., error: _Optional[_Union[RpcError, _Mapping]] = ..., get_instance: _Optional[_Union[GetInstanceResponse, _Mapping]] = ..., list_events: _Optional[_Union[ListEventsResponse, _Mapping]] = ..., get_stats: _Optional[_Union[GetStatsResponse, _Mapping]] = ...) -> None: ...
+    start_instance: StartInstanceResponse
+    stop_instance: StopInstanceResponse
+    read_log: ReadLogResponse
+    def __init__(self, health_check: _Optional[_Union[HealthCheckResponse, _Mapping]] = ..., send_signal: _Optional[_Union[SendSignalResponse, _Mapping]] = ..., get_instance_status: _Optional[_Union[GetInstanceStatusResponse, _Mapping]] = ..., list_instances: _Optional[_Union[ListInstancesResponse, _Mapping]] = ..., list_checkpoints: _Optional[_Union[ListCheckpointsResponse, _Mapping]] = ..., get_checkpoint: _Optional[_Union[GetCheckpointResponse, _Mapping]] = ..., send_custom_signal: _Optional[_Union[SendCustomSignalResponse, _Mapping]] = ..., error: _Optional[_Union[RpcError, _Mapping]] = ..., get_instance: _Optional[_Union[GetInstanceResponse, _Mapping]] = ..., list_events: _Optional[_Union[ListEventsResponse, _Mapping]] = ..., get_stats: _Optional[_Union[GetStatsResponse, _Mapping]] = ..., start_instance: _Optional[_Union[StartInstanceResponse, _Mapping]] = ..., stop_instance: _Optional[_Union[StopInstanceResponse, _Mapping]] = ..., read_log: _Optional[_Union[ReadLogResponse, _Mapping]] = ...) -> None: ...
 
 class RpcError(_message.Message):
     __slots__ = ("code", "message")
@@ -381,3 +393,65 @@ class GetStatsResponse(_message.Message):
     COUNTERS_FIELD_NUMBER: _ClassVar[int]
     counters: _containers.ScalarMap[str, float]
     def __init__(self, counters: _Optional[_Mapping[str, float]] = ...) -> None: ...
+
+class StartInstanceRequest(_message.Message):
+    __slots__ = ("instance_id", "tenant_id", "spec", "input", "replace")
+    INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    INPUT_FIELD_NUMBER: _ClassVar[int]
+    REPLACE_FIELD_NUMBER: _ClassVar[int]
+    instance_id: str
+    tenant_id: str
+    spec: str
+    input: bytes
+    replace: bool
+    def __init__(self, instance_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., spec: _Optional[str] = ..., input: _Optional[bytes] = ..., replace: _Optional[bool] = ...) -> None: ...
+
+class StartInstanceResponse(_message.Message):
+    __slots__ = ("success", "error")
+    SUCCESS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    success: bool
+    error: str
+    def __init__(self, success: _Optional[bool] = ..., error: _Optional[str] = ...) -> None: ...
+
+class StopInstanceRequest(_message.Message):
+    __slots__ = ("instance_id", "grace_ms", "give_up", "reason")
+    INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    GRACE_MS_FIELD_NUMBER: _ClassVar[int]
+    GIVE_UP_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    instance_id: str
+    grace_ms: int
+    give_up: bool
+    reason: str
+    def __init__(self, instance_id: _Optional[str] = ..., grace_ms: _Optional[int] = ..., give_up: _Optional[bool] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class StopInstanceResponse(_message.Message):
+    __slots__ = ("success", "error", "launched")
+    SUCCESS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    LAUNCHED_FIELD_NUMBER: _ClassVar[int]
+    success: bool
+    error: str
+    launched: bool
+    def __init__(self, success: _Optional[bool] = ..., error: _Optional[str] = ..., launched: _Optional[bool] = ...) -> None: ...
+
+class ReadLogRequest(_message.Message):
+    __slots__ = ("instance_id", "stream", "offset")
+    INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    STREAM_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    instance_id: str
+    stream: str
+    offset: int
+    def __init__(self, instance_id: _Optional[str] = ..., stream: _Optional[str] = ..., offset: _Optional[int] = ...) -> None: ...
+
+class ReadLogResponse(_message.Message):
+    __slots__ = ("data", "next_offset")
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    NEXT_OFFSET_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    next_offset: int
+    def __init__(self, data: _Optional[bytes] = ..., next_offset: _Optional[int] = ...) -> None: ...

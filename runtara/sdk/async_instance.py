@@ -12,6 +12,7 @@ import contextlib
 import json
 import logging
 import time
+from typing import Any
 
 from runtara import errors, records
 from runtara.protocol import instance_pb2 as pb
@@ -50,6 +51,29 @@ class AsyncInstance:
     @property
     def instance_id(self) -> str:
         return self.config.instance_id
+
+    @property
+    def input_bytes(self) -> bytes | None:
+        """The input the instance was started with (``runtara-core start --input``),
+        exactly as given; None when it was started without one."""
+        if self.config.input_file is None:
+            return None
+        with open(self.config.input_file, "rb") as source:
+            return source.read()
+
+    @property
+    def input(self) -> Any:
+        """The input as JSON (None without one); raises InvalidState if it is not JSON
+        (read :attr:`input_bytes` then)."""
+        data = self.input_bytes
+        if data is None:
+            return None
+        try:
+            return json.loads(data)
+        except ValueError as error:
+            raise exceptions.InvalidState(
+                f"the input of {self.instance_id!r} is not JSON ({error}); read input_bytes"
+            ) from None
 
     async def __aenter__(self) -> AsyncInstance:
         return self

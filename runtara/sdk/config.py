@@ -8,90 +8,94 @@ uses only the arguments. A value that cannot be used raises
 
 from __future__ import annotations
 
-import ipaddress
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import attrs
 
-from runtara import errors
+from runtara import config, errors
 
 
-def parse_address(text: str) -> tuple[str, int]:
-    """``IP:port`` or ``[IPv6]:port`` as (host, port); hostnames are refused, as upstream."""
-    host, colon, port = text.strip().rpartition(":")
-    if not colon:
-        raise ValueError(f"{text!r} is not IP:port")
-    host = host.strip("[]")
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        raise ValueError(f"{text!r} is not IP:port ({host!r} is not an IP address)") from None
-    if not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"{text!r} is not IP:port ({port!r} is not a port number)")
-    return host, int(port)
+def _server_addr(raw: str) -> str:
+    config.ip_port(raw)
+    return raw.strip()
 
 
-def _flag(text: str) -> bool:
-    return text.strip().lower() in ("true", "1")
+SETTINGS = (
+    config.Setting(
+        "instance_id", None, "RUNTARA_INSTANCE_ID", config.text, "the instance this process is"
+    ),
+    config.Setting("tenant_id", None, "RUNTARA_TENANT_ID", config.text, "its tenant"),
+    config.Setting("server_addr", None, "RUNTARA_SERVER_ADDR", _server_addr, "the server, IP:port"),
+    config.Setting(
+        "server_name", None, "RUNTARA_SERVER_NAME", config.text, "TLS server name (SNI)"
+    ),
+    config.Setting(
+        "skip_cert_verification",
+        None,
+        "RUNTARA_SKIP_CERT_VERIFICATION",
+        config.true_or_1,
+        "accept any certificate",
+    ),
+    config.Setting(
+        "connect_timeout_ms",
+        None,
+        "RUNTARA_CONNECT_TIMEOUT_MS",
+        config.milliseconds(1),
+        "QUIC handshake limit",
+    ),
+    config.Setting(
+        "request_timeout_ms",
+        None,
+        "RUNTARA_REQUEST_TIMEOUT_MS",
+        config.milliseconds(1),
+        "reply limit of every call",
+    ),
+    config.Setting(
+        "signal_poll_interval_ms",
+        None,
+        "RUNTARA_SIGNAL_POLL_INTERVAL_MS",
+        config.milliseconds(0),
+        "at most one signal poll per interval reaches the server",
+    ),
+    config.Setting(
+        "heartbeat_interval_ms",
+        None,
+        "RUNTARA_HEARTBEAT_INTERVAL_MS",
+        config.milliseconds(0),
+        "background heartbeat period (0: none)",
+    ),
+    config.Setting(
+        "checkpoint_id",
+        None,
+        "RUNTARA_CHECKPOINT_ID",
+        config.text,
+        "the checkpoint a relaunched instance resumes from",
+    ),
+    config.Setting(
+        "input_file",
+        None,
+        "RUNTARA_INPUT_FILE",
+        config.text,
+        "the file holding the instance's input (set by runtara-core's launcher)",
+    ),
+)
+"""Every setting :meth:`SdkConfig.from_env` reads: read from the environment
+only, with the parse functions the server and the tools use (durations in any
+form of :func:`runtara.config.milliseconds`)."""
 
+REQUIRED = ("instance_id", "tenant_id")
 
-def _whole(text: str) -> int:
-    try:
-        return int(text.strip())
-    except ValueError:
-        raise ValueError(f"{text!r} is not a whole number of milliseconds") from None
-
-
-def _not_empty(value: str) -> None:
-    if not value:
-        raise ValueError("must not be empty")
-
-
-def _at_least(minimum: int) -> Callable[[int], None]:
-    def check(value: int) -> None:
-        if value < minimum:
-            raise ValueError(f"{value} is less than {minimum}")
-
-    return check
-
-
-_CHECKS: dict[str, Callable[[Any], object]] = {
-    "instance_id": _not_empty,
-    "tenant_id": _not_empty,
-    "server_addr": parse_address,
-    "server_name": _not_empty,
-    "connect_timeout_ms": _at_least(1),
-    "request_timeout_ms": _at_least(1),
-    "signal_poll_interval_ms": _at_least(0),
-    "heartbeat_interval_ms": _at_least(0),
-}
-"""What each checked setting must satisfy; a failed check raises ValueError."""
+_BY_NAME = {setting.name: setting for setting in SETTINGS}
 
 
 def _validate(instance: object, attribute: attrs.Attribute, value: Any) -> None:
+    """An argument must be a value its variable could give."""
     try:
-        _CHECKS[attribute.name](value)
+        _BY_NAME[attribute.name].parse(str(value))
     except ValueError as error:
         raise errors.ConfigError(f"{attribute.name}: {error}") from None
-
-
-VARIABLES: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
-    ("instance_id", "RUNTARA_INSTANCE_ID", str.strip),
-    ("tenant_id", "RUNTARA_TENANT_ID", str.strip),
-    ("server_addr", "RUNTARA_SERVER_ADDR", str.strip),
-    ("server_name", "RUNTARA_SERVER_NAME", str.strip),
-    ("skip_cert_verification", "RUNTARA_SKIP_CERT_VERIFICATION", _flag),
-    ("connect_timeout_ms", "RUNTARA_CONNECT_TIMEOUT_MS", _whole),
-    ("request_timeout_ms", "RUNTARA_REQUEST_TIMEOUT_MS", _whole),
-    ("signal_poll_interval_ms", "RUNTARA_SIGNAL_POLL_INTERVAL_MS", _whole),
-    ("heartbeat_interval_ms", "RUNTARA_HEARTBEAT_INTERVAL_MS", _whole),
-    ("checkpoint_id", "RUNTARA_CHECKPOINT_ID", str.strip),
-)
-"""(field, environment variable, parser) of every setting :meth:`SdkConfig.from_env` reads."""
-
-REQUIRED = ("instance_id", "tenant_id")
 
 
 @attrs.frozen
@@ -121,11 +125,14 @@ class SdkConfig:
     checkpoint_id: str | None = None
     """RUNTARA_CHECKPOINT_ID: set when the instance is relaunched to resume; registration
     names it."""
+    input_file: str | None = None
+    """RUNTARA_INPUT_FILE: the file holding the input the instance was started with
+    (set by runtara-core's launcher)."""
 
     @property
     def address(self) -> tuple[str, int]:
         """The server as (host, port)."""
-        return parse_address(self.server_addr)
+        return config.ip_port(self.server_addr)
 
     @property
     def request_timeout(self) -> float:
@@ -144,18 +151,9 @@ class SdkConfig:
         whose value is unusable, or the required variable that is missing.
         """
         environ = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
-        for field, variable, parse in VARIABLES:
-            raw = environ.get(variable, "")
-            if field in overrides or not raw.strip():
-                continue
-            try:
-                values[field] = parse(raw)
-                _CHECKS.get(field, lambda value: None)(values[field])
-            except ValueError as error:
-                raise errors.ConfigError(f"{variable}={raw!r}: {error}") from None
-        values.update(overrides)
-        missing = [v for field, v, _ in VARIABLES if field in REQUIRED and field not in values]
+        from_environ = [setting for setting in SETTINGS if setting.name not in overrides]
+        values = {**config.resolve(from_environ, None, environ), **overrides}
+        missing = [s.env for s in SETTINGS if s.name in REQUIRED and s.name not in values]
         if missing:
             raise errors.ConfigError(f"required and not set: {', '.join(missing)}")
         return cls(**values)

@@ -47,6 +47,11 @@ class Instance:
     def instance_id(self) -> str:
         return self._async.instance_id
 
+    input = property(lambda self: self._async.input, doc=AsyncInstance.input.__doc__)
+    input_bytes = property(
+        lambda self: self._async.input_bytes, doc=AsyncInstance.input_bytes.__doc__
+    )
+
     def __enter__(self) -> Instance:
         return self
 

@@ -73,7 +73,9 @@ class InstanceServer:
             else:
                 identity = tls.self_signed()
         self.identity = identity
-        self.services = Services(storage, now, counters=self.counters)
+        self.services = Services(
+            storage, now, counters=self.counters, runs_dir=config.runs_dir.absolute()
+        )
         self.core = core.ServerCore(
             core.Limits(
                 workers=config.max_concurrent,

@@ -6,16 +6,26 @@ import logging
 import threading
 from collections.abc import Callable
 
+from runtara import errors
+
 logger = logging.getLogger(__name__)
 
 
 class PeriodicTask:
-    """Runs ``action`` at once, then every ``interval`` seconds, until stopped."""
+    """Runs ``action`` at once, then every ``interval`` seconds, until stopped; then
+    ``on_stop`` once, on its thread."""
 
-    def __init__(self, name: str, interval: float, action: Callable[[], object]) -> None:
+    def __init__(
+        self,
+        name: str,
+        interval: float,
+        action: Callable[[], object],
+        on_stop: Callable[[], object] | None = None,
+    ) -> None:
         self.name = name
         self._interval = interval
         self._action = action
+        self._on_stop = on_stop
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"runtara-{name}", daemon=True)
 
@@ -30,6 +40,10 @@ class PeriodicTask:
         while not self._stop.is_set():
             try:
                 self._action()
+            except errors.StorageError as error:
+                logger.warning("%s: %s; trying again in %gs", self.name, error, self._interval)
             except Exception:
-                logger.exception("%s failed; trying again in %.0fs", self.name, self._interval)
+                logger.exception("%s failed; trying again in %gs", self.name, self._interval)
             self._stop.wait(self._interval)
+        if self._on_stop is not None:
+            self._on_stop()

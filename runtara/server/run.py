@@ -106,22 +106,23 @@ def serve(config: ServerConfig) -> int:
     return 0
 
 
-RETENTION_INTERVAL = 600.0
-
-
 def maintenance_tasks(
     config: ServerConfig, storage: base.StorageDriver, server: InstanceServer
 ) -> list[PeriodicTask]:
     """The wake scheduler, stale-instance check and retention, as configured."""
     tasks = []
+    host, port = server.address
+    connect_to = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+    server_addr = f"[{connect_to}]:{port}" if ":" in connect_to else f"{connect_to}:{port}"
     if config.wake_command:
-        host, port = server.address
-        connect_to = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
         scheduler = waking.WakeScheduler(
             storage,
             config.wake_command,
-            server_addr=f"[{connect_to}]:{port}" if ":" in connect_to else f"{connect_to}:{port}",
+            server_addr=server_addr,
             skip_cert_verification=server.identity.self_signed,
+            batch=config.wake_batch,
+            grace=config.wake_grace,
+            lease=config.wake_lease,
         )
         tasks.append(PeriodicTask("wake-scheduler", config.wake_interval, scheduler.run_once))
         logger.info("waking due instances with: %s", config.wake_command)
@@ -140,9 +141,13 @@ def maintenance_tasks(
         tasks.append(
             PeriodicTask(
                 "retention",
-                RETENTION_INTERVAL,
+                config.retention_interval,
                 lambda: retention.prune(storage, clock.utc_now() - keep),
             )
         )
-        logger.info("finished instances are deleted %gs after they finish", config.retention)
+        logger.info(
+            "finished instances are deleted %gs after they finish (checked every %gs)",
+            config.retention,
+            config.retention_interval,
+        )
     return tasks

@@ -44,15 +44,10 @@ class DriverInfo:
 
 
 class DriverRegistry:
-    """The drivers installed in this environment, plus any registered explicitly."""
+    """The drivers installed in this environment: the entry points of ``group``."""
 
     def __init__(self, group: str = GROUP) -> None:
         self._group = group
-        self._explicit: dict[str, DriverEntry] = {}
-
-    def register(self, name: str, target: str) -> None:
-        """Add (or override) a driver by ``module:attribute``, ahead of entry points."""
-        self._explicit[name] = DriverEntry(name=name, target=target)
 
     def entries(self) -> dict[str, list[DriverEntry]]:
         """Every registration by name; more than one entry for a name is a conflict."""
@@ -68,8 +63,6 @@ class DriverRegistry:
             same = found.setdefault(point.name, [])
             if entry not in same:
                 same.append(entry)
-        for name, entry in self._explicit.items():
-            found[name] = [entry]
         return dict(sorted(found.items()))
 
     def load(self, name: str) -> type[base.StorageDriver]:
@@ -113,32 +106,31 @@ class DriverRegistry:
         """The driver whose ``url_schemes`` claim this URL's scheme.
 
         A URL without a scheme (a plain file path) belongs to the default driver.
+        Raises DriverNotFound when no driver claims the scheme (naming the drivers
+        that failed to load, one of which may have), DriverLoadFailed when several do.
         """
         scheme = urlsplit(url).scheme.lower() if ":" in url else ""
         if len(scheme) <= 1:  # no scheme, or a Windows drive letter
             return DEFAULT_DRIVER
         claimants = []
+        broken = []
         for info in self.describe():
             if info.driver is None:
-                if info.error:
-                    logger.warning("storage driver %s skipped: %s", info.entry.name, info.error)
-                continue
-            if scheme in info.driver.url_schemes:
+                broken.append(info.error)
+            elif scheme in info.driver.url_schemes:
                 claimants.append(info.entry.name)
         if not claimants:
             raise errors.DriverNotFound(
                 f"no installed storage driver accepts URLs of scheme '{scheme}:'"
-                + (
-                    " (pip install 'runtara-core[postgres]')"
-                    if scheme.startswith("postgres")
-                    else ""
-                )
+                + "".join(f"; not loaded: {reason}" for reason in broken)
             )
         if len(claimants) > 1:
             raise errors.DriverLoadFailed(
                 f"URL scheme '{scheme}:' is claimed by several drivers ({', '.join(claimants)}); "
                 "choose one with --driver"
             )
+        for reason in broken:
+            logger.warning("skipped while choosing a driver for '%s:': %s", scheme, reason)
         return claimants[0]
 
 

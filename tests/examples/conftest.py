@@ -19,10 +19,12 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 class Deployment:
-    """A server and the environment the examples run in; every file lives in ``folder``."""
+    """A server and the environment the examples run in; every file lives in ``folder``,
+    what the examples write in ``output_dir``."""
 
     def __init__(self, folder: Path, *server_args: str) -> None:
         self.folder = folder
+        self.output_dir = folder / "output"
         self.database_url = sqlite_url(folder)
         self.server = ServerProcess("--database-url", self.database_url, *server_args, cwd=folder)
         host, port = self.server.address
@@ -31,6 +33,7 @@ class Deployment:
             "RUNTARA_TENANT_ID": "acme",
             "RUNTARA_SERVER_ADDR": f"{host}:{port}",
             "RUNTARA_SKIP_CERT_VERIFICATION": "true",
+            "EXAMPLES_OUTPUT_DIR": str(self.output_dir),
         }
 
     def start(self, example: str, instance_id: str, stdout: Path, **env: str) -> subprocess.Popen:

@@ -42,3 +42,10 @@ def test_pause_suspends_the_batch_and_a_resumed_run_finishes_it(deployment, tmp_
     # every item processed exactly once: the second run went on where the first stopped
     assert lines(output) == items(*range(1, 13))
     assert lines(second) == [f"item {number} of 12 done" for number in range(paused_at + 1, 13)]
+
+
+def test_the_output_goes_to_the_examples_output_folder(deployment, tmp_path):
+    env = {"BATCH_ITEMS": "2", "BATCH_ITEM_SECONDS": "0"}
+    assert deployment.run("batch_job", "batch-1", tmp_path / "run.out", **env) == 0
+    assert lines(deployment.output_dir / "batch-output.txt") == items(1, 2)
+    assert not (tmp_path / "batch-output.txt").exists()  # nothing in the working directory

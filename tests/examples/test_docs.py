@@ -28,3 +28,12 @@ def test_the_readme_shows_every_example_after_the_sdk_section():
     for script in SCRIPTS:
         assert f"**`{script.name}`**" in section, script
         assert f"python examples/{script.name}" in section, script
+
+
+def test_scripts_that_write_files_name_the_folder_they_write_to():
+    writers = [script for script in SCRIPTS if ".open(" in script.read_text()]
+    assert [script.name for script in writers] == ["batch_job.py", "order_pipeline.py"]
+    for script in writers:
+        docstring = ast.get_docstring(ast.parse(script.read_text()))
+        assert "EXAMPLES_OUTPUT_DIR" in docstring and "never the working" in docstring, script
+    assert "EXAMPLES_OUTPUT_DIR" in README.split("## Example instance scripts\n", 1)[1]

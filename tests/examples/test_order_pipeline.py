@@ -26,11 +26,12 @@ def started(stdout) -> list[str]:
 
 
 def test_the_pipeline_runs_every_step_once(deployment, tmp_path):
-    log = tmp_path / "orders.log"
+    log = deployment.output_dir / "orders.log"
     stdout = tmp_path / "run.out"
     assert deployment.run("order_pipeline", "order-1", stdout, ORDER_STEP_SECONDS="0") == 0
     assert started(stdout) == STEPS
     assert lines(log) == [f"{step} order-1" for step in STEPS]  # ORDER_LOG's default
+    assert not (tmp_path / "orders.log").exists()  # nothing in the working directory
     assert deployment.status("order-1") == "completed"
     assert deployment.output("order-1") == OUTPUT
 

@@ -97,7 +97,11 @@ def test_an_unreachable_server_is_one_clear_line(tmp_path):
 
 def test_health_without_a_server_checks_the_storage(tmp_path):
     missing = run_cli("health", "--database-url", sqlite_url(tmp_path), cwd=tmp_path)
-    assert missing.returncode == 1 and "unable to open database file" in missing.stdout
+    assert missing.returncode == 1
+    assert missing.stdout == (
+        f"unhealthy: no runtara database at sqlite {tmp_path / 'runtara.db'} (WAL, "
+        "synchronous=FULL) (start the server or run `runtara-core migrate` first)\n"
+    )
     assert not (tmp_path / "runtara.db").exists()  # a health check creates nothing
     assert run_cli("migrate", "--database-url", sqlite_url(tmp_path), cwd=tmp_path).returncode == 0
     good = run_cli("health", "--database-url", sqlite_url(tmp_path), cwd=tmp_path)

@@ -21,9 +21,7 @@ def sleep_frame(instance_id, duration_ms):
     return framing.encode_frame(request.SerializeToString(), framing.MessageType.REQUEST)
 
 
-def test_sleep_replies_after_the_duration_and_leaves_the_instance_running(
-    server, client, running
-):
+def test_sleep_replies_after_the_duration_and_leaves_the_instance_running(server, client, running):
     for duration in (100, 500):
         started = server.loop_time
         reply = client.call(sleep=sleep_request(running, duration))

@@ -108,3 +108,35 @@ def test_arguments_are_checked_too():
         SdkConfig(instance_id="a", tenant_id="b", server_addr="example.com:1")
     with pytest.raises(errors.ConfigError, match="instance_id: must not be empty"):
         SdkConfig(instance_id="", tenant_id="b")
+
+
+def test_millisecond_variables_take_every_duration_form():
+    config = SdkConfig.from_env(
+        {
+            **REQUIRED,
+            "RUNTARA_CONNECT_TIMEOUT_MS": "2s",
+            "RUNTARA_REQUEST_TIMEOUT_MS": "1.5m",
+            "RUNTARA_SIGNAL_POLL_INTERVAL_MS": "250ms",
+            "RUNTARA_HEARTBEAT_INTERVAL_MS": "0",
+        }
+    )
+    assert (config.connect_timeout_ms, config.request_timeout_ms) == (2_000, 90_000)
+    assert (config.signal_poll_interval_ms, config.heartbeat_interval_ms) == (250, 0)
+    with pytest.raises(
+        errors.ConfigError,
+        match=r"^RUNTARA_CONNECT_TIMEOUT_MS='0.5': '0.5' is not a whole number of milliseconds$",
+    ):
+        SdkConfig.from_env({**REQUIRED, "RUNTARA_CONNECT_TIMEOUT_MS": "0.5"})
+
+
+def test_the_sdk_reads_its_variables_through_the_shared_settings():
+    from runtara import config
+    from runtara.sdk import config as sdk_config
+
+    assert all(isinstance(setting, config.Setting) for setting in sdk_config.SETTINGS)
+    assert [setting.env for setting in sdk_config.SETTINGS] == [
+        setting.env for setting in sdk_config.SETTINGS
+    ]
+    fields = {setting.name: setting for setting in sdk_config.SETTINGS}
+    assert fields["server_name"].parse is config.text
+    assert fields["skip_cert_verification"].parse is config.true_or_1

@@ -39,5 +39,5 @@ def test_the_readme_example_runs_and_exits_to_sleep(server, tmp_path):
 
 
 def test_the_readme_lists_every_sdk_variable():
-    for _, variable, _ in config.VARIABLES:
-        assert f"| `{variable}` |" in sdk_section(), variable
+    for setting in config.SETTINGS:
+        assert f"| `{setting.env}` |" in sdk_section(), setting.env

@@ -30,8 +30,9 @@ def test_ci_runs_exactly_the_readme_test_command():
 
 
 def test_every_setting_is_documented_with_its_variable():
-    for setting in config.SERVER_SETTINGS:
-        assert f"| `{setting.flag}` | `{setting.env}` |" in README, setting.flag
+    section = README.split("## Configuration\n", 1)[1].split("\n## ", 1)[0]
+    for setting in config.SERVER_SETTINGS + config.TOOL_SETTINGS + config.BENCH_SETTINGS:
+        assert f"| `{setting.flag}` | `{setting.env}` |" in section, setting.flag
 
 
 def test_every_test_the_guarantees_cite_exists():

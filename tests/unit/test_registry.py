@@ -80,10 +80,17 @@ def test_two_packages_claiming_one_name_is_an_error_not_a_silent_pick(plugins):
         registry.DriverRegistry().load("sqlite")
 
 
-def test_explicit_registration_overrides_entry_points():
+def test_a_third_party_distribution_registers_a_driver_through_its_entry_point(plugins):
+    make_distribution(
+        plugins, "alt-sqlite", {"alt": "runtara.drivers.sqlite.driver:SqliteDriver"}, {}
+    )
     drivers = registry.DriverRegistry()
-    drivers.register("sqlite", "runtara.drivers.sqlite.driver:SqliteDriver")
-    assert drivers.entries()["sqlite"][0].target == "runtara.drivers.sqlite.driver:SqliteDriver"
+    (entry,) = drivers.entries()["alt"]
+    assert entry == registry.DriverEntry(
+        "alt", "runtara.drivers.sqlite.driver:SqliteDriver", "alt-sqlite", "1.0"
+    )
+    assert drivers.load("alt").__name__ == "SqliteDriver"
+    assert drivers.entries()["sqlite"][0].distribution == "runtara-core"
 
 
 @pytest.mark.parametrize(
@@ -100,5 +107,33 @@ def test_url_scheme_selects_the_driver(url, name):
 
 
 def test_a_url_scheme_no_driver_claims_is_an_error():
-    with pytest.raises(errors.DriverNotFound, match="scheme 'redis:'"):
+    with pytest.raises(errors.DriverNotFound, match="scheme 'redis:'$"):
         registry.DriverRegistry().name_for_url("redis://localhost/0")
+
+
+def test_an_unclaimed_scheme_names_the_drivers_that_failed_to_load(plugins):
+    make_distribution(
+        plugins,
+        "broken-plugin",
+        {"broken": "broken_driver:Driver"},
+        {"broken_driver": BROKEN_IMPORT},
+    )
+    with pytest.raises(errors.DriverNotFound) as raised:
+        registry.DriverRegistry().name_for_url("redis://localhost/0")
+    assert str(raised.value) == (
+        "no installed storage driver accepts URLs of scheme 'redis:'; not loaded: "
+        "storage driver 'broken' (broken_driver:Driver) failed to import: "
+        "ImportError: libfoo.so.3: cannot open shared object file"
+    )
+    assert "pip install" not in str(raised.value)
+
+
+def test_a_broken_plugin_does_not_stop_a_claimed_scheme(plugins, caplog):
+    make_distribution(
+        plugins,
+        "broken-plugin",
+        {"broken": "broken_driver:Driver"},
+        {"broken_driver": BROKEN_IMPORT},
+    )
+    assert registry.DriverRegistry().name_for_url("postgresql://db/x") == "postgres"
+    assert "failed to import" in caplog.text

@@ -1,0 +1,166 @@
+"""``start``, ``stop`` and ``logs``: running instances with the server's launcher."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+
+from runtara import config, errors, records
+from runtara.cli import common
+from runtara.launcher import logs
+from runtara.launcher.spec import LaunchSpec, checked, checked_input
+
+DEFAULT_TENANT = "default"
+STOP_MARGIN = 15.0
+"""Seconds ``stop`` waits past the grace for a launcher to terminate the process."""
+POLL = 0.2
+
+
+def start(argv: Sequence[str]) -> int:
+    parser = common.Parser(
+        prog=f"{common.PROG} start",
+        description="Store a pending instance with how to launch it, and print its id; "
+        "the server's launcher starts it, relaunches it from its last checkpoint when its "
+        "process dies, and relaunches it when it is woken or resumed.",
+        usage=f"{common.PROG} start [OPTIONS] -- COMMAND [ARG...]",
+    )
+    parser.add_argument("--id", help="instance id (default: a new unique one)")
+    parser.add_argument("--tenant", default=DEFAULT_TENANT, help=f"tenant ({DEFAULT_TENANT})")
+    parser.add_argument(
+        "--input", metavar="JSON|@FILE", help="the instance's input: JSON text, or a file's bytes"
+    )
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="set a variable; repeatable",
+    )
+    parser.add_argument(
+        "--cwd", help="working folder of the process (default: the folder start runs in)"
+    )
+    parser.add_argument(
+        "--max-attempts",
+        type=common.positive,
+        default=3,
+        help="launches before the instance is failed (3)",
+    )
+    parser.add_argument(
+        "--replace", action="store_true", help="start afresh an id whose instance is finished"
+    )
+    parser.add_argument("command", nargs="+", help="the program to run, and its arguments")
+    common.add_target_arguments(parser)
+    arguments = parser.parse_args(argv)
+    env = {}
+    for assignment in arguments.env:
+        name, equals, value = assignment.partition("=")
+        if not equals:
+            parser.error(f"--env {assignment!r} is not NAME=VALUE")
+        env[name] = value
+    spec = checked(
+        LaunchSpec(
+            tuple(arguments.command),
+            os.path.abspath(arguments.cwd or os.getcwd()),
+            env,
+            arguments.max_attempts,
+        )
+    )
+    payload = None if arguments.input is None else checked_input(_input(arguments.input))
+    instance_id = arguments.id or f"{Path(spec.command[-1]).stem}-{uuid.uuid4().hex[:12]}"
+    with common.open_admin(arguments) as admin:
+        admin.start_instance(
+            instance_id, arguments.tenant, spec, payload, replace=arguments.replace
+        )
+    print(instance_id)
+    return 0
+
+
+def _input(value: str) -> bytes:
+    if value.startswith("@"):
+        return common.payload(value)
+    try:
+        json.loads(value)
+    except ValueError as error:
+        raise errors.ConfigError(
+            f"--input is not JSON ({error}); use @FILE for other bytes"
+        ) from None
+    return value.encode("utf-8")
+
+
+def stop(argv: Sequence[str]) -> int:
+    parser = common.Parser(
+        prog=f"{common.PROG} stop",
+        description="Send cancel, wait for the instance to end, and past the grace have its "
+        "process terminated (SIGTERM, then SIGKILL) and the instance recorded cancelled.",
+    )
+    parser.add_argument("instance", help="instance id")
+    parser.add_argument(
+        "--grace",
+        type=common.checked(config.duration),
+        default=30.0,
+        metavar="DURATION",
+        help="how long the instance has to acknowledge the cancel (30s)",
+    )
+    common.add_target_arguments(parser)
+    arguments = parser.parse_args(argv)
+    with common.open_admin(arguments) as admin:
+        launched = admin.stop_instance(arguments.instance, arguments.grace)
+        deadline = time.monotonic() + arguments.grace + (STOP_MARGIN if launched else 0)
+        while time.monotonic() < deadline:
+            instance = _instance(admin, arguments.instance)
+            if instance.status.is_terminal:
+                print(f"{arguments.instance} {instance.status.value}: {_ending(instance)}")
+                return 0
+            time.sleep(POLL)
+        reason = f"stopped: the instance did not end within {arguments.grace:g}s of the cancel" + (
+            "" if launched else " (no launcher runs its process: it may still be running)"
+        )
+        admin.give_up_stop(arguments.instance, reason)
+        instance = _instance(admin, arguments.instance)
+        print(f"{arguments.instance} {instance.status.value}: {_ending(instance)}")
+    return 0
+
+
+def _instance(admin, instance_id: str) -> records.Instance:
+    details = admin.instance_details(instance_id, recent_events=0)
+    if details is None:
+        raise errors.OperationRefused(f"Instance '{instance_id}' not found")
+    return details.instance
+
+
+def _ending(instance: records.Instance) -> str:
+    if instance.error:
+        return instance.error
+    return "acknowledged the cancel" if instance.status.value == "cancelled" else "ended"
+
+
+def logs_command(argv: Sequence[str]) -> int:
+    parser = common.Parser(
+        prog=f"{common.PROG} logs",
+        description="Print what a launched instance wrote to stdout or stderr (all its attempts).",
+    )
+    parser.add_argument("instance", help="instance id")
+    parser.add_argument(
+        "--stream", choices=logs.STREAMS, default="stderr", help="which output (stderr)"
+    )
+    parser.add_argument("--follow", "-f", action="store_true", help="keep printing what is added")
+    common.add_target_arguments(parser)
+    arguments = parser.parse_args(argv)
+    out = sys.stdout.buffer
+    with common.open_admin(arguments) as admin:
+        _instance(admin, arguments.instance)
+        offset = 0
+        while True:
+            data, offset = admin.read_log(arguments.instance, arguments.stream, offset)
+            if data:
+                out.write(data)
+                out.flush()
+                continue
+            if not arguments.follow:
+                return 0
+            time.sleep(POLL)

@@ -1,0 +1,10 @@
+"""Running instances: their launch specifications, processes, logs and recovery.
+
+:mod:`runtara.launcher.spec` is what ``runtara-core start`` stores,
+:mod:`runtara.launcher.logs` where each instance's output goes,
+:mod:`runtara.launcher.processes` how one attempt is spawned and watched, and
+:mod:`runtara.launcher.launcher` the loop that claims instances through the
+database and keeps them running.
+"""
+
+from __future__ import annotations

@@ -1,0 +1,1 @@
+"""Workflow scripts the launcher tests start as real instance processes."""
