@@ -59,6 +59,21 @@ class TenantMismatch(RequestError):
         self.instance_id = instance_id
 
 
+class Superseded(RequestError):
+    """The instance was registered again after this process registered it: the
+    newest registration wins, and this process must stop."""
+
+    def __init__(self, instance_id: str, yours: int, current: int) -> None:
+        super().__init__(
+            f"Instance '{instance_id}' was registered again by another process "
+            f"(registration {current}; this process holds registration {yours}): "
+            "this process is superseded and must stop"
+        )
+        self.instance_id = instance_id
+        self.yours = yours
+        self.current = current
+
+
 class RegistrationRefused(RequestError):
     """The server refused to register the instance; the message says why.
 

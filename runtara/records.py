@@ -37,6 +37,10 @@ class EventType(str, enum.Enum):
     FAILED = "failed"
     SUSPENDED = "suspended"
     CUSTOM = "custom"
+    LAUNCHED = "launched"
+    """Recorded by the launcher: an attempt's process started (attempt, pid, host)."""
+    EXITED = "exited"
+    """Recorded by the launcher: an attempt's process ended (attempt, code, signal)."""
 
 
 class SignalType(str, enum.Enum):
@@ -63,6 +67,9 @@ class Instance:
     """The last time any request of the instance reached the server."""
     wake_claimed_until: dt.datetime | None = None
     """While set and in the future, a wake scheduler is relaunching the instance."""
+    registration: int = 0
+    """How many times the instance was registered; the process holding the newest
+    registration is the one allowed to progress."""
 
 
 @attrs.frozen
@@ -211,6 +218,7 @@ class InstanceUpdate:
     sleep_until: dt.datetime | None = UNCHANGED
     last_activity_at: dt.datetime | None = UNCHANGED
     wake_claimed_until: dt.datetime | None = UNCHANGED
+    registration: int = UNCHANGED
 
     def changes(self) -> dict[str, Any]:
         """The fields to write, by column name."""

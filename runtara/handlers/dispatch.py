@@ -19,6 +19,7 @@ from google.protobuf.message import Message
 from runtara import errors
 from runtara.handlers import instance, management
 from runtara.handlers.services import Services
+from runtara.protocol import codes
 from runtara.protocol import instance_pb2 as pb
 from runtara.protocol import management_pb2 as mpb
 
@@ -101,10 +102,16 @@ def error_reply(code: str, message: str, response_type: type[Message] = pb.RpcRe
     return Reply(response)
 
 
-def execute(operation: Operation, request: Any, services: Services) -> Outcome:
-    """Run one request on the calling (worker) thread."""
+def execute(
+    operation: Operation, request: Any, services: Services, registration: int | None = None
+) -> Outcome:
+    """Run one request on the calling (worker) thread; ``registration`` is the one the
+    requesting process holds, when known (instance operations only)."""
     try:
-        result = operation.handler(request, services)
+        if registration is None:
+            result = operation.handler(request, services)
+        else:
+            result = operation.handler(request, services, registration)
     except errors.StorageError as error:
         services.storage_health.failed(error)
         return failed(operation, getattr(request, "instance_id", ""), error)
@@ -138,4 +145,5 @@ def failed(
     if bug is not None:
         return error_reply(operation.error_code, f"Internal error: {bug}", operation.response_type)
     logger.info("%s for instance %r refused: %s", operation.name, instance_id, error)
-    return error_reply(operation.error_code, str(error), operation.response_type)
+    code = codes.SUPERSEDED if isinstance(error, errors.Superseded) else operation.error_code
+    return error_reply(code, str(error), operation.response_type)

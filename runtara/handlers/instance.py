@@ -3,7 +3,9 @@
 Each handler validates the decoded request, runs one storage operation (the
 rules are in :mod:`runtara.storage.operations`) and returns the reply message,
 None for the three operations that answer with an empty FIN, or
-:class:`SleepStarted` for a Sleep whose reply is due later.
+:class:`SleepStarted` for a Sleep whose reply is due later. ``registration``
+is the registration the requesting process holds, when the server knows it
+(see :mod:`runtara.server.core`); a superseded one is refused.
 """
 
 from __future__ import annotations
@@ -47,8 +49,11 @@ def _optional(message: Message, field: str):
     return getattr(message, field) if message.HasField(field) else None
 
 
-def register_instance(request: pb.RegisterInstanceRequest, services: Services) -> pb.RpcResponse:
-    """Never an RpcError: every refusal is ``success=false`` with the reason."""
+def register_instance(
+    request: pb.RegisterInstanceRequest, services: Services, registration: int | None = None
+) -> pb.RpcResponse:
+    """Never an RpcError: every refusal is ``success=false`` with the reason. The
+    reply carries the new registration number (our addition, field 20)."""
     for name in ("instance_id", "tenant_id"):
         if not getattr(request, name):
             return _registration_refused(f"{name} is required")
@@ -56,7 +61,7 @@ def register_instance(request: pb.RegisterInstanceRequest, services: Services) -
     if field is not None:
         return _registration_refused(f"{field} must not contain NUL characters")
     try:
-        services.storage.register_instance(
+        number = services.storage.register_instance(
             request.instance_id,
             request.tenant_id,
             _optional(request, "checkpoint_id"),
@@ -66,7 +71,9 @@ def register_instance(request: pb.RegisterInstanceRequest, services: Services) -
         return _registration_refused(str(refusal))
     except errors.StorageError as error:
         return _registration_refused(f"Failed to register instance: {error}")
-    return pb.RpcResponse(register_instance=pb.RegisterInstanceResponse(success=True))
+    return pb.RpcResponse(
+        register_instance=pb.RegisterInstanceResponse(success=True, registration=number)
+    )
 
 
 def _registration_refused(reason: str) -> pb.RpcResponse:
@@ -75,28 +82,35 @@ def _registration_refused(reason: str) -> pb.RpcResponse:
     )
 
 
-def checkpoint(request: pb.CheckpointRequest, services: Services) -> pb.RpcResponse:
+def checkpoint(
+    request: pb.CheckpointRequest, services: Services, registration: int | None = None
+) -> pb.RpcResponse:
     outcome = services.storage.checkpoint(
-        require_id(request), request.checkpoint_id, request.state, services.now()
+        require_id(request), request.checkpoint_id, request.state, services.now(), registration
     )
     return pb.RpcResponse(checkpoint=mapping.checkpoint_response(outcome))
 
 
-def get_checkpoint(request: pb.GetCheckpointRequest, services: Services) -> pb.RpcResponse:
+def get_checkpoint(
+    request: pb.GetCheckpointRequest, services: Services, registration: int | None = None
+) -> pb.RpcResponse:
     state = services.storage.get_checkpoint(
-        require_id(request), request.checkpoint_id, services.now()
+        require_id(request), request.checkpoint_id, services.now(), registration
     )
     reply = pb.GetCheckpointResponse(found=state is not None, state=state or b"")
     return pb.RpcResponse(get_checkpoint=reply)
 
 
-def retry_attempt(request: pb.RetryAttemptEvent, services: Services) -> None:
+def retry_attempt(
+    request: pb.RetryAttemptEvent, services: Services, registration: int | None = None
+) -> None:
     services.storage.record_retry(
         require_id(request),
         request.checkpoint_id,
         request.attempt_number,
         _optional(request, "error_message"),
         services.now(),
+        registration,
     )
 
 
@@ -109,7 +123,9 @@ class SleepStarted:
     delay: float
 
 
-def sleep(request: pb.SleepRequest, services: Services) -> SleepStarted:
+def sleep(
+    request: pb.SleepRequest, services: Services, registration: int | None = None
+) -> SleepStarted:
     """Durable Sleep: ``sleep_until`` (and the checkpoint, if one is given) is committed
     and the instance suspended now; the reply comes ``duration_ms`` later, from a
     timer, after :func:`finish_sleep` woke the instance. If the instance or the
@@ -123,6 +139,7 @@ def sleep(request: pb.SleepRequest, services: Services) -> SleepStarted:
         request.checkpoint_id,
         request.state,
         services.now(),
+        registration,
     )
     return SleepStarted(instance_id, until, request.duration_ms / 1000)
 
@@ -132,7 +149,7 @@ def finish_sleep(started: SleepStarted, services: Services) -> pb.RpcResponse:
     return pb.RpcResponse(sleep=pb.SleepResponse())
 
 
-def _event(event: pb.InstanceEvent, services: Services) -> None:
+def _event(event: pb.InstanceEvent, services: Services, registration: int | None) -> None:
     services.storage.record_event(
         require_id(event),
         mapping.event_type(event.event_type),
@@ -140,43 +157,53 @@ def _event(event: pb.InstanceEvent, services: Services) -> None:
         services.now(),
         checkpoint_id=_optional(event, "checkpoint_id"),
         subtype=_optional(event, "subtype"),
+        registration=registration,
     )
 
 
-def instance_event(request: pb.InstanceEvent, services: Services) -> pb.RpcResponse:
-    _event(request, services)
+def instance_event(
+    request: pb.InstanceEvent, services: Services, registration: int | None = None
+) -> pb.RpcResponse:
+    _event(request, services, registration)
     return pb.RpcResponse(instance_event=pb.InstanceEventResponse(success=True))
 
 
-def instance_event_batch(request: pb.InstanceEventBatch, services: Services) -> None:
+def instance_event_batch(
+    request: pb.InstanceEventBatch, services: Services, registration: int | None = None
+) -> None:
     """Each event is its own operation; a refused one is logged and skipped."""
     for index, event in enumerate(request.events):
         try:
-            _event(event, services)
+            _event(event, services, registration)
         except (errors.RequestError, errors.StorageError) as error:
             logger.warning(
                 "event %d of a batch for instance %r skipped: %s", index, event.instance_id, error
             )
 
 
-def get_instance_status(request: pb.GetInstanceStatusRequest, services: Services) -> pb.RpcResponse:
+def get_instance_status(
+    request: pb.GetInstanceStatusRequest, services: Services, registration: int | None = None
+) -> pb.RpcResponse:
     """An unknown instance is not an error: STATUS_UNKNOWN, "Instance not found"."""
     instance_id = require_id(request)
     instance = services.storage.instance_status(instance_id, services.now())
     return pb.RpcResponse(get_instance_status=mapping.status_response(instance_id, instance))
 
 
-def poll_signals(request: pb.PollSignalsRequest, services: Services) -> pb.RpcResponse:
+def poll_signals(
+    request: pb.PollSignalsRequest, services: Services, registration: int | None = None
+) -> pb.RpcResponse:
     signals = services.storage.poll_signals(
-        require_id(request), _optional(request, "checkpoint_id"), services.now()
+        require_id(request), _optional(request, "checkpoint_id"), services.now(), registration
     )
     return pb.RpcResponse(poll_signals=mapping.poll_signals_response(signals))
 
 
-def signal_ack(request: pb.SignalAck, services: Services) -> None:
+def signal_ack(request: pb.SignalAck, services: Services, registration: int | None = None) -> None:
     services.storage.acknowledge_signal(
         require_id(request),
         mapping.signal_or_cancel(request.signal_type),
         request.acknowledged,
         services.now(),
+        registration,
     )

@@ -1,7 +1,7 @@
 """The launcher: keeps instances started with ``runtara-core start`` running.
 
-Each server process runs one, on its own thread, ticking a few times a second.
-A tick:
+Each server process runs one, on its own thread, ticking five times a second
+and at once when one of its processes ends. A tick:
 
 1. reaps the processes it started that ended, and records how (the store
    decides: finished, suspended, relaunch after a back-off, or failed once
@@ -27,6 +27,7 @@ import os
 import random
 import signal
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -51,7 +52,7 @@ class Settings:
     skip_cert_verification: bool
     runs_dir: Path
     max_running: int = 16
-    tick: float = 0.5
+    tick: float = 0.2
     lease: float = 15.0
     """How long a claim holds without renewal (a dead launcher's instances are
     looked at again after this)."""
@@ -95,6 +96,8 @@ class Launcher:
         self._watched: dict[str, _Watched] = {}
         self.launched = 0
         self.failed_launches = 0
+        self.poke: Callable[[], object] = lambda: None
+        """Called (on another thread) when a process this launcher started ends."""
 
     @property
     def running(self) -> int:
@@ -212,33 +215,37 @@ class Launcher:
     # --- launches nobody holds ----------------------------------------------
 
     def _look_after_lapsed(self) -> None:
+        """Launches nobody watches: a process still alive on this machine is watched
+        again; a gone one is relaunched at once; one that cannot be checked from
+        here (another machine, or a process that took the instance over) is
+        relaunched once it has been silent for the silence window."""
         now = self._now()
         lease = dt.timedelta(seconds=self.settings.lease)
+        silent_since = now - dt.timedelta(seconds=self.settings.silence)
         for launch in self._run(lambda tx: launches.lapsed(tx, now, 20), write=False):
             if launch.instance_id in self._watched:
                 continue
-            instance = self._run(lambda tx, i=launch.instance_id: tx.get_instance(i), write=False)
-            if instance is None:
-                continue
-            if (
-                launch.pid is not None
-                and launch.host == self.host
-                and processes.alive(launch.pid, launch.pid_started)
-            ):
+            local = launch.claimed_by is not None and launch.pid is not None
+            local = local and launch.host == self.host
+            if local and processes.alive(launch.pid, launch.pid_started):
                 if self.running < self.settings.max_running:
                     self._adopt(launch, now, lease)
                 continue
-            if launch.pid is None or launch.host == self.host:
+            if local:
                 how = "was lost: its process is gone and the server that watched it stopped"
             else:
-                last = instance.last_activity_at or instance.created_at
-                if now - last < dt.timedelta(seconds=self.settings.silence):
-                    continue  # on another machine, and still talking to a server
+                instance = self._run(
+                    lambda tx, i=launch.instance_id: tx.get_instance(i), write=False
+                )
+                if instance is None or (instance.last_activity_at or instance.created_at) > (
+                    silent_since
+                ):
+                    continue
                 how = f"was lost: it sent nothing for {self.settings.silence:g}s"
             retry_at = now + dt.timedelta(seconds=self._backoff(launch.attempt))
             outcome = self._run(
-                lambda tx, i=launch.instance_id, how=how, retry_at=retry_at: launches.relaunch_lost(
-                    tx, i, self.id, how, now, lease, retry_at
+                lambda tx, i=launch.instance_id, how=how, at=retry_at: launches.relaunch_lost(
+                    tx, i, self.id, how, now, lease, at
                 )
             )
             if outcome != "stale":
@@ -288,6 +295,9 @@ class Launcher:
         self._watched[launch.instance_id] = _Watched(
             launch.instance_id, launch.attempt, attempt.pid, attempt.started, attempt
         )
+        threading.Thread(
+            target=self._wake_on_exit, args=(attempt,), name="runtara-reaper", daemon=True
+        ).start()
         now = self._now()
         self._run(
             lambda tx: launches.launched(
@@ -308,6 +318,10 @@ class Launcher:
             launch.max_attempts,
             attempt.pid,
         )
+
+    def _wake_on_exit(self, attempt: processes.Attempt) -> None:
+        attempt.process.wait()  # the launcher's thread collects the status with poll()
+        self.poke()
 
     def _environment(
         self, launch: records.Launch, instance: records.Instance, spec: LaunchSpec, folder: Path

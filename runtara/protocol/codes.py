@@ -12,6 +12,8 @@ UNAVAILABLE = "UNAVAILABLE"
 """The server is shutting down (nothing was applied)."""
 UNAUTHENTICATED = "UNAUTHENTICATED"
 """A management request without the right token."""
+SUPERSEDED = "SUPERSEDED"
+"""The instance was registered again by another process: the requesting one must stop."""
 EMPTY_REQUEST = "EMPTY_REQUEST"
 """An ``RpcRequest`` whose oneof is not set."""
 

@@ -47,7 +47,7 @@ STATUS_FAILED: InstanceStatus
 STATUS_CANCELLED: InstanceStatus
 
 class RpcRequest(_message.Message):
-    __slots__ = ("register_instance", "sleep", "instance_event", "instance_event_batch", "get_instance_status", "checkpoint", "get_checkpoint", "poll_signals", "signal_ack", "retry_attempt")
+    __slots__ = ("register_instance", "sleep", "instance_event", "instance_event_batch", "get_instance_status", "checkpoint", "get_checkpoint", "poll_signals", "signal_ack", "retry_attempt", "registration")
     REGISTER_INSTANCE_FIELD_NUMBER: _ClassVar[int]
     SLEEP_FIELD_NUMBER: _ClassVar[int]
     INSTANCE_EVENT_FIELD_NUMBER: _ClassVar[int]
@@ -58,6 +58,7 @@ class RpcRequest(_message.Message):
     POLL_SIGNALS_FIELD_NUMBER: _ClassVar[int]
     SIGNAL_ACK_FIELD_NUMBER: _ClassVar[int]
     RETRY_ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    REGISTRATION_FIELD_NUMBER: _ClassVar[int]
     register_instance: RegisterInstanceRequest
     sleep: SleepRequest
     instance_event: InstanceEvent
@@ -68,7 +69,8 @@ class RpcRequest(_message.Message):
     poll_signals: PollSignalsRequest
     signal_ack: SignalAck
     retry_attempt: RetryAttemptEvent
-    def __init__(self, register_instance: _Optional[_Union[RegisterInstanceRequest, _Mapping]] = ..., sleep: _Optional[_Union[SleepRequest, _Mapping]] = ..., instance_event: _Optional[_Union[InstanceEvent, _Mapping]] = ..., instance_event_batch: _Optional[_Union[InstanceEventBatch, _Mapping]] = ..., get_instance_status: _Optional[_Union[GetInstanceStatusRequest, _Mapping]] = ..., checkpoint: _Optional[_Union[CheckpointRequest, _Mapping]] = ..., get_checkpoint: _Optional[_Union[GetCheckpointRequest, _Mapping]] = ..., poll_signals: _Optional[_Union[PollSignalsRequest, _Mapping]] = ..., signal_ack: _Optional[_Union[SignalAck, _Mapping]] = ..., retry_attempt: _Optional[_Union[RetryAttemptEvent, _Mapping]] = ...) -> None: ...
+    registration: int
+    def __init__(self, register_instance: _Optional[_Union[RegisterInstanceRequest, _Mapping]] = ..., sleep: _Optional[_Union[SleepRequest, _Mapping]] = ..., instance_event: _Optional[_Union[InstanceEvent, _Mapping]] = ..., instance_event_batch: _Optional[_Union[InstanceEventBatch, _Mapping]] = ..., get_instance_status: _Optional[_Union[GetInstanceStatusRequest, _Mapping]] = ..., checkpoint: _Optional[_Union[CheckpointRequest, _Mapping]] = ..., get_checkpoint: _Optional[_Union[GetCheckpointRequest, _Mapping]] = ..., poll_signals: _Optional[_Union[PollSignalsRequest, _Mapping]] = ..., signal_ack: _Optional[_Union[SignalAck, _Mapping]] = ..., retry_attempt: _Optional[_Union[RetryAttemptEvent, _Mapping]] = ..., registration: _Optional[int] = ...) -> None: ...
 
 class RpcResponse(_message.Message):
     __slots__ = ("register_instance", "sleep", "instance_event", "get_instance_status", "checkpoint", "get_checkpoint", "poll_signals", "error")
@@ -109,12 +111,14 @@ class RegisterInstanceRequest(_message.Message):
     def __init__(self, instance_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., checkpoint_id: _Optional[str] = ...) -> None: ...
 
 class RegisterInstanceResponse(_message.Message):
-    __slots__ = ("success", "error")
+    __slots__ = ("success", "error", "registration")
     SUCCESS_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    REGISTRATION_FIELD_NUMBER: _ClassVar[int]
     success: bool
     error: str
-    def __init__(self, success: _Optional[bool] = ..., error: _Optional[str] = ...) -> None: ...
+    registration: int
+    def __init__(self, success: _Optional[bool] = ..., error: _Optional[str] = ..., registration: _Optional[int] = ...) -> None: ...
 
 class CheckpointRequest(_message.Message):
     __slots__ = ("instance_id", "checkpoint_id", "state")

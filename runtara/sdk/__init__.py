@@ -46,6 +46,7 @@ from runtara.sdk.exceptions import (
     ServerError,
     Sleeping,
     Stop,
+    Superseded,
 )
 from runtara.sdk.instance import Instance
 from runtara.sdk.results import CheckpointResult, CustomSignal, Signal, Signals, Status
@@ -80,6 +81,7 @@ __all__ = [
     "Sleeping",
     "Status",
     "Stop",
+    "Superseded",
     "durable",
     "main",
     "run",

@@ -99,6 +99,8 @@ class AsyncInstance:
             raise exceptions.RegistrationRefused(
                 f"instance {self.instance_id!r} not registered: {reply.error}"
             )
+        if reply.HasField("registration"):
+            self._channel.registration = reply.registration
         interval = self.config.heartbeat_interval_ms / 1000
         if interval > 0 and self._heartbeat is None:
             self._heartbeat = asyncio.get_running_loop().create_task(self._beat(interval))
@@ -262,6 +264,8 @@ class AsyncInstance:
                 await self.heartbeat()
             except errors.RuntaraError as error:
                 logger.warning("background heartbeat of %r failed: %s", self.instance_id, error)
+            except exceptions.Superseded:
+                return  # the workflow's next call raises it too
 
     def _sleep_message(self, duration_ms: int) -> pb.RpcRequest:
         return pb.RpcRequest(

@@ -5,8 +5,13 @@ Every call first makes sure the cached connection is open: if it was closed
 bounded by the connect timeout. Every call is bounded by the request timeout.
 A request larger than the 64 MiB frame limit is refused before anything is
 sent. An ``OVERLOADED`` answer is retried with a short back-off while the
-request timeout allows; any other ``RpcError`` is raised as
-:class:`~runtara.sdk.exceptions.ServerError`.
+request timeout allows; ``SUPERSEDED`` (another process registered the
+instance since) is raised as :class:`~runtara.sdk.exceptions.Superseded`; any
+other ``RpcError`` as :class:`~runtara.sdk.exceptions.ServerError`.
+
+Once the instance is registered, every request names its registration, so
+that the server can refuse the requests of a superseded process even after
+reconnecting or on another server.
 
 A channel belongs to the event loop it is first used on.
 """
@@ -20,12 +25,11 @@ from google.protobuf.message import Message
 
 from runtara import errors
 from runtara.client.connection import Connection
-from runtara.protocol import framing
+from runtara.protocol import codes, framing
 from runtara.protocol import instance_pb2 as pb
 from runtara.sdk import exceptions
 from runtara.sdk.config import SdkConfig
 
-OVERLOADED = "OVERLOADED"
 FIRST_BACKOFF = 0.05
 LONGEST_BACKOFF = 1.0
 MIN_IDLE_TIMEOUT = 30.0
@@ -39,6 +43,8 @@ class Channel:
         self.config = config
         self._connection: Connection | None = None
         self._connecting = asyncio.Lock()
+        self.registration: int | None = None
+        """The registration the server gave this instance; named in every request."""
 
     async def call(self, request: pb.RpcRequest, *, timeout: float | None = None) -> Message:
         """Send ``request`` and return the reply message of the same kind.
@@ -46,7 +52,7 @@ class Channel:
         Raises ServerError for an ``RpcError``, BadResponse for a reply of
         another kind, and the transport errors of :mod:`runtara.errors`.
         """
-        kind = _checked_kind(request)
+        kind = _checked_kind(self._named(request))
         loop = asyncio.get_running_loop()
         timeout = self.config.request_timeout if timeout is None else timeout
         deadline = loop.time() + timeout
@@ -65,10 +71,12 @@ class Channel:
             answer = response.WhichOneof("response")
             if answer == "error":
                 code, message = response.error.code, response.error.message
-                if code == OVERLOADED and loop.time() + backoff < deadline:
+                if code == codes.OVERLOADED and loop.time() + backoff < deadline:
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, LONGEST_BACKOFF)
                     continue
+                if code == codes.SUPERSEDED:
+                    raise exceptions.Superseded(message)
                 raise exceptions.ServerError(code, message)
             if answer != kind:
                 raise errors.BadResponse(f"{kind}: expected a {kind} reply, got {answer or 'none'}")
@@ -77,7 +85,7 @@ class Channel:
     async def call_no_reply(self, request: pb.RpcRequest) -> None:
         """Send a request the server answers with an empty FIN (its effects are
         committed by then), and wait for that FIN."""
-        kind = _checked_kind(request)
+        kind = _checked_kind(self._named(request))
         connection = await self._connected(kind)
         with _naming(kind):
             await connection.call_no_reply(request, timeout=self.config.request_timeout)
@@ -85,7 +93,7 @@ class Channel:
     async def send(self, request: pb.RpcRequest) -> None:
         """Write ``request`` and stop reading its stream: the server carries it
         out but its answer, if any, is discarded."""
-        kind = _checked_kind(request)
+        kind = _checked_kind(self._named(request))
         connection = await self._connected(kind)
         connection.send(request)
 
@@ -95,6 +103,11 @@ class Channel:
         if connection is not None:
             with contextlib.suppress(errors.ClientError, OSError):
                 await connection.close()
+
+    def _named(self, request: pb.RpcRequest) -> pb.RpcRequest:
+        if self.registration is not None:
+            request.registration = self.registration
+        return request
 
     async def _connected(self, kind: str) -> Connection:
         async with self._connecting:

@@ -29,8 +29,8 @@ class ServerError(errors.RuntaraError):
         self.message = message
 
 
-class RegistrationRefused(errors.RuntaraError):
-    """The server refused to register the instance; the message says why."""
+RegistrationRefused = errors.RegistrationRefused
+"""The server refused to register the instance; the message says why."""
 
 
 class PayloadTooLarge(errors.RuntaraError, ValueError):
@@ -64,6 +64,11 @@ class Paused(Stop):
     def __init__(self, payload: bytes = b"") -> None:
         super().__init__(f"instance paused{_reason(payload)}")
         self.payload = payload
+
+
+class Superseded(Stop):
+    """Another process registered this instance after this one did: the newest
+    registration wins, so this process must stop (nothing it sends is applied)."""
 
 
 class Sleeping(Stop):

@@ -17,6 +17,10 @@ What happens, whatever the workflow does:
 - ``sleep(..., exit=True)``: the server holds the instance suspended until its
   wake time and :class:`~runtara.sdk.Sleeping` ends the workflow; nothing more
   is reported; exit code 0. The wake scheduler relaunches the script.
+- Another process registered the same instance since (a duplicate, or a
+  relaunch that took over): the server refuses this one's requests, the SDK
+  raises :class:`~runtara.sdk.Superseded` out of the workflow's code, nothing
+  more is reported, and the process exits with code 3 after one line saying so.
 
 Failures of the SDK itself (no server, registration refused, an event the
 server refuses) are raised from :func:`run`.
@@ -51,6 +55,7 @@ class Ending(str, enum.Enum):
     CANCELLED = "cancelled"
     PAUSED = "paused"
     SLEEPING = "sleeping"
+    SUPERSEDED = "superseded"
 
 
 @attrs.frozen
@@ -65,8 +70,8 @@ class Outcome:
 
     @property
     def exit_code(self) -> int:
-        """1 when failed, else 0."""
-        return 1 if self.ending is Ending.FAILED else 0
+        """1 when failed, 3 when superseded, else 0."""
+        return {Ending.FAILED: 1, Ending.SUPERSEDED: 3}.get(self.ending, 0)
 
 
 def run(workflow: Callable[[Any], Any], config: SdkConfig | None = None) -> Outcome:
@@ -99,6 +104,14 @@ def main(workflow: Callable[[Any], Any], config: SdkConfig | None = None) -> NoR
 async def _supervise(instance: Any, body: Callable[[], Awaitable[Any]]) -> Outcome:
     """``instance`` has AsyncInstance's coroutine methods."""
     await instance.register()
+    try:
+        return await _run_to_the_end(instance, body)
+    except exceptions.Superseded as stop:
+        logger.error("stopping: %s", stop)
+        return Outcome(Ending.SUPERSEDED, error=stop)
+
+
+async def _run_to_the_end(instance: Any, body: Callable[[], Awaitable[Any]]) -> Outcome:
     try:
         result = await body()
         output = json.dumps(result).encode("utf-8")

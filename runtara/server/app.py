@@ -41,6 +41,8 @@ logger = logging.getLogger(__name__)
 
 INSTANCE_SERVICE = core.Service("instance", pb.RpcRequest, dispatch.INSTANCE_OPERATIONS)
 STATS_TIMEOUT = 5.0
+REPLY_SETTLE = 1.0
+"""Seconds a stopping server waits at most for its last replies to be acknowledged."""
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
@@ -217,10 +219,13 @@ class InstanceServer:
             await asyncio.wait_for(self._wait_idle(), timeout=grace)
             drained = True
             # Closing a QUIC connection drops its unsent data: let the last
-            # replies reach their clients first.
+            # replies reach their clients first. A live client acknowledges
+            # within a few round trips; one whose process died never does, so
+            # the wait is short whatever the grace.
             for connection in self._connections:
                 connection.transmit()
-            while self._loop.time() < deadline and any(
+            settle = min(deadline, self._loop.time() + REPLY_SETTLE)
+            while self._loop.time() < settle and any(
                 c.replies_unacknowledged() for c in self._connections
             ):
                 await asyncio.sleep(0.01)

@@ -12,8 +12,8 @@ logger = logging.getLogger(__name__)
 
 
 class PeriodicTask:
-    """Runs ``action`` at once, then every ``interval`` seconds, until stopped; then
-    ``on_stop`` once, on its thread."""
+    """Runs ``action`` at once, then every ``interval`` seconds (sooner when poked),
+    until stopped; then ``on_stop`` once, on its thread."""
 
     def __init__(
         self,
@@ -27,13 +27,19 @@ class PeriodicTask:
         self._action = action
         self._on_stop = on_stop
         self._stop = threading.Event()
+        self._poked = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"runtara-{name}", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
 
+    def poke(self) -> None:
+        """Run the action again now rather than at the end of the interval (any thread)."""
+        self._poked.set()
+
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
+        self._poked.set()
         self._thread.join(timeout)
 
     def _run(self) -> None:
@@ -44,6 +50,7 @@ class PeriodicTask:
                 logger.warning("%s: %s; trying again in %gs", self.name, error, self._interval)
             except Exception:
                 logger.exception("%s failed; trying again in %gs", self.name, self._interval)
-            self._stop.wait(self._interval)
+            self._poked.wait(self._interval)
+            self._poked.clear()
         if self._on_stop is not None:
             self._on_stop()

@@ -156,6 +156,18 @@ class _Peer:
     """Of those, the ones the client reset or stopped reading."""
     sleeping: dict[int, SleepStarted] = attrs.Factory(dict)
     """Streams answering a durable sleep when its timer fires."""
+    registrations: dict[str, int] = attrs.Factory(dict)
+    """The registration this connection holds for each instance it registered."""
+
+
+@attrs.frozen
+class Registered:
+    """A worker's result for a successful RegisterInstance: the reply frame, and
+    the registration the connection now holds for the instance."""
+
+    frame: bytes
+    instance_id: str
+    registration: int
 
 
 def _is_bidirectional(stream_id: int) -> bool:
@@ -373,8 +385,9 @@ class ServerCore:
             return self._refuse(
                 connection, peer, stream_id, operation, codes.UNAVAILABLE, "server is shutting down"
             )
+        body = getattr(request, kind)
         job = Job(
-            _worker_call(operation, getattr(request, kind), self.services),
+            _worker_call(operation, body, self.services, _registration(peer, request, body)),
             connection,
             stream_id,
             operation,
@@ -460,6 +473,9 @@ class ServerCore:
             else:  # the instance stays suspended and due for waking
                 peer.awaiting_reply.discard(job.stream_id)
                 peer.abandoned.discard(job.stream_id)
+        elif isinstance(result, Registered):
+            peer.registrations[result.instance_id] = result.registration
+            actions.append(self._reply(job.connection, peer, job.stream_id, result.frame))
         elif isinstance(result, BaseException):
             # A bug outside the handler: say "not done" rather than leave the stream open.
             peer.awaiting_reply.discard(job.stream_id)
@@ -513,10 +529,32 @@ def _frame(outcome: dispatch.Outcome, operation: dispatch.Operation, instance_id
         return _encode(reply.message)
 
 
-def _worker_call(operation: dispatch.Operation, request: Any, services: Services):
+def _registration(peer: _Peer, request: Message, body: Message) -> int | None:
+    """The registration a request comes with: the one it names (our SDK sends it, so
+    that it holds across reconnections and servers), else the one its connection
+    holds for the instance (how upstream clients, which send none, are fenced)."""
+    if request.DESCRIPTOR.fields_by_name.get("registration") is None:
+        return None  # the management protocol
+    if request.HasField("registration"):
+        return request.registration
+    return peer.registrations.get(getattr(body, "instance_id", ""))
+
+
+def _worker_call(
+    operation: dispatch.Operation, request: Any, services: Services, registration: int | None
+):
+    instance_id = getattr(request, "instance_id", "")
+
     def run():
-        outcome = dispatch.execute(operation, request, services)
-        return _frame(outcome, operation, getattr(request, "instance_id", ""))
+        outcome = dispatch.execute(operation, request, services, registration)
+        frame = _frame(outcome, operation, instance_id)
+        if (
+            operation.name == "register_instance"
+            and isinstance(outcome, dispatch.Reply)
+            and outcome.message.register_instance.HasField("registration")
+        ):
+            return Registered(frame, instance_id, outcome.message.register_instance.registration)
+        return frame
 
     return run
 

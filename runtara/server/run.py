@@ -12,6 +12,7 @@ import threading
 from runtara import __version__, clock, errors
 from runtara.admin import retention, staleness, waking
 from runtara.config import ServerConfig
+from runtara.launcher import launcher
 from runtara.server.app import InstanceServer
 from runtara.server.background import PeriodicTask
 from runtara.storage import base, selection
@@ -109,11 +110,35 @@ def serve(config: ServerConfig) -> int:
 def maintenance_tasks(
     config: ServerConfig, storage: base.StorageDriver, server: InstanceServer
 ) -> list[PeriodicTask]:
-    """The wake scheduler, stale-instance check and retention, as configured."""
+    """The launcher, the wake scheduler, stale-instance check and retention, as configured."""
     tasks = []
     host, port = server.address
     connect_to = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
     server_addr = f"[{connect_to}]:{port}" if ":" in connect_to else f"{connect_to}:{port}"
+    if config.launcher:
+        runner = launcher.Launcher(
+            storage,
+            launcher.Settings(
+                server_addr=server_addr,
+                skip_cert_verification=server.identity.self_signed,
+                runs_dir=config.runs_dir.absolute(),
+                max_running=config.max_running,
+                lease=config.launch_lease,
+                silence=config.relaunch_silent_after,
+                backoff=config.restart_backoff,
+                backoff_cap=config.restart_backoff_max,
+                log_limit=config.log_cap,
+            ),
+        )
+        task = PeriodicTask("launcher", runner.settings.tick, runner.tick, runner.stop)
+        runner.poke = task.poke
+        tasks.append(task)
+        logger.info(
+            "launcher %s: up to %d instance processes, output in %s",
+            runner.id,
+            config.max_running,
+            runner.settings.runs_dir,
+        )
     if config.wake_command:
         scheduler = waking.WakeScheduler(
             storage,

@@ -99,8 +99,8 @@ class Transaction(abc.ABC):
         """Claim instances that need waking, and return them as they were before the claim.
 
         Due means: status ``suspended``, ``sleep_until`` at or before ``due_before``,
-        and no wake claim still in force (``wake_claimed_until`` unset or at or
-        before ``now``). Oldest ``sleep_until`` first, at most ``limit``. Each
+        no wake claim still in force (``wake_claimed_until`` unset or at or
+        before ``now``), and no launch (a launcher wakes those itself). Oldest ``sleep_until`` first, at most ``limit``. Each
         returned instance gets ``wake_claimed_until = claim_until``; concurrent
         callers, across threads or processes, never claim one instance twice.
         """
@@ -247,6 +247,45 @@ class Transaction(abc.ABC):
     def list_custom_signals(self, instance_id: str) -> list[records.CustomSignal]:
         """The instance's untaken custom signals, oldest first."""
 
+    # --- launches -------------------------------------------------------------
+
+    @abc.abstractmethod
+    def insert_launch(self, launch: records.Launch) -> None:
+        """Store the launch of an existing instance (StorageError for an unknown one
+        or one that has a launch already)."""
+
+    @abc.abstractmethod
+    def get_launch(self, instance_id: str) -> records.Launch | None:
+        """The instance's launch, or None (an instance not started with ``start``)."""
+
+    @abc.abstractmethod
+    def update_launch(self, instance_id: str, update: records.LaunchUpdate) -> None:
+        """Write the columns named by ``update``; no effect on an unknown id."""
+
+    @abc.abstractmethod
+    def claim_due_launches(
+        self, *, now: dt.datetime, claimed_by: str, claim_until: dt.datetime, limit: int
+    ) -> list[records.Launch]:
+        """Claim launches that are due, and return them as they are after the claim.
+
+        Due means ``next_launch_at`` at or before ``now`` and no claim in force
+        (``claimed_until`` unset or at or before ``now``). Earliest due first, at
+        most ``limit``. Each claimed launch gets ``claimed_by``, ``claimed_until``,
+        one more ``attempt``, and ``next_launch_at``, ``pid``, ``pid_started`` and
+        ``host`` cleared. Concurrent callers, across threads or processes, never
+        claim one launch twice.
+        """
+
+    @abc.abstractmethod
+    def list_lapsed_launches(self, *, now: dt.datetime, limit: int) -> list[records.Launch]:
+        """Launches of unfinished instances that nobody watches: claimed, with the
+        claim run out (at or before ``now``), or unclaimed and not due while the
+        instance is pending or running. By instance id, at most ``limit``."""
+
+    @abc.abstractmethod
+    def renew_launches(self, *, claimed_by: str, claim_until: dt.datetime) -> int:
+        """Set ``claimed_until`` of every launch ``claimed_by`` holds; how many."""
+
 
 class StorageDriver(abc.ABC):
     """A storage backend for runtara-core.
@@ -312,26 +351,41 @@ class StorageDriver(abc.ABC):
 
     # --- the instance protocol's operations -------------------------------------
     # Each is one write transaction running the rule of the same name in
-    # runtara.storage.operations; see there for what it does.
+    # runtara.storage.operations; see there for what it does. ``registration``
+    # is the registration the calling process holds (None: not known), and a
+    # request of a superseded registration is refused.
 
     def register_instance(
         self, instance_id: str, tenant_id: str, checkpoint_id: str | None, now: dt.datetime
-    ) -> None:
-        self.run(
+    ) -> int:
+        return self.run(
             lambda tx: operations.register_instance(tx, instance_id, tenant_id, checkpoint_id, now)
         )
 
     def checkpoint(
-        self, instance_id: str, checkpoint_id: str, state: bytes, now: dt.datetime
+        self,
+        instance_id: str,
+        checkpoint_id: str,
+        state: bytes,
+        now: dt.datetime,
+        registration: int | None = None,
     ) -> records.CheckpointOutcome:
         return self.run(
-            lambda tx: operations.checkpoint(tx, instance_id, checkpoint_id, state, now)
+            lambda tx: operations.checkpoint(
+                tx, instance_id, checkpoint_id, state, now, registration
+            )
         )
 
     def get_checkpoint(
-        self, instance_id: str, checkpoint_id: str, now: dt.datetime
+        self,
+        instance_id: str,
+        checkpoint_id: str,
+        now: dt.datetime,
+        registration: int | None = None,
     ) -> bytes | None:
-        return self.run(lambda tx: operations.get_checkpoint(tx, instance_id, checkpoint_id, now))
+        return self.run(
+            lambda tx: operations.get_checkpoint(tx, instance_id, checkpoint_id, now, registration)
+        )
 
     def begin_sleep(
         self,
@@ -340,9 +394,12 @@ class StorageDriver(abc.ABC):
         checkpoint_id: str,
         state: bytes,
         now: dt.datetime,
+        registration: int | None = None,
     ) -> dt.datetime:
         return self.run(
-            lambda tx: operations.begin_sleep(tx, instance_id, duration, checkpoint_id, state, now)
+            lambda tx: operations.begin_sleep(
+                tx, instance_id, duration, checkpoint_id, state, now, registration
+            )
         )
 
     def finish_sleep(self, instance_id: str, sleep_until: dt.datetime, now: dt.datetime) -> None:
@@ -357,10 +414,18 @@ class StorageDriver(abc.ABC):
         *,
         checkpoint_id: str | None = None,
         subtype: str | None = None,
+        registration: int | None = None,
     ) -> None:
         self.run(
             lambda tx: operations.record_event(
-                tx, instance_id, kind, payload, now, checkpoint_id=checkpoint_id, subtype=subtype
+                tx,
+                instance_id,
+                kind,
+                payload,
+                now,
+                checkpoint_id=checkpoint_id,
+                subtype=subtype,
+                registration=registration,
             )
         )
 
@@ -368,9 +433,15 @@ class StorageDriver(abc.ABC):
         return self.run(lambda tx: operations.instance_status(tx, instance_id, now))
 
     def poll_signals(
-        self, instance_id: str, checkpoint_id: str | None, now: dt.datetime
+        self,
+        instance_id: str,
+        checkpoint_id: str | None,
+        now: dt.datetime,
+        registration: int | None = None,
     ) -> records.Signals:
-        return self.run(lambda tx: operations.poll_signals(tx, instance_id, checkpoint_id, now))
+        return self.run(
+            lambda tx: operations.poll_signals(tx, instance_id, checkpoint_id, now, registration)
+        )
 
     def acknowledge_signal(
         self,
@@ -378,10 +449,11 @@ class StorageDriver(abc.ABC):
         signal_type: records.SignalType,
         acknowledged: bool,
         now: dt.datetime,
+        registration: int | None = None,
     ) -> None:
         self.run(
             lambda tx: operations.acknowledge_signal(
-                tx, instance_id, signal_type, acknowledged, now
+                tx, instance_id, signal_type, acknowledged, now, registration
             )
         )
 
@@ -392,9 +464,10 @@ class StorageDriver(abc.ABC):
         attempt: int,
         error_message: str | None,
         now: dt.datetime,
+        registration: int | None = None,
     ) -> None:
         self.run(
             lambda tx: operations.record_retry(
-                tx, instance_id, checkpoint_id, attempt, error_message, now
+                tx, instance_id, checkpoint_id, attempt, error_message, now, registration
             )
         )

@@ -124,6 +124,7 @@ def exited(
     signal: int | None = None,
     stderr: str = "",
     retry_at: dt.datetime | None = None,
+    lost: bool = False,
 ) -> str:
     """Record how ``attempt`` ended (an event ``exited``) and decide what follows.
 
@@ -133,6 +134,8 @@ def exited(
     of grace: the instance is now cancelled), ``failed`` (no attempts left: the
     instance is failed, saying how the last attempt ended) or ``relaunch`` (due
     again at ``retry_at``); ``stale`` if this launcher no longer held it.
+    ``lost`` says the process is gone or silent while another process may hold
+    the registration: then nothing counts as a take-over.
     """
     instance = tx.get_instance(instance_id)
     launch = tx.get_launch(instance_id)
@@ -165,7 +168,11 @@ def exited(
         )
         tx.update_launch(instance_id, release)
         return "stopped"
-    if launch.registration is not None and instance.registration > launch.registration + 1:
+    if (
+        not lost
+        and launch.registration is not None
+        and instance.registration > launch.registration + 1
+    ):
         tx.update_launch(instance_id, release)
         return "taken over"
     if attempt >= launch.max_attempts:
@@ -287,7 +294,7 @@ def relaunch_lost(
     launch = adopt(tx, instance_id, launcher, now, lease)
     if launch is None:
         return "stale"
-    return exited(tx, instance_id, launcher, launch.attempt, how, now, retry_at=retry_at)
+    return exited(tx, instance_id, launcher, launch.attempt, how, now, retry_at=retry_at, lost=True)
 
 
 def renew(tx: base.Transaction, launcher: str, until: dt.datetime) -> None:

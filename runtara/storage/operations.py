@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from runtara import errors, limits, records
 from runtara.records import EventType, InstanceStatus, InstanceUpdate
+from runtara.storage import launches
 
 if TYPE_CHECKING:
     from runtara.storage import base
@@ -26,11 +27,19 @@ if TYPE_CHECKING:
 _STATUS_CHANGING = frozenset({EventType.COMPLETED, EventType.FAILED, EventType.SUSPENDED})
 
 
-def require_instance(tx: base.Transaction, instance_id: str) -> records.Instance:
-    """The instance, locked for the rest of the transaction; InstanceNotFound if absent."""
+def require_instance(
+    tx: base.Transaction, instance_id: str, registration: int | None = None
+) -> records.Instance:
+    """The instance, locked for the rest of the transaction; InstanceNotFound if absent.
+
+    With ``registration`` (the one the calling process holds), Superseded if the
+    instance was registered again since: only the newest registration progresses.
+    """
     instance = tx.get_instance(instance_id)
     if instance is None:
         raise errors.InstanceNotFound(instance_id)
+    if registration is not None and registration != instance.registration:
+        raise errors.Superseded(instance_id, registration, instance.registration)
     return instance
 
 
@@ -54,8 +63,10 @@ def register_instance(
     tenant_id: str,
     checkpoint_id: str | None,
     now: dt.datetime,
-) -> None:
-    """Make the instance ``running`` (creating it if new) and record ``started``.
+) -> int:
+    """Make the instance ``running`` (creating it if new), record ``started``, and
+    return the new registration number: from now on, requests of processes that
+    registered the instance before are refused (Superseded).
 
     Refused (RegistrationRefused) for another tenant's instance, a finished one,
     and a ``checkpoint_id`` the instance does not have.
@@ -65,7 +76,9 @@ def register_instance(
         if checkpoint_id is not None:
             raise errors.RegistrationRefused(str(errors.CheckpointNotFound(checkpoint_id)))
         tx.create_instance(instance_id, tenant_id, now)
+        registration = 1
     else:
+        registration = instance.registration + 1
         if instance.tenant_id != tenant_id:
             raise errors.RegistrationRefused(str(errors.TenantMismatch(instance_id)))
         if instance.status.is_terminal:
@@ -78,7 +91,11 @@ def register_instance(
     tx.update_instance(
         instance_id,
         InstanceUpdate(
-            status=InstanceStatus.RUNNING, started_at=now, sleep_until=None, last_activity_at=now
+            status=InstanceStatus.RUNNING,
+            started_at=now,
+            sleep_until=None,
+            last_activity_at=now,
+            registration=registration,
         ),
     )
     tx.insert_event(
@@ -89,6 +106,7 @@ def register_instance(
             checkpoint_id=checkpoint_id,
         )
     )
+    return registration
 
 
 def _signals(tx: base.Transaction, instance_id: str, checkpoint_id: str | None) -> records.Signals:
@@ -99,14 +117,19 @@ def _signals(tx: base.Transaction, instance_id: str, checkpoint_id: str | None) 
 
 
 def checkpoint(
-    tx: base.Transaction, instance_id: str, checkpoint_id: str, state: bytes, now: dt.datetime
+    tx: base.Transaction,
+    instance_id: str,
+    checkpoint_id: str,
+    state: bytes,
+    now: dt.datetime,
+    registration: int | None = None,
 ) -> records.CheckpointOutcome:
     """Save ``state`` unless the id holds one already (then return that one); report
     the pending signal and take the custom signal of this checkpoint id.
 
     The instance must be running.
     """
-    _require_running(require_instance(tx, instance_id))
+    _require_running(require_instance(tx, instance_id, registration))
     if tx.insert_checkpoint(instance_id, checkpoint_id, state, now):
         tx.update_instance(
             instance_id, InstanceUpdate(checkpoint_id=checkpoint_id, last_activity_at=now)
@@ -119,10 +142,14 @@ def checkpoint(
 
 
 def get_checkpoint(
-    tx: base.Transaction, instance_id: str, checkpoint_id: str, now: dt.datetime
+    tx: base.Transaction,
+    instance_id: str,
+    checkpoint_id: str,
+    now: dt.datetime,
+    registration: int | None = None,
 ) -> bytes | None:
     """The state stored under ``checkpoint_id``, or None; the instance must exist."""
-    require_instance(tx, instance_id)
+    require_instance(tx, instance_id, registration)
     _touch(tx, instance_id, now)
     stored = tx.get_checkpoint(instance_id, checkpoint_id)
     return None if stored is None else stored.state
@@ -135,13 +162,14 @@ def begin_sleep(
     checkpoint_id: str,
     state: bytes,
     now: dt.datetime,
+    registration: int | None = None,
 ) -> dt.datetime:
     """Suspend a running instance until ``now + duration`` (whole milliseconds, so that
     every driver gives back exactly this value) and return that time.
 
     A non-empty ``checkpoint_id`` saves ``state`` under it first, as Checkpoint would.
     """
-    _require_running(require_instance(tx, instance_id))
+    _require_running(require_instance(tx, instance_id, registration))
     until = now + duration
     until = until.replace(microsecond=until.microsecond // 1000 * 1000)
     update = InstanceUpdate(
@@ -225,6 +253,7 @@ def record_event(
     *,
     checkpoint_id: str | None = None,
     subtype: str | None = None,
+    registration: int | None = None,
 ) -> None:
     """Store an event at ``now`` and apply its status change.
 
@@ -232,7 +261,7 @@ def record_event(
     changes nothing, any other status-changing event is refused (InstanceFinished);
     heartbeats and custom events are still recorded.
     """
-    instance = require_instance(tx, instance_id)
+    instance = require_instance(tx, instance_id, registration)
     if instance.status.is_terminal and kind in _STATUS_CHANGING:
         if _repeats_final_event(instance, kind, payload):
             _touch(tx, instance_id, now)
@@ -265,14 +294,21 @@ def instance_status(
 
 
 def poll_signals(
-    tx: base.Transaction, instance_id: str, checkpoint_id: str | None, now: dt.datetime
+    tx: base.Transaction,
+    instance_id: str,
+    checkpoint_id: str | None,
+    now: dt.datetime,
+    registration: int | None = None,
 ) -> records.Signals:
     """The pending signal, and the custom signal of ``checkpoint_id`` (taken).
 
     An unknown instance has no signals (as upstream answers).
     """
-    if tx.get_instance(instance_id) is None:
+    instance = tx.get_instance(instance_id)
+    if instance is None:
         return records.Signals()
+    if registration is not None and registration != instance.registration:
+        raise errors.Superseded(instance_id, registration, instance.registration)
     _touch(tx, instance_id, now)
     return _signals(tx, instance_id, checkpoint_id)
 
@@ -283,10 +319,11 @@ def acknowledge_signal(
     signal_type: records.SignalType,
     acknowledged: bool,
     now: dt.datetime,
+    registration: int | None = None,
 ) -> None:
     """Mark the pending signal of ``signal_type`` acknowledged (a signal that replaced
     it stays pending); an acknowledged cancel makes a live instance ``cancelled``."""
-    instance = require_instance(tx, instance_id)
+    instance = require_instance(tx, instance_id, registration)
     update = InstanceUpdate(last_activity_at=now)
     if acknowledged:
         tx.acknowledge_signal(instance_id, signal_type, now)
@@ -307,9 +344,10 @@ def record_retry(
     attempt: int,
     error_message: str | None,
     now: dt.datetime,
+    registration: int | None = None,
 ) -> None:
     """Record retry ``attempt`` of the step ``checkpoint_id``."""
-    require_instance(tx, instance_id)
+    require_instance(tx, instance_id, registration)
     tx.save_retry_attempt(instance_id, checkpoint_id, attempt, error_message, now)
     _touch(tx, instance_id, now)
 
@@ -342,11 +380,17 @@ def send_signal(
     payload: bytes,
     now: dt.datetime,
 ) -> None:
-    """Make this the pending signal of a live instance (replacing any earlier one)."""
+    """Make this the pending signal of a live instance (replacing any earlier one).
+
+    A resume of a suspended instance started with ``start`` makes it due for its
+    launcher at once.
+    """
     require_id(instance_id, "instance_id")
     limits.check_signal_payload(instance_id, len(payload))
     _signalable(tx, instance_id)
     tx.put_signal(instance_id, signal_type, payload, now)
+    if signal_type is records.SignalType.RESUME:
+        launches.resume(tx, instance_id, now)
 
 
 def send_custom_signal(
@@ -448,6 +492,8 @@ def fail_if_stale(
     instance = tx.get_instance(instance_id)  # locked: re-check under the lock
     if instance is None or instance.status is not InstanceStatus.RUNNING:
         return None
+    if tx.get_launch(instance_id) is not None:
+        return None  # its launcher relaunches a silent one instead
     last = instance.last_activity_at or instance.started_at or instance.created_at
     if last >= cutoff:
         return None

@@ -103,7 +103,7 @@ class SqlTransaction(base.Transaction):
 
     def _instance(self, row: Any) -> records.Instance:
         """Columns: id, tenant, status, created, checkpoint, started, finished,
-        output, error, sleep_until, last_activity, wake_claimed_until."""
+        output, error, sleep_until, last_activity, wake_claimed_until, registration."""
         time = self._read_time
         return records.Instance(
             instance_id=row[0],
@@ -118,6 +118,7 @@ class SqlTransaction(base.Transaction):
             sleep_until=time(row[9]),
             last_activity_at=time(row[10]),
             wake_claimed_until=time(row[11]),
+            registration=row[12],
         )
 
     # --- instances ------------------------------------------------------------
@@ -391,6 +392,80 @@ class SqlTransaction(base.Transaction):
             records.CustomSignal(instance_id, row[0], bytes(row[1] or b""), self._read_time(row[2]))
             for row in rows
         ]
+
+    # --- launches ---------------------------------------------------------------
+
+    def _launch(self, row: Any) -> records.Launch:
+        """Columns: id, spec, input, max_attempts, attempt, next_launch_at, claimed_by,
+        claimed_until, pid, pid_started, host, registration, stop_deadline, last_exit."""
+        time = self._read_time
+        return records.Launch(
+            instance_id=row[0],
+            spec=row[1],
+            input=None if row[2] is None else bytes(row[2]),
+            max_attempts=row[3],
+            attempt=row[4],
+            next_launch_at=time(row[5]),
+            claimed_by=row[6],
+            claimed_until=time(row[7]),
+            pid=row[8],
+            pid_started=row[9],
+            host=row[10],
+            registration=row[11],
+            stop_deadline=time(row[12]),
+            last_exit=row[13],
+        )
+
+    def insert_launch(self, launch: records.Launch) -> None:
+        self._execute(
+            self._queries["insert_launch"],
+            {
+                "instance_id": launch.instance_id,
+                "spec": launch.spec,
+                "input": launch.input,
+                "max_attempts": launch.max_attempts,
+                "attempt": launch.attempt,
+                "next_launch_at": self._param(launch.next_launch_at),
+            },
+        )
+
+    def get_launch(self, instance_id: str) -> records.Launch | None:
+        row = self._one("get_launch", {"instance_id": instance_id})
+        return None if row is None else self._launch(row)
+
+    def update_launch(self, instance_id: str, update: records.LaunchUpdate) -> None:
+        changes = update.changes()
+        if not changes:
+            return
+        params = {column: self._param(value) for column, value in changes.items()}
+        params["instance_id"] = instance_id
+        self._execute(self._queries.compose("update_launch", tuple(changes), ", "), params)
+
+    def claim_due_launches(
+        self, *, now: dt.datetime, claimed_by: str, claim_until: dt.datetime, limit: int
+    ) -> list[records.Launch]:
+        due = [
+            row[0]
+            for row in self._rows("select_due_launches", {"now": self._time(now), "limit": limit})
+        ]
+        if due:
+            until = self._time(claim_until)
+            self._execute_many(
+                self._queries["claim_launch"],
+                [
+                    {"claimed_by": claimed_by, "claim_until": until, "instance_id": instance_id}
+                    for instance_id in due
+                ],
+            )
+        return [self.get_launch(instance_id) for instance_id in due]
+
+    def list_lapsed_launches(self, *, now: dt.datetime, limit: int) -> list[records.Launch]:
+        rows = self._rows("list_lapsed_launches", {"now": self._time(now), "limit": limit})
+        return [self._launch(row) for row in rows]
+
+    def renew_launches(self, *, claimed_by: str, claim_until: dt.datetime) -> int:
+        params = {"claimed_by": claimed_by, "claim_until": self._time(claim_until)}
+        return self._changed("renew_launches", params)
 
 
 # --- the schema ----------------------------------------------------------------

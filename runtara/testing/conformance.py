@@ -48,7 +48,7 @@ import pytest
 
 from runtara import errors, limits, records
 from runtara.records import EventType, InstanceStatus, InstanceUpdate, SignalType
-from runtara.storage import base, operations
+from runtara.storage import base, launches, operations
 
 T0 = dt.datetime(2026, 3, 1, 12, 0, 0, 123000, tzinfo=dt.timezone.utc)
 """A fixed instant with whole milliseconds (the precision drivers must keep)."""
@@ -941,6 +941,194 @@ class DriverConformance:
         assert storage.run(lambda tx: tx.list_custom_signals(instance), write=False) == []
         storage.run(lambda tx: operations.send_custom_signal(tx, instance, "cp", b"fits", T0))
         assert storage.poll_signals(instance, "cp", at(1)).custom.payload == b"fits"
+
+    # --- registrations and launches -----------------------------------------------
+
+    def test_each_registration_gets_the_next_number_and_old_ones_are_refused(self, storage):
+        assert storage.register_instance("fenced", "tenant", None, T0) == 1
+        storage.checkpoint("fenced", "a", b"", at(1), registration=1)
+        assert storage.register_instance("fenced", "tenant", None, at(2)) == 2
+        assert self.status(storage, "fenced").registration == 2
+        for call in (
+            lambda: storage.checkpoint("fenced", "b", b"", at(3), registration=1),
+            lambda: storage.record_event("fenced", EventType.COMPLETED, b"", at(3), registration=1),
+            lambda: storage.poll_signals("fenced", "b", at(3), registration=1),
+            lambda: storage.acknowledge_signal(
+                "fenced", SignalType.CANCEL, True, at(3), registration=1
+            ),
+            lambda: storage.record_retry("fenced", "b", 2, "e", at(3), registration=1),
+            lambda: storage.begin_sleep(
+                "fenced", dt.timedelta(seconds=1), "", b"", at(3), registration=1
+            ),
+        ):
+            with pytest.raises(errors.Superseded):
+                call()
+        assert self.status(storage, "fenced").status is InstanceStatus.RUNNING
+        assert not storage.checkpoint("fenced", "b", b"", at(4), registration=2).found
+
+    def launch(self, instance_id, **fields):
+        return records.Launch(instance_id, '{"command": ["x"]}', b"in", 3, **fields)
+
+    def test_launches_round_trip_and_update(self, storage, instance):
+        storage.run(lambda tx: tx.insert_launch(self.launch(instance, next_launch_at=at(1))))
+        got = storage.run(lambda tx: tx.get_launch(instance), write=False)
+        assert got == self.launch(instance, next_launch_at=at(1))
+        update = records.LaunchUpdate(
+            attempt=2,
+            next_launch_at=None,
+            claimed_by="launcher-1",
+            claimed_until=at(9),
+            pid=123,
+            pid_started=2**40,
+            host="box",
+            registration=5,
+            stop_deadline=at(30),
+            last_exit="killed by SIGKILL",
+        )
+        storage.run(lambda tx: tx.update_launch(instance, update))
+        assert storage.run(lambda tx: tx.get_launch(instance)) == self.launch(
+            instance, **update.changes()
+        )
+        assert storage.run(lambda tx: tx.get_launch("nope")) is None
+        with pytest.raises(errors.StorageError):
+            storage.run(lambda tx: tx.insert_launch(self.launch("nope")))
+
+    def test_due_launches_are_claimed_earliest_first_and_once(self, storage):
+        def setup(tx):
+            for name, due, claimed_until in (
+                ("late", at(30), None),
+                ("early", at(10), None),
+                ("future", at(500), None),
+                ("held", at(5), at(200)),
+                ("lapsed", at(20), at(50)),
+                ("waiting", None, None),
+            ):
+                tx.create_instance(name, "tenant", T0)
+                tx.insert_launch(self.launch(name, next_launch_at=due))
+                if claimed_until is not None:
+                    tx.update_launch(name, records.LaunchUpdate(claimed_until=claimed_until))
+
+        storage.run(setup)
+
+        def claim(limit):
+            return storage.run(
+                lambda tx: tx.claim_due_launches(
+                    now=at(100), claimed_by="me", claim_until=at(160), limit=limit
+                )
+            )
+
+        first = claim(2)
+        assert [launch.instance_id for launch in first] == ["early", "lapsed"]
+        assert first[0] == self.launch("early", attempt=1, claimed_by="me", claimed_until=at(160))
+        assert [launch.instance_id for launch in claim(10)] == ["late"]
+        assert claim(10) == []
+
+    def test_concurrent_claims_never_share_a_launch(self, storage):
+        def setup(tx):
+            for index in range(40):
+                tx.create_instance(f"l{index:02}", "tenant", T0)
+                tx.insert_launch(self.launch(f"l{index:02}", next_launch_at=at(index)))
+
+        storage.run(setup)
+
+        def claim(index):
+            return [
+                launch.instance_id
+                for launch in storage.run(
+                    lambda tx: tx.claim_due_launches(
+                        now=at(100), claimed_by=f"c{index}", claim_until=at(200), limit=3
+                    )
+                )
+            ]
+
+        claimed = [name for batch in in_threads(self.threads, claim) for name in batch]
+        assert len(claimed) == len(set(claimed)) == 40
+
+    def test_lapsed_launches_and_renewal(self, storage):
+        def setup(tx):
+            for name, status, claimed_by, claimed_until, due in (
+                ("mine", InstanceStatus.RUNNING, "me", at(10), None),
+                ("theirs", InstanceStatus.RUNNING, "them", at(100), None),
+                ("unwatched", InstanceStatus.RUNNING, None, None, None),
+                ("due", InstanceStatus.PENDING, None, None, at(5)),
+                ("paused", InstanceStatus.SUSPENDED, None, None, None),
+                ("done", InstanceStatus.COMPLETED, "me", at(10), None),
+            ):
+                tx.create_instance(name, "tenant", T0)
+                tx.update_instance(name, InstanceUpdate(status=status))
+                tx.insert_launch(self.launch(name, next_launch_at=due))
+                tx.update_launch(
+                    name, records.LaunchUpdate(claimed_by=claimed_by, claimed_until=claimed_until)
+                )
+
+        storage.run(setup)
+
+        def lapsed(now):
+            return [
+                launch.instance_id
+                for launch in storage.run(
+                    lambda tx: tx.list_lapsed_launches(now=now, limit=10), write=False
+                )
+            ]
+
+        assert lapsed(at(20)) == ["mine", "unwatched"]
+        assert storage.run(lambda tx: tx.renew_launches(claimed_by="me", claim_until=at(60))) == 2
+        assert lapsed(at(20)) == ["unwatched"]
+        assert lapsed(at(100)) == ["mine", "theirs", "unwatched"]
+
+    def test_deleting_an_instance_removes_its_launch(self, storage, instance):
+        storage.run(lambda tx: tx.insert_launch(self.launch(instance)))
+        storage.run(lambda tx: tx.delete_instance(instance))
+        assert storage.run(lambda tx: tx.get_launch(instance)) is None
+
+    def test_launched_sleepers_are_left_to_their_launcher(self, storage):
+        self.sleeping(storage, "launched", at(10))
+        self.sleeping(storage, "plain", at(20))
+        storage.run(lambda tx: tx.insert_launch(self.launch("launched")))
+        claimed = storage.run(
+            lambda tx: tx.claim_due_sleepers(
+                due_before=at(100), now=at(100), claim_until=at(160), limit=10
+            )
+        )
+        assert [i.instance_id for i in claimed] == ["plain"]
+
+    def test_start_then_exits_follow_the_restart_policy(self, storage):
+        storage.run(lambda tx: launches.start_instance(tx, "job", "t", "{}", b"in", 2, at(0)))
+        with pytest.raises(errors.OperationRefused, match="already exists"):
+            storage.run(lambda tx: launches.start_instance(tx, "job", "t", "{}", None, 2, at(1)))
+        lease = dt.timedelta(seconds=15)
+        ((launch, instance),) = storage.run(lambda tx: launches.claim(tx, "me", at(1), lease, 5))
+        assert (launch.attempt, instance.status) == (1, InstanceStatus.PENDING)
+        storage.run(lambda tx: launches.launched(tx, "job", "me", 1, 99, None, "box", at(2)))
+        assert (
+            storage.run(
+                lambda tx: launches.exited(
+                    tx, "job", "me", 1, "killed by SIGKILL", at(3), retry_at=at(4)
+                )
+            )
+            == "relaunch"
+        )
+        assert storage.run(lambda tx: tx.get_launch("job")).next_launch_at == at(4)
+        storage.run(lambda tx: launches.claim(tx, "me", at(4), lease, 5))
+        outcome = storage.run(
+            lambda tx: launches.exited(
+                tx, "job", "me", 2, "exited with code 1", at(5), stderr="Traceback: boom"
+            )
+        )
+        assert outcome == "failed"
+        got = self.status(storage, "job")
+        assert got.status is InstanceStatus.FAILED
+        assert got.error.startswith("gave up after 2 attempts: the last one exited with code 1")
+        assert got.error.endswith("Traceback: boom")
+        kinds = [
+            e.event_type
+            for e in reversed(storage.run(lambda tx: tx.list_events("job"), write=False))
+        ]
+        assert kinds == [EventType.LAUNCHED, EventType.EXITED, EventType.EXITED]
+        storage.run(
+            lambda tx: launches.start_instance(tx, "job", "t", "{}", None, 2, at(6), replace=True)
+        )
+        assert self.status(storage, "job").status is InstanceStatus.PENDING
 
     # --- two processes --------------------------------------------------------
 

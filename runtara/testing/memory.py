@@ -39,6 +39,7 @@ class Tables:
     acknowledged: set[str] = attrs.Factory(set)
     """Instances whose signal in ``signals`` is acknowledged."""
     custom_signals: dict[tuple[str, str], records.CustomSignal] = attrs.Factory(dict)
+    launches: dict[str, records.Launch] = attrs.Factory(dict)
     counter: itertools.count = attrs.Factory(lambda: itertools.count(1))
 
     def copy(self) -> Tables:
@@ -50,6 +51,7 @@ class Tables:
             dict(self.signals),
             set(self.acknowledged),
             dict(self.custom_signals),
+            dict(self.launches),
             self.counter,
         )
 
@@ -111,6 +113,7 @@ class MemoryTransaction(base.Transaction):
             instance
             for instance in self._tables.instances.values()
             if instance.status is records.InstanceStatus.SUSPENDED
+            and instance.instance_id not in self._tables.launches
             and instance.sleep_until is not None
             and instance.sleep_until <= due_before
             and (instance.wake_claimed_until is None or instance.wake_claimed_until <= now)
@@ -155,6 +158,7 @@ class MemoryTransaction(base.Transaction):
         tables.events[:] = [event for event in tables.events if event.instance_id != instance_id]
         tables.signals.pop(instance_id, None)
         tables.acknowledged.discard(instance_id)
+        tables.launches.pop(instance_id, None)
         for key in [key for key in tables.custom_signals if key[0] == instance_id]:
             del tables.custom_signals[key]
         return True
@@ -270,6 +274,73 @@ class MemoryTransaction(base.Transaction):
     def list_custom_signals(self, instance_id):
         found = [s for (owner, _), s in self._tables.custom_signals.items() if owner == instance_id]
         return sorted(found, key=lambda s: (s.created_at, s.checkpoint_id))
+
+    # --- launches -------------------------------------------------------------
+
+    def insert_launch(self, launch):
+        self._require(launch.instance_id)
+        if launch.instance_id in self._tables.launches:
+            raise errors.StorageError(f"Database error: '{launch.instance_id}' has a launch")
+        self._tables.launches[launch.instance_id] = launch
+
+    def get_launch(self, instance_id):
+        return self._tables.launches.get(instance_id)
+
+    def update_launch(self, instance_id, update):
+        launch = self._tables.launches.get(instance_id)
+        if launch is not None:
+            self._tables.launches[instance_id] = attrs.evolve(launch, **update.changes())
+
+    def claim_due_launches(self, *, now, claimed_by, claim_until, limit):
+        due = [
+            launch
+            for launch in self._tables.launches.values()
+            if launch.next_launch_at is not None
+            and launch.next_launch_at <= now
+            and (launch.claimed_until is None or launch.claimed_until <= now)
+        ]
+        due.sort(key=lambda launch: (launch.next_launch_at, launch.instance_id))
+        claimed = []
+        for launch in due[:limit]:
+            launch = attrs.evolve(
+                launch,
+                claimed_by=claimed_by,
+                claimed_until=claim_until,
+                attempt=launch.attempt + 1,
+                next_launch_at=None,
+                pid=None,
+                pid_started=None,
+                host=None,
+            )
+            self._tables.launches[launch.instance_id] = launch
+            claimed.append(launch)
+        return claimed
+
+    def list_lapsed_launches(self, *, now, limit):
+        def lapsed(launch):
+            status = self._tables.instances[launch.instance_id].status
+            if status.is_terminal:
+                return False
+            if launch.claimed_by is not None:
+                return launch.claimed_until is not None and launch.claimed_until <= now
+            return launch.next_launch_at is None and status in (
+                records.InstanceStatus.PENDING,
+                records.InstanceStatus.RUNNING,
+            )
+
+        found = sorted(
+            (launch for launch in self._tables.launches.values() if lapsed(launch)),
+            key=lambda launch: launch.instance_id,
+        )
+        return found[:limit]
+
+    def renew_launches(self, *, claimed_by, claim_until):
+        mine = [each for each in self._tables.launches.values() if each.claimed_by == claimed_by]
+        for launch in mine:
+            self._tables.launches[launch.instance_id] = attrs.evolve(
+                launch, claimed_until=claim_until
+            )
+        return len(mine)
 
 
 class MemoryDriver(base.StorageDriver):

@@ -44,14 +44,14 @@ ON CONFLICT (instance_id) DO NOTHING
 
 -- name: get_instance
 SELECT instance_id, tenant_id, status::text, created_at, checkpoint_id, started_at, finished_at,
-       output, error, sleep_until, last_activity_at, wake_claimed_until
+       output, error, sleep_until, last_activity_at, wake_claimed_until, registration
 FROM instances WHERE instance_id = %(instance_id)s
 
 -- name: get_instance_for_update
 -- The row lock serializes the operations on one instance across connections
 -- and processes until the transaction ends.
 SELECT instance_id, tenant_id, status::text, created_at, checkpoint_id, started_at, finished_at,
-       output, error, sleep_until, last_activity_at, wake_claimed_until
+       output, error, sleep_until, last_activity_at, wake_claimed_until, registration
 FROM instances WHERE instance_id = %(instance_id)s FOR UPDATE
 
 -- name: update_instance
@@ -84,9 +84,12 @@ last_activity_at = %(last_activity_at)s
 -- name: assign.wake_claimed_until
 wake_claimed_until = %(wake_claimed_until)s
 
+-- name: assign.registration
+registration = %(registration)s
+
 -- name: list_instances
 SELECT instance_id, tenant_id, status::text, created_at, checkpoint_id, started_at, finished_at,
-       output, error, sleep_until, last_activity_at, wake_claimed_until
+       output, error, sleep_until, last_activity_at, wake_claimed_until, registration
 FROM instances WHERE {instance_filter}
 ORDER BY created_at DESC, instance_id LIMIT %(limit)s OFFSET %(offset)s
 
@@ -103,10 +106,11 @@ status = %(status)s::instance_status
 -- SKIP LOCKED: a scheduler in another process passes over the rows this one
 -- is claiming instead of claiming them too.
 SELECT instance_id, tenant_id, status::text, created_at, checkpoint_id, started_at, finished_at,
-       output, error, sleep_until, last_activity_at, wake_claimed_until
+       output, error, sleep_until, last_activity_at, wake_claimed_until, registration
 FROM instances
 WHERE status = 'suspended' AND sleep_until IS NOT NULL AND sleep_until <= %(due_before)s
   AND (wake_claimed_until IS NULL OR wake_claimed_until <= %(now)s)
+  AND instance_id NOT IN (SELECT instance_id FROM instance_launches)
 ORDER BY sleep_until, instance_id LIMIT %(limit)s
 FOR UPDATE SKIP LOCKED
 
@@ -115,7 +119,7 @@ UPDATE instances SET wake_claimed_until = %(claim_until)s WHERE instance_id = %(
 
 -- name: list_stale_instances
 SELECT instance_id, tenant_id, status::text, created_at, checkpoint_id, started_at, finished_at,
-       output, error, sleep_until, last_activity_at, wake_claimed_until
+       output, error, sleep_until, last_activity_at, wake_claimed_until, registration
 FROM instances
 WHERE status = 'running' AND coalesce(last_activity_at, started_at, created_at) < %(cutoff)s
 ORDER BY coalesce(last_activity_at, started_at, created_at), instance_id LIMIT %(limit)s
@@ -235,3 +239,71 @@ RETURNING payload, created_at
 -- name: list_custom_signals
 SELECT checkpoint_id, payload, created_at FROM pending_checkpoint_signals
 WHERE instance_id = %(instance_id)s ORDER BY created_at, checkpoint_id
+
+-- === launches ==================================================================
+
+-- name: insert_launch
+INSERT INTO instance_launches (instance_id, spec, input, max_attempts, attempt, next_launch_at)
+VALUES (%(instance_id)s, %(spec)s, %(input)s, %(max_attempts)s, %(attempt)s, %(next_launch_at)s)
+
+-- name: get_launch
+SELECT instance_id, spec, input, max_attempts, attempt, next_launch_at, claimed_by, claimed_until,
+       pid, pid_started, host, registration, stop_deadline, last_exit
+FROM instance_launches WHERE instance_id = %(instance_id)s
+
+-- name: update_launch
+UPDATE instance_launches SET {launch_assign} WHERE instance_id = %(instance_id)s
+
+-- name: launch_assign.attempt
+attempt = %(attempt)s
+
+-- name: launch_assign.next_launch_at
+next_launch_at = %(next_launch_at)s
+
+-- name: launch_assign.claimed_by
+claimed_by = %(claimed_by)s
+
+-- name: launch_assign.claimed_until
+claimed_until = %(claimed_until)s
+
+-- name: launch_assign.pid
+pid = %(pid)s
+
+-- name: launch_assign.pid_started
+pid_started = %(pid_started)s
+
+-- name: launch_assign.host
+host = %(host)s
+
+-- name: launch_assign.registration
+registration = %(registration)s
+
+-- name: launch_assign.stop_deadline
+stop_deadline = %(stop_deadline)s
+
+-- name: launch_assign.last_exit
+last_exit = %(last_exit)s
+
+-- name: select_due_launches
+SELECT instance_id FROM instance_launches
+WHERE next_launch_at IS NOT NULL AND next_launch_at <= %(now)s
+  AND (claimed_until IS NULL OR claimed_until <= %(now)s)
+ORDER BY next_launch_at, instance_id LIMIT %(limit)s
+FOR UPDATE SKIP LOCKED
+
+-- name: claim_launch
+UPDATE instance_launches SET claimed_by = %(claimed_by)s, claimed_until = %(claim_until)s,
+    attempt = attempt + 1, next_launch_at = NULL, pid = NULL, pid_started = NULL, host = NULL
+WHERE instance_id = %(instance_id)s
+
+-- name: list_lapsed_launches
+SELECT l.instance_id, l.spec, l.input, l.max_attempts, l.attempt, l.next_launch_at, l.claimed_by,
+       l.claimed_until, l.pid, l.pid_started, l.host, l.registration, l.stop_deadline, l.last_exit
+FROM instance_launches l JOIN instances i ON i.instance_id = l.instance_id
+WHERE i.status NOT IN ('completed', 'failed', 'cancelled')
+  AND ((l.claimed_by IS NOT NULL AND l.claimed_until <= %(now)s)
+       OR (l.claimed_by IS NULL AND l.next_launch_at IS NULL AND i.status IN ('pending', 'running')))
+ORDER BY l.instance_id LIMIT %(limit)s
+
+-- name: renew_launches
+UPDATE instance_launches SET claimed_until = %(claim_until)s WHERE claimed_by = %(claimed_by)s

@@ -44,14 +44,14 @@ ON CONFLICT (instance_id) DO NOTHING
 
 -- name: get_instance
 SELECT instance_id, tenant_id, status, created_at, checkpoint_id, started_at, finished_at,
-       output, error, sleep_until, last_activity_at, wake_claimed_until
+       output, error, sleep_until, last_activity_at, wake_claimed_until, registration
 FROM instances WHERE instance_id = :instance_id
 
 -- name: get_instance_for_update
 -- The write transaction holds SQLite's only write lock already: a plain read
 -- is locked until the transaction ends.
 SELECT instance_id, tenant_id, status, created_at, checkpoint_id, started_at, finished_at,
-       output, error, sleep_until, last_activity_at, wake_claimed_until
+       output, error, sleep_until, last_activity_at, wake_claimed_until, registration
 FROM instances WHERE instance_id = :instance_id
 
 -- name: update_instance
@@ -84,9 +84,12 @@ last_activity_at = :last_activity_at
 -- name: assign.wake_claimed_until
 wake_claimed_until = :wake_claimed_until
 
+-- name: assign.registration
+registration = :registration
+
 -- name: list_instances
 SELECT instance_id, tenant_id, status, created_at, checkpoint_id, started_at, finished_at,
-       output, error, sleep_until, last_activity_at, wake_claimed_until
+       output, error, sleep_until, last_activity_at, wake_claimed_until, registration
 FROM instances WHERE {instance_filter}
 ORDER BY created_at DESC, instance_id LIMIT :limit OFFSET :offset
 
@@ -103,10 +106,11 @@ status = :status
 -- The write transaction holds SQLite's only write lock: no one else can claim
 -- between this read and claim_sleeper.
 SELECT instance_id, tenant_id, status, created_at, checkpoint_id, started_at, finished_at,
-       output, error, sleep_until, last_activity_at, wake_claimed_until
+       output, error, sleep_until, last_activity_at, wake_claimed_until, registration
 FROM instances
 WHERE status = 'suspended' AND sleep_until IS NOT NULL AND sleep_until <= :due_before
   AND (wake_claimed_until IS NULL OR wake_claimed_until <= :now)
+  AND instance_id NOT IN (SELECT instance_id FROM instance_launches)
 ORDER BY sleep_until, instance_id LIMIT :limit
 
 -- name: claim_sleeper
@@ -114,7 +118,7 @@ UPDATE instances SET wake_claimed_until = :claim_until WHERE instance_id = :inst
 
 -- name: list_stale_instances
 SELECT instance_id, tenant_id, status, created_at, checkpoint_id, started_at, finished_at,
-       output, error, sleep_until, last_activity_at, wake_claimed_until
+       output, error, sleep_until, last_activity_at, wake_claimed_until, registration
 FROM instances
 WHERE status = 'running' AND coalesce(last_activity_at, started_at, created_at) < :cutoff
 ORDER BY coalesce(last_activity_at, started_at, created_at), instance_id LIMIT :limit
@@ -232,3 +236,70 @@ RETURNING payload, created_at
 -- name: list_custom_signals
 SELECT checkpoint_id, payload, created_at FROM pending_checkpoint_signals
 WHERE instance_id = :instance_id ORDER BY created_at, checkpoint_id
+
+-- === launches ==================================================================
+
+-- name: insert_launch
+INSERT INTO instance_launches (instance_id, spec, input, max_attempts, attempt, next_launch_at)
+VALUES (:instance_id, :spec, :input, :max_attempts, :attempt, :next_launch_at)
+
+-- name: get_launch
+SELECT instance_id, spec, input, max_attempts, attempt, next_launch_at, claimed_by, claimed_until,
+       pid, pid_started, host, registration, stop_deadline, last_exit
+FROM instance_launches WHERE instance_id = :instance_id
+
+-- name: update_launch
+UPDATE instance_launches SET {launch_assign} WHERE instance_id = :instance_id
+
+-- name: launch_assign.attempt
+attempt = :attempt
+
+-- name: launch_assign.next_launch_at
+next_launch_at = :next_launch_at
+
+-- name: launch_assign.claimed_by
+claimed_by = :claimed_by
+
+-- name: launch_assign.claimed_until
+claimed_until = :claimed_until
+
+-- name: launch_assign.pid
+pid = :pid
+
+-- name: launch_assign.pid_started
+pid_started = :pid_started
+
+-- name: launch_assign.host
+host = :host
+
+-- name: launch_assign.registration
+registration = :registration
+
+-- name: launch_assign.stop_deadline
+stop_deadline = :stop_deadline
+
+-- name: launch_assign.last_exit
+last_exit = :last_exit
+
+-- name: select_due_launches
+SELECT instance_id FROM instance_launches
+WHERE next_launch_at IS NOT NULL AND next_launch_at <= :now
+  AND (claimed_until IS NULL OR claimed_until <= :now)
+ORDER BY next_launch_at, instance_id LIMIT :limit
+
+-- name: claim_launch
+UPDATE instance_launches SET claimed_by = :claimed_by, claimed_until = :claim_until,
+    attempt = attempt + 1, next_launch_at = NULL, pid = NULL, pid_started = NULL, host = NULL
+WHERE instance_id = :instance_id
+
+-- name: list_lapsed_launches
+SELECT l.instance_id, l.spec, l.input, l.max_attempts, l.attempt, l.next_launch_at, l.claimed_by,
+       l.claimed_until, l.pid, l.pid_started, l.host, l.registration, l.stop_deadline, l.last_exit
+FROM instance_launches l JOIN instances i ON i.instance_id = l.instance_id
+WHERE i.status NOT IN ('completed', 'failed', 'cancelled')
+  AND ((l.claimed_by IS NOT NULL AND l.claimed_until <= :now)
+       OR (l.claimed_by IS NULL AND l.next_launch_at IS NULL AND i.status IN ('pending', 'running')))
+ORDER BY l.instance_id LIMIT :limit
+
+-- name: renew_launches
+UPDATE instance_launches SET claimed_until = :claim_until WHERE claimed_by = :claimed_by

@@ -31,7 +31,7 @@ T0 = dt.datetime(2026, 3, 1, 12, 0, 0, 123000, tzinfo=dt.timezone.utc)
 BINARY = bytes([0x00, 0xFF, 0x80, 0x7F])
 IGNORE = object()
 _TIME_TEXT = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\.\d{6}$")
-INSTANCE_COLUMNS = 12
+INSTANCE_COLUMNS = 13
 
 
 def at(seconds: float) -> dt.datetime:
@@ -43,7 +43,27 @@ def instance_row(instance_id, tenant_id, status, created, **columns) -> tuple:
         "checkpoint_id started_at finished_at output error sleep_until "
         "last_activity_at wake_claimed_until"
     ).split()
-    return (instance_id, tenant_id, status, created, *(columns.get(name) for name in names))
+    registration = columns.get("registration", 0)
+    return (
+        instance_id,
+        tenant_id,
+        status,
+        created,
+        *(columns.get(name) for name in names),
+        registration,
+    )
+
+
+def launch_row(instance_id, spec, payload, max_attempts, **columns) -> tuple:
+    names = (
+        "attempt next_launch_at claimed_by claimed_until pid pid_started host "
+        "registration stop_deadline last_exit"
+    ).split()
+    values = {"attempt": 0, **columns}
+    return (instance_id, spec, payload, max_attempts, *(values.get(name) for name in names))
+
+
+LAUNCH_COLUMNS = tuple(field.name for field in attrs.fields(records.LaunchUpdate))
 
 
 def ids(rows: list[tuple]) -> list[str]:
@@ -72,13 +92,14 @@ ALL_COLUMNS = (
     "sleep_until",
     "last_activity_at",
     "wake_claimed_until",
+    "registration",
 )
 
 SCRIPT = [
     # --- the schema (lock_schema begins the transaction the script runs in)
     Step("lock_schema"),
     Step("create_migrations_table"),
-    Step("applied_migrations", expect=lambda rows: [row[0] for row in rows] == [1, 2, 3, 4]),
+    Step("applied_migrations", expect=lambda rows: [row[0] for row in rows] == [1, 2, 3, 4, 5]),
     Step("record_migration", {"version": 99, "name": "0099_test.sql", "checksum": "c"}, 1),
     Step("applied_migrations", expect=lambda rows: rows[-1] == (99, "0099_test.sql", "c")),
     Step("migrations_table_exists", expect=[(1,)]),
@@ -103,6 +124,7 @@ SCRIPT = [
             "sleep_until": None,
             "last_activity_at": at(4.5),
             "wake_claimed_until": at(7),
+            "registration": 3,
         },
         1,
         compose=ALL_COLUMNS,
@@ -124,6 +146,7 @@ SCRIPT = [
                 error="bröken",
                 last_activity_at=at(4.5),
                 wake_claimed_until=at(7),
+                registration=3,
             )
         ],
     ),
@@ -198,6 +221,119 @@ SCRIPT = [
         lambda rows: ids(rows) == ["i3"],
     ),
     Step("list_stale_instances", {"cutoff": at(1), "limit": 10}, []),
+    # --- launches (i2 is suspended, i3 running)
+    Step(
+        "insert_launch",
+        {
+            "instance_id": "i2",
+            "spec": '{"command": ["x"]}',
+            "input": BINARY,
+            "max_attempts": 3,
+            "attempt": 0,
+            "next_launch_at": at(20),
+        },
+        1,
+    ),
+    Step(
+        "insert_launch",
+        {
+            "instance_id": "i3",
+            "spec": "{}",
+            "input": None,
+            "max_attempts": 5,
+            "attempt": 0,
+            "next_launch_at": at(30),
+        },
+        1,
+    ),
+    Step(
+        "get_launch",
+        {"instance_id": "i2"},
+        [launch_row("i2", '{"command": ["x"]}', BINARY, 3, next_launch_at=at(20))],
+    ),
+    Step("get_launch", {"instance_id": "nope"}, []),
+    # a launched sleeper is its launcher's to wake, not the wake scheduler's
+    Step("select_due_sleepers", {"due_before": at(100), "now": at(160), "limit": 10}, []),
+    Step("select_due_launches", {"now": at(25), "limit": 10}, [("i2",)]),
+    Step("select_due_launches", {"now": at(35), "limit": 1}, [("i2",)]),
+    Step(
+        "claim_launch",
+        {"claimed_by": "me", "claim_until": at(40), "instance_id": "i2"},
+        1,
+    ),
+    Step(
+        "get_launch",
+        {"instance_id": "i2"},
+        [
+            launch_row(
+                "i2",
+                '{"command": ["x"]}',
+                BINARY,
+                3,
+                attempt=1,
+                claimed_by="me",
+                claimed_until=at(40),
+            )
+        ],
+    ),
+    Step("select_due_launches", {"now": at(35), "limit": 10}, [("i3",)]),
+    Step(
+        "update_launch",
+        {
+            "instance_id": "i3",
+            "attempt": 2,
+            "next_launch_at": None,
+            "claimed_by": "other",
+            "claimed_until": at(50),
+            "pid": 4321,
+            "pid_started": 98765432100,
+            "host": "box",
+            "registration": 7,
+            "stop_deadline": at(60),
+            "last_exit": "exited with code 1",
+        },
+        1,
+        compose=LAUNCH_COLUMNS,
+        separator=", ",
+    ),
+    Step(
+        "get_launch",
+        {"instance_id": "i3"},
+        [
+            launch_row(
+                "i3",
+                "{}",
+                None,
+                5,
+                attempt=2,
+                claimed_by="other",
+                claimed_until=at(50),
+                pid=4321,
+                pid_started=98765432100,
+                host="box",
+                registration=7,
+                stop_deadline=at(60),
+                last_exit="exited with code 1",
+            )
+        ],
+    ),
+    Step("renew_launches", {"claimed_by": "me", "claim_until": at(45)}, 1),
+    # claims that ran out; a running instance whose launch nobody holds
+    Step("list_lapsed_launches", {"now": at(44), "limit": 10}, []),
+    Step("list_lapsed_launches", {"now": at(45), "limit": 10}, lambda rows: ids(rows) == ["i2"]),
+    Step(
+        "list_lapsed_launches",
+        {"now": at(50), "limit": 10},
+        lambda rows: ids(rows) == ["i2", "i3"] and len(rows[0]) == 14,
+    ),
+    Step(
+        "update_launch",
+        {"instance_id": "i3", "claimed_by": None, "claimed_until": None},
+        1,
+        compose=("claimed_by", "claimed_until"),
+        separator=", ",
+    ),
+    Step("list_lapsed_launches", {"now": at(0), "limit": 10}, lambda rows: ids(rows) == ["i3"]),
     Step("list_finished_before", {"cutoff": at(6), "limit": 10}, [("i1",)]),
     Step("list_finished_before", {"cutoff": at(5), "limit": 10}, []),
     # --- checkpoints
@@ -560,6 +696,7 @@ def test_every_slot_has_exactly_the_fragments_the_base_fills(dialect):
         "checkpoint_filter": sqlbase.CHECKPOINT_FILTERS,
         "event_filter": sqlbase.EVENT_FILTERS,
         "assign": tuple(field.name for field in attrs.fields(records.InstanceUpdate)),
+        "launch_assign": LAUNCH_COLUMNS,
     }
     slots = {named.slot(name) for name in named if "." not in name} - {None}
     assert slots == set(families)

@@ -99,6 +99,13 @@ FIELDS = {
     ],
 }
 
+OUR_ADDITIONS = {
+    "RpcRequest": [("registration", 20, U64, OPT)],
+    "RegisterInstanceResponse": [("registration", 20, U64, OPT)],
+}
+"""Fields of this project's own, numbered from 20 and optional, so that upstream
+parsers skip them and upstream clients, which never send them, lose nothing."""
+
 ENUMS = {
     "InstanceEventType": {
         "EVENT_HEARTBEAT": 0,
@@ -142,10 +149,11 @@ def test_fields_match_upstream(message):
             label = OPT if field.has_presence else None
         actual.append((field.name, field.number, field.type, label))
     expected = []
-    for name, number, kind, *label in FIELDS[message]:
+    for name, number, kind, *label in FIELDS[message] + OUR_ADDITIONS.get(message, []):
         expected.append((name, number, kind, label[0] if label else None))
     if message in ("RpcRequest", "RpcResponse"):
-        assert {f.containing_oneof.name for f in descriptor.fields} == {message[3:].lower()}
+        upstream = [f for f in descriptor.fields if f.number < 20]
+        assert {f.containing_oneof.name for f in upstream} == {message[3:].lower()}
     assert sorted(actual, key=lambda f: f[1]) == sorted(expected, key=lambda f: f[1])
 
 

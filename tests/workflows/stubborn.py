@@ -1,15 +1,14 @@
-"""A workflow that never looks at its signals and ignores SIGTERM: only SIGKILL ends it."""
+"""A workflow that never looks at its signals: a cancel reaches it only as a signal
+to its process."""
 
 from __future__ import annotations
 
-import signal
 import time
 
 from runtara import sdk
 
 
 def workflow(instance: sdk.Instance) -> None:
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     instance.checkpoint("started", b"")
     while True:
         instance.heartbeat()
