@@ -248,6 +248,16 @@ STORAGE_SETTINGS = (
     ),
 )
 
+PROCESSES = Setting(
+    "processes",
+    "--processes",
+    "RUNTARA_PROCESSES",
+    _whole(1, 64),
+    "server processes sharing the UDP port (SO_REUSEPORT), each with its own event "
+    "loop, worker pool and storage connections",
+    "N",
+)
+
 MAX_CONCURRENT = Setting(
     "max_concurrent",
     "--max-concurrent",
@@ -274,6 +284,7 @@ SERVER_SETTINGS = STORAGE_SETTINGS + (
         "UDP port of the instance protocol (0 picks a free one)",
         "PORT",
     ),
+    PROCESSES,
     MAX_CONCURRENT,
     Setting(
         "max_pending",
@@ -622,6 +633,7 @@ class ServerConfig:
     database_url: str | None = None
     host: str = "127.0.0.1"
     port: int = 8001
+    processes: int = 1
     max_concurrent: int = 32
     max_pending: int = 1024
     shutdown_grace: float = 10.0
@@ -709,6 +721,25 @@ def add_arguments(
                 default=None,
                 help=help_text,
             )
+
+
+def to_environment(settings: Iterable[Setting], values: object) -> dict[str, str]:
+    """The variables that give another process the same ``values`` (a configuration
+    object): each setting's text, as its parse function reads it back."""
+    environment = {}
+    for setting in settings:
+        value = getattr(values, setting.name)
+        if value is None or setting.env is None:
+            continue
+        if isinstance(value, bool):
+            text = "on" if value else "off"
+        elif isinstance(value, tuple):
+            host, port = value
+            text = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        else:
+            text = str(value)
+        environment[setting.env] = text
+    return environment
 
 
 def resolve(

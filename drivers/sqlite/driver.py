@@ -32,6 +32,7 @@ from urllib.parse import parse_qsl, quote
 
 from runtara import errors
 from runtara.drivers.sqlite import diagnosis
+from runtara.drivers.sqlite.file_lock import FileLock
 from runtara.drivers.sqlite.transaction import SqliteTransaction
 from runtara.drivers.sqlite.write_group import WriteGroup
 from runtara.storage import base, queries, sqlbase
@@ -57,8 +58,12 @@ class SqliteDriver(base.StorageDriver):
         self.busy_timeout_ms = options.get("busy_timeout_ms", 30_000)
         self.max_batch = options.get("max_batch", 256)
         self._queries = queries.load("sqlite")
+        self._writers = FileLock(path.with_name(path.name + "-writers.lock"))
         self._group = WriteGroup(
-            self._connect, max_batch=self.max_batch, wait_timeout=self.busy_timeout_ms / 1000
+            self._connect,
+            max_batch=self.max_batch,
+            wait_timeout=self.busy_timeout_ms / 1000,
+            writers_lock=self._writers.held,
         )
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
@@ -213,6 +218,7 @@ class SqliteDriver(base.StorageDriver):
     def close(self) -> None:
         self._closed = True
         self._group.close()
+        self._writers.close()
         with self._readers_lock:
             for connection in self._readers:
                 connection.close()

@@ -92,10 +92,13 @@ class WriteGroup:
         *,
         max_batch: int = 256,
         wait_timeout: float = 30.0,
+        writers_lock: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
     ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
         self._connect = connect
+        self._writers_lock = writers_lock
+        """Held around each batch's transaction, to queue other processes' writers."""
         self._max_batch = max_batch
         self._wait_timeout = wait_timeout
         self._lock = threading.Lock()
@@ -198,14 +201,15 @@ class WriteGroup:
             self._fail(batch, _storage_error(error, errors.StorageUnavailable))
             return
         try:
-            connection.execute("BEGIN IMMEDIATE")
-            for job in batch:
-                self._run_job(connection, job)
-                if not connection.in_transaction:
-                    # SQLite rolled the whole transaction back itself (disk
-                    # full, I/O error): the batch's earlier work is gone too.
-                    raise _RolledBack(job.error)
-            connection.execute("COMMIT")
+            with self._writers_lock():
+                connection.execute("BEGIN IMMEDIATE")
+                for job in batch:
+                    self._run_job(connection, job)
+                    if not connection.in_transaction:
+                        # SQLite rolled the whole transaction back itself (disk
+                        # full, I/O error): the batch's earlier work is gone too.
+                        raise _RolledBack(job.error)
+                connection.execute("COMMIT")
         except Exception as error:
             logger.error("SQLite commit failed: %s", error)
             self._fail(batch, _storage_error(error))

@@ -66,8 +66,14 @@ class InstanceServer:
         identity: tls.Identity | None = None,
         now=clock.utc_now,
         instance_service: core.Service = INSTANCE_SERVICE,
+        sockets: dict[str, socket.socket] | None = None,
     ) -> None:
         self.config = config
+        self._sockets = sockets or {}
+        """Bound UDP sockets to serve on instead of binding, by service name (a parent
+        process that binds them for several server processes hands them down)."""
+        self.shared_figures = None
+        """With several server processes, their shared figures (a SharedFigures)."""
         self._instance_service = instance_service
         if identity is None:
             if config.tls_cert is not None:
@@ -156,10 +162,21 @@ class InstanceServer:
             return dict(self._last_snapshot)
 
     def counters(self) -> dict[str, float]:
-        """:meth:`stats` plus the storage driver's counters (``storage_`` prefix)."""
+        """:meth:`stats` plus the storage driver's counters (``storage_`` prefix); with
+        several server processes, every process's summed and each one's own."""
+        own = self._own_counters()
+        if self.shared_figures is None:
+            return own
+        return self.shared_figures.merged(own)
+
+    def _own_counters(self) -> dict[str, float]:
         storage = self.services.storage
         driver = storage.stats() if storage is not None else {}
         return {**self.stats(), **{f"storage_{name}": value for name, value in driver.items()}}
+
+    def publish_figures(self) -> None:
+        """Hand this process's figures to its sibling server processes."""
+        self.shared_figures.publish(self._own_counters())
 
     async def _open(self) -> None:
         config = self.config
@@ -194,13 +211,14 @@ class InstanceServer:
         quic_config.certificate_chain = list(self.identity.chain)
         quic_config.private_key = self.identity.private_key
         loop = asyncio.get_running_loop()
+        inherited = self._sockets.get(service.name)
         transport, endpoint = await loop.create_datagram_endpoint(
             lambda: aioquic_adapter.AdmittingServer(
                 configuration=quic_config,
                 create_protocol=self._create_connection,
                 admit=functools.partial(self._admit, service=service),
             ),
-            local_addr=(host, port),
+            **({"sock": inherited} if inherited is not None else {"local_addr": (host, port)}),
         )
         sock: socket.socket = transport.get_extra_info("socket")
         for option, size in (

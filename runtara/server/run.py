@@ -8,24 +8,34 @@ import os
 import signal
 import sys
 import threading
+from pathlib import Path
 
 from runtara import __version__, clock, errors
 from runtara.admin import retention, staleness, waking
 from runtara.config import ServerConfig
 from runtara.launcher import launcher
+from runtara.server import supervisor
 from runtara.server.app import InstanceServer
 from runtara.server.background import PeriodicTask
 from runtara.storage import base, selection
 
 logger = logging.getLogger("runtara")
 
+FIGURES_INTERVAL = 0.5
+"""Seconds between two publications of a server process's figures to its siblings."""
+
 
 def serve(config: ServerConfig) -> int:
     """Open the storage, migrate it, serve, and shut down cleanly on a signal.
 
     Returns the process exit code: 0 after a clean stop, 1 when the server
-    cannot start. A second signal during shutdown exits at once with 1.
+    cannot start. A second signal during shutdown exits at once with 1. With
+    ``--processes`` above 1 this process becomes the parent of that many server
+    processes (see :mod:`runtara.server.supervisor`).
     """
+    index = supervisor.process_index()
+    if config.processes > 1 and index is None:
+        return supervisor.supervise(config)
     stop = threading.Event()
     signals_seen = 0
 
@@ -57,7 +67,10 @@ def serve(config: ServerConfig) -> int:
     logger.info("runtara-core %s, storage: %s", __version__, storage.describe())
     if applied:
         logger.info("applied migrations: %s", ", ".join(applied))
-    server = InstanceServer(config, storage)
+    server = InstanceServer(config, storage, sockets=supervisor.inherited_sockets())
+    figures_dir = os.environ.get(supervisor.FIGURES_DIR)
+    if index is not None and figures_dir:
+        server.shared_figures = supervisor.SharedFigures(Path(figures_dir), index)
     try:
         server.start()
     except OSError as error:
@@ -88,7 +101,10 @@ def serve(config: ServerConfig) -> int:
         if identity.self_signed
         else "",
     )
-    tasks = maintenance_tasks(config, storage, server)
+    # With several server processes, process 0 alone launches and maintains.
+    tasks = maintenance_tasks(config, storage, server) if not index else []
+    if server.shared_figures is not None:
+        tasks.append(PeriodicTask("figures", FIGURES_INTERVAL, server.publish_figures))
     for task in tasks:
         task.start()
     while not stop.wait(3600):

@@ -65,7 +65,10 @@ def load(cert_path: Path, key_path: Path) -> Identity:
         raise errors.ConfigError(
             f"--tls-key / RUNTARA_TLS_KEY {key_path} does not belong to the certificate {cert_path}"
         )
-    return Identity(chain[0], chain[1:], key, self_signed=False)
+    # A certificate that signed itself needs its clients to skip verification
+    # (or to trust it by name), as the generated one does.
+    self_signed = len(chain) == 1 and chain[0].issuer == chain[0].subject
+    return Identity(chain[0], chain[1:], key, self_signed=self_signed)
 
 
 def write_pem(identity: Identity, cert_path: Path, key_path: Path) -> None:

@@ -1,0 +1,174 @@
+"""``runtara-core --processes N``: several server processes on one UDP port."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import sys
+import threading
+
+from runtara import errors, records
+from runtara.client.connection import Connection
+from runtara.config import StorageConfig
+from runtara.protocol import management_pb2 as mpb
+from runtara.storage import selection
+from tests.support import RpcClient, ServerProcess, run_cli, sqlite_url, wait_for
+
+WORKFLOWS = os.path.join(os.path.dirname(__file__), "..", "workflows")
+
+
+def children_of(server: ServerProcess) -> dict[int, int]:
+    """Server process number -> pid, as the parent logged them (the latest start wins)."""
+    started = {}
+    for line in server.log:
+        found = re.search(r"server process (\d+) started \(pid (\d+)\)", line)
+        if found:
+            started[int(found.group(1))] = int(found.group(2))
+    return started
+
+
+def figures(address) -> dict[str, float]:
+    async def ask():
+        connection = await Connection.open(*address, timeout=5)
+        try:
+            reply = await connection.call(
+                mpb.RpcRequest(get_stats=mpb.GetStatsRequest()), mpb.RpcResponse, timeout=5
+            )
+            return dict(reply.get_stats.counters)
+        finally:
+            await connection.close()
+
+    return asyncio.run(ask())
+
+
+def start_two(tmp_path, *flags):
+    return ServerProcess(
+        "--processes",
+        "2",
+        "--database-url",
+        sqlite_url(tmp_path),
+        "--management-addr",
+        "127.0.0.1:0",
+        *flags,
+        cwd=tmp_path,
+    )
+
+
+def test_two_processes_serve_one_port_and_sum_their_figures(tmp_path):
+    server = start_two(tmp_path)
+    try:
+        wait_for(lambda: len(children_of(server)) == 2, 30)
+        fingerprints = {
+            line.rsplit(" ", 1)[1] for line in server.log if "SHA-256 fingerprint" in line
+        }
+        clients = [RpcClient(server.address) for _ in range(8)]
+        for number, client in enumerate(clients):
+            assert client.register(f"p{number}").success
+            for step in range(5):
+                assert not client.checkpoint(f"p{number}", f"s{step}", b"x").HasField("error")
+        wait_for(lambda: len(fingerprints) == 1 and len(children_of(server)) == 2, 10)
+        stats = wait_for(
+            lambda: (f := figures(server.management_address()))["completed"] >= 48 and f, 10
+        )
+        assert stats["processes"] == 2
+        assert stats["completed"] == stats["process.0.completed"] + stats["process.1.completed"]
+        for client in clients:
+            client.close()
+    finally:
+        server.signal(signal.SIGTERM)
+        assert server.wait() == 0
+    assert all(not _alive(pid) for pid in children_of(server).values())
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_a_child_killed_under_load_loses_no_acknowledged_checkpoint_and_comes_back(tmp_path):
+    server = start_two(tmp_path)
+    acknowledged: list[tuple[str, str]] = []
+    stop = threading.Event()
+
+    def work(number: int) -> None:
+        instance_id = f"load-{number}"
+        client = RpcClient(server.address, timeout=3)
+        client.register(instance_id)
+        step = 0
+        while not stop.is_set():
+            step += 1
+            try:
+                reply = client.checkpoint(instance_id, f"s{step}", b"state")
+            except errors.ClientError:
+                client.close()  # its process was killed: connect again
+                client = RpcClient(server.address, timeout=3)
+                continue
+            if not reply.HasField("error"):
+                acknowledged.append((instance_id, f"s{step}"))
+        client.close()
+
+    try:
+        wait_for(lambda: len(children_of(server)) == 2, 30)
+        workers = [threading.Thread(target=work, args=(n,)) for n in range(6)]
+        for worker in workers:
+            worker.start()
+        wait_for(lambda: len(acknowledged) > 50, 30)
+        os.kill(children_of(server)[1], signal.SIGKILL)
+        wait_for(lambda: any("starting it again" in line for line in server.log), 10)
+        before = len(acknowledged)
+        wait_for(lambda: len(acknowledged) > before + 50, 30)
+        stop.set()
+        for worker in workers:
+            worker.join()
+    finally:
+        stop.set()
+        server.signal(signal.SIGTERM)
+        assert server.wait() == 0
+    storage = selection.open_driver(StorageConfig(database_url=sqlite_url(tmp_path)), workers=2)
+    try:
+        for instance_id, checkpoint_id in acknowledged:
+            stored = storage.run(lambda tx: tx.get_checkpoint(instance_id, checkpoint_id))
+            assert stored is not None, (instance_id, checkpoint_id)
+    finally:
+        storage.close()
+
+
+def test_the_launcher_runs_once_among_the_processes(tmp_path):
+    server = start_two(tmp_path, "--runs-dir", str(tmp_path / "runs"))
+    try:
+        started = run_cli(
+            "start",
+            "--database-url",
+            sqlite_url(tmp_path),
+            "--input",
+            '{"n": 1}',
+            "--",
+            sys.executable,
+            os.path.join(WORKFLOWS, "echo_input.py"),
+            cwd=tmp_path,
+        )
+        assert started.returncode == 0, started.stderr
+        instance_id = started.stdout.strip()
+        storage = selection.open_driver(StorageConfig(database_url=sqlite_url(tmp_path)), workers=2)
+        try:
+            done = wait_for(
+                lambda: (
+                    (i := storage.run(lambda tx: tx.get_instance(instance_id))).status
+                    is records.InstanceStatus.COMPLETED
+                    and i
+                ),
+                60,
+            )
+            assert json.loads(done.output) == {"got": {"n": 1}}
+        finally:
+            storage.close()
+        assert sum("launcher " in line for line in server.log) == 1
+    finally:
+        server.signal(signal.SIGTERM)
+        assert server.wait() == 0
