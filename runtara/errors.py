@@ -16,6 +16,10 @@ class ConfigError(RuntaraError):
     """A setting has a value that cannot be used."""
 
 
+class ListenFailed(RuntaraError):
+    """A port the server should serve on cannot be bound; the message says why."""
+
+
 # --- requests -------------------------------------------------------------
 
 

@@ -28,13 +28,13 @@ from typing import Any
 from aioquic.quic import events
 from aioquic.quic.configuration import QuicConfiguration
 
-from runtara import aioquic_adapter, clock
+from runtara import aioquic_adapter, clock, metrics
 from runtara import config as config_module
 from runtara.handlers import dispatch
 from runtara.handlers.services import Services
 from runtara.protocol import instance_pb2 as pb
 from runtara.protocol import management_pb2 as mpb
-from runtara.server import core, quic, tls
+from runtara.server import binding, core, quic, tls
 from runtara.storage import base
 
 logger = logging.getLogger(__name__)
@@ -112,7 +112,7 @@ class InstanceServer:
     # --- life cycle -----------------------------------------------------------
 
     def start(self) -> None:
-        """Bind the ports and start serving; raises OSError if a port is taken."""
+        """Bind the ports and start serving; raises ListenFailed if a port cannot be had."""
         self._loop = new_event_loop()
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=self.config.max_concurrent, thread_name_prefix="runtara-worker"
@@ -180,7 +180,9 @@ class InstanceServer:
 
     async def _open(self) -> None:
         config = self.config
-        self.address = await self._listen(config.host, config.port, self._instance_service)
+        self.address = await self._listen(
+            config.host, config.port, self._instance_service, "--host/--port"
+        )
         if config.management_addr is not None:
             service = core.Service(
                 "management",
@@ -188,7 +190,9 @@ class InstanceServer:
                 dispatch.MANAGEMENT_OPERATIONS,
                 token=config.management_token,
             )
-            self.management_address = await self._listen(*config.management_addr, service)
+            self.management_address = await self._listen(
+                *config.management_addr, service, "--management-addr"
+            )
         self._sweep()
 
     def _sweep(self) -> None:
@@ -198,8 +202,11 @@ class InstanceServer:
         if self.core.accepting:
             self._loop.call_later(min(timeout / 2, 5.0), self._sweep)
 
-    async def _listen(self, host: str, port: int, service: core.Service) -> tuple[str, int]:
+    async def _listen(
+        self, host: str, port: int, service: core.Service, setting: str
+    ) -> tuple[str, int]:
         config = self.config
+        sock = self._sockets.get(service.name) or binding.bind_udp(host, port, setting=setting)
         quic_config = QuicConfiguration(
             is_client=False,
             alpn_protocols=None,  # upstream clients offer no ALPN
@@ -211,16 +218,14 @@ class InstanceServer:
         quic_config.certificate_chain = list(self.identity.chain)
         quic_config.private_key = self.identity.private_key
         loop = asyncio.get_running_loop()
-        inherited = self._sockets.get(service.name)
         transport, endpoint = await loop.create_datagram_endpoint(
             lambda: aioquic_adapter.AdmittingServer(
                 configuration=quic_config,
                 create_protocol=self._create_connection,
                 admit=functools.partial(self._admit, service=service),
             ),
-            **({"sock": inherited} if inherited is not None else {"local_addr": (host, port)}),
+            sock=sock,
         )
-        sock: socket.socket = transport.get_extra_info("socket")
         for option, size in (
             (socket.SO_RCVBUF, config.udp_recv_buffer),
             (socket.SO_SNDBUF, config.udp_send_buffer),
@@ -282,6 +287,7 @@ class InstanceServer:
         self, connection: quic.ServerConnection, address: str, *, service: core.Service
     ) -> str | None:
         refusal = self.core.connection_opened(connection, service, address)
+        metrics.connection_opened(service.name, refusal is None)  # metrics hook
         if refusal is None:
             self._connections.add(connection)
         return refusal

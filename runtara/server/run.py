@@ -73,8 +73,8 @@ def serve(config: ServerConfig) -> int:
         server.shared_figures = supervisor.SharedFigures(Path(figures_dir), index)
     try:
         server.start()
-    except OSError as error:
-        logger.error("cannot listen on %s:%d (UDP): %s", config.host, config.port, error)
+    except errors.ListenFailed as error:
+        logger.error("%s", error)
         storage.close()
         return 1
     identity = server.identity

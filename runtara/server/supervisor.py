@@ -37,7 +37,8 @@ from pathlib import Path
 import attrs
 
 from runtara import config as config_module
-from runtara.server import tls
+from runtara import errors
+from runtara.server import binding, tls
 
 logger = logging.getLogger("runtara")
 
@@ -68,24 +69,32 @@ def inherited_sockets(environ: Mapping[str, str] = os.environ) -> dict[str, sock
     return sockets
 
 
-def _bind(host: str, port: int, count: int) -> list[socket.socket]:
+def _bind(host: str, port: int, count: int, setting: str) -> list[socket.socket]:
     """``count`` UDP sockets on one port (a free one when ``port`` is 0), SO_REUSEPORT."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sockets: list[socket.socket] = []
-    for _ in range(count):
-        sock = socket.socket(family, socket.SOCK_DGRAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.bind((host, port))
-        port = sock.getsockname()[1]
-        sockets.append(sock)
+    try:
+        for _ in range(count):
+            sockets.append(binding.bind_udp(host, port, setting=setting, reuse_port=True))
+            port = sockets[-1].getsockname()[1]
+    except errors.ListenFailed:
+        for sock in sockets:
+            sock.close()
+        raise
     return sockets
 
 
 def _bind_all(config: config_module.ServerConfig) -> dict[str, list[socket.socket]]:
-    """Every service's sockets, one per server process; OSError if a port is taken."""
-    bound = {"instance": _bind(config.host, config.port, config.processes)}
+    """Every service's sockets, one per server process; ListenFailed if a port cannot be had."""
+    bound = {"instance": _bind(config.host, config.port, config.processes, "--host/--port")}
     if config.management_addr is not None:
-        bound["management"] = _bind(*config.management_addr, config.processes)
+        try:
+            bound["management"] = _bind(
+                *config.management_addr, config.processes, "--management-addr"
+            )
+        except errors.ListenFailed:
+            for sock in bound["instance"]:
+                sock.close()
+            raise
     return bound
 
 
@@ -104,8 +113,8 @@ def _with_identity(config: config_module.ServerConfig, folder: Path) -> config_m
 def supervise(config: config_module.ServerConfig) -> int:
     try:
         bound = _bind_all(config)
-    except OSError as error:
-        logger.error("cannot listen on %s:%d (UDP): %s", config.host, config.port, error)
+    except errors.ListenFailed as error:
+        logger.error("%s", error)
         return 1
     host, port = bound["instance"][0].getsockname()[:2]
     shared = Path(tempfile.mkdtemp(prefix="runtara-processes-"))

@@ -119,16 +119,37 @@ def test_help_names_every_flags_variable_and_default(tmp_path):
     assert "[env RUNTARA_QUIC_PORT; default 8001]" in result.stdout
 
 
-def test_a_port_in_use_is_a_clear_error(tmp_path):
+@pytest.mark.parametrize(
+    "arguments, setting",
+    [
+        (("--port", "{taken}"), "--host/--port"),
+        (("--port", "0", "--management-addr", "127.0.0.1:{taken}"), "--management-addr"),
+        (("--port", "{taken}", "--processes", "2"), "--host/--port"),
+    ],
+    ids=["instance-port", "management-port", "several-processes"],
+)
+def test_a_port_in_use_is_named_with_its_cause(tmp_path, arguments, setting):
     taken = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     taken.bind(("127.0.0.1", 0))
+    port = taken.getsockname()[1]
     try:
-        result = run_cli("--port", str(taken.getsockname()[1]), cwd=tmp_path)
+        result = run_cli(*(item.format(taken=port) for item in arguments), cwd=tmp_path)
     finally:
         taken.close()
     assert result.returncode == 1
-    assert "cannot listen on 127.0.0.1" in result.stderr
+    assert (
+        f"cannot listen on 127.0.0.1:{port} (UDP, {setting}): address already in use"
+        in result.stderr
+    )
     assert "Traceback" not in result.stderr
+
+
+def test_an_address_of_no_interface_is_named_with_its_cause(tmp_path):
+    result = run_cli("--host", "192.0.2.1", "--port", "0", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "cannot listen on 192.0.2.1:0 (UDP, --host/--port): no network interface" in (
+        result.stderr
+    )
 
 
 def test_a_configured_certificate_is_served(tmp_path):
