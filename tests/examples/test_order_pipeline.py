@@ -1,8 +1,12 @@
 from __future__ import annotations
 
+import json
+import os
 import signal
+import sys
 
-from tests.examples.conftest import lines, time_of, wait_while_running
+from tests.examples.conftest import EXAMPLES, lines, time_of, wait_while_running
+from tests.support import wait_for
 
 STEPS = ["reserve-stock", "charge-card", "ship", "send-email"]
 FUNCTIONS = {
@@ -94,3 +98,53 @@ def test_killed_at_many_points_the_pipeline_finishes_with_every_step_done_once(
     for start, steps in zip(registered, runs, strict=True):
         for step in steps:
             assert saved[f"durable::{FUNCTIONS[step]}::order-1"] > start, (step, runs)
+
+
+def test_started_by_the_server_and_killed_it_is_relaunched_and_finishes(deployment, tmp_path):
+    """The README's recipe: ``start``, ``kill -9`` of the process, and nothing else."""
+    log = deployment.output_dir / "orders.log"
+    deployment.cli(
+        "start",
+        "--id",
+        "order-17",
+        f"--env=EXAMPLES_OUTPUT_DIR={deployment.output_dir}",
+        "--env=ORDER_STEP_SECONDS=0.4",
+        "--",
+        sys.executable,
+        str(EXAMPLES / "order_pipeline.py"),
+    )
+    wait_for(lambda: len(lines(log)) >= 2, timeout=30)  # in the middle of the pipeline
+    (launched,) = deployment.query(
+        "SELECT payload FROM instance_events WHERE instance_id = 'order-17' "
+        "AND event_type = 'launched'"
+    )
+    os.kill(json.loads(launched["payload"])["pid"], signal.SIGKILL)
+
+    wait_for(lambda: deployment.status("order-17") == "completed", timeout=60)
+    assert lines(log) == [
+        "reserve-stock order-17",
+        "charge-card order-17",
+        "ship order-17",
+        "send-email order-17",
+    ]
+    assert deployment.output("order-17") == {
+        key: value.replace("order-1", "order-17") for key, value in OUTPUT.items()
+    }
+    exits = wait_for(
+        lambda: (
+            (
+                rows := deployment.query(
+                    "SELECT payload FROM instance_events WHERE instance_id = 'order-17' "
+                    "AND event_type = 'exited' ORDER BY id"
+                )
+            )
+            and len(rows) == 2
+            and [json.loads(row["payload"]) for row in rows]
+        )
+    )
+    assert [(facts["signal"], facts["code"]) for facts in exits] == [
+        (signal.SIGKILL, None),
+        (None, 0),
+    ]
+    stdout = deployment.cli("logs", "order-17", "--stream", "stdout")
+    assert "reserve-stock order-17: started" in stdout and "send-email order-17: started" in stdout
