@@ -1,15 +1,34 @@
 """PostgresDriver: PostgreSQL 13+ through psycopg 3 and a connection pool.
 
-Each ``run`` borrows a pooled connection and runs the work inside one
-transaction (READ COMMITTED; ``get_instance`` takes the instance's row lock in
-write transactions). The pool holds ``workers`` connections, so a worker never
-waits for one. Several runtara-core processes may share one database: the row
-locks and ``ON CONFLICT`` inserts keep checkpoints exactly-once and custom
-signals take-once across them, and migrations run under an advisory lock.
+The instance protocol's operations are one statement each: a call of a
+server-side function (migration 0006, see
+:mod:`runtara.drivers.postgres.operations`) sent in autocommit mode, so that
+the call is its whole transaction and costs one round trip. The function locks
+the instance's row first, as the engine's rules do.
+Everything else (the operators' tools, the launcher) runs through ``run``: the
+work runs inside one transaction (READ COMMITTED; ``get_instance`` takes the
+instance's row lock in write transactions). The pool holds ``workers``
+connections, so a worker never waits for one. Several runtara-core processes
+may share one database: the row locks and ``ON CONFLICT`` inserts keep
+checkpoints exactly-once and custom signals take-once across them, and
+migrations run under an advisory lock.
 
-The SQL is the dialect's named queries (``sql/postgresql/queries.sql``), run by
-:class:`runtara.storage.sqlbase.SqlTransaction` with binary results and
-psycopg's automatic prepared statements.
+A call or a transaction that PostgreSQL aborts as a deadlock or a
+serialization failure kept nothing, and is sent again (``RETRIES`` attempts in
+all): the time is a parameter, so the retry writes what the first attempt
+would have.
+
+The SQL is the dialect's named queries (``sql/postgresql/queries.sql``), with
+binary results, prepared through psycopg's automatic preparation: a statement
+that ran five times on a connection is prepared on its next run, the calls
+among the first. Not ``prepare=True``: psycopg forgets a statement whose
+first, preparing run fails, while the server keeps it, so every refusal on a
+connection where the call never succeeded yet would leave one more prepared
+statement in that session (and cost a second round trip). ``stats()`` counts the round
+trips: every statement sent, BEGIN and COMMIT (or ROLLBACK) of ``run``
+included. psycopg's own upkeep of prepared statements is not counted: the
+preparation of a statement on a connection, and the DEALLOCATE ALL after a
+rolled-back transaction on a connection that had prepared some.
 
 When the server restarts or drops connections, the requests in flight fail
 with :class:`runtara.errors.StorageUnavailable`, the pool is checked in the
@@ -23,16 +42,18 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
-from typing import TypeVar
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg import conninfo
 from psycopg import errors as pg_errors
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from runtara import errors
-from runtara.drivers.postgres.transaction import PostgresTransaction
+from runtara import errors, metrics
+from runtara.drivers.postgres import refusals
+from runtara.drivers.postgres.operations import ServerSideOperations
+from runtara.drivers.postgres.transaction import PostgresTransaction, RunningCount
 from runtara.storage import base, queries, sqlbase
 
 logger = logging.getLogger(__name__)
@@ -41,10 +62,10 @@ T = TypeVar("T")
 
 CONNECT_TIMEOUT = 10
 RETRIES = 3
-"""Attempts for work that PostgreSQL aborted as a deadlock or serialization failure."""
+"""Attempts for a call or work that PostgreSQL aborted as a deadlock or serialization failure."""
 
 
-class PostgresDriver(base.StorageDriver):
+class PostgresDriver(ServerSideOperations):
     url_schemes = ("postgres", "postgresql")
 
     def __init__(self, url: str | None, *, workers: int = 32) -> None:
@@ -64,6 +85,8 @@ class PostgresDriver(base.StorageDriver):
         self._pool: ConnectionPool | None = None
         self._pool_lock = threading.Lock()
         self._checking = False
+        self._round_trips = RunningCount()
+        self._operations = RunningCount()
 
     def describe(self) -> str:
         user = self._params.get("user", "")
@@ -134,12 +157,34 @@ class PostgresDriver(base.StorageDriver):
                 ) from None
 
     def run(self, work: Callable[[base.Transaction], T], *, write: bool = True) -> T:
+        def in_transaction(connection: psycopg.Connection) -> T:
+            self._round_trips.add(2)  # BEGIN, and COMMIT or ROLLBACK
+            with metrics.commit_timer("postgresql", write), connection.transaction():
+                return work(
+                    PostgresTransaction(connection, self._queries, self._round_trips, write=write)
+                )
+
+        return self._attempts(in_transaction)
+
+    def _call(self, name: str, params: Mapping[str, Any]) -> tuple | None:
+        sql = self._queries[name]
+
+        def call(connection: psycopg.Connection) -> tuple | None:
+            self._round_trips.add()
+            with metrics.commit_timer("postgresql", True):  # each call is its own transaction
+                return connection.execute(sql, params, binary=True).fetchone()
+
+        return self._attempts(call)
+
+    def _attempts(self, use: Callable[[psycopg.Connection], T]) -> T:
+        """``use`` a pooled connection, again after a deadlock or serialization
+        failure; library errors become the contract's."""
         pool = self._get_pool()
+        self._operations.add()
         for attempt in range(1, RETRIES + 1):
             try:
                 with pool.connection() as connection:
-                    with connection.transaction():
-                        return work(PostgresTransaction(connection, self._queries, write=write))
+                    return use(connection)
             except (pg_errors.DeadlockDetected, pg_errors.SerializationFailure) as error:
                 if attempt == RETRIES:
                     raise errors.StorageError(f"Database error: {_first_line(error)}") from None
@@ -154,6 +199,9 @@ class PostgresDriver(base.StorageDriver):
                     f"Database unavailable: {_first_line(error)}"
                 ) from None
             except psycopg.Error as error:
+                refused = refusals.refusal(error)
+                if refused is not None:
+                    raise refused from None
                 raise errors.StorageError(f"Database error: {_first_line(error)}") from None
         raise AssertionError("unreachable")
 
@@ -182,9 +230,13 @@ class PostgresDriver(base.StorageDriver):
             self._pool = None
 
     def stats(self) -> dict[str, float]:
-        if self._pool is None:
-            return {}
-        return {f"pool_{key}": value for key, value in self._pool.get_stats().items()}
+        """``operations``: operation calls and ``run`` calls; ``round_trips``: the
+        statements they sent (see the module's docstring); the pool's counters
+        (``pool_`` prefix) once it is open."""
+        counters = {"operations": self._operations.count, "round_trips": self._round_trips.count}
+        if self._pool is not None:
+            counters.update({f"pool_{key}": value for key, value in self._pool.get_stats().items()})
+        return counters
 
 
 def _first_line(error: BaseException) -> str:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
-import functools
+import threading
+from collections.abc import Mapping
+from typing import Any
 
 import psycopg
 
@@ -15,21 +17,45 @@ def _same(value: dt.datetime) -> dt.datetime:
     return value
 
 
-def _utc(value: dt.datetime | None) -> dt.datetime | None:
+def utc(value: dt.datetime | None) -> dt.datetime | None:
+    """A time read from PostgreSQL (in the session's time zone) as an aware UTC datetime."""
     return None if value is None else value.astimezone(dt.timezone.utc)
 
 
+class RunningCount:
+    """A running total, safe across threads."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.count = 0
+
+    def add(self, statements: int = 1) -> None:
+        with self._lock:
+            self.count += statements
+
+
 class PostgresTransaction(sqlbase.SqlTransaction):
-    """Runs on a connection inside ``conn.transaction()``."""
+    """Runs on a connection inside ``conn.transaction()``; counts each statement
+    (and each batch of ``execute_many``, sent as one pipeline) in ``round_trips``."""
 
     _time = staticmethod(_same)
-    _read_time = staticmethod(_utc)
+    _read_time = staticmethod(utc)
 
-    def __init__(self, connection: psycopg.Connection, queries: Queries, *, write: bool) -> None:
-        super().__init__(
-            queries,
+    def __init__(
+        self,
+        connection: psycopg.Connection,
+        queries: Queries,
+        round_trips: RunningCount,
+        *,
+        write: bool,
+    ) -> None:
+        def execute(sql: str, params: Mapping[str, Any]) -> psycopg.Cursor:
+            round_trips.add()
             # Binary results: bytea arrives as bytes, not as hex text twice its size.
-            functools.partial(connection.execute, binary=True),
-            lambda sql, params: connection.cursor().executemany(sql, params),
-            write=write,
-        )
+            return connection.execute(sql, params, binary=True)
+
+        def execute_many(sql: str, params: list[Mapping[str, Any]]) -> None:
+            round_trips.add()
+            connection.cursor().executemany(sql, params)
+
+        super().__init__(queries, execute, execute_many, write=write)

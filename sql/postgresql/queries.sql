@@ -307,3 +307,44 @@ ORDER BY l.instance_id LIMIT %(limit)s
 
 -- name: renew_launches
 UPDATE instance_launches SET claimed_until = %(claim_until)s WHERE claimed_by = %(claimed_by)s
+
+-- === operations ================================================================
+-- PostgreSQL only: the instance protocol's operations, each one call of its
+-- server-side function (migration 0006), sent in autocommit mode: the call's
+-- statement is the whole transaction.
+
+-- name: call_register_instance
+SELECT runtara_register_instance(%(instance_id)s, %(tenant_id)s, %(checkpoint_id)s, %(now)s)
+
+-- name: call_checkpoint
+SELECT * FROM runtara_checkpoint(%(instance_id)s, %(checkpoint_id)s, %(state)s, %(now)s,
+                                 %(registration)s)
+
+-- name: call_get_checkpoint
+SELECT runtara_get_checkpoint(%(instance_id)s, %(checkpoint_id)s, %(now)s, %(registration)s)
+
+-- name: call_begin_sleep
+SELECT runtara_begin_sleep(%(instance_id)s, %(duration_us)s, %(checkpoint_id)s, %(state)s,
+                           %(now)s, %(registration)s)
+
+-- name: call_finish_sleep
+SELECT runtara_finish_sleep(%(instance_id)s, %(sleep_until)s, %(now)s)
+
+-- name: call_record_event
+SELECT runtara_record_event(%(instance_id)s, %(kind)s, %(payload)s, %(error)s, %(now)s,
+                            %(checkpoint_id)s, %(subtype)s, %(registration)s)
+
+-- name: call_instance_status
+SELECT * FROM runtara_instance_status(%(instance_id)s, %(now)s)
+
+-- name: call_poll_signals
+SELECT * FROM runtara_poll_signals(%(instance_id)s, %(checkpoint_id)s, %(now)s,
+                                   %(registration)s)
+
+-- name: call_acknowledge_signal
+SELECT runtara_acknowledge_signal(%(instance_id)s, %(signal_type)s, %(acknowledged)s, %(now)s,
+                                  %(registration)s)
+
+-- name: call_record_retry
+SELECT runtara_record_retry(%(instance_id)s, %(checkpoint_id)s, %(attempt)s, %(error_message)s,
+                            %(now)s, %(registration)s)

@@ -3,7 +3,10 @@
 One script of steps (a named query, its parameters, the answer expected) runs
 on a freshly migrated database of each dialect, inside one transaction that is
 rolled back at the end. Every query and fragment of the files must be used by
-the script, so a new query needs a parity case here.
+the script, so a new query needs a parity case here. The one exception is a
+dialect's calls of its own server-side functions (``call_*``, PostgreSQL's
+operations): they must each be used by that dialect's driver, whose
+conformance run holds them to the engine's rules.
 """
 
 from __future__ import annotations
@@ -22,14 +25,19 @@ import pytest
 
 from runtara import errors, records
 from runtara.drivers.postgres import PostgresDriver
+from runtara.drivers.postgres import operations as postgres_operations
 from runtara.drivers.sqlite import SqliteDriver
 from runtara.drivers.sqlite.transaction import from_text, to_text
-from runtara.storage import queries, sqlbase
+from runtara.storage import migrations, queries, sqlbase
 
 DIALECTS = ("sqlite", "postgresql")
 T0 = dt.datetime(2026, 3, 1, 12, 0, 0, 123000, tzinfo=dt.timezone.utc)
 BINARY = bytes([0x00, 0xFF, 0x80, 0x7F])
 IGNORE = object()
+APPLIED = object()
+"""Expect the dialect's own migrations, as shipped (version, name, checksum)."""
+CALLS = {"postgresql": Path(postgres_operations.__file__)}
+"""The module of each dialect's driver that sends its ``call_*`` queries."""
 _TIME_TEXT = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\.\d{6}$")
 INSTANCE_COLUMNS = 13
 
@@ -99,7 +107,7 @@ SCRIPT = [
     # --- the schema (lock_schema begins the transaction the script runs in)
     Step("lock_schema"),
     Step("create_migrations_table"),
-    Step("applied_migrations", expect=lambda rows: [row[0] for row in rows] == [1, 2, 3, 4, 5]),
+    Step("applied_migrations", expect=APPLIED),
     Step("record_migration", {"version": 99, "name": "0099_test.sql", "checksum": "c"}, 1),
     Step("applied_migrations", expect=lambda rows: rows[-1] == (99, "0099_test.sql", "c")),
     Step("migrations_table_exists", expect=[(1,)]),
@@ -625,6 +633,10 @@ def test_every_named_query_gives_the_same_answers_in_every_dialect(database):
             expect = step.expect
             if expect is IGNORE:
                 continue
+            if expect is APPLIED:
+                expect = [
+                    (m.version, m.name, m.checksum) for m in migrations.load(database.dialect)
+                ]
             if isinstance(expect, int):
                 ok = rows is None and count == expect
             elif callable(expect):
@@ -676,16 +688,55 @@ def step_names(step: Step, named: queries.Queries) -> set[str]:
     return names
 
 
+def calls(named: queries.Queries) -> set[str]:
+    """The dialect's calls of its own server-side functions."""
+    return {name for name in named if name.startswith("call_")}
+
+
+def calls_sent(dialect: str) -> set[str]:
+    """The ``call_*`` names the dialect's driver passes to its ``_call``."""
+    if dialect not in CALLS:
+        return set()
+    tree = ast.parse(CALLS[dialect].read_text())
+    return {
+        node.args[0].value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == "_call"
+        and node.args
+        and isinstance(node.args[0], ast.Constant)
+    }
+
+
 def test_every_dialect_defines_the_same_names():
-    loaded = {dialect: set(queries.load(dialect)) for dialect in DIALECTS}
-    assert loaded["sqlite"] == loaded["postgresql"]
+    loaded = {dialect: queries.load(dialect) for dialect in DIALECTS}
+    shared = {dialect: set(named) - calls(named) for dialect, named in loaded.items()}
+    assert shared["sqlite"] == shared["postgresql"]
+    assert calls(loaded["sqlite"]) == set()
 
 
 @pytest.mark.parametrize("dialect", DIALECTS)
 def test_the_script_uses_every_query_and_fragment(dialect):
     named = queries.load(dialect)
     used = set().union(*(step_names(step, named) for step in SCRIPT))
-    assert used == set(named)
+    assert used == set(named) - calls(named)
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_the_driver_sends_every_call_of_its_dialect(dialect):
+    named = queries.load(dialect)
+    assert calls_sent(dialect) == calls(named)
+
+
+def test_each_operation_postgresql_replaces_is_one_call():
+    replaced = {
+        name
+        for name, value in vars(postgres_operations.ServerSideOperations).items()
+        if callable(value) and not name.startswith("_")
+    }
+    assert len(replaced) == 10
+    assert {f"call_{name}" for name in replaced} == calls(queries.load("postgresql"))
 
 
 @pytest.mark.parametrize("dialect", DIALECTS)

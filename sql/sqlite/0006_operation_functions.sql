@@ -1,0 +1,5 @@
+-- PostgreSQL's migration 0006 creates one server-side function per
+-- instance-protocol operation, so that each costs one round trip. SQLite
+-- runs in the server's own process, where a round trip costs nothing, so
+-- this version creates nothing: it keeps both dialects at the same schema
+-- version, which `runtara-core health` and `migrate` report.
