@@ -40,7 +40,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from runtara import errors
+from runtara import errors, metrics
 
 logger = logging.getLogger(__name__)
 
@@ -200,6 +200,7 @@ class WriteGroup:
         except Exception as error:
             self._fail(batch, _storage_error(error, errors.StorageUnavailable))
             return
+        started = metrics.clock_seconds()
         try:
             with self._writers_lock():
                 connection.execute("BEGIN IMMEDIATE")
@@ -212,11 +213,13 @@ class WriteGroup:
                 connection.execute("COMMIT")
         except Exception as error:
             logger.error("SQLite commit failed: %s", error)
+            metrics.commit_failed("sqlite")
             self._fail(batch, _storage_error(error))
             self._drop_connection()
             return
         self.commits += 1
         self.transactions += len(batch)
+        metrics.commit_finished("sqlite", started, len(batch))
 
     @staticmethod
     def _run_job(connection: sqlite3.Connection, job: _Job) -> None:

@@ -22,7 +22,7 @@ import subprocess
 import time
 from collections.abc import Callable
 
-from runtara import clock, config, errors, records
+from runtara import clock, config, errors, metrics, records
 from runtara.storage import base
 
 logger = logging.getLogger(__name__)
@@ -130,10 +130,12 @@ class WakeScheduler:
             except subprocess.TimeoutExpired:
                 code = 0  # still running: the instance is up
             if code == 0:
+                metrics.wake_attempted(True)
                 self._failures.pop(instance.instance_id, None)
                 logger.info("woke instance %r (pid %d)", instance.instance_id, process.pid)
                 return True
             reason = f"the wake command exited with status {code}"
+        metrics.wake_attempted(False)
         failures = self._failures.get(instance.instance_id, 0) + 1
         self._failures[instance.instance_id] = failures
         logger.warning(

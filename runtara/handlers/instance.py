@@ -16,12 +16,19 @@ import logging
 import attrs
 from google.protobuf.message import Message
 
-from runtara import errors, limits
+from runtara import errors, limits, metrics, records
 from runtara.handlers.services import Services
 from runtara.protocol import instance_pb2 as pb
 from runtara.protocol import mapping
 
 logger = logging.getLogger(__name__)
+
+_LIFECYCLE_EVENTS = (
+    records.EventType.COMPLETED,
+    records.EventType.FAILED,
+    records.EventType.SUSPENDED,
+)
+"""The events that change an instance's status, each logged once it is stored."""
 
 
 def field_with_nul(request: Message) -> str | None:
@@ -56,10 +63,10 @@ def register_instance(
     reply carries the new registration number (our addition, field 20)."""
     for name in ("instance_id", "tenant_id"):
         if not getattr(request, name):
-            return _registration_refused(f"{name} is required")
+            return _registration_refused(request, f"{name} is required")
     field = field_with_nul(request)
     if field is not None:
-        return _registration_refused(f"{field} must not contain NUL characters")
+        return _registration_refused(request, f"{field} must not contain NUL characters")
     try:
         number = services.storage.register_instance(
             request.instance_id,
@@ -68,18 +75,40 @@ def register_instance(
             services.now(),
         )
     except errors.RegistrationRefused as refusal:
-        return _registration_refused(str(refusal))
+        return _registration_refused(request, str(refusal))
     except errors.StorageError as error:
-        return _registration_refused(f"Failed to register instance: {error}")
+        return _registration_refused(request, f"Failed to register instance: {error}")
+    logger.info(
+        "instance %r registered (tenant %r, registration %d)",
+        request.instance_id,
+        request.tenant_id,
+        number,
+        extra=_context(request.instance_id, "register_instance", "registered", request.tenant_id),
+    )
     return pb.RpcResponse(
         register_instance=pb.RegisterInstanceResponse(success=True, registration=number)
     )
 
 
-def _registration_refused(reason: str) -> pb.RpcResponse:
+def _registration_refused(request: pb.RegisterInstanceRequest, reason: str) -> pb.RpcResponse:
+    logger.info(
+        "register_instance for instance %r refused: %s",
+        request.instance_id,
+        reason,
+        extra=_context(
+            request.instance_id or None, "register_instance", "refused", request.tenant_id or None
+        ),
+    )
     return pb.RpcResponse(
         register_instance=pb.RegisterInstanceResponse(success=False, error=reason)
     )
+
+
+def _context(
+    instance_id: str | None, operation: str, action: str, tenant: str | None = None
+) -> dict[str, str | None]:
+    """The ``extra=`` of a log line about an instance (see runtara.logging_setup)."""
+    return {"instance_id": instance_id, "tenant": tenant, "operation": operation, "action": action}
 
 
 def checkpoint(
@@ -88,6 +117,8 @@ def checkpoint(
     outcome = services.storage.checkpoint(
         require_id(request), request.checkpoint_id, request.state, services.now(), registration
     )
+    if not outcome.found:
+        metrics.checkpoint_stored(len(request.state))
     return pb.RpcResponse(checkpoint=mapping.checkpoint_response(outcome))
 
 
@@ -150,15 +181,29 @@ def finish_sleep(started: SleepStarted, services: Services) -> pb.RpcResponse:
 
 
 def _event(event: pb.InstanceEvent, services: Services, registration: int | None) -> None:
+    kind = mapping.event_type(event.event_type)
     services.storage.record_event(
         require_id(event),
-        mapping.event_type(event.event_type),
+        kind,
         event.payload,
         services.now(),
         checkpoint_id=_optional(event, "checkpoint_id"),
         subtype=_optional(event, "subtype"),
         registration=registration,
     )
+    if kind in _LIFECYCLE_EVENTS:
+        error = (
+            event.payload.decode("utf-8", "replace")[:200]
+            if kind is records.EventType.FAILED
+            else ""
+        )
+        logger.info(
+            "instance %r %s%s",
+            event.instance_id,
+            kind.value,
+            f": {error}" if error else "",
+            extra=_context(event.instance_id, "instance_event", kind.value),
+        )
 
 
 def instance_event(
@@ -177,7 +222,11 @@ def instance_event_batch(
             _event(event, services, registration)
         except (errors.RequestError, errors.StorageError) as error:
             logger.warning(
-                "event %d of a batch for instance %r skipped: %s", index, event.instance_id, error
+                "event %d of a batch for instance %r skipped: %s",
+                index,
+                event.instance_id,
+                error,
+                extra=_context(event.instance_id or None, "instance_event_batch", "refused"),
             )
 
 
@@ -200,10 +249,13 @@ def poll_signals(
 
 
 def signal_ack(request: pb.SignalAck, services: Services, registration: int | None = None) -> None:
+    signal_type = mapping.signal_or_cancel(request.signal_type)
     services.storage.acknowledge_signal(
-        require_id(request),
-        mapping.signal_or_cancel(request.signal_type),
-        request.acknowledged,
-        services.now(),
-        registration,
+        require_id(request), signal_type, request.acknowledged, services.now(), registration
     )
+    if request.acknowledged and signal_type is records.SignalType.CANCEL:
+        logger.info(
+            "instance %r cancelled: it acknowledged the cancel",
+            request.instance_id,
+            extra=_context(request.instance_id, "signal_ack", "cancelled"),
+        )

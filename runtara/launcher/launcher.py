@@ -35,7 +35,7 @@ from pathlib import Path
 
 import attrs
 
-from runtara import clock, records
+from runtara import clock, metrics, records
 from runtara.launcher import logs, processes
 from runtara.launcher.spec import LaunchSpec
 from runtara.storage import base, launches
@@ -150,8 +150,16 @@ class Launcher:
                 retry_at=retry_at,
             )
         )
+        metrics.launch_ended(outcome)
         log = logger.warning if outcome in ("relaunch", "failed") else logger.info
-        log("instance %r attempt %d %s: %s", instance_id, attempt, how, outcome)
+        log(
+            "instance %r attempt %d %s: %s",
+            instance_id,
+            attempt,
+            how,
+            outcome,
+            extra={"instance_id": instance_id, "action": "exited"},
+        )
 
     def _backoff(self, attempt: int) -> float:
         """Exponential in the attempts made, capped, with jitter (half to all of it)."""
@@ -194,7 +202,11 @@ class Launcher:
     def _terminate(self, watched: _Watched, why: str, *, at_once: bool = False) -> None:
         if watched.terminated_at is None:
             logger.warning(
-                "instance %r: terminating pid %d: %s", watched.instance_id, watched.pid, why
+                "instance %r: terminating pid %d: %s",
+                watched.instance_id,
+                watched.pid,
+                why,
+                extra={"instance_id": watched.instance_id, "action": "terminating"},
             )
             watched.terminated_at = time.monotonic()
             self._signal(watched, signal.SIGKILL if at_once else signal.SIGTERM)
@@ -249,7 +261,13 @@ class Launcher:
                 )
             )
             if outcome != "stale":
-                logger.warning("instance %r %s: %s", launch.instance_id, how, outcome)
+                logger.warning(
+                    "instance %r %s: %s",
+                    launch.instance_id,
+                    how,
+                    outcome,
+                    extra={"instance_id": launch.instance_id, "action": "lost"},
+                )
 
     def _adopt(self, launch: records.Launch, now: dt.datetime, lease: dt.timedelta) -> None:
         adopted = self._run(lambda tx: launches.adopt(tx, launch.instance_id, self.id, now, lease))
@@ -258,7 +276,10 @@ class Launcher:
                 launch.instance_id, adopted.attempt, launch.pid, launch.pid_started
             )
             logger.info(
-                "instance %r: watching its running process %d again", launch.instance_id, launch.pid
+                "instance %r: watching its running process %d again",
+                launch.instance_id,
+                launch.pid,
+                extra={"instance_id": launch.instance_id, "action": "adopted"},
             )
 
     # --- due launches -------------------------------------------------------
@@ -281,8 +302,13 @@ class Launcher:
             attempt = processes.spawn(spec, environment, folder, header, launch.attempt)
         except OSError as error:
             self.failed_launches += 1
+            metrics.launch_attempted(False)
             logger.warning(
-                "instance %r: cannot start %s: %s", launch.instance_id, spec.command[0], error
+                "instance %r: cannot start %s: %s",
+                launch.instance_id,
+                spec.command[0],
+                error,
+                extra={"instance_id": launch.instance_id, "tenant": instance.tenant_id},
             )
             self._record_exit(
                 launch.instance_id,
@@ -292,6 +318,7 @@ class Launcher:
             )
             return
         self.launched += 1
+        metrics.launch_attempted(True)
         self._watched[launch.instance_id] = _Watched(
             launch.instance_id, launch.attempt, attempt.pid, attempt.started, attempt
         )
@@ -311,12 +338,23 @@ class Launcher:
                 now,
             )
         )
+        # A relaunch: after a failed attempt, or of an instance that ran before
+        # (it slept, was paused, or its server died).
+        action = (
+            "relaunched" if launch.attempt > 1 or instance.started_at is not None else "launched"
+        )
         logger.info(
-            "instance %r launched: attempt %d of %d, pid %d",
+            "instance %r %s: attempt %d of %d, pid %d",
             launch.instance_id,
+            action,
             launch.attempt,
             launch.max_attempts,
             attempt.pid,
+            extra={
+                "instance_id": launch.instance_id,
+                "tenant": instance.tenant_id,
+                "action": action,
+            },
         )
 
     def _wake_on_exit(self, attempt: processes.Attempt) -> None:

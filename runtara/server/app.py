@@ -287,7 +287,7 @@ class InstanceServer:
         self, connection: quic.ServerConnection, address: str, *, service: core.Service
     ) -> str | None:
         refusal = self.core.connection_opened(connection, service, address)
-        metrics.connection_opened(service.name, refusal is None)  # metrics hook
+        metrics.connection_opened(service.name, refusal is None)
         if refusal is None:
             self._connections.add(connection)
         return refusal

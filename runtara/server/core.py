@@ -24,6 +24,7 @@ from typing import Any
 import attrs
 from google.protobuf.message import DecodeError, Message
 
+from runtara import metrics
 from runtara.handlers import dispatch
 from runtara.handlers.instance import SleepStarted
 from runtara.handlers.services import Services
@@ -368,6 +369,10 @@ class ServerCore:
                 service.name,
                 peer.address,
                 "wrong" if request.token else "missing",
+                extra=_refusal_context(request),
+            )
+            metrics.request_refused(
+                service.name, request.WhichOneof("request") or "none", codes.UNAUTHENTICATED
             )
             reply = dispatch.error_reply(
                 codes.UNAUTHENTICATED, "missing or wrong management token", service.response_type
@@ -375,19 +380,28 @@ class ServerCore:
             return [self._reply(connection, peer, stream_id, _encode(reply.message))]
         kind = request.WhichOneof("request")
         if kind is None:
+            metrics.request_refused(service.name, "none", codes.EMPTY_REQUEST)
             reply = dispatch.error_reply(
                 codes.EMPTY_REQUEST, "RpcRequest contained no request", service.response_type
             )
             return [self._reply(connection, peer, stream_id, _encode(reply.message))]
         operation = service.operations[kind]
         logger.debug("%s from %s on stream %d", kind, peer.address, stream_id)
+        body = getattr(request, kind)
         if not self.accepting:
             return self._refuse(
-                connection, peer, stream_id, operation, codes.UNAVAILABLE, "server is shutting down"
+                connection,
+                peer,
+                stream_id,
+                operation,
+                codes.UNAVAILABLE,
+                "server is shutting down",
+                request,
             )
-        body = getattr(request, kind)
         job = Job(
-            _worker_call(operation, body, self.services, _registration(peer, request, body)),
+            _worker_call(
+                operation, body, self.services, _registration(peer, request, body), service.name
+            ),
             connection,
             stream_id,
             operation,
@@ -403,6 +417,7 @@ class ServerCore:
                 codes.OVERLOADED,
                 f"server overloaded: {self._running} requests running and {len(self._parked)} "
                 f"waiting ({self._admitted_bytes} bytes); retry later",
+                request,
             )
         return actions
 
@@ -437,8 +452,18 @@ class ServerCore:
         operation: dispatch.Operation,
         code: str,
         message: str,
+        request: Message,
     ) -> list[Action]:
-        logger.warning("%s from %s refused: %s", operation.name, peer.address, message)
+        context = _refusal_context(request)
+        logger.warning(
+            "%s%s from %s refused: %s",
+            operation.name,
+            f" for instance {context['instance_id']!r}" if context["instance_id"] else "",
+            peer.address,
+            message,
+            extra=context,
+        )
+        metrics.request_refused(peer.service.name, operation.name, code)
         if operation.replies:
             reply = dispatch.error_reply(code, message, operation.response_type)
             return [self._reply(connection, peer, stream_id, _encode(reply.message))]
@@ -494,7 +519,9 @@ class ServerCore:
             return []
         if stream_id in peer.abandoned:
             logger.info(
-                "instance %r left its sleep early; it stays due for waking", started.instance_id
+                "instance %r left its sleep early; it stays due for waking",
+                started.instance_id,
+                extra={"instance_id": started.instance_id, "operation": "sleep"},
             )
             peer.awaiting_reply.discard(stream_id)
             peer.abandoned.discard(stream_id)
@@ -513,6 +540,14 @@ def _encode(message: Message) -> bytes:
     return framing.encode_frame(message.SerializeToString())
 
 
+def _refusal_context(request: Message) -> dict[str, str | None]:
+    """The ``extra=`` of the log line of a refused request (see
+    runtara.logging_setup): its operation and instance, where it names them."""
+    kind = request.WhichOneof("request")
+    instance_id = getattr(getattr(request, kind), "instance_id", None) if kind else None
+    return {"operation": kind, "instance_id": instance_id or None, "action": "refused"}
+
+
 def _frame(outcome: dispatch.Outcome, operation: dispatch.Operation, instance_id: str):
     """An outcome as what the QUIC layer writes: a frame, None, or the sleep to time."""
     if isinstance(outcome, SleepStarted):
@@ -523,7 +558,13 @@ def _frame(outcome: dispatch.Outcome, operation: dispatch.Operation, instance_id
         return _encode(outcome.message)
     except framing.FrameTooLarge as error:
         # A stored state plus signal payloads can outgrow one frame.
-        logger.info("%s for instance %r: reply too large: %s", operation.name, instance_id, error)
+        logger.info(
+            "%s for instance %r refused: reply too large: %s",
+            operation.name,
+            instance_id,
+            error,
+            extra={"instance_id": instance_id, "operation": operation.name, "action": "refused"},
+        )
         message = f"the reply would not fit in a frame: {error}"
         reply = dispatch.error_reply(operation.error_code, message, operation.response_type)
         return _encode(reply.message)
@@ -541,12 +582,18 @@ def _registration(peer: _Peer, request: Message, body: Message) -> int | None:
 
 
 def _worker_call(
-    operation: dispatch.Operation, request: Any, services: Services, registration: int | None
+    operation: dispatch.Operation,
+    request: Any,
+    services: Services,
+    registration: int | None,
+    protocol: str,
 ):
     instance_id = getattr(request, "instance_id", "")
 
     def run():
+        started = metrics.clock_seconds()  # the worker's time, not the core's
         outcome = dispatch.execute(operation, request, services, registration)
+        metrics.request_served(protocol, operation.name, _served(outcome), started)
         frame = _frame(outcome, operation, instance_id)
         if (
             operation.name == "register_instance"
@@ -557,6 +604,18 @@ def _worker_call(
         return frame
 
     return run
+
+
+def _served(outcome: dispatch.Outcome) -> str:
+    """The ``outcome`` label of a request a worker ran (see runtara.metrics)."""
+    if isinstance(outcome, dispatch.Reply):
+        message = outcome.message
+        kind = message.WhichOneof("response")
+        if kind == "error":
+            return "superseded" if message.error.code == codes.SUPERSEDED else "error"
+        if kind == "register_instance" and not message.register_instance.success:
+            return "error"
+    return "ok"
 
 
 def _sleep_finisher(started: SleepStarted, services: Services):

@@ -105,6 +105,7 @@ def serve(config: ServerConfig) -> int:
     tasks = maintenance_tasks(config, storage, server) if not index else []
     if server.shared_figures is not None:
         tasks.append(PeriodicTask("figures", FIGURES_INTERVAL, server.publish_figures))
+    tasks += http_tasks(config, storage, server)
     for task in tasks:
         task.start()
     while not stop.wait(3600):
@@ -121,6 +122,19 @@ def serve(config: ServerConfig) -> int:
     storage.close()
     logger.info("stopped")
     return 0
+
+
+def http_tasks(config: ServerConfig, storage: base.StorageDriver, server: InstanceServer) -> list:
+    """The HTTP endpoint (metrics, probes, console) when ``--http-addr`` is set. Every
+    server process of ``--processes`` serves it, all on one port (SO_REUSEPORT).
+    Raises ConfigError when its address cannot be bound."""
+    if config.http_addr is None:
+        return []
+    from runtara.http import endpoint  # Jinja2 and the console load only when asked for
+
+    return endpoint.tasks(
+        config, storage, server, reuse_port=supervisor.process_index() is not None
+    )
 
 
 def maintenance_tasks(

@@ -1,0 +1,374 @@
+"""The web console: what runs, what is stuck, what failed and why, and the
+operator's actions on one instance.
+
+Pages are rendered on the server from the storage, through
+:class:`runtara.admin.local.LocalAdmin` (the operators' interface, the same
+the command-line tools use), and read without JavaScript. A page showing
+something that still runs refreshes itself every :data:`REFRESH` seconds.
+
+Actions (pause, resume, cancel, a custom signal) are form posts. A post
+without ``confirmed=yes`` answers with a confirmation page that posts again
+with it; with JavaScript the page asks in a dialog instead and posts
+confirmed at once. A done action redirects back to the instance's page,
+which says what was sent.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import shlex
+from collections.abc import Callable
+from pathlib import Path
+
+import attrs
+
+from runtara import clock, errors, records
+from runtara.admin.local import LocalAdmin
+from runtara.http import messages, templating
+from runtara.http.messages import Request, Response
+from runtara.launcher import logs
+from runtara.launcher.spec import LaunchSpec
+
+logger = logging.getLogger(__name__)
+
+PAGE = 50
+"""Instances per page of the list."""
+LAST_PAGE = 1_000_000
+"""The highest page number asked for that is answered (storage offsets are bounded)."""
+EVENTS_PAGE = 100
+CHECKPOINTS_PAGE = 50
+REFRESH = 5
+"""Seconds between two refreshes of a page showing something that runs."""
+SILENT_AFTER = dt.timedelta(seconds=60)
+"""A running instance silent for longer is pointed out in the list."""
+LOG_LINES = 40
+LOG_TAIL_BYTES = 16 * 1024
+STATUSES = tuple(status.value for status in records.InstanceStatus)
+SIGNALS = {
+    "pause": records.SignalType.PAUSE,
+    "resume": records.SignalType.RESUME,
+    "cancel": records.SignalType.CANCEL,
+}
+ACTIONS = (*SIGNALS, "signal")
+_EXPLANATIONS = {
+    "pause": "The instance is asked to pause at its next checkpoint or signal poll; it "
+    "acknowledges and suspends, and a resume runs it again.",
+    "resume": "A paused instance goes on; one started by this server's launcher is launched again.",
+    "cancel": "The instance is asked to stop at its next checkpoint or signal poll. A "
+    "cancelled instance never runs again.",
+    "signal": "The instance takes this signal once, at its checkpoint with this id.",
+}
+
+
+class BadRequest(Exception):
+    """Input the console cannot use; the message says why (answered with 400)."""
+
+
+@attrs.frozen
+class Pages:
+    """Where a paged listing is, and the links to its neighbours."""
+
+    first: int
+    last: int
+    total: int
+    previous: str | None
+    following: str | None
+
+
+def page_number(raw: str | None, name: str) -> int:
+    """A 1-based page number from a query parameter (1 when absent)."""
+    if raw is None or raw == "":
+        return 1
+    if not raw.isdigit() or not 1 <= int(raw) <= LAST_PAGE:
+        raise BadRequest(f"{name} must be a page number from 1 to {LAST_PAGE}, not {raw!r}")
+    return int(raw)
+
+
+def pages(page: int, size: int, shown: int, total: int, to_page: Callable[[int], str]) -> Pages:
+    offset = (page - 1) * size
+    return Pages(
+        first=offset + 1 if shown else 0,
+        last=offset + shown,
+        total=total,
+        previous=to_page(page - 1) if page > 1 else None,
+        following=to_page(page + 1) if offset + shown < total else None,
+    )
+
+
+class Console:
+    def __init__(
+        self,
+        admin: LocalAdmin,
+        *,
+        runs_dir: Path | None,
+        now: Callable[[], dt.datetime] = clock.utc_now,
+    ) -> None:
+        self.admin = admin
+        self.runs_dir = runs_dir
+        self._now = now
+
+    def _page(self, template: str, code: int = 200, refresh: int | None = None, **context):
+        page = templating.render(template, refresh=refresh, now=self._now(), **context)
+        return messages.html(page, code)
+
+    def problem(self, status: int, title: str, message: str, back: str = "/instances"):
+        return self._page("problem.html", status, title=title, message=message, back=back)
+
+    # --- pages ------------------------------------------------------------------
+
+    def instances(self, request: Request) -> Response:
+        """The list: filtered by status and tenant, newest first, paged; an exact id
+        searched for opens that instance's page."""
+        query = request.query
+        status_name = query.get("status", "")
+        if status_name and status_name not in STATUSES:
+            raise BadRequest(f"status must be one of {', '.join(STATUSES)}, not {status_name!r}")
+        status = records.InstanceStatus(status_name) if status_name else None
+        tenant = query.get("tenant", "").strip()
+        search = query.get("id", "").strip()
+        message = None
+        if search:
+            if self.admin.instance_details(search, recent_events=0) is not None:
+                return messages.redirect(messages.path_of("instances", search))
+            message = f"No instance has the id {search!r}."
+        number = page_number(query.get("page"), "page")
+        found = self.admin.list_instances(
+            tenant_id=tenant or None, status=status, limit=PAGE, offset=(number - 1) * PAGE
+        )
+        counts = self.admin.storage.run(
+            lambda tx: {
+                name: tx.count_instances(
+                    tenant_id=tenant or None, status=records.InstanceStatus(name)
+                )
+                for name in STATUSES
+            },
+            write=False,
+        )
+        where = pages(
+            number,
+            PAGE,
+            len(found.items),
+            found.total,
+            lambda n: templating.link(
+                "instances", status=status_name, tenant=tenant, page=n if n > 1 else None
+            ),
+        )
+        running = any(not instance.status.is_terminal for instance in found.items)
+        now = self._now()
+        return self._page(
+            "instances.html",
+            refresh=REFRESH if running else None,
+            instances=found.items,
+            pages=where,
+            statuses=STATUSES,
+            status=status_name,
+            tenant=tenant,
+            search=search,
+            counts=counts,
+            message=message,
+            notes={instance.instance_id: note(instance, now) for instance in found.items},
+        )
+
+    def instance(self, request: Request, instance_id: str) -> Response:
+        """One instance: facts, launch and attempts, output or error, actions,
+        timeline, checkpoints and logs."""
+        details = self.admin.instance_details(instance_id, recent_events=0)
+        if details is None:
+            return self._missing(instance_id)
+        query = request.query
+        event_page = page_number(query.get("events"), "events")
+        checkpoint_page = page_number(query.get("checkpoints"), "checkpoints")
+        events = self.admin.list_events(
+            instance_id, limit=EVENTS_PAGE, offset=(event_page - 1) * EVENTS_PAGE
+        )
+        checkpoints = self.admin.list_checkpoints(
+            instance_id, limit=CHECKPOINTS_PAGE, offset=(checkpoint_page - 1) * CHECKPOINTS_PAGE
+        )
+        launch = self.admin.storage.run(lambda tx: tx.get_launch(instance_id), write=False)
+        instance = details.instance
+
+        def to(events_at: int, checkpoints_at: int) -> str:
+            return templating.link(
+                "instances",
+                instance_id,
+                events=events_at if events_at > 1 else None,
+                checkpoints=checkpoints_at if checkpoints_at > 1 else None,
+            )
+
+        return self._page(
+            "instance.html",
+            refresh=None if instance.status.is_terminal else REFRESH,
+            instance=instance,
+            pending=details.pending_signal,
+            custom=details.custom_signals,
+            launch=launch,
+            command=_command(launch),
+            events=events,
+            event_pages=pages(
+                event_page,
+                EVENTS_PAGE,
+                len(events.items),
+                events.total,
+                lambda n: to(n, checkpoint_page),
+            ),
+            checkpoints=checkpoints,
+            checkpoint_pages=pages(
+                checkpoint_page,
+                CHECKPOINTS_PAGE,
+                len(checkpoints.items),
+                checkpoints.total,
+                lambda n: to(event_page, n),
+            ),
+            logs=self._log_tails(instance_id) if launch is not None else None,
+            sent=_sent(query.get("sent", ""), query.get("checkpoint_id", "")),
+        )
+
+    def checkpoint(self, request: Request, instance_id: str, checkpoint_id: str) -> Response:
+        """One checkpoint's state, as a file."""
+        try:
+            found = self.admin.get_checkpoint(instance_id, checkpoint_id)
+        except errors.OperationRefused:
+            return self._missing(instance_id)
+        if found is None:
+            return self.problem(
+                404,
+                "No such checkpoint",
+                f"Instance {instance_id!r} has no checkpoint {checkpoint_id!r}.",
+                messages.path_of("instances", instance_id),
+            )
+        return messages.download(found.state, f"{instance_id}-{checkpoint_id}.bin")
+
+    def log(self, request: Request, instance_id: str, stream: str) -> Response:
+        """A launched instance's whole stdout or stderr log (its older part, moved to
+        ``<name>.1`` by the cap, is not included)."""
+        if stream not in logs.STREAMS:
+            return self.problem(
+                404, "No such log", f"Logs are {' and '.join(logs.STREAMS)}, not {stream!r}."
+            )
+        if self.admin.instance_details(instance_id, recent_events=0) is None:
+            return self._missing(instance_id)
+        chunks, offset = [], 0
+        while True:
+            data, offset = self.admin.read_log(instance_id, stream, offset)
+            if not data:
+                break
+            chunks.append(data)
+        return messages.download(
+            b"".join(chunks), f"{instance_id}-{stream}.log", "text/plain; charset=utf-8"
+        )
+
+    def _log_tails(self, instance_id: str) -> dict[str, str]:
+        if self.runs_dir is None:
+            return {}
+        return {
+            stream: logs.tail(
+                logs.log_path(self.runs_dir, instance_id, stream), LOG_LINES, LOG_TAIL_BYTES
+            )
+            for stream in ("stderr", "stdout")
+        }
+
+    def _missing(self, instance_id: str) -> Response:
+        return self.problem(404, "No such instance", f"No instance has the id {instance_id!r}.")
+
+    # --- actions ----------------------------------------------------------------
+
+    def act(self, request: Request, instance_id: str, action: str) -> Response:
+        """Confirm, then send ``action`` (pause, resume, cancel, or signal: a
+        custom signal for the form's checkpoint id) to the instance."""
+        form = request.form
+        payload = form.get("payload", "")
+        checkpoint_id = form.get("checkpoint_id", "").strip()
+        back = messages.path_of("instances", instance_id)
+        if action == "signal" and not checkpoint_id:
+            raise BadRequest("a custom signal needs the checkpoint id it is for")
+        if form.get("confirmed") != "yes":
+            if self.admin.instance_details(instance_id, recent_events=0) is None:
+                return self._missing(instance_id)
+            return self._page(
+                "confirm.html",
+                instance_id=instance_id,
+                action=action,
+                question=_question(action, instance_id, checkpoint_id),
+                explanation=_EXPLANATIONS[action],
+                button="Yes, send the custom signal"
+                if action == "signal"
+                else f"Yes, {action} {instance_id}",
+                target=messages.path_of("instances", instance_id, action),
+                back=back,
+                payload=payload,
+                checkpoint_id=checkpoint_id,
+            )
+        try:
+            if action == "signal":
+                self.admin.send_custom_signal(instance_id, checkpoint_id, payload.encode())
+            else:
+                self.admin.send_signal(instance_id, SIGNALS[action], payload.encode())
+        except errors.OperationRefused as refusal:
+            return self.problem(409, f"Cannot {_verb(action)}", str(refusal), back)
+        except errors.RequestError as error:
+            raise BadRequest(str(error)) from None
+        logger.info(
+            "console: %s sent to instance %r%s (from %s)",
+            "custom signal" if action == "signal" else action,
+            instance_id,
+            f" for checkpoint {checkpoint_id!r}" if action == "signal" else "",
+            request.client,
+        )
+        return messages.redirect(
+            templating.link(
+                "instances",
+                instance_id,
+                sent=action,
+                checkpoint_id=checkpoint_id if action == "signal" else None,
+            )
+        )
+
+
+def note(instance: records.Instance, now: dt.datetime) -> tuple[str, str] | None:
+    """What the list says of an instance beside its status, and how loudly
+    (``problem``, ``warning`` or ``muted``): why it failed or was cancelled, how
+    long a running one has been silent, what a suspended or pending one waits for."""
+    status = instance.status
+    if status in (records.InstanceStatus.FAILED, records.InstanceStatus.CANCELLED):
+        lines = [line.strip() for line in (instance.error or "").splitlines() if line.strip()]
+        if not lines:
+            return None
+        said = lines[0] if len(lines) == 1 else f"{lines[0]} … {lines[-1]}"
+        return (said if len(said) <= 200 else said[:199] + "…"), "problem"
+    if status is records.InstanceStatus.RUNNING:
+        last = instance.last_activity_at or instance.started_at or instance.created_at
+        if now - last > SILENT_AFTER:
+            return f"silent for {templating.ago(last, now).removesuffix(' ago')}", "warning"
+        return None
+    if status is records.InstanceStatus.SUSPENDED:
+        if instance.sleep_until is not None:
+            return f"sleeps until {templating.when(instance.sleep_until)}", "muted"
+        return "paused: waits for a resume", "muted"
+    if status is records.InstanceStatus.PENDING:
+        return "waits to be launched", "muted"
+    return None
+
+
+def _command(launch: records.Launch | None) -> str | None:
+    if launch is None:
+        return None
+    return shlex.join(LaunchSpec.from_json(launch.spec).command)
+
+
+def _verb(action: str) -> str:
+    return "send the custom signal" if action == "signal" else action
+
+
+def _question(action: str, instance_id: str, checkpoint_id: str) -> str:
+    if action == "signal":
+        return f"Send a custom signal for checkpoint {checkpoint_id!r} to {instance_id}?"
+    return f"{action.capitalize()} {instance_id}?"
+
+
+def _sent(action: str, checkpoint_id: str) -> str | None:
+    if action == "signal":
+        return f"Custom signal for checkpoint {checkpoint_id!r} sent."
+    if action in SIGNALS:
+        return f"{action.capitalize()} sent: the instance sees it at its next checkpoint or poll."
+    return None
