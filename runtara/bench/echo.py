@@ -3,7 +3,8 @@
 Every request goes through the same QUIC layer, dispatcher and worker pool as
 in the real server; the handlers answer at once as a checkpoint of a new id
 would (``found=false``), with no storage. Run as
-``python -m runtara.bench.echo --port 0``.
+``python -m runtara.bench.echo --port 0``; with ``--management-addr`` it also
+serves the management protocol, whose ``GetStats`` counts the requests served.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import logging
 import signal
 import threading
 
-from runtara.config import ServerConfig
+from runtara import config
 from runtara.handlers import dispatch
 from runtara.protocol import instance_pb2 as pb
 from runtara.server.app import InstanceServer
@@ -53,13 +54,22 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--max-concurrent", type=int, default=32)
+    parser.add_argument("--management-addr", type=config.address, metavar="HOST:PORT")
     arguments = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    config = ServerConfig(
-        host=arguments.host, port=arguments.port, max_concurrent=arguments.max_concurrent
+    server = InstanceServer(
+        config.ServerConfig(
+            host=arguments.host,
+            port=arguments.port,
+            max_concurrent=arguments.max_concurrent,
+            management_addr=arguments.management_addr,
+        ),
+        None,
+        instance_service=ECHO_SERVICE,
     )
-    server = InstanceServer(config, None, instance_service=ECHO_SERVICE)
     server.start()
+    if server.management_address is not None:
+        print("management protocol on {}:{}".format(*server.management_address), flush=True)
     print("listening on {}:{}".format(*server.address), flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

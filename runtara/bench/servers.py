@@ -1,4 +1,4 @@
-"""Servers under test, each in its own process, with their CPU time and memory."""
+"""Servers under test, each in its own process (with its children), and their memory."""
 
 from __future__ import annotations
 
@@ -8,13 +8,17 @@ import subprocess
 import sys
 import threading
 
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+from runtara import errors
+
+START_TIMEOUT = 60.0
+READY = re.compile(r"listening on ([\d.]+):(\d+)")
+"""How the baselines say where they listen."""
 
 
 class ServerProcess:
     """A server started from ``argv`` that prints its address in a line matching ``ready``."""
 
-    def __init__(self, argv: list[str], ready: str, *, env: dict[str, str] | None = None) -> None:
+    def __init__(self, argv: list[str], ready: re.Pattern, *, env: dict[str, str] | None = None):
         self.process = subprocess.Popen(
             argv,
             env={**os.environ, **(env or {})},
@@ -26,7 +30,6 @@ class ServerProcess:
         self.address: tuple[str, int] | None = None
         self.management: tuple[str, int] | None = None
         self._ready = threading.Event()
-        pattern = re.compile(ready)
         management = re.compile(r"management protocol on ([\d.]+):(\d+)")
 
         def read() -> None:
@@ -34,15 +37,18 @@ class ServerProcess:
                 self.log.append(line.rstrip())
                 if found := management.search(line):
                     self.management = (found.group(1), int(found.group(2)))
-                if found := pattern.search(line):
+                if self.address is None and (found := ready.search(line)):
                     self.address = (found.group(1), int(found.group(2)))
                     self._ready.set()
             self._ready.set()
 
         threading.Thread(target=read, daemon=True).start()
-        if not self._ready.wait(60) or self.address is None:
+        if not self._ready.wait(START_TIMEOUT) or self.address is None:
             self.stop()
-            raise RuntimeError("server did not start:\n" + "\n".join(self.log[-20:]))
+            said = [line for line in self.log if line.strip()]
+            raise errors.OperationRefused(
+                f"the server did not start: {said[-1] if said else 'it said nothing'}"
+            )
 
     @property
     def pid(self) -> int:
@@ -60,15 +66,29 @@ class ServerProcess:
             self.process.stdout.close()
 
 
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of a process, all threads."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+def descendants(pid: int) -> list[int]:
+    """The process's children, their children and so on (those alive now)."""
+    found: list[int] = []
+    pending = [pid]
+    while pending:
+        parent = pending.pop()
+        try:
+            threads = os.listdir(f"/proc/{parent}/task")
+        except OSError:
+            continue
+        for thread in threads:
+            try:
+                with open(f"/proc/{parent}/task/{thread}/children") as children:
+                    kids = [int(kid) for kid in children.read().split()]
+            except OSError:
+                continue
+            found += kids
+            pending += kids
+    return found
 
 
 def memory(pid: int, field: str = "VmHWM") -> int:
-    """Bytes of resident memory (``VmRSS``) or its peak (``VmHWM``)."""
+    """Bytes of resident memory (``VmRSS``) or its peak (``VmHWM``) of one process."""
     with open(f"/proc/{pid}/status") as status:
         for line in status:
             if line.startswith(field + ":"):
@@ -76,41 +96,59 @@ def memory(pid: int, field: str = "VmHWM") -> int:
     raise RuntimeError(f"no {field} for process {pid}")
 
 
-def runtara(args: list[str]) -> ServerProcess:
+def tree_memory(pid: int, field: str = "VmHWM") -> int:
+    """:func:`memory` summed over a process and its live descendants."""
+    total = 0
+    for member in [pid, *descendants(pid)]:
+        try:
+            total += memory(member, field)
+        except OSError:
+            pass  # it ended between the listing and the read
+    return total
+
+
+def runtara(args: list[str], *, host: str = "127.0.0.1", port: int = 0) -> ServerProcess:
+    """runtara-core itself, with its management service on a free port."""
     return ServerProcess(
         [
             sys.executable,
             "-m",
             "runtara",
+            "--host",
+            host,
             "--port",
-            "0",
+            str(port),
             "--management-addr",
             "127.0.0.1:0",
             "--log-level",
             "info",
             *args,
         ],
-        r"instance protocol on ([\d.]+):(\d+)",
+        re.compile(r"instance protocol on ([\d.]+):(\d+)"),
     )
 
 
-def echo(max_concurrent: int) -> ServerProcess:
+def echo(
+    max_concurrent: int, *, host: str = "127.0.0.1", port: int = 0, management: bool = False
+) -> ServerProcess:
+    """The ``echo`` baseline; ``management``: with the management service (its
+    ``GetStats`` counts the requests served) on a free port."""
     return ServerProcess(
         [
             sys.executable,
             "-m",
             "runtara.bench.echo",
+            "--host",
+            host,
             "--port",
-            "0",
+            str(port),
             "--max-concurrent",
             str(max_concurrent),
+            *(["--management-addr", "127.0.0.1:0"] if management else []),
         ],
-        r"listening on ([\d.]+):(\d+)",
+        READY,
     )
 
 
 def naive() -> ServerProcess:
-    return ServerProcess(
-        [sys.executable, "-m", "runtara.bench.naive", "--port", "0"],
-        r"listening on ([\d.]+):(\d+)",
-    )
+    return ServerProcess([sys.executable, "-m", "runtara.bench.naive", "--port", "0"], READY)
