@@ -1,9 +1,9 @@
 """Everything runtara-core needs from aioquic beyond its public API, in one place.
 
 aioquic has no setting for the number of concurrent streams a peer may open,
-no way to refuse a connection before its handshake, no peer address on a
-connection, and it keeps TLS buffers and handshake timers that we must reach
-to free or cancel. Each of those reaches into aioquic's private attributes
+no way to refuse a connection before its handshake, no peer address and no
+peer certificate on a connection, and it keeps TLS buffers and handshake
+timers that we must reach to free or cancel. Each of those reaches into aioquic's private attributes
 here, and only here; ``tests/unit/test_aioquic_adapter.py`` checks every one
 of them against the installed aioquic, so an upgrade that changes them fails
 loudly there instead of misbehaving at run time.
@@ -23,6 +23,7 @@ from aioquic.asyncio.server import QuicServer
 from aioquic.buffer import Buffer
 from aioquic.quic.connection import QuicConnection
 from aioquic.quic.packet import QuicErrorCode
+from cryptography import x509
 
 
 def set_stream_limits(connection: QuicConnection, bidirectional: int, unidirectional: int) -> None:
@@ -41,6 +42,16 @@ def set_stream_limits(connection: QuicConnection, bidirectional: int, unidirecti
 def peer_address(connection: QuicConnection) -> tuple[str, int] | None:
     paths = connection._network_paths
     return paths[0].addr[:2] if paths else None
+
+
+def peer_certificate(connection: QuicConnection) -> x509.Certificate | None:
+    """The certificate the peer presented in the handshake of a connection that
+    started it (None until the certificate arrived).
+
+    A client gets it whether or not it verifies it, which is what pinning a
+    server's certificate by its fingerprint needs.
+    """
+    return connection.tls._peer_certificate
 
 
 def release_handshake_buffers(connection: QuicConnection) -> None:
@@ -66,8 +77,9 @@ def replies_unacknowledged(connection: QuicConnection) -> bool:
 
 
 def abort_handshake(protocol: QuicConnectionProtocol) -> None:
-    """Give up on a client connection whose handshake never finished: fail its
-    waiter, close it and cancel its timer, so nothing is left pending."""
+    """Give up on a client connection (its handshake unfinished, or its server
+    not trusted): fail its waiter, close it and cancel its timer, so nothing is
+    left pending."""
     waiter, protocol._connected_waiter = protocol._connected_waiter, None
     if waiter is not None and not waiter.done():
         waiter.cancel()

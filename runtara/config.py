@@ -178,6 +178,41 @@ def _log_level(raw: str) -> str:
     return value
 
 
+def _log_format(raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in ("text", "json"):
+        raise ValueError(f"{raw!r} is not text or json")
+    return value
+
+
+def fingerprint(raw: str) -> str:
+    """A SHA-256 certificate fingerprint: 64 hex digits in any case, the colons
+    between pairs optional; returned as the server logs it (``3A:91:...``)."""
+    digits = raw.strip().replace(":", "").upper()
+    if len(digits) != 64 or any(digit not in "0123456789ABCDEF" for digit in digits):
+        raise ValueError(
+            f"{raw!r} is not a SHA-256 fingerprint (64 hex digits, as the server logs it: "
+            "3A:91:...)"
+        )
+    return ":".join(digits[index : index + 2] for index in range(0, 64, 2))
+
+
+def _certificates_file(raw: str) -> Path:
+    """A readable file holding at least one PEM certificate."""
+    path = _path(raw)
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise ValueError(f"cannot read {raw!r}: {error.strerror}") from None
+    from cryptography import x509  # only the tools that verify a server need it
+
+    try:
+        x509.load_pem_x509_certificates(data)
+    except ValueError:
+        raise ValueError(f"{raw!r} holds no PEM certificate") from None
+    return path
+
+
 @attrs.frozen
 class Setting:
     name: str
@@ -449,6 +484,15 @@ SERVER_SETTINGS = STORAGE_SETTINGS + (
         "TOKEN",
     ),
     Setting(
+        "http_addr",
+        "--http-addr",
+        "RUNTARA_HTTP_ADDR",
+        address,
+        "serve HTTP on HOST:PORT: /metrics (Prometheus), /healthz, /readyz and the web "
+        "console; a non-loopback address needs --management-token, which it then requires",
+        "HOST:PORT",
+    ),
+    Setting(
         "wake_command",
         "--wake-command",
         "RUNTARA_WAKE_COMMAND",
@@ -585,6 +629,14 @@ SERVER_SETTINGS = STORAGE_SETTINGS + (
         "debug, info, warning or error",
         "LEVEL",
     ),
+    Setting(
+        "log_format",
+        "--log-format",
+        "RUNTARA_LOG_FORMAT",
+        _log_format,
+        "text (for people) or json (one JSON object a line, for log collectors)",
+        "FORMAT",
+    ),
 )
 
 TOOL_SETTINGS = STORAGE_SETTINGS + (
@@ -613,6 +665,41 @@ TOOL_SETTINGS = STORAGE_SETTINGS + (
         duration,
         "with --server: how long connecting, and then each request, may take",
         "DURATION",
+    ),
+    Setting(
+        "fingerprint",
+        "--fingerprint",
+        "RUNTARA_MANAGEMENT_FINGERPRINT",
+        fingerprint,
+        "with --server: the SHA-256 fingerprint the server's certificate must have "
+        "(the server logs it at start)",
+        "SHA256",
+    ),
+    Setting(
+        "ca_file",
+        "--ca-file",
+        "RUNTARA_MANAGEMENT_CA_FILE",
+        _certificates_file,
+        "with --server: PEM certificates the server's certificate must verify against",
+        "FILE",
+    ),
+    Setting(
+        "server_name",
+        "--server-name",
+        "RUNTARA_MANAGEMENT_SERVER_NAME",
+        text,
+        "with --ca-file: the name the server's certificate must be issued for",
+        "NAME",
+    ),
+    Setting(
+        "insecure_skip_verify",
+        "--insecure-skip-verify",
+        "RUNTARA_MANAGEMENT_INSECURE_SKIP_VERIFY",
+        switch,
+        "with --server: talk to the server without checking its certificate, and send "
+        "it the token all the same (anyone able to answer in its place can take the token)",
+        "ON|OFF",
+        given="on",
     ),
 )
 """The operator tools' settings: where to act (storage or server) and how."""
@@ -655,6 +742,7 @@ class ServerConfig:
     max_inflight_bytes: int = 256 * MiB
     management_addr: tuple[str, int] | None = None
     management_token: str | None = None
+    http_addr: tuple[str, int] | None = None
     wake_command: str | None = None
     wake_interval: float = 5.0
     wake_grace: float = 5.0
@@ -672,6 +760,7 @@ class ServerConfig:
     launch_lease: float = 15.0
     log_cap: int = 10 * MiB
     log_level: str = "info"
+    log_format: str = "text"
 
     @property
     def storage(self) -> StorageConfig:
@@ -688,6 +777,18 @@ class ToolConfig:
     runs_dir: Path = Path("runtara-runs")
     """Where the launched instances' logs are (without --server)."""
     timeout: float = 10.0
+    fingerprint: str | None = None
+    """The pinned SHA-256 fingerprint of the server's certificate."""
+    ca_file: Path | None = None
+    """PEM certificates the server's certificate must verify against."""
+    server_name: str = "localhost"
+    """The name the server's certificate must be issued for (with ``ca_file``)."""
+    insecure_skip_verify: bool = False
+    """Talk to the server (and send it the token) without checking its certificate."""
+
+    @property
+    def verifies_server(self) -> bool:
+        return self.fingerprint is not None or self.ca_file is not None
 
     @property
     def storage(self) -> StorageConfig:
@@ -775,6 +876,15 @@ def server_config(arguments: argparse.Namespace, environ: Mapping[str, str]) -> 
             "--management-addr / RUNTARA_MANAGEMENT_ADDR exposes the management service beyond "
             "loopback: set --management-token / RUNTARA_MANAGEMENT_TOKEN too"
         )
+    if (
+        config.http_addr is not None
+        and not ipaddress.ip_address(config.http_addr[0]).is_loopback
+        and config.management_token is None
+    ):
+        raise errors.ConfigError(
+            "--http-addr / RUNTARA_HTTP_ADDR exposes the metrics and the console beyond "
+            "loopback: set --management-token / RUNTARA_MANAGEMENT_TOKEN too"
+        )
     return config
 
 
@@ -783,4 +893,25 @@ def storage_config(arguments: argparse.Namespace, environ: Mapping[str, str]) ->
 
 
 def tool_config(arguments: argparse.Namespace, environ: Mapping[str, str]) -> ToolConfig:
-    return ToolConfig(**resolve(TOOL_SETTINGS, arguments, environ))
+    """The tools' settings. With ``--server``, a token is sent only to a server
+    whose certificate is checked (``--fingerprint`` or ``--ca-file``) or when
+    ``--insecure-skip-verify`` says so; otherwise, and for contradicting
+    options, a ConfigError says what to set."""
+    config = ToolConfig(**resolve(TOOL_SETTINGS, arguments, environ))
+    if config.server is None:
+        return config
+    if config.insecure_skip_verify and config.verifies_server:
+        raise errors.ConfigError(
+            "--insecure-skip-verify / RUNTARA_MANAGEMENT_INSECURE_SKIP_VERIFY contradicts "
+            "--fingerprint / RUNTARA_MANAGEMENT_FINGERPRINT and --ca-file / "
+            "RUNTARA_MANAGEMENT_CA_FILE: give one or the other"
+        )
+    if config.token is not None and not (config.verifies_server or config.insecure_skip_verify):
+        raise errors.ConfigError(
+            "--token / RUNTARA_MANAGEMENT_TOKEN is sent only to a server whose certificate "
+            "is checked: set --fingerprint / RUNTARA_MANAGEMENT_FINGERPRINT (the SHA-256 "
+            "fingerprint the server logs at start) or --ca-file / RUNTARA_MANAGEMENT_CA_FILE, "
+            "or --insecure-skip-verify / RUNTARA_MANAGEMENT_INSECURE_SKIP_VERIFY to send it "
+            "unchecked"
+        )
+    return config

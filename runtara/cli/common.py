@@ -1,15 +1,13 @@
-"""What the commands share: the parser, logging, where to act, payloads and times."""
+"""What the commands share: the parser, where to act, payloads and times."""
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
-import logging
 import os
-import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from runtara import clock, config, errors
 from runtara.admin.base import Admin
@@ -22,18 +20,52 @@ T = TypeVar("T")
 
 
 class Parser(argparse.ArgumentParser):
+    """argparse's parser, with a one-line error (exit code 2) and a record of
+    its arguments (:attr:`arguments`), which shell completion reads."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.arguments: list[argparse.Action] = []
+        """Every argument added, ``--help`` included, in order."""
+        super().__init__(*args, **kwargs)
+
+    def add_argument(self, *args: Any, **kwargs: Any) -> argparse.Action:
+        action = super().add_argument(*args, **kwargs)
+        self.arguments.append(action)
+        return action
+
     def error(self, message: str):  # one clear line, exit code 2
         self.exit(2, f"{self.prog}: error: {message}\n")
 
+    def parse_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> Any:
+        if args is DESCRIBE:
+            raise ParserBuilt(self)
+        return super().parse_args(args, namespace)
 
-def setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    # aioquic logs every handshake at INFO; keep it for --log-level debug.
-    logging.getLogger("quic").setLevel(logging.DEBUG if level == "debug" else logging.WARNING)
+
+class _Describe(tuple):
+    """The type of :data:`DESCRIBE`."""
+
+
+DESCRIBE: Sequence[str] = _Describe()
+"""Passed as a command's arguments, it makes :meth:`Parser.parse_args` raise
+:class:`ParserBuilt` with the command's parser: see :func:`parser_of`."""
+
+
+class ParserBuilt(Exception):
+    def __init__(self, parser: Parser) -> None:
+        super().__init__(parser.prog)
+        self.parser = parser
+
+
+def parser_of(command: Callable[[Sequence[str]], int]) -> Parser:
+    """The parser of ``command``. Every command builds its whole parser and
+    parses its arguments before it does anything else, so running it with
+    :data:`DESCRIBE` gives its parser and does nothing."""
+    try:
+        command(DESCRIBE)
+    except ParserBuilt as built:
+        return built.parser
+    raise AssertionError(f"{command} returned without parsing its arguments")
 
 
 def add_target_arguments(parser: argparse.ArgumentParser) -> None:
@@ -51,7 +83,14 @@ def open_admin(arguments: argparse.Namespace) -> Admin:
     if target.server is not None:
         from runtara.admin.remote import RemoteAdmin  # imports aioquic: only when needed
 
-        return RemoteAdmin(target.server, token=target.token, timeout=target.timeout)
+        return RemoteAdmin(
+            target.server,
+            token=target.token,
+            timeout=target.timeout,
+            fingerprint=target.fingerprint,
+            ca_file=target.ca_file,
+            server_name=target.server_name,
+        )
     storage = selection.open_driver(target.storage, workers=2)
     try:
         found = storage.exists()
@@ -71,7 +110,9 @@ def open_admin(arguments: argparse.Namespace) -> Admin:
 
 
 def payload(value: str | None) -> bytes:
-    """``--payload TEXT`` is the text as UTF-8; ``--payload @FILE`` is the file's bytes."""
+    """``--payload TEXT`` is the argument's bytes exactly as the shell passed them
+    (text as UTF-8, and bytes that are not UTF-8 unchanged); ``--payload @FILE``
+    is the file's bytes."""
     if value is None:
         return b""
     if value.startswith("@"):
@@ -82,7 +123,7 @@ def payload(value: str | None) -> bytes:
             raise errors.ConfigError(
                 f"--payload {value}: cannot read {path}: {error.strerror}"
             ) from None
-    return value.encode("utf-8")
+    return os.fsencode(value)
 
 
 def moment(value: str, flag: str) -> dt.datetime:

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from runtara import errors, records
 from runtara.admin.base import Admin
 from runtara.cli import common, render
+
+FOLLOW_POLL = 0.5
+"""Seconds between two looks for new events with ``events --follow``."""
+FOLLOW_PAGE = 100
 
 
 def _parser(name: str, description: str) -> common.Parser:
@@ -167,7 +173,11 @@ def _write_state(admin: Admin, arguments: argparse.Namespace) -> int:
 
 
 def events(argv: Sequence[str]) -> int:
-    parser = _parser("events", "List an instance's events, newest first.")
+    parser = _parser(
+        "events",
+        "List an instance's events, newest first; with --follow, the last ones oldest "
+        "first, then each new one as it is recorded, until Ctrl-C.",
+    )
     parser.add_argument("instance", help="instance id")
     parser.add_argument(
         "--type", choices=[kind.value for kind in records.EventType], help="only this event type"
@@ -182,8 +192,17 @@ def events(argv: Sequence[str]) -> int:
     parser.add_argument(
         "--contains", metavar="TEXT", help="only payloads containing this text (any case)"
     )
+    parser.add_argument(
+        "--follow",
+        "-f",
+        action="store_true",
+        help="print the last --limit events oldest first, then each new one as it is "
+        "recorded, until Ctrl-C (with --json: one JSON object a line)",
+    )
     _paging(parser)
     arguments = parser.parse_args(argv)
+    if arguments.follow and arguments.offset:
+        parser.error("--follow starts from the newest events: it takes no --offset")
     event_filter = records.EventFilter(
         event_type=records.EventType(arguments.type) if arguments.type else None,
         subtype=arguments.subtype,
@@ -192,6 +211,8 @@ def events(argv: Sequence[str]) -> int:
         payload_contains=arguments.contains,
     )
     with common.open_admin(arguments) as admin:
+        if arguments.follow:
+            _follow(admin, arguments.instance, event_filter, arguments.limit, arguments.json)
         page = admin.list_events(
             arguments.instance, event_filter, limit=arguments.limit, offset=arguments.offset
         )
@@ -202,6 +223,57 @@ def events(argv: Sequence[str]) -> int:
         print(_events_table(page.items))
     print(render.page_footer(len(page.items), arguments.offset, page.total, "events"))
     return 0
+
+
+def _follow(
+    admin: Admin,
+    instance_id: str,
+    event_filter: records.EventFilter,
+    limit: int,
+    as_json: bool,
+) -> NoReturn:
+    """Print the newest ``limit`` events, then every new one, oldest first, as
+    lines; it ends only by an exception (Ctrl-C, a closed output, a failure)."""
+    show: Callable[[records.Event], str] = render.to_json_line if as_json else _event_line
+    newest = admin.list_events(instance_id, event_filter, limit=limit, offset=0).items
+    if not as_json:
+        print(_EVENT_LINE.format("ID", "TIME", "TYPE", "SUBTYPE", "CHECKPOINT", "PAYLOAD"))
+    seen: set[int] = set()
+    while True:
+        for event in sorted(newest, key=lambda event: (event.created_at, event.id)):
+            seen.add(event.id)
+            print(show(event), flush=True)
+        time.sleep(FOLLOW_POLL)
+        newest = list(_unseen(admin, instance_id, event_filter, seen))
+
+
+def _unseen(
+    admin: Admin, instance_id: str, event_filter: records.EventFilter, seen: set[int]
+) -> Iterable[records.Event]:
+    """The events not in ``seen``, newest first, page by page down to a seen one."""
+    offset = 0
+    while True:
+        page = admin.list_events(instance_id, event_filter, limit=FOLLOW_PAGE, offset=offset)
+        fresh = [event for event in page.items if event.id not in seen]
+        yield from fresh
+        if len(fresh) < len(page.items) or len(page.items) < FOLLOW_PAGE:
+            return
+        offset += FOLLOW_PAGE
+
+
+_EVENT_LINE = "{:<6}  {:<24}  {:<9}  {:<12}  {:<16}  {}"
+"""A followed event's line: the columns of the events table, at fixed widths."""
+
+
+def _event_line(event: records.Event) -> str:
+    return _EVENT_LINE.format(
+        event.id,
+        render.when(event.created_at),
+        event.event_type.value,
+        event.subtype or "-",
+        event.checkpoint_id or "-",
+        render.preview(event.payload),
+    )
 
 
 def _events_table(events: Sequence[records.Event]) -> str:

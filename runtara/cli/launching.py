@@ -84,12 +84,17 @@ def _input(value: str) -> bytes:
     if value.startswith("@"):
         return common.payload(value)
     try:
+        data = value.encode("utf-8")
         json.loads(value)
+    except UnicodeEncodeError:
+        raise errors.ConfigError(
+            "--input is not UTF-8 text, which JSON is; use @FILE for other bytes"
+        ) from None
     except ValueError as error:
         raise errors.ConfigError(
             f"--input is not JSON ({error}); use @FILE for other bytes"
         ) from None
-    return value.encode("utf-8")
+    return data
 
 
 def stop(argv: Sequence[str]) -> int:

@@ -22,6 +22,11 @@ def to_json(value: object) -> str:
     return json.dumps(_json.unstructure(value), indent=2, sort_keys=True)
 
 
+def to_json_line(value: object) -> str:
+    """``value`` as JSON on one line (for output that streams one object a line)."""
+    return json.dumps(_json.unstructure(value), sort_keys=True)
+
+
 def when(value: dt.datetime | None) -> str:
     if value is None:
         return "-"

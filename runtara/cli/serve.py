@@ -2,25 +2,32 @@
 
 from __future__ import annotations
 
+import argparse
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
-from runtara import __version__, config
+from runtara import __version__, config, logging_setup
 from runtara.cli import common
 
 
-def serve(argv: Sequence[str], commands: Sequence[str]) -> int:
+def serve(argv: Sequence[str], commands: Mapping[str, str]) -> int:
+    """Serve until SIGINT or SIGTERM. ``commands`` (name to one-line summary)
+    are listed by ``--help``, which is also the program's help."""
+    width = max(len(name) for name in commands)
+    listing = "\n".join(f"  {name.ljust(width)}  {summary}" for name, summary in commands.items())
     parser = common.Parser(
         prog=common.PROG,
-        description="Serve the runtara instance protocol over QUIC. "
-        f"Other commands: {', '.join(name for name in commands if name != 'serve')} "
-        f"(see `{common.PROG} COMMAND --help`).",
+        usage=f"{common.PROG} [COMMAND] [OPTIONS]",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=f"The runtara-core durable-execution engine.\n\ncommands:\n{listing}\n\n"
+        "Without a command it serves; the options below are the server's.\n"
+        f"`{common.PROG} COMMAND --help` shows a command's options.",
     )
     parser.add_argument("--version", action="version", version=f"{common.PROG} {__version__}")
     config.add_arguments(parser, config.SERVER_SETTINGS, config.ServerConfig)
     arguments = parser.parse_args(argv)
     settings = config.server_config(arguments, os.environ)
-    common.setup_logging(settings.log_level)
+    logging_setup.configure(settings.log_level, settings.log_format)
     from runtara.server import run  # imports aioquic; the tools that do not serve skip it
 
     return run.serve(settings)

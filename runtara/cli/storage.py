@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from runtara import clock, config
 from runtara.admin import retention
-from runtara.cli import common
+from runtara.cli import common, render
 from runtara.storage import registry, selection
 
 
@@ -33,18 +33,38 @@ def migrate(argv: Sequence[str]) -> int:
 
 def drivers(argv: Sequence[str]) -> int:
     parser = common.Parser(
-        prog=f"{common.PROG} drivers", description="List the installed storage drivers."
+        prog=f"{common.PROG} drivers",
+        description="List the installed storage drivers, and each broken plugin with the "
+        "reason it cannot be used; exit 1 if there is one.",
     )
-    parser.parse_args(argv)
-    broken = 0
-    for info in registry.DriverRegistry().describe():
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    arguments = parser.parse_args(argv)
+    found = registry.DriverRegistry().describe()
+    broken = sum(info.error is not None for info in found)
+    if arguments.json:
+        print(
+            render.to_json(
+                [
+                    {
+                        "name": info.entry.name,
+                        "distribution": info.entry.distribution,
+                        "version": info.entry.version,
+                        "module": info.entry.target,
+                        "url_schemes": list(info.driver.url_schemes) if info.driver else [],
+                        "error": info.error,
+                    }
+                    for info in found
+                ]
+            )
+        )
+        return 1 if broken else 0
+    for info in found:
         entry = info.entry
         origin = f"{entry.distribution or '?'} {entry.version or ''}".strip()
         if info.error is None:
             schemes = ", ".join(f"{scheme}:" for scheme in info.driver.url_schemes) or "-"
             print(f"{entry.name:<12} {origin:<28} {entry.target:<40} URL schemes {schemes}")
         else:
-            broken += 1
             print(f"{entry.name:<12} {origin:<28} {entry.target:<40} BROKEN: {info.error}")
     return 1 if broken else 0
 
@@ -67,6 +87,11 @@ def prune(argv: Sequence[str]) -> int:
     parser.add_argument(
         "--batch-size", type=common.positive, default=500, help="instances per transaction (500)"
     )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object at the end (the ids deleted, or that would be)",
+    )
     config.add_arguments(parser, config.STORAGE_SETTINGS, config.StorageConfig)
     arguments = parser.parse_args(argv)
     cutoff = clock.utc_now() - dt.timedelta(seconds=arguments.finished_before)
@@ -78,10 +103,23 @@ def prune(argv: Sequence[str]) -> int:
             cutoff,
             batch_size=arguments.batch_size,
             dry_run=arguments.dry_run,
-            on_batch=lambda ids: print(f"deleted {len(ids)} instances", flush=True),
+            on_batch=None
+            if arguments.json
+            else lambda ids: print(f"deleted {len(ids)} instances", flush=True),
         )
     finally:
         storage.close()
+    if arguments.json:
+        print(
+            render.to_json(
+                {
+                    "dry_run": arguments.dry_run,
+                    "finished_before": cutoff,
+                    "deleted": result.deleted,
+                }
+            )
+        )
+        return 0
     if arguments.dry_run:
         for instance_id in result.deleted:
             print(instance_id)

@@ -3,6 +3,11 @@
 Each request opens a new bidirectional stream, writes one type-1 frame and
 FIN; a reply is one frame, as upstream. :class:`Stream` exposes the raw
 stream for callers that need to send arbitrary bytes.
+
+Who the server is can be checked two ways when connecting: its certificate
+verified against certificate authorities (``verify``, ``cafile``), or pinned
+by its SHA-256 fingerprint (``fingerprint``). Nothing is sent on a connection
+before its checks passed.
 """
 
 from __future__ import annotations
@@ -11,15 +16,39 @@ import asyncio
 import socket
 import ssl
 
+from aioquic import tls
 from aioquic.asyncio.protocol import QuicConnectionProtocol
 from aioquic.quic import events
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
+from aioquic.quic.packet import QuicErrorCode
+from cryptography.hazmat.primitives import hashes
 from google.protobuf.message import DecodeError, Message
 
-from runtara import aioquic_adapter, errors
+from runtara import aioquic_adapter, config, errors, logging_setup
 from runtara.limits import MiB
 from runtara.protocol import framing
+
+
+class CertificateRejected(errors.ConnectFailed):
+    """The server's certificate did not pass the check asked for: it does not
+    verify against the certificate authorities, or its fingerprint is not the
+    pinned one. Nothing was sent to that server."""
+
+
+_CERTIFICATE_ALERTS = frozenset(
+    QuicErrorCode.CRYPTO_ERROR + alert
+    for alert in (
+        tls.AlertDescription.bad_certificate,
+        tls.AlertDescription.unsupported_certificate,
+        tls.AlertDescription.certificate_revoked,
+        tls.AlertDescription.certificate_expired,
+        tls.AlertDescription.certificate_unknown,
+        tls.AlertDescription.unknown_ca,
+    )
+)
+"""Connection-close codes of a handshake ended by a certificate check (a TLS
+alert is sent as CRYPTO_ERROR plus the alert's number)."""
 
 
 class _StreamState:
@@ -60,6 +89,14 @@ class _ClientProtocol(QuicConnectionProtocol):
 
     def next_stream_id(self) -> int:
         return self._quic.get_next_available_stream_id()
+
+    def peer_fingerprint(self) -> str | None:
+        """The SHA-256 fingerprint of the server's certificate, colon-separated
+        hex as the server logs it; None before the certificate arrived."""
+        certificate = aioquic_adapter.peer_certificate(self._quic)
+        if certificate is None:
+            return None
+        return config.fingerprint(certificate.fingerprint(hashes.SHA256()).hex())
 
     def quic_event_received(self, event: events.QuicEvent) -> None:
         if isinstance(event, events.StreamDataReceived):
@@ -178,10 +215,20 @@ class Connection:
         server_name: str = "localhost",
         verify: bool = False,
         cafile: str | None = None,
+        fingerprint: str | None = None,
         timeout: float = 10.0,
         idle_timeout: float = 30.0,
     ) -> Connection:
-        """Connect and finish the handshake within ``timeout``, or raise ConnectFailed."""
+        """Connect and finish the handshake within ``timeout``.
+
+        ``verify`` checks that the server's certificate is issued for
+        ``server_name`` by an authority of ``cafile`` (without it, the system's);
+        ``fingerprint`` (as :func:`runtara.config.fingerprint` returns it) pins
+        the certificate, with or without ``verify``. Raises CertificateRejected
+        when a check fails, ConnectFailed when there is no connection; a
+        cancelled open leaves nothing behind.
+        """
+        logging_setup.quiet_aioquic_for_clients()
         configuration = QuicConfiguration(
             is_client=True,
             alpn_protocols=None,
@@ -215,18 +262,37 @@ class Connection:
                 f"no QUIC handshake with {host}:{port} within {timeout}s"
             ) from None
         except ConnectionError:
+            terminated = protocol.terminated
+            self._abort()
+            if verify and terminated is not None and terminated.error_code in _CERTIFICATE_ALERTS:
+                raise CertificateRejected(
+                    f"the certificate of {host}:{port} does not verify"
+                    + (f" against {cafile}" if cafile else "")
+                    + f": {terminated.reason_phrase or 'refused'}"
+                ) from None
             if protocol.socket_error is not None:
                 reason = protocol.socket_error.strerror or str(protocol.socket_error)
-            elif protocol.terminated is not None:
-                reason = _describe(protocol.terminated)
+            elif terminated is not None:
+                reason = _describe(terminated)
             else:
                 reason = "refused"
-            self._abort()
             raise errors.ConnectFailed(f"cannot connect to {host}:{port}: {reason}") from None
+        except BaseException:  # cancelled (Ctrl-C in a blocking caller): leave nothing pending
+            self._abort()
+            raise
+        if fingerprint is not None:
+            presented = protocol.peer_fingerprint()
+            if presented != fingerprint:
+                self._abort()
+                raise CertificateRejected(
+                    f"the certificate of {host}:{port} has the SHA-256 fingerprint "
+                    f"{presented}, not the pinned {fingerprint}"
+                )
         return self
 
     def _abort(self) -> None:
-        """Give up on a connection that never finished its handshake."""
+        """Give up on a connection: its handshake never finished, or its server
+        is not trusted."""
         aioquic_adapter.abort_handshake(self._protocol)
         self._transport.close()
 

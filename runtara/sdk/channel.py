@@ -13,6 +13,10 @@ Once the instance is registered, every request names its registration, so
 that the server can refuse the requests of a superseded process even after
 reconnecting or on another server.
 
+A connection that cannot be opened raises ConnectFailed (CertificateRejected
+when the server's certificate does not verify) whose message says which
+variable to look at.
+
 A channel belongs to the event loop it is first used on.
 """
 
@@ -24,7 +28,7 @@ import contextlib
 from google.protobuf.message import Message
 
 from runtara import errors
-from runtara.client.connection import Connection
+from runtara.client.connection import CertificateRejected, Connection
 from runtara.protocol import codes, framing
 from runtara.protocol import instance_pb2 as pb
 from runtara.sdk import exceptions
@@ -113,17 +117,32 @@ class Channel:
         async with self._connecting:
             if self._connection is None or self._connection.closed:
                 await self.close()
-                host, port = self.config.address
                 with _naming(kind):
-                    self._connection = await Connection.open(
-                        host,
-                        port,
-                        server_name=self.config.server_name,
-                        verify=not self.config.skip_cert_verification,
-                        timeout=self.config.connect_timeout,
-                        idle_timeout=max(self.config.request_timeout, MIN_IDLE_TIMEOUT),
-                    )
+                    self._connection = await self._open()
             return self._connection
+
+    async def _open(self) -> Connection:
+        host, port = self.config.address
+        try:
+            return await Connection.open(
+                host,
+                port,
+                server_name=self.config.server_name,
+                verify=not self.config.skip_cert_verification,
+                timeout=self.config.connect_timeout,
+                idle_timeout=max(self.config.request_timeout, MIN_IDLE_TIMEOUT),
+            )
+        except CertificateRejected as error:
+            raise CertificateRejected(
+                f"{error}; set RUNTARA_SKIP_CERT_VERIFICATION=true for a server with a "
+                "self-signed certificate, as runtara-core serves by default (or "
+                "RUNTARA_SERVER_NAME to the name its certificate is issued for)"
+            ) from None
+        except errors.ConnectFailed as error:
+            raise errors.ConnectFailed(
+                f"{error}; is runtara-core serving there? (RUNTARA_SERVER_ADDR is "
+                f"{self.config.server_addr})"
+            ) from None
 
 
 def _checked_kind(request: pb.RpcRequest) -> str:

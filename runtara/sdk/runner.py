@@ -22,8 +22,9 @@ What happens, whatever the workflow does:
   raises :class:`~runtara.sdk.Superseded` out of the workflow's code, nothing
   more is reported, and the process exits with code 3 after one line saying so.
 
-Failures of the SDK itself (no server, registration refused, an event the
-server refuses) are raised from :func:`run`.
+Failures of the SDK itself (a setting it cannot use, no server, a server
+whose certificate does not verify, registration refused, an event the server
+refuses) are raised from :func:`run`; :func:`main` prints them as one line.
 """
 
 from __future__ import annotations
@@ -33,12 +34,14 @@ import enum
 import inspect
 import json
 import logging
+import os
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any, NoReturn
 
 import attrs
 
+from runtara import errors
 from runtara.sdk import _immediate, exceptions
 from runtara.sdk.async_instance import AsyncInstance
 from runtara.sdk.config import SdkConfig
@@ -97,8 +100,20 @@ async def run_async(
 
 
 def main(workflow: Callable[[Any], Any], config: SdkConfig | None = None) -> NoReturn:
-    """:func:`run`, then exit the process with the outcome's exit code."""
-    sys.exit(run(workflow, config).exit_code)
+    """:func:`run`, then exit the process with the outcome's exit code.
+
+    A failure of the SDK itself ends the process with one line on stderr,
+    ``<script>: error: <what failed, and what to set>``, and exit code 2 for a
+    setting it cannot use (``ConfigError``), 1 for the others (no server, a
+    certificate that does not verify, a refused registration ...).
+    """
+    try:
+        outcome = run(workflow, config)
+    except errors.RuntaraError as error:
+        script = os.path.basename(sys.argv[0]) or "runtara-sdk"
+        print(f"{script}: error: {error}", file=sys.stderr)
+        sys.exit(2 if isinstance(error, errors.ConfigError) else 1)
+    sys.exit(outcome.exit_code)
 
 
 async def _supervise(instance: Any, body: Callable[[], Awaitable[Any]]) -> Outcome:

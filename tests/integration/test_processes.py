@@ -133,7 +133,7 @@ def test_a_child_killed_under_load_loses_no_acknowledged_checkpoint_and_comes_ba
     storage = selection.open_driver(StorageConfig(database_url=sqlite_url(tmp_path)), workers=2)
     try:
         for instance_id, checkpoint_id in acknowledged:
-            stored = storage.run(lambda tx: tx.get_checkpoint(instance_id, checkpoint_id))
+            stored = storage.run(lambda tx, i=instance_id, c=checkpoint_id: tx.get_checkpoint(i, c))
             assert stored is not None, (instance_id, checkpoint_id)
     finally:
         storage.close()

@@ -22,8 +22,8 @@ SERVER_ADDRESS = ("127.0.0.1", 4433)
 CLIENT_ADDRESS = ("127.0.0.1", 50000)
 
 
-def pair() -> tuple[QuicConnection, QuicConnection]:
-    identity = tls.self_signed()
+def pair(identity: tls.Identity | None = None) -> tuple[QuicConnection, QuicConnection]:
+    identity = identity or tls.self_signed()
     server_config = QuicConfiguration(is_client=False, alpn_protocols=None)
     server_config.certificate = identity.certificate
     server_config.private_key = identity.private_key
@@ -75,6 +75,15 @@ def test_the_peer_address_is_the_first_network_path():
     assert aioquic_adapter.peer_address(server) is None
     handshake(client, server)
     assert aioquic_adapter.peer_address(server) == CLIENT_ADDRESS
+
+
+def test_the_client_sees_the_certificate_the_server_presented():
+    identity = tls.self_signed()
+    client, server = pair(identity)
+    client.connect(SERVER_ADDRESS, now=0.0)
+    assert aioquic_adapter.peer_certificate(client) is None
+    exchange(client, server)
+    assert aioquic_adapter.peer_certificate(client) == identity.certificate
 
 
 def test_handshake_buffers_can_be_freed_and_the_connection_still_works():

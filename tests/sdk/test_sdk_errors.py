@@ -1,0 +1,72 @@
+"""A workflow script run with sdk.main that cannot start ends with one line saying
+what to set, and no traceback."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).parent.parent / "workflows" / "echo_input.py"
+
+
+def run_script(tmp_path: Path, **environ: str) -> subprocess.CompletedProcess:
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("RUNTARA_")}
+    return subprocess.run(
+        [sys.executable, str(SCRIPT)],
+        cwd=tmp_path,
+        env={
+            **inherited,
+            "RUNTARA_INSTANCE_ID": "order-17",
+            "RUNTARA_TENANT_ID": "acme",
+            "RUNTARA_HEARTBEAT_INTERVAL_MS": "0",
+            **environ,
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_a_self_signed_server_without_skipping_verification_says_what_to_set(server, tmp_path):
+    address = "{}:{}".format(*server.address)
+    result = run_script(tmp_path, RUNTARA_SERVER_ADDR=address)
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr == (
+        f"echo_input.py: error: register_instance: the certificate of {address} does not "
+        "verify: self-signed certificate; set RUNTARA_SKIP_CERT_VERIFICATION=true for a server "
+        "with a self-signed certificate, as runtara-core serves by default (or "
+        "RUNTARA_SERVER_NAME to the name its certificate is issued for)\n"
+    )
+    assert server.instance("order-17") is None
+
+
+def test_a_host_name_for_the_server_is_a_configuration_error(tmp_path):
+    result = run_script(tmp_path, RUNTARA_SERVER_ADDR="runtara.internal:8001")
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == (
+        "echo_input.py: error: RUNTARA_SERVER_ADDR='runtara.internal:8001': "
+        "'runtara.internal:8001' is not IP:port ('runtara.internal' is not an IP address)\n"
+    )
+
+
+@pytest.mark.timeout(30)
+def test_a_server_that_does_not_answer_is_one_line(tmp_path):
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
+        silent.bind(("127.0.0.1", 0))
+        address = "{}:{}".format(*silent.getsockname())
+        result = run_script(
+            tmp_path,
+            RUNTARA_SERVER_ADDR=address,
+            RUNTARA_SKIP_CERT_VERIFICATION="true",
+            RUNTARA_CONNECT_TIMEOUT_MS="300",
+        )
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr == (
+        f"echo_input.py: error: register_instance: no QUIC handshake with {address} within "
+        f"0.3s; is runtara-core serving there? (RUNTARA_SERVER_ADDR is {address})\n"
+    )
