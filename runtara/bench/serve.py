@@ -74,13 +74,13 @@ async def _watch(kind: str, server: servers.ServerProcess, out: TextIO) -> _Tota
     while not stop.is_set():
         try:
             await asyncio.wait_for(stop.wait(), 1.0)
-            break
         except asyncio.TimeoutError:
             pass
+        final = stop.is_set()
         try:
             counters = await _counters(kind, server)
         except (errors.ClientError, errors.OperationRefused):
-            if stop.is_set():  # Ctrl-C reached the server too: it is stopping
+            if final:  # Ctrl-C reached the server too: it is stopping
                 break
             raise
         now = cpu.sample(server.pid, [])
