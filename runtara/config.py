@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import decimal
 import ipaddress
+import os
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -246,6 +247,8 @@ def describe(value: Any, metavar: str = "VALUE") -> str:
     """A default as ``--help`` shows it."""
     if value is None:
         return "none"
+    if isinstance(value, attrs.Factory):
+        value = value.factory()
     if metavar == "DURATION":
         return f"{value:g}s"
     if isinstance(value, int) and value >= MiB and value % MiB == 0:
@@ -289,9 +292,18 @@ PROCESSES = Setting(
     "RUNTARA_PROCESSES",
     _whole(1, 64),
     "server processes sharing the UDP port (SO_REUSEPORT), each with its own event "
-    "loop, worker pool and storage connections",
+    "loop, worker pool and storage connections; by default one per core this "
+    "process may use, at most 2",
     "N",
 )
+
+
+def default_processes() -> int:
+    """``--processes`` when not given: one per usable core, at most two. Two
+    processes on two cores measured fastest on SQLite and on PostgreSQL (see the
+    README's Performance section); more than two was not measured."""
+    return max(1, min(2, len(os.sched_getaffinity(0))))
+
 
 MAX_CONCURRENT = Setting(
     "max_concurrent",
@@ -720,7 +732,7 @@ class ServerConfig:
     database_url: str | None = None
     host: str = "127.0.0.1"
     port: int = 8001
-    processes: int = 1
+    processes: int = attrs.field(factory=default_processes)
     max_concurrent: int = 32
     max_pending: int = 1024
     shutdown_grace: float = 10.0

@@ -1,9 +1,16 @@
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from tests import postgres
 from tests.support import LoopbackServer, sqlite_url
+
+# The servers the tests start run one process unless a test asks for more with
+# --processes: the default, one per core, would have every test's server compete
+# with the suite's own worker processes for the machine's cores.
+os.environ.setdefault("RUNTARA_PROCESSES", "1")
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -182,7 +182,10 @@ def sqlite_url(folder: Path) -> str:
 class ServerProcess:
     """``python -m runtara`` in a child process, on a free port."""
 
-    def __init__(self, *args: str, cwd: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, *args: str, cwd: Path, env: dict[str, str] | None = None, session: bool = False
+    ) -> None:
+        """``session``: in a process group of its own, as a terminal's foreground job."""
         self.log: list[str] = []
         environment = {**os.environ, **(env or {})}
         self.process = subprocess.Popen(
@@ -192,6 +195,7 @@ class ServerProcess:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
+            start_new_session=session,
         )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._ready = threading.Event()

@@ -52,8 +52,9 @@ class Options:
     server: tuple[str, int] | None = None
     """Target this running server instead of starting one."""
     max_concurrent: int = 32
-    server_processes: int | None = None
-    """``--processes`` of the runtara-core server started (None: its default)."""
+    server_processes: int = 1
+    """``--processes`` of the runtara-core server started: one by default, as the
+    echo baseline, so that the two compare at equal process counts."""
     client_processes: int = 1
     """Processes the connections are spread over (at most ``connections``)."""
     idle_connections: int = 1000
@@ -139,8 +140,7 @@ def server_arguments(options: Options, folder: str) -> list[str]:
     args = ["--database-url", url, "--max-concurrent", str(options.max_concurrent)]
     if options.driver:
         args += ["--driver", options.driver]
-    if options.server_processes is not None:
-        args += ["--processes", str(options.server_processes)]
+    args += ["--processes", str(options.server_processes)]
     return args
 
 

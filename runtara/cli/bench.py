@@ -97,8 +97,10 @@ def bench(argv: Sequence[str]) -> int:
     parser.add_argument(
         "--processes",
         type=common.positive,
+        default=1,
         metavar="N",
-        help="server processes of the runtara-core server started (its --processes)",
+        help="server processes of the runtara-core server started (its --processes); "
+        "1 by default, as the echo baseline, so that they compare at equal counts",
     )
     parser.add_argument(
         "--serve",

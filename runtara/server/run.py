@@ -25,16 +25,27 @@ FIGURES_INTERVAL = 0.5
 """Seconds between two publications of a server process's figures to its siblings."""
 
 
+SIGNAL_CHECK_INTERVAL = 0.2
+"""Seconds between two wake-ups of the main thread, at most a signal's delay."""
+
+
 def serve(config: ServerConfig) -> int:
     """Open the storage, migrate it, serve, and shut down cleanly on a signal.
 
     Returns the process exit code: 0 after a clean stop, 1 when the server
-    cannot start. A second signal during shutdown exits at once with 1. With
+    cannot start. A second signal during shutdown exits at once with 1 (for a
+    server process of ``--processes``: its parent's second signal). With
     ``--processes`` above 1 this process becomes the parent of that many server
     processes (see :mod:`runtara.server.supervisor`).
     """
     index = supervisor.process_index()
     if config.processes > 1 and index is None:
+        # The parent prepares the storage first: one migration, and a store that
+        # cannot be written is one line and exit 1, not processes started forever.
+        storage = prepared_storage(config)
+        if storage is None:
+            return 1
+        storage.close()
         return supervisor.supervise(config)
     stop = threading.Event()
     signals_seen = 0
@@ -42,6 +53,11 @@ def serve(config: ServerConfig) -> int:
     def on_signal(number: int, frame: object) -> None:
         nonlocal signals_seen
         signals_seen += 1
+        if signals_seen > 1 and index is not None:
+            # A server process of --processes gets Ctrl-C from the terminal (or
+            # SIGTERM from a service manager) and its parent's forwarded SIGTERM:
+            # one stop. Its parent ends it with SIGKILL on a second signal.
+            return
         if signals_seen > 1:
             logger.warning("second %s: exiting now", signal.Signals(number).name)
             sys.stderr.flush()
@@ -57,16 +73,12 @@ def serve(config: ServerConfig) -> int:
     # server cleanly once it is up.
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
+    if index is not None:
+        supervisor.stop_with_parent()
 
-    storage = selection.open_driver(config.storage, workers=config.max_concurrent)
-    try:
-        applied = storage.migrate()
-    except errors.StorageError as error:
-        logger.error("cannot prepare the storage (%s): %s", storage.describe(), error)
+    storage = prepared_storage(config)
+    if storage is None:
         return 1
-    logger.info("runtara-core %s, storage: %s", __version__, storage.describe())
-    if applied:
-        logger.info("applied migrations: %s", ", ".join(applied))
     server = InstanceServer(config, storage, sockets=supervisor.inherited_sockets())
     figures_dir = os.environ.get(supervisor.FIGURES_DIR)
     if index is not None and figures_dir:
@@ -108,7 +120,9 @@ def serve(config: ServerConfig) -> int:
     tasks += http_tasks(config, storage, server)
     for task in tasks:
         task.start()
-    while not stop.wait(3600):
+    # A signal may land on another thread; Python runs its handler only once the
+    # main thread runs again, so the main thread wakes often to let it.
+    while not stop.wait(SIGNAL_CHECK_INTERVAL):
         pass
     for task in tasks:
         task.stop()
@@ -122,6 +136,21 @@ def serve(config: ServerConfig) -> int:
     storage.close()
     logger.info("stopped")
     return 0
+
+
+def prepared_storage(config: ServerConfig) -> base.StorageDriver | None:
+    """The driver, opened and migrated; None (the reason logged) when it cannot be."""
+    storage = selection.open_driver(config.storage, workers=config.max_concurrent)
+    try:
+        applied = storage.migrate()
+    except errors.StorageError as error:
+        logger.error("cannot prepare the storage (%s): %s", storage.describe(), error)
+        storage.close()
+        return None
+    logger.info("runtara-core %s, storage: %s", __version__, storage.describe())
+    if applied:
+        logger.info("applied migrations: %s", ", ".join(applied))
+    return storage
 
 
 def http_tasks(config: ServerConfig, storage: base.StorageDriver, server: InstanceServer) -> list:

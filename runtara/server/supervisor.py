@@ -12,7 +12,11 @@ and bound again), and datagrams for the dead process wait in its socket's
 buffer for its successor. Server process 0 also runs the launcher and
 the maintenance tasks; every process serves requests. The parent forwards
 SIGINT and SIGTERM to every child, waits for all of them and exits 0; a child
-that dies otherwise is logged and started again.
+that dies otherwise is logged and started again. A second signal kills them
+and the parent exits 1, as a single server does. A parent that dies (even by
+SIGKILL) takes its children with it, as one crashed server: the kernel sends
+each SIGKILL, so no server process outlives its parent to serve a port a new
+server binds.
 
 The processes share their figures through a folder: each writes its own
 counters there twice a second, and whichever process answers GetStats sums
@@ -21,6 +25,7 @@ them (and gives each process's own, labelled with its number).
 
 from __future__ import annotations
 
+import ctypes
 import json
 import logging
 import os
@@ -46,6 +51,8 @@ PROCESS_INDEX = "RUNTARA_PROCESS_INDEX"
 """Set by the parent in each server process: its number, from 0."""
 SOCKETS = "RUNTARA_SOCKETS"
 """Set by the parent in each server process: ``service=fd,...``, its bound sockets."""
+PARENT = "RUNTARA_PARENT_PID"
+"""Set by the parent in each server process: the parent's pid."""
 FIGURES_DIR = "RUNTARA_FIGURES_DIR"
 """Set by the parent: the folder where the server processes share their figures."""
 METRICS_DIR = "PROMETHEUS_MULTIPROC_DIR"
@@ -58,6 +65,21 @@ def process_index(environ: Mapping[str, str] = os.environ) -> int | None:
     """This process's number when a parent started it, else None."""
     raw = environ.get(PROCESS_INDEX)
     return int(raw) if raw is not None else None
+
+
+_PR_SET_PDEATHSIG = 1
+"""prctl(2): the signal the kernel sends this process when its parent ends."""
+
+
+def stop_with_parent(environ: Mapping[str, str] = os.environ) -> None:
+    """In a server process a parent started: have the kernel kill it when the
+    parent ends, and end at once if the parent ended already."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        error = ctypes.get_errno()
+        raise OSError(error, f"prctl(PR_SET_PDEATHSIG): {os.strerror(error)}")
+    if os.getppid() != int(environ[PARENT]):
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def inherited_sockets(environ: Mapping[str, str] = os.environ) -> dict[str, socket.socket]:
@@ -131,24 +153,31 @@ def supervise(config: config_module.ServerConfig) -> int:
     )
     children: dict[int, subprocess.Popen] = {}
     stopping = False
+    killed = False
 
     def start(index: int) -> None:
         mine = {name: sockets[index] for name, sockets in bound.items()}
         handed = ",".join(f"{name}={sock.fileno()}" for name, sock in mine.items())
         child = subprocess.Popen(
             [sys.executable, "-m", "runtara"],
-            env={**environment, PROCESS_INDEX: str(index), SOCKETS: handed},
+            env={
+                **environment,
+                PROCESS_INDEX: str(index),
+                SOCKETS: handed,
+                PARENT: str(os.getpid()),
+            },
             pass_fds=[sock.fileno() for sock in mine.values()],
         )
         children[index] = child
         logger.info("server process %d started (pid %d)", index, child.pid)
 
     def on_signal(number: int, frame: object) -> None:
-        nonlocal stopping
+        nonlocal stopping, killed
         name = signal.Signals(number).name
         if stopping:
-            logger.warning("second %s: stopping the server processes now", name)
+            logger.warning("second %s: exiting now, killing the server processes", name)
             forward = signal.SIGKILL
+            killed = True
         else:
             logger.info("%s received: stopping %d server processes", name, len(children))
             forward = signal.SIGTERM
@@ -191,6 +220,8 @@ def supervise(config: config_module.ServerConfig) -> int:
         for sockets in bound.values():
             for sock in sockets:
                 sock.close()
+    if killed:
+        return 1
     logger.info("stopped")
     return 0
 

@@ -44,7 +44,7 @@ def figures(address) -> dict[str, float]:
     return asyncio.run(ask())
 
 
-def start_two(tmp_path, *flags):
+def start_two(tmp_path, *flags, session=False):
     return ServerProcess(
         "--processes",
         "2",
@@ -54,6 +54,7 @@ def start_two(tmp_path, *flags):
         "127.0.0.1:0",
         *flags,
         cwd=tmp_path,
+        session=session,
     )
 
 
@@ -172,3 +173,38 @@ def test_the_launcher_runs_once_among_the_processes(tmp_path):
     finally:
         server.signal(signal.SIGTERM)
         assert server.wait() == 0
+
+
+def test_ctrl_c_at_a_terminal_stops_every_process_gracefully(tmp_path):
+    # A terminal's Ctrl-C reaches the whole foreground group: the parent and both
+    # server processes get SIGINT, then the parent forwards SIGTERM. That is one
+    # stop for each server process, not a second signal that exits at once.
+    server = start_two(tmp_path, session=True)
+    wait_for(lambda: sum("instance protocol on" in line for line in server.log) == 2, 10)
+    os.killpg(server.process.pid, signal.SIGINT)
+    assert server.wait() == 0
+    assert sum("finishing in-flight requests" in line for line in server.log) == 2
+    assert not any("exiting now" in line or "now" in line.split(":")[-1] for line in server.log)
+    assert server.log[-1].endswith("stopped")
+
+
+def test_the_server_processes_stop_when_their_parent_is_killed(tmp_path):
+    server = start_two(tmp_path)
+    wait_for(lambda: sum("instance protocol on" in line for line in server.log) == 2, 10)
+    children = children_of(server)
+    server.process.kill()
+    server.wait()
+
+    def ended(pid):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        # an orphan that has exited stays a zombie until init reaps it
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
+        except FileNotFoundError:
+            return True
+
+    wait_for(lambda: all(ended(pid) for pid in children.values()), 15)
