@@ -31,6 +31,9 @@ class Figures:
     operation; None for a server that is not ours to measure."""
     server_peak_rss_mib: float | None = None
     rows_per_commit: float | None = None
+    round_trips_per_op: float | None = None
+    """Statements the driver sent to the database per storage operation
+    (PostgreSQL; None for SQLite, which sends none)."""
     rss_per_connection_kib: float | None = None
     first_error: str | None = None
     scenario: str | None = None
@@ -110,6 +113,7 @@ _MEDIANS = (
     "server_cpu_us_per_op",
     "server_peak_rss_mib",
     "rows_per_commit",
+    "round_trips_per_op",
     "rss_per_connection_kib",
     "client_cpu_us_per_op",
     "client_core_pct",
@@ -189,6 +193,7 @@ def render(
         "bound",
         "peak RSS MiB",
         "rows/commit",
+        "trips/op",
         *(f"×{b}" for b in baselines),
     ]
     rows = []
@@ -212,6 +217,7 @@ def render(
                 f.bound or "-",
                 _cell(f.server_peak_rss_mib, "{:.0f}"),
                 _cell(f.rows_per_commit, "{:.1f}"),
+                _cell(f.round_trips_per_op, "{:.2f}"),
                 *(_cell(ratio_table.get(name, {}).get(b), "{:.2f}") for b in baselines),
             ]
         )

@@ -228,6 +228,7 @@ async def _load(
     if commits:
         transactions = after["storage_transactions"] - before["storage_transactions"]
         extra["rows_per_commit"] = transactions / commits
+    extra.update(_round_trips(before, after, "storage_"))
     return result, use, extra
 
 
@@ -266,7 +267,17 @@ def _measure_storage(
     extra = {}
     if stats.get("commits"):
         extra["rows_per_commit"] = stats["transactions"] / stats["commits"]
+    extra.update(_round_trips({}, stats, ""))
     return _figures(measurement, result, use, state_size, **extra)
+
+
+def _round_trips(before: dict, after: dict, prefix: str) -> dict[str, float]:
+    """``round_trips_per_op`` from a driver's counters that has them (PostgreSQL)."""
+    operations = after.get(f"{prefix}operations", 0) - before.get(f"{prefix}operations", 0)
+    if f"{prefix}round_trips" not in after or not operations:
+        return {}
+    trips = after[f"{prefix}round_trips"] - before.get(f"{prefix}round_trips", 0)
+    return {"round_trips_per_op": trips / operations}
 
 
 def _figures(

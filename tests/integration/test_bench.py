@@ -50,12 +50,24 @@ def test_checkpoint_scenario_with_every_baseline(tmp_path):
         assert median[name]["state_size"] == 1024 and median[name]["scenario"] == "checkpoint"
     assert median["checkpoint"]["server_peak_rss_mib"] > 0
     assert median["checkpoint"]["rows_per_commit"] >= 1
+    assert median["checkpoint"]["round_trips_per_op"] is None  # SQLite sends none
     well_formed(median["storage"])
     assert median["storage"]["server_cpu_us_per_op"] > 0
     assert median["storage"]["client_processes"] is None
     ratios = report["ratios"]["checkpoint"]
     assert set(ratios) == {"echo", "naive", "storage"} and all(r > 0 for r in ratios.values())
     assert len(report["runs"]) == 1
+
+
+def test_postgresql_counts_one_round_trip_per_checkpoint(tmp_path, postgres_url):
+    args = ["bench", *QUICK, "--database-url", postgres_url, "--baselines", "storage"]
+    median = figures(run_cli(*args, cwd=tmp_path, timeout=180))["median"]
+    for name in ("checkpoint", "storage"):
+        well_formed(median[name])
+    assert median["storage"]["round_trips_per_op"] == 1.0
+    # the server's launcher and wake scheduler poll the database in between
+    assert 1.0 <= median["checkpoint"]["round_trips_per_op"] < 1.2
+    assert median["checkpoint"]["rows_per_commit"] is None
 
 
 def test_each_scenario_runs_on_its_own_baselines(tmp_path):
