@@ -296,5 +296,5 @@ def test_a_saturated_client_or_machine_is_said_plainly():
         19000.0,
     )
     table = report.render({"echo": figure}, {}, "title").splitlines()
-    assert table[1].split()[-5] == "bound" and table[2].split()[-3] == "client+machine"
+    assert table[1].split()[-6] == "bound" and table[2].split()[-4] == "client+machine"
     assert table[3] == f"echo: {figure.saturation}"

@@ -60,6 +60,8 @@ class CountingProxy:
                     self._client_spoke_last[client] = False
                     continue
                 source, (peer, client) = key.fileobj, key.data
+                if source.fileno() == -1:  # closed with its peer earlier in this batch
+                    continue
                 try:
                     data = source.recv(1 << 16)
                     if data:
