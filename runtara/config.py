@@ -879,24 +879,23 @@ def server_config(arguments: argparse.Namespace, environ: Mapping[str, str]) -> 
         raise errors.ConfigError(
             "--tls-cert / RUNTARA_TLS_CERT and --tls-key / RUNTARA_TLS_KEY go together"
         )
-    if (
-        config.management_addr is not None
-        and not ipaddress.ip_address(config.management_addr[0]).is_loopback
-        and config.management_token is None
+    for address, source, what in (
+        (
+            config.management_addr,
+            "--management-addr / RUNTARA_MANAGEMENT_ADDR",
+            "the management service",
+        ),
+        (config.http_addr, "--http-addr / RUNTARA_HTTP_ADDR", "the metrics and the console"),
     ):
-        raise errors.ConfigError(
-            "--management-addr / RUNTARA_MANAGEMENT_ADDR exposes the management service beyond "
-            "loopback: set --management-token / RUNTARA_MANAGEMENT_TOKEN too"
-        )
-    if (
-        config.http_addr is not None
-        and not ipaddress.ip_address(config.http_addr[0]).is_loopback
-        and config.management_token is None
-    ):
-        raise errors.ConfigError(
-            "--http-addr / RUNTARA_HTTP_ADDR exposes the metrics and the console beyond "
-            "loopback: set --management-token / RUNTARA_MANAGEMENT_TOKEN too"
-        )
+        if (
+            address is not None
+            and not ipaddress.ip_address(address[0]).is_loopback
+            and config.management_token is None
+        ):
+            raise errors.ConfigError(
+                f"{source} exposes {what} beyond loopback: "
+                "set --management-token / RUNTARA_MANAGEMENT_TOKEN too"
+            )
     return config
 
 

@@ -21,7 +21,7 @@ from typing import Any
 from runtara import records
 from runtara.drivers.postgres.transaction import utc
 from runtara.records import EventType, SignalType
-from runtara.storage import base, operations
+from runtara.storage import base, operations, sqlbase
 
 _MICROSECOND = dt.timedelta(microseconds=1)
 
@@ -145,7 +145,7 @@ class ServerSideOperations(base.StorageDriver):
 
     def instance_status(self, instance_id: str, now: dt.datetime) -> records.Instance | None:
         row = self._call("call_instance_status", {"instance_id": instance_id, "now": now})
-        return None if row is None else _instance(row)
+        return None if row is None else sqlbase.instance_from_row(row, utc)
 
     def poll_signals(
         self,
@@ -220,23 +220,4 @@ def _signals(instance_id: str, checkpoint_id: str | None, columns) -> records.Si
         else records.CustomSignal(
             instance_id, checkpoint_id, bytes(custom_payload or b""), utc(custom_at)
         ),
-    )
-
-
-def _instance(row: tuple) -> records.Instance:
-    """The columns of the named query ``get_instance``."""
-    return records.Instance(
-        instance_id=row[0],
-        tenant_id=row[1],
-        status=records.InstanceStatus(row[2]),
-        created_at=utc(row[3]),
-        checkpoint_id=row[4],
-        started_at=utc(row[5]),
-        finished_at=utc(row[6]),
-        output=None if row[7] is None else bytes(row[7]),
-        error=row[8],
-        sleep_until=utc(row[9]),
-        last_activity_at=utc(row[10]),
-        wake_claimed_until=utc(row[11]),
-        registration=row[12],
     )

@@ -102,26 +102,7 @@ class SqlTransaction(base.Transaction):
         return self._execute(self._queries.compose(name, tuple(keys), " AND "), params).fetchall()
 
     def _instance(self, row: Any) -> records.Instance:
-        """Columns: id, tenant, status, created, checkpoint, started, finished,
-        output, error, sleep_until, last_activity, wake_claimed_until, registration."""
-        time = self._read_time
-        return records.Instance(
-            instance_id=row[0],
-            tenant_id=row[1],
-            status=records.InstanceStatus(row[2]),
-            created_at=time(row[3]),
-            checkpoint_id=row[4],
-            started_at=time(row[5]),
-            finished_at=time(row[6]),
-            output=None if row[7] is None else bytes(row[7]),
-            error=row[8],
-            sleep_until=time(row[9]),
-            last_activity_at=time(row[10]),
-            wake_claimed_until=time(row[11]),
-            registration=row[12],
-        )
-
-    # --- instances ------------------------------------------------------------
+        return instance_from_row(row, self._read_time)
 
     def create_instance(self, instance_id: str, tenant_id: str, now: dt.datetime) -> bool:
         params = {"instance_id": instance_id, "tenant_id": tenant_id, "now": self._time(now)}
@@ -525,3 +506,25 @@ def _schema_transaction(connection: Connection, queries: Queries) -> Iterator[No
         # the transaction did (a broken connection cannot, and need not).
         with contextlib.suppress(Exception):
             connection.rollback()
+
+
+def instance_from_row(row: Any, read_time: Callable[[Any], dt.datetime | None]) -> records.Instance:
+    """An instance from the columns of the named query ``get_instance``: id, tenant,
+    status, created, checkpoint, started, finished, output, error, sleep_until,
+    last_activity, wake_claimed_until, registration; ``read_time`` reads the
+    dialect's stored times."""
+    return records.Instance(
+        instance_id=row[0],
+        tenant_id=row[1],
+        status=records.InstanceStatus(row[2]),
+        created_at=read_time(row[3]),
+        checkpoint_id=row[4],
+        started_at=read_time(row[5]),
+        finished_at=read_time(row[6]),
+        output=None if row[7] is None else bytes(row[7]),
+        error=row[8],
+        sleep_until=read_time(row[9]),
+        last_activity_at=read_time(row[10]),
+        wake_claimed_until=read_time(row[11]),
+        registration=row[12],
+    )

@@ -10,9 +10,8 @@ import socket
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from runtara.client.connection import Connection
+from runtara.bench import run as bench_run
 from runtara.protocol import instance_pb2 as pb
-from runtara.protocol import management_pb2 as mpb
 from tests.browser.serving import HttpServing
 from tests.support import RpcClient, run_cli, wait_for
 
@@ -42,17 +41,8 @@ def requests(samples, operation: str, outcome: str, protocol: str = "instance") 
 
 
 def storage_counters(address) -> dict[str, float]:
-    async def ask():
-        connection = await Connection.open(*address, timeout=10)
-        try:
-            reply = await connection.call(
-                mpb.RpcRequest(get_stats=mpb.GetStatsRequest()), mpb.RpcResponse, timeout=10
-            )
-            return dict(reply.get_stats.counters)
-        finally:
-            await connection.close()
-
-    return asyncio.run(ask())
+    """The server's GetStats counters, through its management service."""
+    return asyncio.run(bench_run.counters(address))
 
 
 def burst(client: RpcClient, instance_id: str) -> list[pb.RpcResponse]:

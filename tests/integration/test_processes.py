@@ -11,9 +11,8 @@ import sys
 import threading
 
 from runtara import errors, records
-from runtara.client.connection import Connection
+from runtara.bench import run as bench_run
 from runtara.config import StorageConfig
-from runtara.protocol import management_pb2 as mpb
 from runtara.storage import selection
 from tests.support import RpcClient, ServerProcess, run_cli, sqlite_url, wait_for
 
@@ -31,17 +30,8 @@ def children_of(server: ServerProcess) -> dict[int, int]:
 
 
 def figures(address) -> dict[str, float]:
-    async def ask():
-        connection = await Connection.open(*address, timeout=5)
-        try:
-            reply = await connection.call(
-                mpb.RpcRequest(get_stats=mpb.GetStatsRequest()), mpb.RpcResponse, timeout=5
-            )
-            return dict(reply.get_stats.counters)
-        finally:
-            await connection.close()
-
-    return asyncio.run(ask())
+    """The server's GetStats counters, through its management service."""
+    return asyncio.run(bench_run.counters(address))
 
 
 def start_two(tmp_path, *flags, session=False):
