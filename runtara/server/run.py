@@ -76,9 +76,12 @@ def serve(config: ServerConfig) -> int:
     if index is not None:
         supervisor.stop_with_parent()
 
+    # A server process that cannot start says so to its parent, which then stops
+    # instead of starting it again.
+    cannot_start = 1 if index is None else supervisor.CANNOT_START
     storage = prepared_storage(config)
     if storage is None:
-        return 1
+        return cannot_start
     server = InstanceServer(config, storage, sockets=supervisor.inherited_sockets())
     figures_dir = os.environ.get(supervisor.FIGURES_DIR)
     if index is not None and figures_dir:
@@ -88,7 +91,7 @@ def serve(config: ServerConfig) -> int:
     except errors.ListenFailed as error:
         logger.error("%s", error)
         storage.close()
-        return 1
+        return cannot_start
     identity = server.identity
     logger.info(
         "TLS certificate: %s, SHA-256 fingerprint %s",
@@ -117,7 +120,15 @@ def serve(config: ServerConfig) -> int:
     tasks = maintenance_tasks(config, storage, server) if not index else []
     if server.shared_figures is not None:
         tasks.append(PeriodicTask("figures", FIGURES_INTERVAL, server.publish_figures))
-    tasks += http_tasks(config, storage, server)
+    try:
+        tasks += http_tasks(config, storage, server)
+    except errors.ConfigError as error:
+        server.stop()
+        storage.close()
+        if index is None:
+            raise  # the command prints it and exits 2, as for any setting
+        logger.error("%s", error)
+        return cannot_start
     for task in tasks:
         task.start()
     # A signal may land on another thread; Python runs its handler only once the

@@ -12,7 +12,8 @@ and bound again), and datagrams for the dead process wait in its socket's
 buffer for its successor. Server process 0 also runs the launcher and
 the maintenance tasks; every process serves requests. The parent forwards
 SIGINT and SIGTERM to every child, waits for all of them and exits 0; a child
-that dies otherwise is logged and started again. A second signal kills them
+that dies otherwise is logged and started again, unless it could not start
+(exit code CANNOT_START): then the parent stops the others and exits 1. A second signal kills them
 and the parent exits 1, as a single server does. A parent that dies (even by
 SIGKILL) takes its children with it, as one crashed server: the kernel sends
 each SIGKILL, so no server process outlives its parent to serve a port a new
@@ -57,6 +58,9 @@ FIGURES_DIR = "RUNTARA_FIGURES_DIR"
 """Set by the parent: the folder where the server processes share their figures."""
 METRICS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 """Set by the parent: prometheus_client's folder for the processes' metrics."""
+CANNOT_START = 3
+"""A server process's exit code when it cannot start (its storage, a port): the
+parent then stops the others and exits 1 rather than start it again."""
 RESTART_DELAY = 1.0
 POLL = 0.2
 
@@ -154,6 +158,7 @@ def supervise(config: config_module.ServerConfig) -> int:
     children: dict[int, subprocess.Popen] = {}
     stopping = False
     killed = False
+    failed = False
 
     def start(index: int) -> None:
         mine = {name: sockets[index] for name, sockets in bound.items()}
@@ -182,9 +187,12 @@ def supervise(config: config_module.ServerConfig) -> int:
             logger.info("%s received: stopping %d server processes", name, len(children))
             forward = signal.SIGTERM
         stopping = True
+        signal_all(forward)
+
+    def signal_all(number: int) -> None:
         for child in children.values():
             if child.poll() is None:
-                child.send_signal(forward)
+                child.send_signal(number)
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
@@ -206,6 +214,11 @@ def supervise(config: config_module.ServerConfig) -> int:
                 del children[index]
                 if stopping:
                     continue
+                if code == CANNOT_START:
+                    logger.error("server process %d cannot start: stopping", index)
+                    stopping = failed = True
+                    signal_all(signal.SIGTERM)
+                    continue
                 logger.warning(
                     "server process %d (pid %d) %s; starting it again",
                     index,
@@ -220,7 +233,7 @@ def supervise(config: config_module.ServerConfig) -> int:
         for sockets in bound.values():
             for sock in sockets:
                 sock.close()
-    if killed:
+    if killed or failed:
         return 1
     logger.info("stopped")
     return 0

@@ -7,6 +7,7 @@ import json
 import os
 import re
 import signal
+import socket
 import sys
 import threading
 
@@ -198,3 +199,16 @@ def test_the_server_processes_stop_when_their_parent_is_killed(tmp_path):
             return True
 
     wait_for(lambda: all(ended(pid) for pid in children.values()), 15)
+
+
+def test_a_process_that_cannot_start_stops_the_server_instead_of_restarting(tmp_path):
+    with socket.create_server(("127.0.0.1", 0)) as taken:  # no SO_REUSEPORT: not shareable
+        port = taken.getsockname()[1]
+        result = run_cli(
+            "--port", "0", "--processes", "2", "--database-url", sqlite_url(tmp_path),
+            "--http-addr", f"127.0.0.1:{port}", cwd=tmp_path, timeout=30,
+        )  # fmt: skip
+    assert result.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port} (TCP, --http-addr" in result.stderr
+    assert "cannot start: stopping" in result.stderr
+    assert "starting it again" not in result.stderr
