@@ -34,6 +34,11 @@ class Admin(abc.ABC):
         ClientError (with the reason) when not."""
 
     @abc.abstractmethod
+    def stats(self) -> dict[str, float]:
+        """The running server's counters by name (GetStats); raises
+        OperationRefused without a server."""
+
+    @abc.abstractmethod
     def send_signal(
         self, instance_id: str, signal_type: records.SignalType, payload: bytes
     ) -> None:

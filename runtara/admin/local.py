@@ -12,7 +12,7 @@ import datetime as dt
 from collections.abc import Callable
 from pathlib import Path
 
-from runtara import clock, records
+from runtara import clock, errors, records
 from runtara.admin.base import Admin
 from runtara.launcher import logs
 from runtara.launcher.spec import LaunchSpec
@@ -38,6 +38,12 @@ class LocalAdmin(Admin):
     def health(self) -> str:
         self.storage.check()
         return f"storage {self.storage.describe()} is reachable and writable"
+
+    def stats(self) -> dict[str, float]:
+        raise errors.OperationRefused(
+            "the counters are a running server's: name it with --server HOST:PORT "
+            "(its --management-addr)"
+        )
 
     def _read(self, work):
         return self.storage.run(work, write=False)

@@ -176,6 +176,9 @@ class RemoteAdmin(Admin):
             f"up {reply.uptime_ms / 1000:.0f}s, {reply.active_instances} active instances"
         )
 
+    def stats(self) -> dict[str, float]:
+        return dict(self._call(get_stats=mpb.GetStatsRequest()).get_stats.counters)
+
     def send_signal(
         self, instance_id: str, signal_type: records.SignalType, payload: bytes
     ) -> None:

@@ -55,6 +55,7 @@ COMMANDS: dict[str, Command] = {
     "drivers": Command(storage.drivers, "list the installed storage drivers"),
     "prune": Command(storage.prune, "delete finished instances with everything they own"),
     "health": Command(health.health, "check that the server or the storage answers"),
+    "stats": Command(health.stats, "print a running server's counters (needs --server)"),
     "signal": Command(signals.signal, "send cancel, pause or resume to an instance"),
     "custom-signal": Command(
         signals.custom_signal, "send a signal for one checkpoint id of an instance"

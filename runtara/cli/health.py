@@ -1,11 +1,35 @@
-"""``health``: is the server (with --server) or the storage answering?"""
+"""``health``: is the server (with --server) or the storage answering? ``stats``:
+the running server's counters."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 
 from runtara import errors
 from runtara.cli import common
+
+
+def stats(argv: Sequence[str]) -> int:
+    parser = common.Parser(
+        prog=f"{common.PROG} stats",
+        description="Print a running server's counters (GetStats), one a line: "
+        "requests, connections, admission, storage; with --processes, the whole "
+        "server's sums and each process's own (process.N.name). Needs --server.",
+    )
+    common.add_target_arguments(parser)
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    arguments = parser.parse_args(argv)
+    with common.open_admin(arguments) as admin:
+        counters = dict(sorted(admin.stats().items()))
+    if arguments.json:
+        print(json.dumps(counters, indent=2))
+        return 0
+    width = max(map(len, counters), default=0)
+    for name, value in counters.items():
+        shown = f"{value:.0f}" if value == int(value) else f"{value:.3f}"
+        print(f"{name:<{width}}  {shown}")
+    return 0
 
 
 def health(argv: Sequence[str]) -> int:
