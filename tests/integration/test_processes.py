@@ -69,6 +69,20 @@ def test_two_processes_serve_one_port_and_sum_their_figures(tmp_path):
         assert stats["completed"] == stats["process.0.completed"] + stats["process.1.completed"]
         for client in clients:
             client.close()
+        host, port = server.management_address()
+        shown = run_cli("stats", "--server", f"{host}:{port}", "--json", cwd=tmp_path)
+        assert shown.returncode == 0, shown.stderr
+        counters = json.loads(shown.stdout)
+        assert counters["processes"] == 2 and counters["completed"] >= 48
+        total = counters["process.0.completed"] + counters["process.1.completed"]
+        assert counters["completed"] == total
+        listed = run_cli("stats", "--server", f"{host}:{port}", cwd=tmp_path).stdout
+        assert re.search(r"^process\.1\.completed +\d+$", listed, re.MULTILINE)
+        without_server = run_cli("stats", cwd=tmp_path)
+        assert without_server.returncode == 1
+        assert "the counters are a running server's: name it with --server" in (
+            without_server.stderr
+        )
     finally:
         server.signal(signal.SIGTERM)
         assert server.wait() == 0
