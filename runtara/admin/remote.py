@@ -129,21 +129,17 @@ class RemoteAdmin(Admin):
             raise errors.OperationRefused(reply.error)
 
     def stop_instance(self, instance_id: str, grace: float) -> bool:
-        reply = self._call(
-            stop_instance=mpb.StopInstanceRequest(
-                instance_id=instance_id, grace_ms=round(grace * 1000)
-            )
-        ).stop_instance
-        if not reply.success:
-            raise errors.OperationRefused(reply.error)
-        return reply.launched
+        return self._stop(
+            mpb.StopInstanceRequest(instance_id=instance_id, grace_ms=round(grace * 1000))
+        )
 
     def give_up_stop(self, instance_id: str, reason: str) -> bool:
-        reply = self._call(
-            stop_instance=mpb.StopInstanceRequest(
-                instance_id=instance_id, give_up=True, reason=reason
-            )
-        ).stop_instance
+        return self._stop(
+            mpb.StopInstanceRequest(instance_id=instance_id, give_up=True, reason=reason)
+        )
+
+    def _stop(self, request: mpb.StopInstanceRequest) -> bool:
+        reply = self._call(stop_instance=request).stop_instance
         if not reply.success:
             raise errors.OperationRefused(reply.error)
         return reply.launched
