@@ -45,6 +45,7 @@ from runtara.sdk.exceptions import (
     RegistrationRefused,
     ServerError,
     Sleeping,
+    StepKeyConflict,
     Stop,
     Superseded,
 )
@@ -80,6 +81,7 @@ __all__ = [
     "Signals",
     "Sleeping",
     "Status",
+    "StepKeyConflict",
     "Stop",
     "Superseded",
     "durable",

@@ -1,9 +1,14 @@
 """Steps whose results survive a crash, keyed as upstream's SDK keys them.
 
-A ``@durable`` function's first argument is its idempotency key. Its JSON
-result is stored as the checkpoint ``durable::<function name>::<key>``; a
-later call with the same key (in this run, or in a relaunch of the script)
-returns the stored result without running the function again.
+A ``@durable`` function's result is stored as the checkpoint
+``durable::<function name>::<first argument>`` (``durable::<function name>``
+for a step without parameters, ``durable::<function name>::<key text>`` with
+an explicit ``key``); a later call with the same key (in this run, or in a
+relaunch of the script) returns the stored result without running the function
+again. The state also holds a digest of all the call's arguments
+(:mod:`runtara.sdk.step_state`): a call with the same key and other arguments
+raises :class:`runtara.sdk.StepKeyConflict` instead of returning another
+call's result.
 """
 
 from __future__ import annotations
@@ -11,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -19,7 +23,7 @@ from typing import Any
 
 import attrs
 
-from runtara.sdk import _immediate, current, exceptions
+from runtara.sdk import _immediate, current, exceptions, step_state
 from runtara.sdk.async_instance import AsyncInstance
 from runtara.sdk.instance import Instance
 
@@ -29,57 +33,74 @@ KEY_PREFIX = "durable::"
 
 
 def durable(
-    function: Callable[..., Any] | None = None, *, max_retries: int = 3, delay_ms: int = 1000
+    function: Callable[..., Any] | None = None,
+    *,
+    key: Callable[..., str] | None = None,
+    max_retries: int = 3,
+    delay_ms: int = 1000,
 ) -> Any:
-    """Make a step durable; use as ``@durable`` or ``@durable(max_retries=..., delay_ms=...)``.
+    """Make a step durable; use as ``@durable`` or ``@durable(key=..., max_retries=..., ...)``.
 
-    Calling the step first reads its checkpoint (the key is
-    ``durable::<function name>::<first argument>``): if one exists, its JSON
-    value is returned and the function does not run. Otherwise the function
-    runs, up to ``max_retries`` more times while it raises an ``Exception``,
-    waiting ``delay_ms * 2**(k-2)`` ms before attempt ``k`` and recording each
-    retry on the server (attempt number ``k``, the previous error's text).
-    Its result is saved as JSON; if another run saved one first, that one is
-    returned. The value returned is always the JSON round trip, so a first run
-    and a resumed one see the same thing. Errors are never saved: the last one
-    is raised. :class:`runtara.sdk.Stop` (cancel, pause, sleep) is never retried.
+    Calling the step first reads its checkpoint, ``durable::<function name>::<first
+    argument>``; ``durable::<function name>`` if it has no parameters; with
+    ``key``, a function given the step's arguments and returning a non-empty
+    str, ``durable::<function name>::<that text>``. If the checkpoint exists,
+    its value is returned and the function does not run; if it was stored by a
+    call with other arguments, :class:`runtara.sdk.StepKeyConflict` is raised
+    (never retried). Otherwise the function runs, up to ``max_retries`` more
+    times while it raises an ``Exception``, waiting ``delay_ms * 2**(k-2)`` ms
+    before attempt ``k`` and recording each retry on the server (attempt number
+    ``k``, the previous error's text). Its result is saved as JSON; if another
+    run saved one first, that one is returned (after the same argument check).
+    The value returned is always the JSON round trip, so a first run and a
+    resumed one see the same thing. Errors are never saved: the last one is
+    raised. :class:`runtara.sdk.Stop` (cancel, pause, sleep) is never retried.
 
     Plain functions need a registered :class:`Instance`, ``async def`` ones a
     registered :class:`AsyncInstance` (see :func:`runtara.sdk.run`).
     """
     if max_retries < 0 or delay_ms < 0:
         raise ValueError("max_retries and delay_ms must be zero or more")
+    if key is not None and not callable(key):
+        raise TypeError(f"key must be a function of the step's arguments, not {key!r}")
 
     def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
         name = function.__name__
         signature = inspect.signature(function)
-        if not signature.parameters:
-            raise TypeError(f"durable function {name} needs a first parameter: its key")
-        first = next(iter(signature.parameters))
+        first = next(iter(signature.parameters), None)
         user = f"durable function {name}"
-        retry = _Retry(max_retries, delay_ms / 1000)
+        step = _Step(name, _Retry(max_retries, delay_ms / 1000), _key_hint(signature))
 
-        def key_of(args: tuple, kwargs: dict) -> str:
+        def call_of(args: tuple, kwargs: dict) -> tuple[str, step_state.Call]:
             bound = signature.bind(*args, **kwargs)
             bound.apply_defaults()
-            return f"{KEY_PREFIX}{name}::{bound.arguments[first]}"
+            if key is not None:
+                text = _explicit_key(name, key(*args, **kwargs))
+            elif first is not None:
+                text = str(bound.arguments[first])
+            else:
+                text = None
+            checkpoint_id = KEY_PREFIX + name if text is None else f"{KEY_PREFIX}{name}::{text}"
+            return checkpoint_id, step_state.Call.of(name, bound.arguments, args, kwargs)
 
         if inspect.iscoroutinefunction(function):
 
             @functools.wraps(function)
             async def run_async(*args: Any, **kwargs: Any) -> Any:
                 instance = current.require(AsyncInstance, user)
+                checkpoint_id, call = call_of(args, kwargs)
                 body = functools.partial(function, *args, **kwargs)
-                return await _cached(instance, key_of(args, kwargs), body, retry, asyncio.sleep)
+                return await _cached(instance, step, checkpoint_id, call, body, asyncio.sleep)
 
             return run_async
 
         @functools.wraps(function)
         def run(*args: Any, **kwargs: Any) -> Any:
             instance = _immediate.Immediate(current.require(Instance, user))
+            checkpoint_id, call = call_of(args, kwargs)
             body = _immediate.immediate(functools.partial(function, *args, **kwargs))
             pause = _immediate.immediate(time.sleep)
-            return _immediate.run_now(_cached(instance, key_of(args, kwargs), body, retry, pause))
+            return _immediate.run_now(_cached(instance, step, checkpoint_id, call, body, pause))
 
         return run
 
@@ -97,11 +118,20 @@ class _Retry:
         return self.delay * 2 ** (attempt - 2)
 
 
+@attrs.frozen
+class _Step:
+    name: str
+    retry: _Retry
+    key_hint: str
+    """An explicit ``key`` for this step, as the conflict error suggests it."""
+
+
 async def _cached(
     instance: Any,
+    step: _Step,
     key: str,
+    call: step_state.Call,
     body: Callable[[], Awaitable[Any]],
-    retry: _Retry,
     pause: Callable[[float], Awaitable[None]],
 ) -> Any:
     """The step's stored value, or run it (with retries) and store its value.
@@ -110,32 +140,63 @@ async def _cached(
     """
     stored = await instance.get_checkpoint(key)
     if stored is not None:
-        return _decode(key, stored)
+        return _result_for(step, key, call, stored)
     attempt = 1
     while True:
         try:
             value = await body()
             break
+        except exceptions.StepKeyConflict:
+            raise  # from a step called inside this one: a bug that no retry mends
         except Exception as error:
-            if attempt > retry.max_retries:
+            if attempt > step.retry.max_retries:
                 raise
             attempt += 1
-            wait = retry.wait_before(attempt)
+            wait = step.retry.wait_before(attempt)
             logger.warning("%s failed (%s); attempt %d in %.3f s", key, error, attempt, wait)
             await pause(wait)
             await instance.record_retry_attempt(key, attempt, str(error))
-    try:
-        encoded = json.dumps(value).encode("utf-8")
-    except (TypeError, ValueError) as error:
-        raise TypeError(f"{key}: the result cannot be stored as JSON: {error}") from None
+    encoded = step_state.encode(key, call, value)
     result = await instance.checkpoint(key, encoded)
-    return _decode(key, result.state if result.found else encoded)
+    return _result_for(step, key, call, result.state if result.found else encoded)
 
 
-def _decode(key: str, state: bytes) -> Any:
-    try:
-        return json.loads(state)
-    except ValueError:
-        raise exceptions.InvalidState(
-            f"checkpoint {key!r} does not hold JSON: {state[:100]!r}"
-        ) from None
+def _result_for(step: _Step, key: str, call: step_state.Call, state: bytes) -> Any:
+    """The result in ``state``, if the call that stored it had the arguments of ``call``."""
+    stored = step_state.decode(key, state)
+    if stored.call is not None and stored.call.digest != call.digest:
+        raise exceptions.StepKeyConflict(
+            f"durable step {step.name}: checkpoint {key!r} holds the result of "
+            f"{stored.call.description}, but this call is {call.description}: the two calls "
+            f"share a key but not their arguments. Give the step a key that tells them apart, "
+            f"such as @durable(key={step.key_hint})",
+            step=step.name,
+            key=key,
+            stored_call=stored.call.description,
+            call=call.description,
+        )
+    return stored.result
+
+
+def _explicit_key(name: str, text: Any) -> str:
+    if not isinstance(text, str):
+        raise TypeError(
+            f"the key function of durable function {name} returned {type(text).__name__} "
+            f"{text!r}; it must return a non-empty str"
+        )
+    if not text:
+        raise ValueError(f"the key function of durable function {name} returned an empty str")
+    return text
+
+
+def _key_hint(signature: inspect.Signature) -> str:
+    """``lambda a, b: f"{a}:{b}"`` over the step's parameters."""
+    if not signature.parameters:
+        return 'lambda: "another-text"'
+    bare = [
+        parameter.replace(annotation=inspect.Parameter.empty, default=inspect.Parameter.empty)
+        for parameter in signature.parameters.values()
+    ]
+    parameters = str(inspect.Signature(bare))[1:-1]
+    text = ":".join(f"{{{parameter.name}}}" for parameter in bare)
+    return f'lambda {parameters}: f"{text}"'

@@ -2,7 +2,8 @@
 
 Failures are :class:`runtara.errors.RuntaraError` subclasses: the server's
 ``RpcError`` (:class:`ServerError`), a refused registration, a request too large
-to send, unreadable stored state, a missing registered instance. Transport
+to send, unreadable stored state, two calls of a durable step sharing a key
+with different arguments, a missing registered instance. Transport
 failures stay :class:`runtara.errors.ClientError` subclasses (``ConnectFailed``,
 ``ConnectionLost``, ``RequestTimeout``, ``BadResponse``).
 
@@ -39,6 +40,24 @@ class PayloadTooLarge(errors.RuntaraError, ValueError):
 
 class InvalidState(errors.RuntaraError, ValueError):
     """A checkpoint the SDK wrote holds bytes it cannot read back."""
+
+
+class StepKeyConflict(errors.RuntaraError, ValueError):
+    """A durable step's checkpoint holds the result of a call with other arguments.
+
+    Two calls share a key they should not: a bug in the workflow, fixed by giving
+    the step a ``key`` that tells them apart. The message names both calls.
+    """
+
+    def __init__(self, message: str, *, step: str, key: str, stored_call: str, call: str) -> None:
+        super().__init__(message)
+        self.step = step
+        self.key = key
+        """The checkpoint id the two calls share."""
+        self.stored_call = stored_call
+        """The call whose result is stored, as the state describes it."""
+        self.call = call
+        """The call that found it."""
 
 
 class NoInstance(errors.RuntaraError):

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -35,7 +36,7 @@ def test_the_readme_example_runs_and_exits_to_sleep(server, tmp_path):
         "sleep::cool-off",
     )
     charged = server.read(lambda tx: tx.get_checkpoint("order-17", "durable::charge::order-17"))
-    assert charged.state == b'{"order": "order-17", "charged": 42}'
+    assert json.loads(charged.state)["result"] == {"order": "order-17", "charged": 42}
 
 
 def test_the_readme_lists_every_sdk_variable():
