@@ -11,10 +11,9 @@ the relaunched script gets the trial's saved start, finds the sleep over, sends
 the reminder and completes.
 
 The server relaunches an instance 5 seconds after its wake time at the
-earliest, at its next look (every ``--wake-interval`` seconds). Try it from
-the repository's root folder:
+earliest (``--wake-grace``). Try it from the repository's root folder:
 
-    runtara-core --wake-command "python examples/long_sleep.py" --wake-interval 1
+    runtara-core --wake-command "python examples/long_sleep.py"
 
 and in another terminal:
 

@@ -509,18 +509,10 @@ SERVER_SETTINGS = STORAGE_SETTINGS + (
         "--wake-command",
         "RUNTARA_WAKE_COMMAND",
         text,
-        "shell command that relaunches an instance whose durable sleep is due "
-        "(gets RUNTARA_INSTANCE_ID, RUNTARA_TENANT_ID, RUNTARA_SERVER_ADDR, "
-        "RUNTARA_SKIP_CERT_VERIFICATION and RUNTARA_CHECKPOINT_ID)",
+        "shell command the launcher runs for a due sleeper that nothing launches (one not "
+        "started with `runtara-core start`); it gets RUNTARA_INSTANCE_ID, RUNTARA_TENANT_ID, "
+        "RUNTARA_SERVER_ADDR, RUNTARA_SKIP_CERT_VERIFICATION and RUNTARA_CHECKPOINT_ID",
         "CMD",
-    ),
-    Setting(
-        "wake_interval",
-        "--wake-interval",
-        "RUNTARA_WAKE_INTERVAL_SECONDS",
-        duration,
-        "how often the wake scheduler looks for due instances",
-        "DURATION",
     ),
     Setting(
         "wake_grace",
@@ -536,17 +528,8 @@ SERVER_SETTINGS = STORAGE_SETTINGS + (
         "--wake-batch",
         "RUNTARA_WAKE_BATCH",
         _whole(1, 10_000),
-        "due instances the wake scheduler claims and launches at a time",
+        "due sleepers the launcher gives the wake command per tick",
         "N",
-    ),
-    Setting(
-        "wake_lease",
-        "--wake-lease",
-        "RUNTARA_WAKE_LEASE_SECONDS",
-        duration,
-        "how long a wake claim keeps other schedulers off an instance (a claim left "
-        "by a crashed server expires after it)",
-        "DURATION",
     ),
     Setting(
         "stale_after",
@@ -597,7 +580,8 @@ SERVER_SETTINGS = STORAGE_SETTINGS + (
         "--restart-backoff",
         "RUNTARA_RESTART_BACKOFF",
         duration,
-        "wait before the second attempt of an instance; it doubles with each attempt, with jitter",
+        "wait before relaunching an instance whose attempt failed; it doubles with each "
+        "further failure in a row without progress, with jitter",
         "DURATION",
     ),
     Setting(
@@ -756,10 +740,8 @@ class ServerConfig:
     management_token: str | None = None
     http_addr: tuple[str, int] | None = None
     wake_command: str | None = None
-    wake_interval: float = 5.0
     wake_grace: float = 5.0
     wake_batch: int = 10
-    wake_lease: float = 60.0
     stale_after: float | None = None
     retention: float | None = None
     retention_interval: float = 600.0

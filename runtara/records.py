@@ -40,7 +40,11 @@ class EventType(str, enum.Enum):
     LAUNCHED = "launched"
     """Recorded by the launcher: an attempt's process started (attempt, pid, host)."""
     EXITED = "exited"
-    """Recorded by the launcher: an attempt's process ended (attempt, code, signal)."""
+    """Recorded by the launcher: an attempt's process ended (attempt, code, signal, what
+    follows, failures in a row, back-off)."""
+    RETRIED = "retried"
+    """Recorded by ``runtara-core retry``: a failed or cancelled instance goes on from
+    its last checkpoint."""
 
 
 class SignalType(str, enum.Enum):
@@ -194,6 +198,8 @@ class InstanceDetails:
     custom_signals: list[CustomSignal]
     recent_events: list[Event]
     """Newest first."""
+    launch: Launch | None = None
+    """How it is launched, for an instance started with ``runtara-core start``."""
 
 
 class _Unchanged:
@@ -239,8 +245,9 @@ class Launch:
     """How an instance started by ``runtara-core start`` is launched, and who runs it.
 
     The launchers of every server sharing the store coordinate through these
-    rows alone: a launcher claims a due row for a lease, spawns the process,
-    renews the lease while it watches the process, and records how it ended.
+    rows alone (the protocol is in :mod:`runtara.storage.launches`): a launcher
+    claims a due row for a lease, spawns the process, renews the lease while it
+    watches the process, and records how it ended.
     """
 
     instance_id: str
@@ -248,14 +255,23 @@ class Launch:
     """The launch specification as JSON (see runtara.launcher.spec)."""
     input: bytes | None
     """What the instance was started with; handed to every attempt."""
-    max_attempts: int
+    max_failures: int
+    """Failed attempts in a row without progress after which the instance is failed."""
     attempt: int = 0
-    """Attempts launched so far."""
+    """Launches so far: the number of the current (or last) attempt."""
+    failures: int = 0
+    """Failed attempts in a row that saved no new checkpoint (an attempt that saved
+    one, or ended suspended, resets it)."""
+    resumed_from: str | None = None
+    """The instance's last checkpoint when the current attempt was claimed: another
+    one at its end means the attempt made progress."""
+    launched_at: dt.datetime | None = None
+    """When the current attempt's process was started."""
     next_launch_at: dt.datetime | None = None
     """When the instance is due to be launched (again); None while it runs or waits
     for a resume, and once it is finished."""
     claimed_by: str | None = None
-    """The launcher (one per server process) watching its process."""
+    """The launcher (one per server) watching its process."""
     claimed_until: dt.datetime | None = None
     """Until when that claim holds unless renewed."""
     pid: int | None = None
@@ -270,12 +286,31 @@ class Launch:
     last_exit: str | None = None
     """How the last attempt ended."""
 
+    @property
+    def holder(self) -> LaunchHolder:
+        """Who holds it now, as a compare-and-set of the launch expects it."""
+        return LaunchHolder(self.claimed_by, self.attempt)
+
+
+@attrs.frozen
+class LaunchHolder:
+    """The launcher holding a launch (None: none) and the attempt it is on: an update
+    made on this condition fails if anyone moved the launch on since it was read."""
+
+    claimed_by: str | None
+    attempt: int
+
 
 @attrs.frozen
 class LaunchUpdate:
     """The columns of a launch one update writes; every field left UNCHANGED is not touched."""
 
+    spec: str = UNCHANGED
+    input: bytes | None = UNCHANGED
     attempt: int = UNCHANGED
+    failures: int = UNCHANGED
+    resumed_from: str | None = UNCHANGED
+    launched_at: dt.datetime | None = UNCHANGED
     next_launch_at: dt.datetime | None = UNCHANGED
     claimed_by: str | None = UNCHANGED
     claimed_until: dt.datetime | None = UNCHANGED

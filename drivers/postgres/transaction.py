@@ -35,8 +35,8 @@ class RunningCount:
 
 
 class PostgresTransaction(sqlbase.SqlTransaction):
-    """Runs on a connection inside ``conn.transaction()``; counts each statement
-    (and each batch of ``execute_many``, sent as one pipeline) in ``round_trips``."""
+    """Runs on a connection inside ``conn.transaction()``; counts each statement in
+    ``round_trips``."""
 
     _time = staticmethod(_same)
     _read_time = staticmethod(utc)
@@ -54,8 +54,4 @@ class PostgresTransaction(sqlbase.SqlTransaction):
             # Binary results: bytea arrives as bytes, not as hex text twice its size.
             return connection.execute(sql, params, binary=True)
 
-        def execute_many(sql: str, params: list[Mapping[str, Any]]) -> None:
-            round_trips.add()
-            connection.cursor().executemany(sql, params)
-
-        super().__init__(queries, execute, execute_many, write=write)
+        super().__init__(queries, execute, write=write)

@@ -34,4 +34,4 @@ class SqliteTransaction(sqlbase.SqlTransaction):
     _read_time = staticmethod(from_text)
 
     def __init__(self, connection: sqlite3.Connection, queries: Queries, *, write: bool) -> None:
-        super().__init__(queries, connection.execute, connection.executemany, write=write)
+        super().__init__(queries, connection.execute, write=write)

@@ -1,4 +1,4 @@
-"""What operators do with instances: signals, inspection, waking, retention.
+"""What operators do with instances: signals, inspection, launches, retention.
 
 :class:`runtara.admin.local.LocalAdmin` works directly on a storage driver;
 :class:`runtara.admin.remote.RemoteAdmin` asks a running server's management

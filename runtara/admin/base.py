@@ -107,6 +107,15 @@ class Admin(abc.ABC):
         """
 
     @abc.abstractmethod
+    def retry_instance(
+        self, instance_id: str, env: dict[str, str], payload: bytes | None
+    ) -> str | None:
+        """Make a failed or cancelled instance go on from its last checkpoint, with a
+        fresh count of failures; ``env`` set on top of its launch environment and
+        ``payload`` (unless None) as its new input. Returns the checkpoint it goes on
+        from (None: it starts over). OperationRefused when it cannot be retried."""
+
+    @abc.abstractmethod
     def stop_instance(self, instance_id: str, grace: float) -> bool:
         """Send cancel, and give the instance ``grace`` seconds to end by itself, past
         which a launcher terminates its process. True if a launcher watches it."""

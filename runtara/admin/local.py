@@ -15,6 +15,7 @@ from pathlib import Path
 from runtara import clock, errors, records
 from runtara.admin.base import Admin
 from runtara.launcher import logs
+from runtara.launcher import spec as specs
 from runtara.launcher.spec import LaunchSpec
 from runtara.storage import base, launches, operations
 
@@ -102,11 +103,27 @@ class LocalAdmin(Admin):
                 tenant_id,
                 spec.to_json(),
                 payload,
-                spec.max_attempts,
+                spec.max_failures,
                 now,
                 replace=replace,
             )
         )
+
+    def retry_instance(
+        self, instance_id: str, env: dict[str, str], payload: bytes | None
+    ) -> str | None:
+        operations.require_id(instance_id, "instance_id")
+        now = self._now()
+        instance = self.storage.run(
+            lambda tx: launches.retry(
+                tx,
+                instance_id,
+                now,
+                respec=(lambda stored: specs.with_env(stored, env)) if env else None,
+                payload=records.UNCHANGED if payload is None else payload,
+            )
+        )
+        return instance.checkpoint_id
 
     def stop_instance(self, instance_id: str, grace: float) -> bool:
         now = self._now()

@@ -128,6 +128,19 @@ class RemoteAdmin(Admin):
         if not reply.success:
             raise errors.OperationRefused(reply.error)
 
+    def retry_instance(
+        self, instance_id: str, env: dict[str, str], payload: bytes | None
+    ) -> str | None:
+        request = mpb.RetryInstanceRequest(
+            instance_id=instance_id, env=[f"{name}={value}" for name, value in env.items()]
+        )
+        if payload is not None:
+            request.input = payload
+        reply = self._call(retry_instance=request).retry_instance
+        if not reply.success:
+            raise errors.OperationRefused(reply.error)
+        return reply.checkpoint_id if reply.HasField("checkpoint_id") else None
+
     def stop_instance(self, instance_id: str, grace: float) -> bool:
         return self._stop(
             mpb.StopInstanceRequest(instance_id=instance_id, grace_ms=round(grace * 1000))
@@ -234,6 +247,9 @@ class RemoteAdmin(Admin):
             else None,
             [mapping.custom_signal_from_wire(instance_id, m) for m in reply.custom_signals],
             [mapping.event_from_wire(instance_id, m) for m in reply.recent_events],
+            mapping.launch_from_wire(instance_id, reply.launch)
+            if reply.HasField("launch")
+            else None,
         )
 
     def _require_instance(self, instance_id: str) -> None:

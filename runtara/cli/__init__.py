@@ -65,6 +65,9 @@ COMMANDS: dict[str, Command] = {
     "checkpoints": Command(inspect.checkpoints, "list an instance's checkpoints, or get one"),
     "events": Command(inspect.events, "list an instance's events, or --follow them"),
     "start": Command(launching.start, "store an instance for the server's launcher to run"),
+    "retry": Command(
+        launching.retry, "go on with a failed or cancelled instance from its checkpoints"
+    ),
     "stop": Command(launching.stop, "cancel an instance, terminating its process past a grace"),
     "logs": Command(launching.logs_command, "print a launched instance's stderr or stdout"),
     "bench": Command(bench.bench, "measure throughput and latency against baselines"),

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
+import attrs
+
 from runtara import errors, records
 from runtara.admin.base import Admin
 from runtara.cli import common, render
+from runtara.launcher.spec import LaunchSpec
 
 FOLLOW_POLL = 0.5
 """Seconds between two looks for new events with ``events --follow``."""
@@ -90,6 +94,8 @@ def show(argv: Sequence[str]) -> int:
         details = admin.instance_details(arguments.instance, arguments.events)
     if details is None:
         raise errors.OperationRefused(f"Instance '{arguments.instance}' not found")
+    if details.launch is not None:
+        details = attrs.evolve(details, launch=attrs.evolve(details.launch, input=None))
     if arguments.json:
         print(render.to_json(details))
         return 0
@@ -124,11 +130,38 @@ def show(argv: Sequence[str]) -> int:
         fields.append(("output", render.preview(instance.output, 200)))
     if instance.error is not None:
         fields.append(("error", instance.error))
+    if details.launch is not None:
+        fields += _launch_fields(details.launch)
     width = max(len(name) for name, _ in fields)
     print("\n".join(f"{name.ljust(width)}  {value}" for name, value in fields))
     if details.recent_events:
         print(f"\nrecent events (newest first):\n{_events_table(details.recent_events)}")
     return 0
+
+
+def _launch_fields(launch: records.Launch) -> list[tuple[str, str]]:
+    """Where the launch and its restart policy stand."""
+    try:
+        command = shlex.join(LaunchSpec.from_json(launch.spec).command)
+    except errors.ConfigError as error:
+        command = f"(none that can run: {error})"
+    process = "-"
+    if launch.pid is not None and launch.claimed_by is not None:
+        process = f"pid {launch.pid} on {launch.host} (since {render.when(launch.launched_at)})"
+    next_launch = render.when(launch.next_launch_at)
+    if launch.next_launch_at is not None and launch.failures:
+        next_launch += f" (back-off after {launch.failures} failure(s) in a row)"
+    return [
+        ("command", command),
+        ("launches", str(launch.attempt)),
+        (
+            "failures in a row",
+            f"{launch.failures} of {launch.max_failures} (without progress)",
+        ),
+        ("process", process),
+        ("last attempt", launch.last_exit or "-"),
+        ("next launch", next_launch),
+    ]
 
 
 def checkpoints(argv: Sequence[str]) -> int:

@@ -1,4 +1,4 @@
-"""``start``, ``stop`` and ``logs``: running instances with the server's launcher."""
+"""``start``, ``retry``, ``stop`` and ``logs``: running instances with the server's launcher."""
 
 from __future__ import annotations
 
@@ -13,7 +13,13 @@ from pathlib import Path
 from runtara import config, errors, records
 from runtara.cli import common
 from runtara.launcher import logs
-from runtara.launcher.spec import LaunchSpec, checked, checked_input
+from runtara.launcher.spec import (
+    DEFAULT_MAX_FAILURES,
+    LaunchSpec,
+    checked,
+    checked_input,
+    parse_env,
+)
 
 DEFAULT_TENANT = "default"
 STOP_MARGIN = 15.0
@@ -45,29 +51,29 @@ def start(argv: Sequence[str]) -> int:
         "--cwd", help="working folder of the process (default: the folder start runs in)"
     )
     parser.add_argument(
+        "--max-failures",
         "--max-attempts",
+        dest="max_failures",
         type=common.positive,
-        default=3,
-        help="launches before the instance is failed (3)",
+        default=DEFAULT_MAX_FAILURES,
+        help="failed attempts in a row without progress (no new checkpoint) after which the "
+        f"instance is failed ({DEFAULT_MAX_FAILURES}; --max-attempts is its former name)",
     )
     parser.add_argument(
-        "--replace", action="store_true", help="start afresh an id whose instance is finished"
+        "--replace",
+        action="store_true",
+        help="start afresh (its checkpoints deleted) an id whose instance is finished; "
+        "`retry` goes on from them instead",
     )
     parser.add_argument("command", nargs="+", help="the program to run, and its arguments")
     common.add_target_arguments(parser)
     arguments = parser.parse_args(argv)
-    env = {}
-    for assignment in arguments.env:
-        name, equals, value = assignment.partition("=")
-        if not equals:
-            parser.error(f"--env {assignment!r} is not NAME=VALUE")
-        env[name] = value
     spec = checked(
         LaunchSpec(
             tuple(arguments.command),
             os.path.abspath(arguments.cwd or os.getcwd()),
-            env,
-            arguments.max_attempts,
+            parse_env(arguments.env),
+            arguments.max_failures,
         )
     )
     payload = None if arguments.input is None else checked_input(_input(arguments.input))
@@ -95,6 +101,35 @@ def _input(value: str) -> bytes:
             f"--input is not JSON ({error}); use @FILE for other bytes"
         ) from None
     return data
+
+
+def retry(argv: Sequence[str]) -> int:
+    parser = common.Parser(
+        prog=f"{common.PROG} retry",
+        description="Make a failed or cancelled instance go on from its last checkpoint: the "
+        "same id, its checkpoints kept (finished durable steps are not run again), a fresh "
+        "count of failures; the server's launcher launches it at once.",
+    )
+    parser.add_argument("instance", help="instance id")
+    parser.add_argument(
+        "--input", metavar="JSON|@FILE", help="a new input: JSON text, or a file's bytes"
+    )
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="set a variable of its launch environment; repeatable",
+    )
+    common.add_target_arguments(parser)
+    arguments = parser.parse_args(argv)
+    env = parse_env(arguments.env)
+    payload = None if arguments.input is None else checked_input(_input(arguments.input))
+    with common.open_admin(arguments) as admin:
+        checkpoint_id = admin.retry_instance(arguments.instance, env, payload)
+    origin = f"its checkpoint {checkpoint_id}" if checkpoint_id else "the start (no checkpoint)"
+    print(f"{arguments.instance} retried: it goes on from {origin}")
+    return 0
 
 
 def stop(argv: Sequence[str]) -> int:

@@ -76,6 +76,7 @@ MANAGEMENT_OPERATIONS = _table(
     ("start_instance", management.start_instance, "START_INSTANCE_ERROR"),
     ("stop_instance", management.stop_instance, "STOP_INSTANCE_ERROR"),
     ("read_log", management.read_log, "READ_LOG_ERROR"),
+    ("retry_instance", management.retry_instance, "RETRY_INSTANCE_ERROR"),
 )
 
 

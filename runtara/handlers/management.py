@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 
-from runtara import __version__, errors
+from runtara import __version__, errors, records
 from runtara.handlers.services import Services
 from runtara.launcher import logs, spec
 from runtara.protocol import management_pb2 as mpb
@@ -132,6 +132,8 @@ def get_instance(request: mpb.GetInstanceRequest, services: Services) -> mpb.Rpc
     )
     if details.pending_signal is not None:
         reply.pending_signal.CopyFrom(mapping.pending_signal_to_wire(details.pending_signal))
+    if details.launch is not None:
+        reply.launch.CopyFrom(mapping.launch_to_wire(details.launch))
     return mpb.RpcResponse(get_instance=reply)
 
 
@@ -218,15 +220,13 @@ def start_instance(request: mpb.StartInstanceRequest, services: Services) -> mpb
                 request.tenant_id,
                 launch.to_json(),
                 payload,
-                launch.max_attempts,
+                launch.max_failures,
                 now,
                 replace=request.replace,
             )
         )
     except (errors.OperationRefused, errors.ConfigError) as refusal:
         return _started(False, str(refusal))
-    except (ValueError, KeyError, TypeError) as error:
-        return _started(False, f"not a launch specification: {error!r}")
     return _started(True, "")
 
 
@@ -253,6 +253,33 @@ def stop_instance(request: mpb.StopInstanceRequest, services: Services) -> mpb.R
             stop_instance=mpb.StopInstanceResponse(success=False, error=str(refusal))
         )
     return mpb.RpcResponse(stop_instance=mpb.StopInstanceResponse(success=True, launched=done))
+
+
+def retry_instance(request: mpb.RetryInstanceRequest, services: Services) -> mpb.RpcResponse:
+    try:
+        operations.require_id(request.instance_id, "instance_id")
+        env = spec.parse_env(list(request.env))
+        payload = (
+            spec.checked_input(request.input) if request.HasField("input") else records.UNCHANGED
+        )
+        now = services.now()
+        instance = services.storage.run(
+            lambda tx: launches.retry(
+                tx,
+                request.instance_id,
+                now,
+                respec=(lambda stored: spec.with_env(stored, env)) if env else None,
+                payload=payload,
+            )
+        )
+    except (errors.OperationRefused, errors.ConfigError) as refusal:
+        return mpb.RpcResponse(
+            retry_instance=mpb.RetryInstanceResponse(success=False, error=str(refusal))
+        )
+    reply = mpb.RetryInstanceResponse(success=True)
+    if instance.checkpoint_id is not None:
+        reply.checkpoint_id = instance.checkpoint_id
+    return mpb.RpcResponse(retry_instance=reply)
 
 
 def read_log(request: mpb.ReadLogRequest, services: Services) -> mpb.RpcResponse:

@@ -6,7 +6,7 @@ Pages are rendered on the server from the storage, through
 the command-line tools use), and read without JavaScript. A page showing
 something that still runs refreshes itself every :data:`REFRESH` seconds.
 
-Actions (pause, resume, cancel, a custom signal) are form posts. A post
+Actions (pause, resume, cancel, a custom signal, retry) are form posts. A post
 without ``confirmed=yes`` answers with a confirmation page that posts again
 with it; with JavaScript the page asks in a dialog instead and posts
 confirmed at once. A done action redirects back to the instance's page,
@@ -50,7 +50,7 @@ SIGNALS = {
     "resume": records.SignalType.RESUME,
     "cancel": records.SignalType.CANCEL,
 }
-ACTIONS = (*SIGNALS, "signal")
+ACTIONS = (*SIGNALS, "signal", "retry")
 _EXPLANATIONS = {
     "pause": "The instance is asked to pause at its next checkpoint or signal poll; it "
     "acknowledges and suspends, and a resume runs it again.",
@@ -58,6 +58,8 @@ _EXPLANATIONS = {
     "cancel": "The instance is asked to stop at its next checkpoint or signal poll. A "
     "cancelled instance never runs again.",
     "signal": "The instance takes this signal once, at its checkpoint with this id.",
+    "retry": "The instance goes on from its last checkpoint (finished durable steps are not "
+    "run again), launched at once with a fresh count of failures.",
 }
 
 
@@ -185,7 +187,7 @@ class Console:
         checkpoints = self.admin.list_checkpoints(
             instance_id, limit=CHECKPOINTS_PAGE, offset=(checkpoint_page - 1) * CHECKPOINTS_PAGE
         )
-        launch = self.admin.storage.run(lambda tx: tx.get_launch(instance_id), write=False)
+        launch = details.launch
         instance = details.instance
 
         def to(events_at: int, checkpoints_at: int) -> str:
@@ -204,6 +206,9 @@ class Console:
             custom=details.custom_signals,
             launch=launch,
             command=_command(launch),
+            retryable=launch is not None
+            and instance.status
+            in (records.InstanceStatus.FAILED, records.InstanceStatus.CANCELLED),
             events=events,
             event_pages=pages(
                 event_page,
@@ -275,7 +280,7 @@ class Console:
 
     def act(self, request: Request, instance_id: str, action: str) -> Response:
         """Confirm, then send ``action`` (pause, resume, cancel, or signal: a
-        custom signal for the form's checkpoint id) to the instance."""
+        custom signal for the form's checkpoint id) to the instance, or retry it."""
         form = request.form
         payload = form.get("payload", "")
         checkpoint_id = form.get("checkpoint_id", "").strip()
@@ -291,9 +296,7 @@ class Console:
                 action=action,
                 question=_question(action, instance_id, checkpoint_id),
                 explanation=_EXPLANATIONS[action],
-                button="Yes, send the custom signal"
-                if action == "signal"
-                else f"Yes, {action} {instance_id}",
+                button=_button(action, instance_id),
                 target=messages.path_of("instances", instance_id, action),
                 back=back,
                 payload=payload,
@@ -302,6 +305,8 @@ class Console:
         try:
             if action == "signal":
                 self.admin.send_custom_signal(instance_id, checkpoint_id, payload.encode())
+            elif action == "retry":
+                self.admin.retry_instance(instance_id, {}, None)
             else:
                 self.admin.send_signal(instance_id, SIGNALS[action], payload.encode())
         except errors.OperationRefused as refusal:
@@ -309,8 +314,9 @@ class Console:
         except errors.RequestError as error:
             raise BadRequest(str(error)) from None
         logger.info(
-            "console: %s sent to instance %r%s (from %s)",
+            "console: %s %s instance %r%s (from %s)",
             "custom signal" if action == "signal" else action,
+            "of" if action == "retry" else "sent to",
             instance_id,
             f" for checkpoint {checkpoint_id!r}" if action == "signal" else "",
             request.client,
@@ -353,11 +359,20 @@ def note(instance: records.Instance, now: dt.datetime) -> tuple[str, str] | None
 def _command(launch: records.Launch | None) -> str | None:
     if launch is None:
         return None
-    return shlex.join(LaunchSpec.from_json(launch.spec).command)
+    try:
+        return shlex.join(LaunchSpec.from_json(launch.spec).command)
+    except errors.ConfigError as error:
+        return f"(none that can run: {error})"
 
 
 def _verb(action: str) -> str:
     return "send the custom signal" if action == "signal" else action
+
+
+def _button(action: str, instance_id: str) -> str:
+    if action == "signal":
+        return "Yes, send the custom signal"
+    return f"Yes, {action} {instance_id}"
 
 
 def _question(action: str, instance_id: str, checkpoint_id: str) -> str:
@@ -371,4 +386,6 @@ def _sent(action: str, checkpoint_id: str) -> str | None:
         return f"Custom signal for checkpoint {checkpoint_id!r} sent."
     if action in SIGNALS:
         return f"{action.capitalize()} sent: the instance sees it at its next checkpoint or poll."
+    if action == "retry":
+        return "Retried: it is launched again and goes on from its last checkpoint."
     return None

@@ -1,20 +1,28 @@
-"""The launcher: keeps instances started with ``runtara-core start`` running.
+"""The launcher: the one component that starts and watches instance processes.
 
-Each server process runs one, on its own thread, ticking five times a second
-and at once when one of its processes ends. A tick:
+Each server runs one (in its first server process), on its own thread,
+ticking five times a second and at once when one of its processes ends. The
+launch protocol it follows, state by state, is in
+:mod:`runtara.storage.launches`; a tick:
 
-1. reaps the processes it started that ended, and records how (the store
-   decides: finished, suspended, relaunch after a back-off, or failed once
-   the attempts are spent);
-2. stops processes past their stop deadline (SIGTERM, then SIGKILL) and
-   kills those silent for longer than ``silence`` (a hung process is a
-   crashed one);
-3. renews its claims, keeps log files under their cap;
-4. looks at launches nobody holds any more (their server died): a process
-   still alive on this machine is adopted and watched, a gone or silent one
-   is relaunched;
-5. claims due launches, up to ``max_running`` processes at once, oldest due
-   first, and spawns them.
+1. at its first tick, finds the launches it held before a restart (its name is
+   the same across restarts) and adopts their processes at once;
+2. reaps the processes it started that ended, and records how (the store
+   decides by the restart policy: finished, suspended, relaunch after a
+   back-off, or failed); an exit whose record fails is kept and recorded again
+   at the next tick;
+3. stops processes past their stop deadline (SIGTERM, then SIGKILL) and kills
+   those silent for longer than ``silence`` (a hung process is a crashed one);
+4. renews the claims of the processes it watches, and no others; a claim it
+   finds taken over by another launcher is no longer watched here;
+5. looks at launches nobody holds any more (their server died): a process
+   still alive on this machine is adopted and watched, a gone or silent one is
+   relaunched; an unwatched sleeper that is due is made due;
+6. gives due sleepers that nothing launches a launch of the wake command, if
+   the server has one;
+7. claims due launches, up to ``max_running`` processes at once, oldest due
+   first, and spawns them; whatever goes wrong with one launch (a malformed
+   specification, a program that cannot start) stays with that launch.
 
 Everything another launcher must respect is a row in the store, never memory.
 """
@@ -35,14 +43,16 @@ from pathlib import Path
 
 import attrs
 
-from runtara import clock, metrics, records
+from runtara import clock, errors, metrics, records
 from runtara.launcher import logs, processes
-from runtara.launcher.spec import LaunchSpec
+from runtara.launcher.spec import DEFAULT_MAX_FAILURES, LaunchSpec
 from runtara.storage import base, launches
 
 logger = logging.getLogger(__name__)
 
 INPUT_FILE = "input.json"
+LAPSED_BATCH = 20
+"""Launches nobody holds looked at per tick."""
 
 
 @attrs.define
@@ -51,11 +61,14 @@ class Settings:
     """Where instances connect (RUNTARA_SERVER_ADDR)."""
     skip_cert_verification: bool
     runs_dir: Path
+    name: str | None = None
+    """The launcher's name in the store, the same across restarts of one server (so
+    that a restarted server adopts its processes at once); None: a fresh one."""
     max_running: int = 16
     tick: float = 0.2
     lease: float = 15.0
     """How long a claim holds without renewal (a dead launcher's instances are
-    looked at again after this)."""
+    looked at again after this); claims are renewed every third of it."""
     silence: float = 90.0
     """A running instance that sent nothing for this long is treated as crashed."""
     backoff: float = 1.0
@@ -63,6 +76,11 @@ class Settings:
     kill_after: float = 5.0
     """How long SIGTERM has before SIGKILL when a process is stopped."""
     log_limit: int = 10 * 1024 * 1024
+    wake_command: str | None = None
+    """Run through /bin/sh for sleepers nothing launches (``--wake-command``)."""
+    wake_grace: float = 5.0
+    """How long past its wake time a sleeper waits for a live process's own timer."""
+    wake_batch: int = 10
 
 
 @attrs.define(eq=False)
@@ -70,14 +88,17 @@ class _Watched:
     """A process this launcher watches: one it started, or one it adopted."""
 
     instance_id: str
-    attempt: int
+    holder: records.LaunchHolder
     pid: int
     started: int | None
     process: processes.Attempt | None = None
     """None for an adopted process (its exit status cannot be known)."""
     since: float = attrs.Factory(time.monotonic)
     """When this launcher began watching it."""
+    renewed: float = attrs.Factory(time.monotonic)
     terminated_at: float | None = None
+    ended: processes.Exit | None = None
+    """How it ended, once known, until that is recorded."""
 
 
 class Launcher:
@@ -92,8 +113,9 @@ class Launcher:
         self.settings = settings
         self._now = now
         self.host = socket.gethostname()
-        self.id = f"{self.host}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.id = settings.name or f"{self.host}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._watched: dict[str, _Watched] = {}
+        self._recovered = False
         self.launched = 0
         self.failed_launches = 0
         self.poke: Callable[[], object] = lambda: None
@@ -104,68 +126,90 @@ class Launcher:
         return len(self._watched)
 
     def tick(self) -> None:
+        if not self._recovered:
+            self._recover_own()
+            self._recovered = True
         self._reap()
         self._enforce()
         self._renew()
         self._look_after_lapsed()
+        self._wake_sleepers()
         self._launch_due()
 
     def stop(self) -> None:
-        """The server stops: leave the processes running (they reconnect to a server
-        and are adopted again after a restart); the claims lapse by themselves."""
+        """The server stops: leave the processes running (they wait for a server and
+        are adopted again after a restart); the claims lapse by themselves."""
         self._watched.clear()
+
+    def _backoff(self) -> launches.Backoff:
+        settings = self.settings
+        return launches.Backoff(settings.backoff, settings.backoff_cap, random.uniform(0.5, 1.0))
+
+    def _run(self, work, *, write: bool = True):
+        return self.storage.run(work, write=write)
+
+    # --- a restarted server's own launches ----------------------------------
+
+    def _recover_own(self) -> None:
+        """Launches this launcher's name held before a restart: their processes are
+        adopted (or relaunched, if gone) now rather than when the claims lapse."""
+        now = self._now()
+        for launch in self._run(lambda tx: launches.held_by(tx, self.id, 1000), write=False):
+            self._look_after(launch, now)
 
     # --- processes that ended ---------------------------------------------
 
     def _reap(self) -> None:
         for watched in list(self._watched.values()):
-            if watched.process is not None:
-                ended = watched.process.poll()
-            elif processes.alive(watched.pid, watched.started):
-                ended = None
-            else:
-                ended = processes.Exit(None)
-            if ended is not None:
-                del self._watched[watched.instance_id]
-                self._record_exit(watched.instance_id, watched.attempt, ended)
+            if watched.ended is None:
+                if watched.process is not None:
+                    watched.ended = watched.process.poll()
+                elif not processes.alive(watched.pid, watched.started):
+                    watched.ended = processes.Exit(None)
+            if watched.ended is None:
+                continue
+            try:
+                self._record_exit(watched, watched.ended)
+            except errors.StorageError as error:
+                logger.warning(
+                    "instance %r: recording how its process ended failed (%s); trying again",
+                    watched.instance_id,
+                    error,
+                    extra={"instance_id": watched.instance_id, "action": "exited"},
+                )
+                continue
+            del self._watched[watched.instance_id]
 
     def _record_exit(
-        self, instance_id: str, attempt: int, ended: processes.Exit, how: str | None = None
+        self, watched: _Watched, ended: processes.Exit, how: str | None = None
     ) -> None:
         how = how or ended.describe()
-        stderr = logs.tail(logs.log_path(self.settings.runs_dir, instance_id, "stderr"))
+        stderr = logs.tail(logs.log_path(self.settings.runs_dir, watched.instance_id, "stderr"))
         now = self._now()
-        retry_at = now + dt.timedelta(seconds=self._backoff(attempt))
+        backoff = self._backoff()
         outcome = self._run(
             lambda tx: launches.exited(
                 tx,
-                instance_id,
-                self.id,
-                attempt,
+                watched.instance_id,
+                watched.holder,
                 how,
                 now,
+                backoff,
                 code=ended.code,
                 signal=ended.signal,
                 stderr=stderr,
-                retry_at=retry_at,
             )
         )
-        metrics.launch_ended(outcome)
-        log = logger.warning if outcome in ("relaunch", "failed") else logger.info
-        log(
+        metrics.launch_ended(outcome.value)
+        failing = outcome in (launches.Outcome.RELAUNCH, launches.Outcome.FAILED)
+        (logger.warning if failing else logger.info)(
             "instance %r attempt %d %s: %s",
-            instance_id,
-            attempt,
+            watched.instance_id,
+            watched.holder.attempt,
             how,
-            outcome,
-            extra={"instance_id": instance_id, "action": "exited"},
+            outcome.value,
+            extra={"instance_id": watched.instance_id, "action": "exited"},
         )
-
-    def _backoff(self, attempt: int) -> float:
-        """Exponential in the attempts made, capped, with jitter (half to all of it)."""
-        settings = self.settings
-        delay = min(settings.backoff_cap, settings.backoff * 2 ** max(0, attempt - 1))
-        return delay * random.uniform(0.5, 1.0)
 
     # --- stops, silence, logs ---------------------------------------------
 
@@ -181,7 +225,7 @@ class Launcher:
         silent_since = now - dt.timedelta(seconds=silence)
         for instance_id, (instance, launch) in states.items():
             watched = self._watched.get(instance_id)
-            if watched is None or instance is None or launch is None:
+            if watched is None or watched.ended is not None or instance is None or launch is None:
                 continue
             if launch.stop_deadline is not None and now >= launch.stop_deadline:
                 self._terminate(watched, "its stop grace ran out")
@@ -190,9 +234,7 @@ class Launcher:
                 and (instance.last_activity_at or instance.created_at) < silent_since
                 and time.monotonic() - watched.since > silence
             ):
-                self._terminate(
-                    watched, f"it sent nothing for {self.settings.silence:g}s", at_once=True
-                )
+                self._terminate(watched, f"it sent nothing for {silence:g}s", at_once=True)
             for stream in logs.STREAMS:
                 logs.cap(
                     logs.log_path(self.settings.runs_dir, instance_id, stream),
@@ -220,69 +262,142 @@ class Launcher:
             pass
 
     def _renew(self) -> None:
-        if self._watched:
+        """Extend the claims of the processes watched here, every third of the lease."""
+        due = time.monotonic() - self.settings.lease / 3
+        for watched in list(self._watched.values()):
+            if watched.renewed > due or watched.ended is not None:
+                continue
             until = self._now() + dt.timedelta(seconds=self.settings.lease)
-            self._run(lambda tx: launches.renew(tx, self.id, until))
+            kept = self._run(
+                lambda tx, w=watched, until=until: launches.renew(
+                    tx, w.instance_id, w.holder, until
+                )
+            )
+            watched.renewed = time.monotonic()
+            if not kept:
+                # Another launcher took the launch over (this one was too slow to
+                # renew): the process is its to watch now.
+                del self._watched[watched.instance_id]
+                logger.warning(
+                    "instance %r: another launcher took over watching pid %d",
+                    watched.instance_id,
+                    watched.pid,
+                    extra={"instance_id": watched.instance_id, "action": "taken over"},
+                )
 
     # --- launches nobody holds ----------------------------------------------
 
     def _look_after_lapsed(self) -> None:
-        """Launches nobody watches: a process still alive on this machine is watched
-        again; a gone one is relaunched at once; one that cannot be checked from
-        here (another machine, or a process that took the instance over) is
-        relaunched once it has been silent for the silence window."""
         now = self._now()
+        due_before = now - dt.timedelta(seconds=self.settings.wake_grace)
+        found = self._run(
+            lambda tx: launches.lapsed(tx, now, due_before, LAPSED_BATCH), write=False
+        )
+        for launch in found:
+            if launch.instance_id not in self._watched:
+                self._look_after(launch, now)
+
+    def _look_after(self, launch: records.Launch, now: dt.datetime) -> None:
+        """A launch nobody watches: a process still alive on this machine is watched
+        again; a gone one is relaunched at once; one that cannot be checked from here
+        (another machine, or a process that took the instance over) is relaunched once it has been silent for the silence window; an
+        unwatched sleeper whose wake time passed is due."""
         lease = dt.timedelta(seconds=self.settings.lease)
         silent_since = now - dt.timedelta(seconds=self.settings.silence)
-        for launch in self._run(lambda tx: launches.lapsed(tx, now, 20), write=False):
-            if launch.instance_id in self._watched:
-                continue
-            local = launch.claimed_by is not None and launch.pid is not None
-            local = local and launch.host == self.host
-            if local and processes.alive(launch.pid, launch.pid_started):
-                if self.running < self.settings.max_running:
-                    self._adopt(launch, now, lease)
-                continue
-            if local:
-                how = "was lost: its process is gone and the server that watched it stopped"
-            else:
-                instance = self._run(
-                    lambda tx, i=launch.instance_id: tx.get_instance(i), write=False
-                )
-                if instance is None or (instance.last_activity_at or instance.created_at) > (
-                    silent_since
-                ):
-                    continue
-                how = f"was lost: it sent nothing for {self.settings.silence:g}s"
-            retry_at = now + dt.timedelta(seconds=self._backoff(launch.attempt))
-            outcome = self._run(
-                lambda tx, i=launch.instance_id, how=how, at=retry_at: launches.relaunch_lost(
-                    tx, i, self.id, how, now, lease, at
+        instance = self._run(lambda tx: tx.get_instance(launch.instance_id), write=False)
+        if instance is None or instance.status.is_terminal:
+            return
+        if launch.claimed_by is None and instance.status is records.InstanceStatus.SUSPENDED:
+            due_before = now - dt.timedelta(seconds=self.settings.wake_grace)
+            self._run(
+                lambda tx: launches.wake_unwatched(
+                    tx, launch.instance_id, launch.holder, now, due_before
                 )
             )
-            if outcome != "stale":
-                logger.warning(
-                    "instance %r %s: %s",
-                    launch.instance_id,
-                    how,
-                    outcome,
-                    extra={"instance_id": launch.instance_id, "action": "lost"},
-                )
+            return
+        if launch.claimed_by is not None and launch.pid is None:
+            # Claimed by a launcher that stopped before it recorded a process:
+            # nothing is known to run, so it is due again (not a failure).
+            self._run(
+                lambda tx: launches.release_unstarted(tx, launch.instance_id, launch.holder, now)
+            )
+            return
+        local = launch.claimed_by is not None and launch.host == self.host
+        if local and processes.alive(launch.pid, launch.pid_started):
+            if self.running < self.settings.max_running:
+                self._adopt(launch, now, lease)
+            return
+        if local:
+            how = "was lost: its process is gone and the server that watched it stopped"
+        else:
+            activity = max(
+                instance.last_activity_at or instance.created_at,
+                launch.launched_at or instance.created_at,
+            )
+            if activity > silent_since:
+                return
+            how = f"was lost: it sent nothing for {self.settings.silence:g}s"
+        backoff = self._backoff()
+        outcome = self._run(
+            lambda tx: launches.relaunch_lost(
+                tx, launch.instance_id, launch.holder, self.id, how, now, lease, backoff
+            )
+        )
+        if outcome is not launches.Outcome.STALE:
+            logger.warning(
+                "instance %r %s: %s",
+                launch.instance_id,
+                how,
+                outcome.value,
+                extra={"instance_id": launch.instance_id, "action": "lost"},
+            )
 
     def _adopt(self, launch: records.Launch, now: dt.datetime, lease: dt.timedelta) -> None:
-        adopted = self._run(lambda tx: launches.adopt(tx, launch.instance_id, self.id, now, lease))
-        if adopted is not None:
-            self._watched[launch.instance_id] = _Watched(
-                launch.instance_id, adopted.attempt, launch.pid, launch.pid_started
-            )
-            logger.info(
-                "instance %r: watching its running process %d again",
-                launch.instance_id,
-                launch.pid,
-                extra={"instance_id": launch.instance_id, "action": "adopted"},
-            )
+        adopted = self._run(
+            lambda tx: launches.adopt(tx, launch.instance_id, launch.holder, self.id, now, lease)
+        )
+        if adopted is None:
+            return
+        self._watched[launch.instance_id] = _Watched(
+            launch.instance_id,
+            adopted.holder,
+            launch.pid,
+            launch.pid_started,
+        )
+        logger.info(
+            "instance %r: watching its running process %d again",
+            launch.instance_id,
+            launch.pid,
+            extra={"instance_id": launch.instance_id, "action": "adopted"},
+        )
 
     # --- due launches -------------------------------------------------------
+
+    def _wake_sleepers(self) -> None:
+        """Sleepers nothing launches get a launch of the wake command."""
+        command = self.settings.wake_command
+        if not command:
+            return
+        spec = LaunchSpec(("/bin/sh", "-c", command)).to_json()
+        now = self._now()
+        due_before = now - dt.timedelta(seconds=self.settings.wake_grace)
+        woken = self._run(
+            lambda tx: launches.wake_sleepers(
+                tx,
+                spec,
+                DEFAULT_MAX_FAILURES,
+                now,
+                due_before,
+                self.settings.wake_batch,
+            )
+        )
+        for instance_id in woken:
+            metrics.wake_attempted(True)
+            logger.info(
+                "instance %r is due: waking it with the wake command",
+                instance_id,
+                extra={"instance_id": instance_id, "action": "woken"},
+            )
 
     def _launch_due(self) -> None:
         room = self.settings.max_running - self.running
@@ -291,36 +406,56 @@ class Launcher:
         now = self._now()
         lease = dt.timedelta(seconds=self.settings.lease)
         for launch, instance in self._run(lambda tx: launches.claim(tx, self.id, now, lease, room)):
-            self._spawn(launch, instance)
+            try:
+                self._spawn(launch, instance)
+            except errors.StorageError as error:
+                # The process may have started: the claim lapses and the lapsed-launch
+                # rules find it (alive here: adopted; gone: relaunched).
+                logger.warning(
+                    "instance %r: recording its launch failed: %s",
+                    launch.instance_id,
+                    error,
+                    extra={"instance_id": launch.instance_id, "action": "launch failed"},
+                )
 
     def _spawn(self, launch: records.Launch, instance: records.Instance) -> None:
-        spec = LaunchSpec.from_json(launch.spec)
+        holder = launch.holder
+        try:
+            spec = LaunchSpec.from_json(launch.spec)
+        except errors.ConfigError as error:
+            self._unlaunchable(launch, str(error))
+            return
         folder = logs.run_folder(self.settings.runs_dir, launch.instance_id)
-        header = f"attempt {launch.attempt} of {launch.max_attempts}, {self._now().isoformat()}"
+        header = (
+            f"attempt {launch.attempt} ({launch.failures} failed in a row before it), "
+            f"{self._now().isoformat()}"
+        )
         try:
             environment = self._environment(launch, instance, spec, folder)
             attempt = processes.spawn(spec, environment, folder, header, launch.attempt)
-        except OSError as error:
+        except (OSError, ValueError, TypeError) as error:
+            # OSError: a missing or unrunnable program; ValueError/TypeError: what
+            # Popen refuses in the specification itself.
             self.failed_launches += 1
             metrics.launch_attempted(False)
             logger.warning(
                 "instance %r: cannot start %s: %s",
                 launch.instance_id,
-                spec.command[0],
+                spec.command[0] if spec.command else "(no command)",
                 error,
                 extra={"instance_id": launch.instance_id, "tenant": instance.tenant_id},
             )
-            self._record_exit(
-                launch.instance_id,
-                launch.attempt,
-                processes.Exit(None),
-                f"could not start: {error}",
-            )
+            watched = _Watched(launch.instance_id, holder, 0, None, ended=processes.Exit(None))
+            self._record_exit(watched, watched.ended, f"could not start: {error}")
             return
         self.launched += 1
         metrics.launch_attempted(True)
         self._watched[launch.instance_id] = _Watched(
-            launch.instance_id, launch.attempt, attempt.pid, attempt.started, attempt
+            launch.instance_id,
+            holder,
+            attempt.pid,
+            attempt.started,
+            attempt,
         )
         threading.Thread(
             target=self._wake_on_exit, args=(attempt,), name="runtara-reaper", daemon=True
@@ -328,14 +463,7 @@ class Launcher:
         now = self._now()
         self._run(
             lambda tx: launches.launched(
-                tx,
-                launch.instance_id,
-                self.id,
-                launch.attempt,
-                attempt.pid,
-                attempt.started,
-                self.host,
-                now,
+                tx, launch.instance_id, holder, attempt.pid, attempt.started, self.host, now
             )
         )
         # A relaunch: after a failed attempt, or of an instance that ran before
@@ -344,17 +472,34 @@ class Launcher:
             "relaunched" if launch.attempt > 1 or instance.started_at is not None else "launched"
         )
         logger.info(
-            "instance %r %s: attempt %d of %d, pid %d",
+            "instance %r %s: attempt %d (%d failed in a row before it, at most %d), pid %d",
             launch.instance_id,
             action,
             launch.attempt,
-            launch.max_attempts,
+            launch.failures,
+            launch.max_failures,
             attempt.pid,
             extra={
                 "instance_id": launch.instance_id,
                 "tenant": instance.tenant_id,
                 "action": action,
             },
+        )
+
+    def _unlaunchable(self, launch: records.Launch, reason: str) -> None:
+        self.failed_launches += 1
+        metrics.launch_attempted(False)
+        logger.warning(
+            "instance %r cannot be launched: %s",
+            launch.instance_id,
+            reason,
+            extra={"instance_id": launch.instance_id, "action": "launch failed"},
+        )
+        now = self._now()
+        self._run(
+            lambda tx: launches.fail_unlaunchable(
+                tx, launch.instance_id, launch.holder, reason, now
+            )
         )
 
     def _wake_on_exit(self, attempt: processes.Attempt) -> None:
@@ -378,11 +523,20 @@ class Launcher:
         if instance.checkpoint_id is not None:
             environment["RUNTARA_CHECKPOINT_ID"] = instance.checkpoint_id
         if launch.input is not None:
-            folder.mkdir(parents=True, exist_ok=True)
-            path = folder / INPUT_FILE
-            path.write_bytes(launch.input)
-            environment["RUNTARA_INPUT_FILE"] = str(path)
+            environment["RUNTARA_INPUT_FILE"] = str(_write_input(folder, launch.input))
         return environment
 
-    def _run(self, work, *, write: bool = True):
-        return self.storage.run(work, write=write)
+
+def _write_input(folder: Path, data: bytes) -> Path:
+    """The input in the run folder, readable by the server's user alone."""
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path = folder / INPUT_FILE
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(path, flags, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "wb", closefd=False) as target:
+            target.write(data)
+    finally:
+        os.close(fd)
+    return path

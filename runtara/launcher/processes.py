@@ -18,6 +18,10 @@ import attrs
 from runtara.launcher import logs
 from runtara.launcher.spec import LaunchSpec
 
+LOST_SERVER = 75
+"""The exit code of a process that gave up waiting for its server (the Python SDK's,
+see runtara.sdk.runner; EX_TEMPFAIL): a failure of the transport, not of the workflow."""
+
 
 @attrs.frozen
 class Exit:
@@ -36,6 +40,8 @@ class Exit:
             return f"killed by {name}"
         if self.code is None:
             return "ended in an unknown way"
+        if self.code == LOST_SERVER:
+            return f"lost its server (exit code {LOST_SERVER})"
         return f"exited with code {self.code}"
 
     @classmethod

@@ -34,7 +34,7 @@ STATUS_FAILED: InstanceStatus
 STATUS_CANCELLED: InstanceStatus
 
 class RpcRequest(_message.Message):
-    __slots__ = ("health_check", "send_signal", "get_instance_status", "list_instances", "list_checkpoints", "get_checkpoint", "send_custom_signal", "get_instance", "list_events", "get_stats", "start_instance", "stop_instance", "read_log", "token")
+    __slots__ = ("health_check", "send_signal", "get_instance_status", "list_instances", "list_checkpoints", "get_checkpoint", "send_custom_signal", "get_instance", "list_events", "get_stats", "start_instance", "stop_instance", "read_log", "retry_instance", "token")
     HEALTH_CHECK_FIELD_NUMBER: _ClassVar[int]
     SEND_SIGNAL_FIELD_NUMBER: _ClassVar[int]
     GET_INSTANCE_STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -48,6 +48,7 @@ class RpcRequest(_message.Message):
     START_INSTANCE_FIELD_NUMBER: _ClassVar[int]
     STOP_INSTANCE_FIELD_NUMBER: _ClassVar[int]
     READ_LOG_FIELD_NUMBER: _ClassVar[int]
+    RETRY_INSTANCE_FIELD_NUMBER: _ClassVar[int]
     TOKEN_FIELD_NUMBER: _ClassVar[int]
     health_check: HealthCheckRequest
     send_signal: SendSignalRequest
@@ -62,11 +63,12 @@ class RpcRequest(_message.Message):
     start_instance: StartInstanceRequest
     stop_instance: StopInstanceRequest
     read_log: ReadLogRequest
+    retry_instance: RetryInstanceRequest
     token: str
-    def __init__(self, health_check: _Optional[_Union[HealthCheckRequest, _Mapping]] = ..., send_signal: _Optional[_Union[SendSignalRequest, _Mapping]] = ..., get_instance_status: _Optional[_Union[GetInstanceStatusRequest, _Mapping]] = ..., list_instances: _Optional[_Union[ListInstancesRequest, _Mapping]] = ..., list_checkpoints: _Optional[_Union[ListCheckpointsRequest, _Mapping]] = ..., get_checkpoint: _Optional[_Union[GetCheckpointRequest, _Mapping]] = ..., send_custom_signal: _Optional[_Union[SendCustomSignalRequest, _Mapping]] = ..., get_instance: _Optional[_Union[GetInstanceRequest, _Mapping]] = ..., list_events: _Optional[_Union[ListEventsRequest, _Mapping]] = ..., get_stats: _Optional[_Union[GetStatsRequest, _Mapping]] = ..., start_instance: _Optional[_Union[StartInstanceRequest, _Mapping]] = ..., stop_instance: _Optional[_Union[StopInstanceRequest, _Mapping]] = ..., read_log: _Optional[_Union[ReadLogRequest, _Mapping]] = ..., token: _Optional[str] = ...) -> None: ...
+    def __init__(self, health_check: _Optional[_Union[HealthCheckRequest, _Mapping]] = ..., send_signal: _Optional[_Union[SendSignalRequest, _Mapping]] = ..., get_instance_status: _Optional[_Union[GetInstanceStatusRequest, _Mapping]] = ..., list_instances: _Optional[_Union[ListInstancesRequest, _Mapping]] = ..., list_checkpoints: _Optional[_Union[ListCheckpointsRequest, _Mapping]] = ..., get_checkpoint: _Optional[_Union[GetCheckpointRequest, _Mapping]] = ..., send_custom_signal: _Optional[_Union[SendCustomSignalRequest, _Mapping]] = ..., get_instance: _Optional[_Union[GetInstanceRequest, _Mapping]] = ..., list_events: _Optional[_Union[ListEventsRequest, _Mapping]] = ..., get_stats: _Optional[_Union[GetStatsRequest, _Mapping]] = ..., start_instance: _Optional[_Union[StartInstanceRequest, _Mapping]] = ..., stop_instance: _Optional[_Union[StopInstanceRequest, _Mapping]] = ..., read_log: _Optional[_Union[ReadLogRequest, _Mapping]] = ..., retry_instance: _Optional[_Union[RetryInstanceRequest, _Mapping]] = ..., token: _Optional[str] = ...) -> None: ...
 
 class RpcResponse(_message.Message):
-    __slots__ = ("health_check", "send_signal", "get_instance_status", "list_instances", "list_checkpoints", "get_checkpoint", "send_custom_signal", "error", "get_instance", "list_events", "get_stats", "start_instance", "stop_instance", "read_log")
+    __slots__ = ("health_check", "send_signal", "get_instance_status", "list_instances", "list_checkpoints", "get_checkpoint", "send_custom_signal", "error", "get_instance", "list_events", "get_stats", "start_instance", "stop_instance", "read_log", "retry_instance")
     HEALTH_CHECK_FIELD_NUMBER: _ClassVar[int]
     SEND_SIGNAL_FIELD_NUMBER: _ClassVar[int]
     GET_INSTANCE_STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -81,6 +83,7 @@ class RpcResponse(_message.Message):
     START_INSTANCE_FIELD_NUMBER: _ClassVar[int]
     STOP_INSTANCE_FIELD_NUMBER: _ClassVar[int]
     READ_LOG_FIELD_NUMBER: _ClassVar[int]
+    RETRY_INSTANCE_FIELD_NUMBER: _ClassVar[int]
     health_check: HealthCheckResponse
     send_signal: SendSignalResponse
     get_instance_status: GetInstanceStatusResponse
@@ -95,7 +98,8 @@ class RpcResponse(_message.Message):
     start_instance: StartInstanceResponse
     stop_instance: StopInstanceResponse
     read_log: ReadLogResponse
-    def __init__(self, health_check: _Optional[_Union[HealthCheckResponse, _Mapping]] = ..., send_signal: _Optional[_Union[SendSignalResponse, _Mapping]] = ..., get_instance_status: _Optional[_Union[GetInstanceStatusResponse, _Mapping]] = ..., list_instances: _Optional[_Union[ListInstancesResponse, _Mapping]] = ..., list_checkpoints: _Optional[_Union[ListCheckpointsResponse, _Mapping]] = ..., get_checkpoint: _Optional[_Union[GetCheckpointResponse, _Mapping]] = ..., send_custom_signal: _Optional[_Union[SendCustomSignalResponse, _Mapping]] = ..., error: _Optional[_Union[RpcError, _Mapping]] = ..., get_instance: _Optional[_Union[GetInstanceResponse, _Mapping]] = ..., list_events: _Optional[_Union[ListEventsResponse, _Mapping]] = ..., get_stats: _Optional[_Union[GetStatsResponse, _Mapping]] = ..., start_instance: _Optional[_Union[StartInstanceResponse, _Mapping]] = ..., stop_instance: _Optional[_Union[StopInstanceResponse, _Mapping]] = ..., read_log: _Optional[_Union[ReadLogResponse, _Mapping]] = ...) -> None: ...
+    retry_instance: RetryInstanceResponse
+    def __init__(self, health_check: _Optional[_Union[HealthCheckResponse, _Mapping]] = ..., send_signal: _Optional[_Union[SendSignalResponse, _Mapping]] = ..., get_instance_status: _Optional[_Union[GetInstanceStatusResponse, _Mapping]] = ..., list_instances: _Optional[_Union[ListInstancesResponse, _Mapping]] = ..., list_checkpoints: _Optional[_Union[ListCheckpointsResponse, _Mapping]] = ..., get_checkpoint: _Optional[_Union[GetCheckpointResponse, _Mapping]] = ..., send_custom_signal: _Optional[_Union[SendCustomSignalResponse, _Mapping]] = ..., error: _Optional[_Union[RpcError, _Mapping]] = ..., get_instance: _Optional[_Union[GetInstanceResponse, _Mapping]] = ..., list_events: _Optional[_Union[ListEventsResponse, _Mapping]] = ..., get_stats: _Optional[_Union[GetStatsResponse, _Mapping]] = ..., start_instance: _Optional[_Union[StartInstanceResponse, _Mapping]] = ..., stop_instance: _Optional[_Union[StopInstanceResponse, _Mapping]] = ..., read_log: _Optional[_Union[ReadLogResponse, _Mapping]] = ..., retry_instance: _Optional[_Union[RetryInstanceResponse, _Mapping]] = ...) -> None: ...
 
 class RpcError(_message.Message):
     __slots__ = ("code", "message")
@@ -320,18 +324,50 @@ class PendingCustomSignal(_message.Message):
     def __init__(self, checkpoint_id: _Optional[str] = ..., payload: _Optional[bytes] = ..., created_at_ms: _Optional[int] = ...) -> None: ...
 
 class GetInstanceResponse(_message.Message):
-    __slots__ = ("found", "instance", "pending_signal", "custom_signals", "recent_events")
+    __slots__ = ("found", "instance", "pending_signal", "custom_signals", "recent_events", "launch")
     FOUND_FIELD_NUMBER: _ClassVar[int]
     INSTANCE_FIELD_NUMBER: _ClassVar[int]
     PENDING_SIGNAL_FIELD_NUMBER: _ClassVar[int]
     CUSTOM_SIGNALS_FIELD_NUMBER: _ClassVar[int]
     RECENT_EVENTS_FIELD_NUMBER: _ClassVar[int]
+    LAUNCH_FIELD_NUMBER: _ClassVar[int]
     found: bool
     instance: InstanceSummary
     pending_signal: PendingSignal
     custom_signals: _containers.RepeatedCompositeFieldContainer[PendingCustomSignal]
     recent_events: _containers.RepeatedCompositeFieldContainer[Event]
-    def __init__(self, found: _Optional[bool] = ..., instance: _Optional[_Union[InstanceSummary, _Mapping]] = ..., pending_signal: _Optional[_Union[PendingSignal, _Mapping]] = ..., custom_signals: _Optional[_Iterable[_Union[PendingCustomSignal, _Mapping]]] = ..., recent_events: _Optional[_Iterable[_Union[Event, _Mapping]]] = ...) -> None: ...
+    launch: Launch
+    def __init__(self, found: _Optional[bool] = ..., instance: _Optional[_Union[InstanceSummary, _Mapping]] = ..., pending_signal: _Optional[_Union[PendingSignal, _Mapping]] = ..., custom_signals: _Optional[_Iterable[_Union[PendingCustomSignal, _Mapping]]] = ..., recent_events: _Optional[_Iterable[_Union[Event, _Mapping]]] = ..., launch: _Optional[_Union[Launch, _Mapping]] = ...) -> None: ...
+
+class Launch(_message.Message):
+    __slots__ = ("spec", "max_failures", "attempt", "failures", "next_launch_at_ms", "claimed_by", "claimed_until_ms", "pid", "host", "stop_deadline_ms", "last_exit", "launched_at_ms", "resumed_from")
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    MAX_FAILURES_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    FAILURES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_LAUNCH_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    CLAIMED_BY_FIELD_NUMBER: _ClassVar[int]
+    CLAIMED_UNTIL_MS_FIELD_NUMBER: _ClassVar[int]
+    PID_FIELD_NUMBER: _ClassVar[int]
+    HOST_FIELD_NUMBER: _ClassVar[int]
+    STOP_DEADLINE_MS_FIELD_NUMBER: _ClassVar[int]
+    LAST_EXIT_FIELD_NUMBER: _ClassVar[int]
+    LAUNCHED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    RESUMED_FROM_FIELD_NUMBER: _ClassVar[int]
+    spec: str
+    max_failures: int
+    attempt: int
+    failures: int
+    next_launch_at_ms: int
+    claimed_by: str
+    claimed_until_ms: int
+    pid: int
+    host: str
+    stop_deadline_ms: int
+    last_exit: str
+    launched_at_ms: int
+    resumed_from: str
+    def __init__(self, spec: _Optional[str] = ..., max_failures: _Optional[int] = ..., attempt: _Optional[int] = ..., failures: _Optional[int] = ..., next_launch_at_ms: _Optional[int] = ..., claimed_by: _Optional[str] = ..., claimed_until_ms: _Optional[int] = ..., pid: _Optional[int] = ..., host: _Optional[str] = ..., stop_deadline_ms: _Optional[int] = ..., last_exit: _Optional[str] = ..., launched_at_ms: _Optional[int] = ..., resumed_from: _Optional[str] = ...) -> None: ...
 
 class ListEventsRequest(_message.Message):
     __slots__ = ("instance_id", "event_type", "subtype", "created_after_ms", "created_before_ms", "payload_contains", "limit", "offset")
@@ -455,3 +491,23 @@ class ReadLogResponse(_message.Message):
     data: bytes
     next_offset: int
     def __init__(self, data: _Optional[bytes] = ..., next_offset: _Optional[int] = ...) -> None: ...
+
+class RetryInstanceRequest(_message.Message):
+    __slots__ = ("instance_id", "env", "input")
+    INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    ENV_FIELD_NUMBER: _ClassVar[int]
+    INPUT_FIELD_NUMBER: _ClassVar[int]
+    instance_id: str
+    env: _containers.RepeatedScalarFieldContainer[str]
+    input: bytes
+    def __init__(self, instance_id: _Optional[str] = ..., env: _Optional[_Iterable[str]] = ..., input: _Optional[bytes] = ...) -> None: ...
+
+class RetryInstanceResponse(_message.Message):
+    __slots__ = ("success", "error", "checkpoint_id")
+    SUCCESS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINT_ID_FIELD_NUMBER: _ClassVar[int]
+    success: bool
+    error: str
+    checkpoint_id: str
+    def __init__(self, success: _Optional[bool] = ..., error: _Optional[str] = ..., checkpoint_id: _Optional[str] = ...) -> None: ...

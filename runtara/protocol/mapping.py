@@ -182,6 +182,48 @@ def instance_from_wire(message: mpb.InstanceSummary) -> records.Instance:
     )
 
 
+_LAUNCH_TIMES = (
+    ("next_launch_at_ms", "next_launch_at"),
+    ("claimed_until_ms", "claimed_until"),
+    ("stop_deadline_ms", "stop_deadline"),
+    ("launched_at_ms", "launched_at"),
+)
+_LAUNCH_TEXTS = (("claimed_by", "claimed_by"), ("host", "host"), ("pid", "pid"))
+_LAUNCH_TEXTS += (("last_exit", "last_exit"), ("resumed_from", "resumed_from"))
+
+
+def launch_to_wire(launch: records.Launch) -> mpb.Launch:
+    """A launch without its input (which may be large)."""
+    message = mpb.Launch(
+        spec=launch.spec,
+        max_failures=launch.max_failures,
+        attempt=launch.attempt,
+        failures=launch.failures,
+    )
+    for field, name in _LAUNCH_TIMES:
+        value = getattr(launch, name)
+        if value is not None:
+            setattr(message, field, millis(value))
+    for field, name in _LAUNCH_TEXTS:
+        value = getattr(launch, name)
+        if value is not None:
+            setattr(message, field, value)
+    return message
+
+
+def launch_from_wire(instance_id: str, message: mpb.Launch) -> records.Launch:
+    return records.Launch(
+        instance_id=instance_id,
+        spec=message.spec,
+        input=None,
+        max_failures=message.max_failures,
+        attempt=message.attempt,
+        failures=message.failures,
+        **{name: optional_time(message, field) for field, name in _LAUNCH_TIMES},
+        **{name: _optional(message, field) for field, name in _LAUNCH_TEXTS},
+    )
+
+
 def event_to_wire(event: records.Event) -> mpb.Event:
     message = mpb.Event(
         id=event.id or 0, event_type=event.event_type.value, created_at_ms=millis(event.created_at)

@@ -6,12 +6,13 @@ import datetime as dt
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 from pathlib import Path
 
 from runtara import __version__, clock, errors
-from runtara.admin import retention, staleness, waking
+from runtara.admin import retention, staleness
 from runtara.config import ServerConfig
 from runtara.launcher import launcher
 from runtara.server import supervisor
@@ -180,7 +181,7 @@ def http_tasks(config: ServerConfig, storage: base.StorageDriver, server: Instan
 def maintenance_tasks(
     config: ServerConfig, storage: base.StorageDriver, server: InstanceServer
 ) -> list[PeriodicTask]:
-    """The launcher, the wake scheduler, stale-instance check and retention, as configured."""
+    """The launcher, the stale-instance check and retention, as configured."""
     tasks = []
     host, port = server.address
     connect_to = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
@@ -192,12 +193,18 @@ def maintenance_tasks(
                 server_addr=server_addr,
                 skip_cert_verification=server.identity.self_signed,
                 runs_dir=config.runs_dir.absolute(),
+                # The same name after a restart: the restarted server adopts its
+                # processes at once instead of when their claims lapse.
+                name=f"{socket.gethostname()}:{port}",
                 max_running=config.max_running,
                 lease=config.launch_lease,
                 silence=config.relaunch_silent_after,
                 backoff=config.restart_backoff,
                 backoff_cap=config.restart_backoff_max,
                 log_limit=config.log_cap,
+                wake_command=config.wake_command,
+                wake_grace=config.wake_grace,
+                wake_batch=config.wake_batch,
             ),
         )
         task = PeriodicTask("launcher", runner.settings.tick, runner.tick, runner.stop)
@@ -209,18 +216,10 @@ def maintenance_tasks(
             config.max_running,
             runner.settings.runs_dir,
         )
-    if config.wake_command:
-        scheduler = waking.WakeScheduler(
-            storage,
-            config.wake_command,
-            server_addr=server_addr,
-            skip_cert_verification=server.identity.self_signed,
-            batch=config.wake_batch,
-            grace=config.wake_grace,
-            lease=config.wake_lease,
-        )
-        tasks.append(PeriodicTask("wake-scheduler", config.wake_interval, scheduler.run_once))
-        logger.info("waking due instances with: %s", config.wake_command)
+        if config.wake_command:
+            logger.info("waking due sleepers that nothing launches with: %s", config.wake_command)
+    elif config.wake_command:
+        logger.warning("--wake-command is not used: the launcher runs it (--no-launcher is set)")
     if config.stale_after:
         stale_after = config.stale_after
         tasks.append(

@@ -93,17 +93,9 @@ class Transaction(abc.ABC):
         """How many instances :meth:`list_instances` would page through."""
 
     @abc.abstractmethod
-    def claim_due_sleepers(
-        self, *, due_before: dt.datetime, now: dt.datetime, claim_until: dt.datetime, limit: int
-    ) -> list[records.Instance]:
-        """Claim instances that need waking, and return them as they were before the claim.
-
-        Due means: status ``suspended``, ``sleep_until`` at or before ``due_before``,
-        no wake claim still in force (``wake_claimed_until`` unset or at or
-        before ``now``), and no launch (a launcher wakes those itself). Oldest ``sleep_until`` first, at most ``limit``. Each
-        returned instance gets ``wake_claimed_until = claim_until``; concurrent
-        callers, across threads or processes, never claim one instance twice.
-        """
+    def list_due_sleepers(self, *, due_before: dt.datetime, limit: int) -> list[records.Instance]:
+        """Sleepers nothing launches: status ``suspended``, ``sleep_until`` at or before
+        ``due_before``, and no launch. Oldest ``sleep_until`` first, at most ``limit``."""
 
     @abc.abstractmethod
     def list_stale_instances(self, cutoff: dt.datetime, limit: int) -> list[records.Instance]:
@@ -248,6 +240,8 @@ class Transaction(abc.ABC):
         """The instance's untaken custom signals, oldest first."""
 
     # --- launches -------------------------------------------------------------
+    # The launch protocol (runtara.storage.launches) moves a launch from state to
+    # state with update_launch conditioned on its holder: one compare-and-set each.
 
     @abc.abstractmethod
     def insert_launch(self, launch: records.Launch) -> None:
@@ -259,32 +253,38 @@ class Transaction(abc.ABC):
         """The instance's launch, or None (an instance not started with ``start``)."""
 
     @abc.abstractmethod
-    def update_launch(self, instance_id: str, update: records.LaunchUpdate) -> None:
-        """Write the columns named by ``update``; no effect on an unknown id."""
+    def update_launch(
+        self,
+        instance_id: str,
+        update: records.LaunchUpdate,
+        *,
+        held_by: records.LaunchHolder | None = None,
+    ) -> bool:
+        """Write the columns named by ``update``, in one statement; with ``held_by``,
+        only if the launch's ``claimed_by`` (None matching None) and ``attempt`` are
+        still those. Returns True if the launch was written."""
 
     @abc.abstractmethod
-    def claim_due_launches(
-        self, *, now: dt.datetime, claimed_by: str, claim_until: dt.datetime, limit: int
+    def list_due_launches(self, *, now: dt.datetime, limit: int) -> list[str]:
+        """Ids of due launches: ``next_launch_at`` at or before ``now`` and no claim in
+        force (``claimed_until`` unset or at or before ``now``); earliest due first, at
+        most ``limit``. A store with row locks locks each returned instance's row for
+        the rest of the transaction, skipping rows another transaction holds (instance
+        rows are locked before launch rows everywhere)."""
+
+    @abc.abstractmethod
+    def list_lapsed_launches(
+        self, *, now: dt.datetime, due_before: dt.datetime, limit: int
     ) -> list[records.Launch]:
-        """Claim launches that are due, and return them as they are after the claim.
-
-        Due means ``next_launch_at`` at or before ``now`` and no claim in force
-        (``claimed_until`` unset or at or before ``now``). Earliest due first, at
-        most ``limit``. Each claimed launch gets ``claimed_by``, ``claimed_until``,
-        one more ``attempt``, and ``next_launch_at``, ``pid``, ``pid_started`` and
-        ``host`` cleared. Concurrent callers, across threads or processes, never
-        claim one launch twice.
-        """
-
-    @abc.abstractmethod
-    def list_lapsed_launches(self, *, now: dt.datetime, limit: int) -> list[records.Launch]:
         """Launches of unfinished instances that nobody watches: claimed, with the
-        claim run out (at or before ``now``), or unclaimed and not due while the
-        instance is pending or running. By instance id, at most ``limit``."""
+        claim run out (at or before ``now``); or unclaimed and not due while the
+        instance is pending or running, or sleeps with ``sleep_until`` at or before
+        ``due_before``. By instance id, at most ``limit``."""
 
     @abc.abstractmethod
-    def renew_launches(self, *, claimed_by: str, claim_until: dt.datetime) -> int:
-        """Set ``claimed_until`` of every launch ``claimed_by`` holds; how many."""
+    def list_claimed_launches(self, *, claimed_by: str, limit: int) -> list[records.Launch]:
+        """Launches ``claimed_by`` holds, whatever their claim's end; by instance id, at
+        most ``limit``."""
 
 
 class StorageDriver(abc.ABC):

@@ -1,16 +1,67 @@
-"""The rules of launching: starting, claiming, recording attempts, stopping.
+"""The launch protocol: starting, claiming, watching and relaunching instances.
 
-Every launcher (one per server process) coordinates with the others only
-through the store: a due launch is claimed by exactly one of them for a lease,
-the claim is renewed while its process is watched, and how the process ended
-decides what happens next. Each function here is one transaction.
+Every launcher (one per server) coordinates with the others only through the
+store. A launch row (:class:`runtara.records.Launch`) is always in one of these
+states, read from its columns and its instance's status:
+
+=========  ==========  ============  ====  ==============  =========================
+state      claimed_by  claim         pid   next_launch_at  instance
+=========  ==========  ============  ====  ==============  =========================
+due        none        -             none  now or earlier  live
+waiting    none        -             none  later or none   suspended (sleeping, paused)
+claimed    L           in force      none  none            live
+running    L           in force      set   none            live
+lapsed     L           run out       any   none            live
+unwatched  none        -             any   none            pending, running, or a due
+                                                           sleeper
+done       none        -             none  none            completed, failed, cancelled
+=========  ==========  ============  ====  ==============  =========================
+
+Transitions. Each is one function below, one transaction, and one
+compare-and-set of the launch row: ``update_launch(..., held_by=holder)``
+writes only if nobody moved the launch on (its ``claimed_by`` and ``attempt``)
+since it was read. Every transition first locks the instance's row
+(``get_instance``): instance rows are locked before launch rows, everywhere.
+
+==============  ===============================  =============================  ==========
+transition      from -> to                       who                            function
+==============  ===============================  =============================  ==========
+start           (none) -> due                    an operator                    start_instance
+wake            (none) -> due                    a launcher with a wake command wake_sleepers
+claim           due -> claimed                   launcher L                     claim
+launched        claimed -> running               L                              launched
+renew           claimed, running -> same         L, for a process it watches    renew
+exited          claimed, running -> due,         L                              exited
+                waiting, done, unwatched
+unlaunchable    claimed -> done (failed)         L, the spec cannot be run      fail_unlaunchable
+adopt           lapsed -> running (by L)         L, the process lives here      adopt
+lost            lapsed, unwatched -> due, done   L, the process is gone/silent  relaunch_lost
+unstarted       lapsed (no pid) -> due           L                              release_unstarted
+woken           unwatched sleeper -> due         L                              wake_unwatched
+resume          waiting (paused) -> due          an operator's resume           resume
+stop            any live -> deadline set,        an operator                    request_stop
+                or done when nothing runs it
+stop unanswered any live -> done (cancelled)     an operator, past the grace    cancel_unanswered
+retry           done (failed, cancelled) -> due  an operator                    retry
+==============  ===============================  =============================  ==========
+
+The restart policy counts failures, not launches: an attempt that ends with
+its instance finished or cancelled, or suspended by the attempt's own process
+(it registered), is not a failure; a failed
+attempt that saved a new checkpoint (progress) resets the count of failures
+in a row, and with it the back-off; ``max_failures`` failed attempts in a row
+without progress fail the instance.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import json
+from collections.abc import Callable
 from typing import TYPE_CHECKING
+
+import attrs
 
 from runtara import errors, records
 from runtara.records import EventType, InstanceStatus, InstanceUpdate, LaunchUpdate
@@ -22,83 +73,39 @@ RELEASED = LaunchUpdate(claimed_by=None, claimed_until=None, pid=None, pid_start
 """A launch no launcher watches any more."""
 
 
-def start_instance(
-    tx: base.Transaction,
-    instance_id: str,
-    tenant_id: str,
-    spec: str,
-    payload: bytes | None,
-    max_attempts: int,
-    now: dt.datetime,
-    *,
-    replace: bool = False,
-) -> None:
-    """Store a pending instance with its launch specification, due at once.
+class Outcome(str, enum.Enum):
+    """What follows the end of an attempt."""
 
-    An id that exists is refused, unless it is finished and ``replace`` is set:
-    then the old instance goes, with everything it owned.
-    """
-    existing = tx.get_instance(instance_id)
-    if existing is not None:
-        if not existing.status.is_terminal:
-            raise errors.OperationRefused(
-                f"Instance '{instance_id}' already exists and is {existing.status.value}"
-            )
-        if not replace:
-            raise errors.OperationRefused(
-                f"Instance '{instance_id}' already exists ({existing.status.value}); "
-                "use --replace to start it afresh"
-            )
-        tx.delete_instance(instance_id)
-    tx.create_instance(instance_id, tenant_id, now)
-    tx.insert_launch(records.Launch(instance_id, spec, payload, max_attempts, next_launch_at=now))
+    FINISHED = "finished"
+    """The instance reached a final status."""
+    SUSPENDED = "suspended"
+    """Paused, or sleeping until it is due again."""
+    TAKEN_OVER = "taken over"
+    """Another process registered the instance since."""
+    STOPPED = "stopped"
+    """A stop ran out of grace: the instance is now cancelled."""
+    FAILED = "failed"
+    """Too many failures in a row: the instance is failed, saying how the last ended."""
+    RELAUNCH = "relaunch"
+    """Due again after the back-off."""
+    STALE = "stale"
+    """This launcher no longer held the launch: nothing was recorded."""
 
 
-def claim(
-    tx: base.Transaction, launcher: str, now: dt.datetime, lease: dt.timedelta, limit: int
-) -> list[tuple[records.Launch, records.Instance]]:
-    """Claim up to ``limit`` due launches for ``launcher``, oldest due first, counting
-    the attempt each starts; never one that another launcher holds."""
-    claimed = []
-    for launch in tx.claim_due_launches(
-        now=now, claimed_by=launcher, claim_until=now + lease, limit=limit
-    ):
-        instance = tx.get_instance(launch.instance_id)
-        if instance is None or instance.status.is_terminal:
-            tx.update_launch(
-                launch.instance_id, _release(next_launch_at=None, attempt=launch.attempt - 1)
-            )
-            continue
-        claimed.append((launch, instance))
-    return claimed
+@attrs.frozen
+class Backoff:
+    """How long a relaunch waits: ``first`` after a failure that followed progress
+    or the first failure, doubling with each further failure in a row, at most
+    ``longest``, times ``jitter`` (drawn once by the caller, so that a transaction
+    run again writes the same time)."""
 
+    first: float
+    longest: float
+    jitter: float = 1.0
 
-def _release(**changes) -> LaunchUpdate:
-    return records.LaunchUpdate(**{**RELEASED.changes(), **changes})
-
-
-def launched(
-    tx: base.Transaction,
-    instance_id: str,
-    launcher: str,
-    attempt: int,
-    pid: int,
-    pid_started: int | None,
-    host: str,
-    now: dt.datetime,
-) -> None:
-    """Record that ``attempt`` runs as process ``pid`` (an event ``launched``)."""
-    instance = tx.get_instance(instance_id)
-    launch = tx.get_launch(instance_id)
-    if instance is None or launch is None or launch.claimed_by != launcher:
-        return
-    tx.update_launch(
-        instance_id,
-        LaunchUpdate(
-            pid=pid, pid_started=pid_started, host=host, registration=instance.registration
-        ),
-    )
-    _event(tx, instance_id, EventType.LAUNCHED, now, attempt=attempt, pid=pid, host=host)
+    def after(self, failures: int) -> dt.timedelta:
+        seconds = min(self.longest, self.first * 2 ** max(0, failures - 1))
+        return dt.timedelta(seconds=seconds * self.jitter)
 
 
 def _event(tx: base.Transaction, instance_id: str, kind: EventType, now: dt.datetime, **facts):
@@ -112,51 +119,327 @@ def _event(tx: base.Transaction, instance_id: str, kind: EventType, now: dt.date
     )
 
 
+def _release(**changes) -> LaunchUpdate:
+    return LaunchUpdate(**{**RELEASED.changes(), **changes})
+
+
+def _locked(
+    tx: base.Transaction, instance_id: str
+) -> tuple[records.Instance | None, records.Launch | None]:
+    """The instance (its row locked first) and its launch."""
+    instance = tx.get_instance(instance_id)
+    return instance, None if instance is None else tx.get_launch(instance_id)
+
+
+# --- operators ------------------------------------------------------------------
+
+
+def start_instance(
+    tx: base.Transaction,
+    instance_id: str,
+    tenant_id: str,
+    spec: str,
+    payload: bytes | None,
+    max_failures: int,
+    now: dt.datetime,
+    *,
+    replace: bool = False,
+) -> None:
+    """Store a pending instance with its launch specification, due at once.
+
+    An id that exists is refused, unless it is finished and ``replace`` is set:
+    then the old instance goes, with everything it owned (to go on from its
+    checkpoints instead, see :func:`retry`).
+    """
+    existing = tx.get_instance(instance_id)
+    if existing is not None:
+        if not existing.status.is_terminal:
+            raise errors.OperationRefused(
+                f"Instance '{instance_id}' already exists and is {existing.status.value}"
+            )
+        if not replace:
+            raise errors.OperationRefused(
+                f"Instance '{instance_id}' already exists ({existing.status.value}); "
+                "use --replace to start it afresh, or `retry` to go on from its checkpoints"
+            )
+        tx.delete_instance(instance_id)
+    if not tx.create_instance(instance_id, tenant_id, now):
+        raise errors.OperationRefused(f"Instance '{instance_id}' was just created by another call")
+    tx.insert_launch(records.Launch(instance_id, spec, payload, max_failures, next_launch_at=now))
+
+
+def retry(
+    tx: base.Transaction,
+    instance_id: str,
+    now: dt.datetime,
+    *,
+    respec: Callable[[str], str] | None = None,
+    payload: bytes | None = records.UNCHANGED,
+) -> records.Instance:
+    """Make a failed or cancelled instance go on from its last checkpoint: pending
+    again, its checkpoints kept, a fresh count of failures, due at once.
+    ``respec`` makes the new launch specification from the stored one (it may
+    raise ConfigError); ``payload`` replaces the input. Records the event
+    ``retried``; returns the instance as it was."""
+    instance, launch = _locked(tx, instance_id)
+    if instance is None:
+        raise errors.OperationRefused(f"Instance '{instance_id}' not found")
+    if instance.status not in (InstanceStatus.FAILED, InstanceStatus.CANCELLED):
+        advice = (
+            "; start it afresh with --replace"
+            if instance.status is InstanceStatus.COMPLETED
+            else ""
+        )
+        raise errors.OperationRefused(
+            f"Instance '{instance_id}' is {instance.status.value}: only a failed or cancelled "
+            f"instance can be retried{advice}"
+        )
+    if launch is None:
+        raise errors.OperationRefused(
+            f"Instance '{instance_id}' was not started with `runtara-core start`: "
+            "no launch specification says how to run it again"
+        )
+    if launch.claimed_by is not None:
+        raise errors.OperationRefused(
+            f"Instance '{instance_id}': its last process has not been seen to end yet "
+            f"(watched by {launch.claimed_by}); try again in a few seconds"
+        )
+    update = LaunchUpdate(failures=0, next_launch_at=now, stop_deadline=None)
+    if respec is not None:
+        update = attrs.evolve(update, spec=respec(launch.spec))
+    if payload is not records.UNCHANGED:
+        update = attrs.evolve(update, input=payload)
+    if not tx.update_launch(instance_id, update, held_by=launch.holder):
+        raise errors.OperationRefused(f"Instance '{instance_id}' changed meanwhile; try again")
+    pending = tx.get_pending_signal(instance_id)
+    if pending is not None:
+        # A stop's cancel that no process took must not cancel the retried run.
+        tx.acknowledge_signal(instance_id, pending.signal_type, now)
+    tx.update_instance(
+        instance_id,
+        InstanceUpdate(
+            status=InstanceStatus.PENDING,
+            finished_at=None,
+            output=None,
+            error=None,
+            sleep_until=None,
+        ),
+    )
+    _event(
+        tx,
+        instance_id,
+        EventType.RETRIED,
+        now,
+        was=instance.status.value,
+        error=instance.error,
+        checkpoint=instance.checkpoint_id,
+        changed=sorted(update.changes().keys() & {"spec", "input"}),
+    )
+    return instance
+
+
+def resume(tx: base.Transaction, instance_id: str, now: dt.datetime) -> None:
+    """A resume was sent: a suspended instance whose process is gone is due at once."""
+    instance, launch = _locked(tx, instance_id)
+    if (
+        launch is not None
+        and instance.status is InstanceStatus.SUSPENDED
+        and launch.claimed_by is None
+    ):
+        tx.update_launch(instance_id, LaunchUpdate(next_launch_at=now), held_by=launch.holder)
+
+
+def request_stop(
+    tx: base.Transaction, instance_id: str, grace: dt.timedelta, now: dt.datetime
+) -> bool:
+    """Send cancel and set the deadline past which the process is terminated.
+
+    Returns False if the instance has no launch (no launcher will terminate it).
+    """
+    instance, launch = _locked(tx, instance_id)
+    if instance is None:
+        raise errors.OperationRefused(f"Instance '{instance_id}' not found")
+    if instance.status.is_terminal:
+        raise errors.OperationRefused(
+            f"Instance '{instance_id}' is already {instance.status.value}"
+        )
+    tx.put_signal(instance_id, records.SignalType.CANCEL, b"stop requested", now)
+    if launch is None:
+        return False
+    tx.update_launch(
+        instance_id,
+        LaunchUpdate(stop_deadline=now + grace, next_launch_at=None),
+        held_by=launch.holder,
+    )
+    if launch.claimed_by is None and instance.status is not InstanceStatus.RUNNING:
+        # nothing runs it: a stop of a pending or suspended instance is immediate
+        tx.update_instance(
+            instance_id, _final(InstanceStatus.CANCELLED, now, "stopped before it ran again")
+        )
+    return True
+
+
+def cancel_unanswered(
+    tx: base.Transaction, instance_id: str, reason: str, now: dt.datetime
+) -> bool:
+    """Record ``cancelled`` for an instance that did not end by itself after a stop."""
+    instance, launch = _locked(tx, instance_id)
+    if instance is None or instance.status.is_terminal:
+        return False
+    tx.update_instance(instance_id, _final(InstanceStatus.CANCELLED, now, reason))
+    if launch is not None:
+        tx.update_launch(instance_id, _release(next_launch_at=None), held_by=launch.holder)
+    return True
+
+
+# --- launchers ------------------------------------------------------------------
+
+
+def wake_sleepers(
+    tx: base.Transaction,
+    spec: str,
+    max_failures: int,
+    now: dt.datetime,
+    due_before: dt.datetime,
+    limit: int,
+) -> list[str]:
+    """Give each sleeper that nothing launches, due since ``due_before``, a launch of
+    ``spec`` (the server's wake command), due at once; return their ids."""
+    woken = []
+    for sleeper in tx.list_due_sleepers(due_before=due_before, limit=limit):
+        instance, launch = _locked(tx, sleeper.instance_id)
+        if (
+            instance is None
+            or launch is not None
+            or instance.status is not InstanceStatus.SUSPENDED
+            or instance.sleep_until is None
+            or instance.sleep_until > due_before
+        ):
+            continue
+        tx.insert_launch(
+            records.Launch(instance.instance_id, spec, None, max_failures, next_launch_at=now)
+        )
+        woken.append(instance.instance_id)
+    return woken
+
+
+def claim(
+    tx: base.Transaction, launcher: str, now: dt.datetime, lease: dt.timedelta, limit: int
+) -> list[tuple[records.Launch, records.Instance]]:
+    """Claim up to ``limit`` due launches for ``launcher``, earliest due first, each
+    starting its next attempt; never one that another launcher holds."""
+    claimed = []
+    for instance_id in tx.list_due_launches(now=now, limit=limit):
+        instance, launch = _locked(tx, instance_id)
+        if launch is None or not _due(launch, now):
+            continue
+        if instance.status.is_terminal:
+            tx.update_launch(instance_id, _release(next_launch_at=None), held_by=launch.holder)
+            continue
+        update = LaunchUpdate(
+            claimed_by=launcher,
+            claimed_until=now + lease,
+            attempt=launch.attempt + 1,
+            resumed_from=instance.checkpoint_id,
+            launched_at=None,
+            next_launch_at=None,
+            pid=None,
+            pid_started=None,
+            host=None,
+        )
+        if tx.update_launch(instance_id, update, held_by=launch.holder):
+            claimed.append((attrs.evolve(launch, **update.changes()), instance))
+    return claimed
+
+
+def _due(launch: records.Launch, now: dt.datetime) -> bool:
+    return (
+        launch.next_launch_at is not None
+        and launch.next_launch_at <= now
+        and (launch.claimed_until is None or launch.claimed_until <= now)
+    )
+
+
+def launched(
+    tx: base.Transaction,
+    instance_id: str,
+    holder: records.LaunchHolder,
+    pid: int,
+    pid_started: int | None,
+    host: str,
+    now: dt.datetime,
+) -> bool:
+    """Record that the attempt ``holder`` claimed runs as process ``pid`` (an event
+    ``launched``); False if the launch moved on meanwhile."""
+    instance, launch = _locked(tx, instance_id)
+    if launch is None:
+        return False
+    update = LaunchUpdate(
+        pid=pid,
+        pid_started=pid_started,
+        host=host,
+        registration=instance.registration,
+        launched_at=now,
+    )
+    if not tx.update_launch(instance_id, update, held_by=holder):
+        return False
+    _event(
+        tx,
+        instance_id,
+        EventType.LAUNCHED,
+        now,
+        attempt=holder.attempt,
+        pid=pid,
+        host=host,
+        failures=launch.failures,
+    )
+    return True
+
+
+def renew(
+    tx: base.Transaction, instance_id: str, holder: records.LaunchHolder, until: dt.datetime
+) -> bool:
+    """Extend the claim of a launch whose process ``holder`` watches; False if the
+    launch moved on (another launcher took it over): stop watching then."""
+    instance, launch = _locked(tx, instance_id)
+    if launch is None:
+        return False
+    return tx.update_launch(instance_id, LaunchUpdate(claimed_until=until), held_by=holder)
+
+
 def exited(
     tx: base.Transaction,
     instance_id: str,
-    launcher: str,
-    attempt: int,
+    holder: records.LaunchHolder,
     how: str,
     now: dt.datetime,
+    backoff: Backoff,
     *,
     code: int | None = None,
     signal: int | None = None,
     stderr: str = "",
-    retry_at: dt.datetime | None = None,
     lost: bool = False,
-) -> str:
-    """Record how ``attempt`` ended (an event ``exited``) and decide what follows.
+) -> Outcome:
+    """Record how the attempt ``holder`` claimed ended (an event ``exited``) and move
+    the launch on by the restart policy (see :class:`Outcome`).
 
-    Returns what follows: ``finished`` (the instance reached a final status),
-    ``suspended`` (paused, or sleeping until it is due again), ``taken over``
-    (another process registered the instance since), ``stopped`` (a stop ran out
-    of grace: the instance is now cancelled), ``failed`` (no attempts left: the
-    instance is failed, saying how the last attempt ended) or ``relaunch`` (due
-    again at ``retry_at``); ``stale`` if this launcher no longer held it.
     ``lost`` says the process is gone or silent while another process may hold
     the registration: then nothing counts as a take-over.
     """
-    instance = tx.get_instance(instance_id)
-    launch = tx.get_launch(instance_id)
-    if (
-        instance is None
-        or launch is None
-        or launch.claimed_by != launcher
-        or launch.attempt != attempt
-    ):
-        return "stale"
-    _event(tx, instance_id, EventType.EXITED, now, attempt=attempt, code=code, signal=signal)
-    release = _release(last_exit=how)
+    instance, launch = _locked(tx, instance_id)
+    if launch is None or launch.holder != holder:
+        return Outcome.STALE
+    failures = 0
+    retry_at = None
+    # A process that never registered did not make the instance what it is now.
+    registered = launch.registration is None or instance.registration > launch.registration
     if instance.status.is_terminal:
-        tx.update_launch(instance_id, _release(last_exit=how, next_launch_at=None))
-        return "finished"
-    if instance.status is InstanceStatus.SUSPENDED:
-        tx.update_launch(
-            instance_id, _release(last_exit=how, next_launch_at=_wake_time(tx, instance, now))
-        )
-        return "suspended"
-    if launch.stop_deadline is not None:
+        outcome, update = Outcome.FINISHED, _release(next_launch_at=None)
+    elif instance.status is InstanceStatus.SUSPENDED and registered:
+        outcome = Outcome.SUSPENDED
+        update = _release(next_launch_at=_wake_time(tx, instance, now), failures=0)
+    elif launch.stop_deadline is not None:
+        outcome, update = Outcome.STOPPED, _release(next_launch_at=None)
         tx.update_instance(
             instance_id,
             _final(
@@ -166,24 +449,74 @@ def exited(
                 f"terminated ({how})",
             ),
         )
-        tx.update_launch(instance_id, release)
-        return "stopped"
-    if (
+    elif (
         not lost
         and launch.registration is not None
         and instance.registration > launch.registration + 1
     ):
-        tx.update_launch(instance_id, release)
-        return "taken over"
-    if attempt >= launch.max_attempts:
-        error = f"gave up after {attempt} attempt{'s' if attempt != 1 else ''}: the last one {how}"
-        if stderr:
-            error += f"; the last lines of its stderr:\n{stderr}"
-        tx.update_instance(instance_id, _final(InstanceStatus.FAILED, now, error))
-        tx.update_launch(instance_id, release)
-        return "failed"
-    tx.update_launch(instance_id, _release(last_exit=how, next_launch_at=retry_at or now))
-    return "relaunch"
+        outcome, update = Outcome.TAKEN_OVER, _release(next_launch_at=None)
+    else:
+        progress = instance.checkpoint_id != launch.resumed_from
+        failures = 0 if progress else launch.failures + 1
+        if failures >= launch.max_failures:
+            outcome = Outcome.FAILED
+            update = _release(next_launch_at=None, failures=failures)
+            tx.update_instance(
+                instance_id,
+                _final(InstanceStatus.FAILED, now, _gave_up(launch, failures, how, stderr)),
+            )
+        else:
+            outcome = Outcome.RELAUNCH
+            retry_at = now + backoff.after(failures)
+            update = _release(next_launch_at=retry_at, failures=failures)
+    tx.update_launch(instance_id, attrs.evolve(update, last_exit=how), held_by=holder)
+    _event(
+        tx,
+        instance_id,
+        EventType.EXITED,
+        now,
+        attempt=holder.attempt,
+        code=code,
+        signal=signal,
+        how=how,
+        outcome=outcome.value,
+        failures=failures,
+        max_failures=launch.max_failures,
+        retry_at=None if retry_at is None else retry_at.isoformat(timespec="milliseconds"),
+    )
+    return outcome
+
+
+def _gave_up(launch: records.Launch, failures: int, how: str, stderr: str) -> str:
+    error = (
+        f"gave up after {failures} failed attempt{'s' if failures != 1 else ''} in a row "
+        f"without progress ({launch.attempt} launch{'es' if launch.attempt != 1 else ''} "
+        f"in all): the last one {how}"
+    )
+    if stderr:
+        error += f"; the last lines of its stderr:\n{stderr}"
+    return error
+
+
+def fail_unlaunchable(
+    tx: base.Transaction,
+    instance_id: str,
+    holder: records.LaunchHolder,
+    reason: str,
+    now: dt.datetime,
+) -> bool:
+    """The claimed launch can never run (its specification is malformed): the
+    instance is failed with ``reason``; False if the launch moved on meanwhile."""
+    instance, launch = _locked(tx, instance_id)
+    if launch is None or instance.status.is_terminal:
+        return False
+    how = f"could not be launched: {reason}"
+    if not tx.update_launch(
+        instance_id, _release(next_launch_at=None, last_exit=how), held_by=holder
+    ):
+        return False
+    tx.update_instance(instance_id, _final(InstanceStatus.FAILED, now, how))
+    return True
 
 
 def _final(status: InstanceStatus, now: dt.datetime, error: str) -> InstanceUpdate:
@@ -205,98 +538,88 @@ def _wake_time(
     return None
 
 
-def resume(tx: base.Transaction, instance_id: str, now: dt.datetime) -> None:
-    """A resume was sent: a suspended instance whose process is gone is due at once."""
-    instance = tx.get_instance(instance_id)
-    launch = tx.get_launch(instance_id)
-    if (
-        instance is not None
-        and launch is not None
-        and instance.status is InstanceStatus.SUSPENDED
-        and launch.claimed_by is None
-    ):
-        tx.update_launch(instance_id, LaunchUpdate(next_launch_at=now))
-
-
-def request_stop(
-    tx: base.Transaction, instance_id: str, grace: dt.timedelta, now: dt.datetime
-) -> bool:
-    """Send cancel and set the deadline past which the process is terminated.
-
-    Returns False if the instance has no launch (no launcher will terminate it).
-    """
-    instance = tx.get_instance(instance_id)
-    if instance is None:
-        raise errors.OperationRefused(f"Instance '{instance_id}' not found")
-    if instance.status.is_terminal:
-        raise errors.OperationRefused(
-            f"Instance '{instance_id}' is already {instance.status.value}"
-        )
-    tx.put_signal(instance_id, records.SignalType.CANCEL, b"stop requested", now)
-    launch = tx.get_launch(instance_id)
-    if launch is None:
-        return False
-    tx.update_launch(instance_id, LaunchUpdate(stop_deadline=now + grace, next_launch_at=None))
-    if launch.claimed_by is None and instance.status is not InstanceStatus.RUNNING:
-        # nothing runs it: a stop of a pending or suspended instance is immediate
-        tx.update_instance(
-            instance_id, _final(InstanceStatus.CANCELLED, now, "stopped before it ran again")
-        )
-    return True
-
-
-def cancel_unanswered(
-    tx: base.Transaction, instance_id: str, reason: str, now: dt.datetime
-) -> bool:
-    """Record ``cancelled`` for an instance that did not end by itself after a stop."""
-    instance = tx.get_instance(instance_id)
-    if instance is None or instance.status.is_terminal:
-        return False
-    tx.update_instance(instance_id, _final(InstanceStatus.CANCELLED, now, reason))
-    launch = tx.get_launch(instance_id)
-    if launch is not None:
-        tx.update_launch(instance_id, _release(next_launch_at=None))
-    return True
-
-
-def lapsed(tx: base.Transaction, now: dt.datetime, limit: int) -> list[records.Launch]:
+def lapsed(
+    tx: base.Transaction, now: dt.datetime, due_before: dt.datetime, limit: int
+) -> list[records.Launch]:
     """Launches of live instances that no launcher holds any more: their claim ran
     out (the launcher's server stopped), or nobody was left watching them."""
-    return tx.list_lapsed_launches(now=now, limit=limit)
+    return tx.list_lapsed_launches(now=now, due_before=due_before, limit=limit)
+
+
+def held_by(tx: base.Transaction, launcher: str, limit: int) -> list[records.Launch]:
+    """Launches ``launcher`` holds (a restarted server finds its own again)."""
+    return tx.list_claimed_launches(claimed_by=launcher, limit=limit)
 
 
 def adopt(
-    tx: base.Transaction, instance_id: str, launcher: str, now: dt.datetime, lease: dt.timedelta
+    tx: base.Transaction,
+    instance_id: str,
+    seen: records.LaunchHolder,
+    launcher: str,
+    now: dt.datetime,
+    lease: dt.timedelta,
 ) -> records.Launch | None:
-    """Take over watching a lapsed launch whose process still runs."""
-    launch = tx.get_launch(instance_id)
-    if launch is None or (
-        launch.claimed_by is not None
-        and launch.claimed_until is not None
-        and launch.claimed_until > now
-    ):
+    """Take over watching a launch that was held as ``seen`` and whose process still
+    runs; None if another launcher holds it in force, or it moved on."""
+    instance, launch = _locked(tx, instance_id)
+    if launch is None or launch.holder != seen or instance.status.is_terminal:
         return None
-    tx.update_launch(instance_id, LaunchUpdate(claimed_by=launcher, claimed_until=now + lease))
-    return launch
+    in_force = launch.claimed_until is not None and launch.claimed_until > now
+    if in_force and launch.claimed_by != launcher:
+        return None
+    update = LaunchUpdate(claimed_by=launcher, claimed_until=now + lease)
+    if not tx.update_launch(instance_id, update, held_by=seen):
+        return None
+    return attrs.evolve(launch, **update.changes())
 
 
 def relaunch_lost(
     tx: base.Transaction,
     instance_id: str,
+    seen: records.LaunchHolder,
     launcher: str,
     how: str,
     now: dt.datetime,
     lease: dt.timedelta,
-    retry_at: dt.datetime,
-) -> str:
-    """A lapsed launch whose process is gone (or silent): claim it, then record its
-    end like an exit of the attempt it was on."""
-    launch = adopt(tx, instance_id, launcher, now, lease)
+    backoff: Backoff,
+) -> Outcome:
+    """A launch held as ``seen`` whose process is gone (or silent): take it, then
+    record its end like an exit of the attempt it was on."""
+    launch = adopt(tx, instance_id, seen, launcher, now, lease)
     if launch is None:
-        return "stale"
-    return exited(tx, instance_id, launcher, launch.attempt, how, now, retry_at=retry_at, lost=True)
+        return Outcome.STALE
+    return exited(tx, instance_id, launch.holder, how, now, backoff, lost=True)
 
 
-def renew(tx: base.Transaction, launcher: str, until: dt.datetime) -> None:
-    """Extend every claim ``launcher`` holds."""
-    tx.renew_launches(claimed_by=launcher, claim_until=until)
+def release_unstarted(
+    tx: base.Transaction, instance_id: str, seen: records.LaunchHolder, now: dt.datetime
+) -> bool:
+    """A launch claimed as ``seen`` by a launcher that stopped before it recorded a
+    process: due again at once, without counting a failure."""
+    instance, launch = _locked(tx, instance_id)
+    if launch is None or launch.holder != seen or launch.pid is not None:
+        return False
+    if instance.status.is_terminal:
+        return tx.update_launch(instance_id, _release(next_launch_at=None), held_by=seen)
+    return tx.update_launch(instance_id, _release(next_launch_at=now), held_by=seen)
+
+
+def wake_unwatched(
+    tx: base.Transaction,
+    instance_id: str,
+    seen: records.LaunchHolder,
+    now: dt.datetime,
+    due_before: dt.datetime,
+) -> bool:
+    """An unwatched launch whose instance sleeps and is due: due at once."""
+    instance, launch = _locked(tx, instance_id)
+    if (
+        launch is None
+        or launch.holder != seen
+        or launch.claimed_by is not None
+        or instance.status is not InstanceStatus.SUSPENDED
+        or instance.sleep_until is None
+        or instance.sleep_until > due_before
+    ):
+        return False
+    return tx.update_launch(instance_id, LaunchUpdate(next_launch_at=now), held_by=seen)

@@ -75,7 +75,11 @@ def register_instance(
     if instance is None:
         if checkpoint_id is not None:
             raise errors.RegistrationRefused(str(errors.CheckpointNotFound(checkpoint_id)))
-        tx.create_instance(instance_id, tenant_id, now)
+        if not tx.create_instance(instance_id, tenant_id, now):
+            # Another registration created it since (a missing row locks nothing):
+            # read it, locked now, and go on as for an existing instance.
+            instance = tx.get_instance(instance_id)
+    if instance is None:
         registration = 1
     else:
         registration = instance.registration + 1
@@ -434,6 +438,7 @@ def instance_details(
         tx.get_pending_signal(instance_id),
         tx.list_custom_signals(instance_id),
         tx.list_events(instance_id, limit=recent_events) if recent_events else [],
+        tx.get_launch(instance_id),
     )
 
 

@@ -43,8 +43,7 @@ class SqlTransaction(base.Transaction):
 
     Runs on a connection already inside a transaction (or savepoint): the
     driver hands over how a statement runs there (``execute`` returns a cursor
-    whose rows are fetched before the next statement; ``execute_many`` runs one
-    statement per set of parameters), and its subclass says how a time is
+    whose rows are fetched before the next statement), and its subclass says how a time is
     passed and read back. In a write transaction, instances are read with
     ``get_instance_for_update``, which locks the row until the transaction ends.
     """
@@ -58,13 +57,11 @@ class SqlTransaction(base.Transaction):
         self,
         queries: Queries,
         execute: Callable[[str, Mapping[str, Any]], Cursor],
-        execute_many: Callable[[str, list[Mapping[str, Any]]], object],
         *,
         write: bool,
     ) -> None:
         self._queries = queries
         self._execute = execute
-        self._execute_many = execute_many
         self._get_instance = queries["get_instance_for_update" if write else "get_instance"]
 
     # --- helpers ------------------------------------------------------------------
@@ -141,21 +138,11 @@ class SqlTransaction(base.Transaction):
     ) -> int:
         return self._filtered("count_instances", INSTANCE_FILTERS, (tenant_id, status), {})[0][0]
 
-    def claim_due_sleepers(
-        self, *, due_before: dt.datetime, now: dt.datetime, claim_until: dt.datetime, limit: int
-    ) -> list[records.Instance]:
+    def list_due_sleepers(self, *, due_before: dt.datetime, limit: int) -> list[records.Instance]:
         rows = self._rows(
-            "select_due_sleepers",
-            {"due_before": self._time(due_before), "now": self._time(now), "limit": limit},
+            "select_due_sleepers", {"due_before": self._time(due_before), "limit": limit}
         )
-        claimed = [self._instance(row) for row in rows]
-        if claimed:
-            until = self._time(claim_until)
-            self._execute_many(
-                self._queries["claim_sleeper"],
-                [{"claim_until": until, "instance_id": i.instance_id} for i in claimed],
-            )
-        return claimed
+        return [self._instance(row) for row in rows]
 
     def list_stale_instances(self, cutoff: dt.datetime, limit: int) -> list[records.Instance]:
         rows = self._rows("list_stale_instances", {"cutoff": self._time(cutoff), "limit": limit})
@@ -377,24 +364,28 @@ class SqlTransaction(base.Transaction):
     # --- launches ---------------------------------------------------------------
 
     def _launch(self, row: Any) -> records.Launch:
-        """Columns: id, spec, input, max_attempts, attempt, next_launch_at, claimed_by,
-        claimed_until, pid, pid_started, host, registration, stop_deadline, last_exit."""
+        """Columns: id, spec, input, max_failures, attempt, failures, resumed_from,
+        launched_at, next_launch_at, claimed_by, claimed_until, pid, pid_started, host,
+        registration, stop_deadline, last_exit."""
         time = self._read_time
         return records.Launch(
             instance_id=row[0],
             spec=row[1],
             input=None if row[2] is None else bytes(row[2]),
-            max_attempts=row[3],
+            max_failures=row[3],
             attempt=row[4],
-            next_launch_at=time(row[5]),
-            claimed_by=row[6],
-            claimed_until=time(row[7]),
-            pid=row[8],
-            pid_started=row[9],
-            host=row[10],
-            registration=row[11],
-            stop_deadline=time(row[12]),
-            last_exit=row[13],
+            failures=row[5],
+            resumed_from=row[6],
+            launched_at=time(row[7]),
+            next_launch_at=time(row[8]),
+            claimed_by=row[9],
+            claimed_until=time(row[10]),
+            pid=row[11],
+            pid_started=row[12],
+            host=row[13],
+            registration=row[14],
+            stop_deadline=time(row[15]),
+            last_exit=row[16],
         )
 
     def insert_launch(self, launch: records.Launch) -> None:
@@ -404,7 +395,7 @@ class SqlTransaction(base.Transaction):
                 "instance_id": launch.instance_id,
                 "spec": launch.spec,
                 "input": launch.input,
-                "max_attempts": launch.max_attempts,
+                "max_failures": launch.max_failures,
                 "attempt": launch.attempt,
                 "next_launch_at": self._param(launch.next_launch_at),
             },
@@ -414,39 +405,42 @@ class SqlTransaction(base.Transaction):
         row = self._one("get_launch", {"instance_id": instance_id})
         return None if row is None else self._launch(row)
 
-    def update_launch(self, instance_id: str, update: records.LaunchUpdate) -> None:
+    def update_launch(
+        self,
+        instance_id: str,
+        update: records.LaunchUpdate,
+        *,
+        held_by: records.LaunchHolder | None = None,
+    ) -> bool:
         changes = update.changes()
         if not changes:
-            return
+            return False
         params = {column: self._param(value) for column, value in changes.items()}
         params["instance_id"] = instance_id
-        self._execute(self._queries.compose("update_launch", tuple(changes), ", "), params)
+        name = "update_launch"
+        if held_by is not None:
+            name = "update_launch_held"
+            params["held_by"] = held_by.claimed_by
+            params["held_attempt"] = held_by.attempt
+        return (
+            self._execute(self._queries.compose(name, tuple(changes), ", "), params).rowcount == 1
+        )
 
-    def claim_due_launches(
-        self, *, now: dt.datetime, claimed_by: str, claim_until: dt.datetime, limit: int
-    ) -> list[records.Launch]:
-        due = [
+    def list_due_launches(self, *, now: dt.datetime, limit: int) -> list[str]:
+        return [
             row[0]
             for row in self._rows("select_due_launches", {"now": self._time(now), "limit": limit})
         ]
-        if due:
-            until = self._time(claim_until)
-            self._execute_many(
-                self._queries["claim_launch"],
-                [
-                    {"claimed_by": claimed_by, "claim_until": until, "instance_id": instance_id}
-                    for instance_id in due
-                ],
-            )
-        return [self.get_launch(instance_id) for instance_id in due]
 
-    def list_lapsed_launches(self, *, now: dt.datetime, limit: int) -> list[records.Launch]:
-        rows = self._rows("list_lapsed_launches", {"now": self._time(now), "limit": limit})
-        return [self._launch(row) for row in rows]
+    def list_lapsed_launches(
+        self, *, now: dt.datetime, due_before: dt.datetime, limit: int
+    ) -> list[records.Launch]:
+        params = {"now": self._time(now), "due_before": self._time(due_before), "limit": limit}
+        return [self._launch(row) for row in self._rows("list_lapsed_launches", params)]
 
-    def renew_launches(self, *, claimed_by: str, claim_until: dt.datetime) -> int:
-        params = {"claimed_by": claimed_by, "claim_until": self._time(claim_until)}
-        return self._changed("renew_launches", params)
+    def list_claimed_launches(self, *, claimed_by: str, limit: int) -> list[records.Launch]:
+        params = {"claimed_by": claimed_by, "limit": limit}
+        return [self._launch(row) for row in self._rows("list_claimed_launches", params)]
 
 
 # --- the schema ----------------------------------------------------------------

@@ -380,60 +380,34 @@ class DriverConformance:
         assert count == 3
         assert storage.run(lambda tx: tx.count_instances(status=InstanceStatus.RUNNING)) == 2
 
-    def sleeping(self, storage, instance_id, wakes_at, claimed_until=None, status=None):
+    def sleeping(self, storage, instance_id, wakes_at, status=None):
         def setup(tx):
             tx.create_instance(instance_id, "tenant", T0)
             tx.update_instance(
                 instance_id,
-                InstanceUpdate(
-                    status=status or InstanceStatus.SUSPENDED,
-                    sleep_until=wakes_at,
-                    wake_claimed_until=claimed_until,
-                ),
+                InstanceUpdate(status=status or InstanceStatus.SUSPENDED, sleep_until=wakes_at),
             )
 
         storage.run(setup)
 
-    def test_due_sleepers_are_claimed_oldest_first(self, storage):
+    def test_due_sleepers_are_listed_oldest_first(self, storage):
         self.sleeping(storage, "late", at(30))
         self.sleeping(storage, "early", at(10))
         self.sleeping(storage, "future", at(500))
-        self.sleeping(storage, "claimed", at(5), claimed_until=at(200))
-        self.sleeping(storage, "claim-expired", at(20), claimed_until=at(50))
+        self.sleeping(storage, "middle", at(20))
         self.sleeping(storage, "running", at(1), status=InstanceStatus.RUNNING)
         storage.run(lambda tx: tx.create_instance("awake", "tenant", T0))
 
-        def claim(limit):
-            return storage.run(
-                lambda tx: tx.claim_due_sleepers(
-                    due_before=at(100), now=at(100), claim_until=at(160), limit=limit
-                )
+        def due(limit):
+            found = storage.run(
+                lambda tx: tx.list_due_sleepers(due_before=at(100), limit=limit), write=False
             )
+            return [i.instance_id for i in found]
 
-        first = claim(2)
-        assert [i.instance_id for i in first] == ["early", "claim-expired"]
-        assert first[0].wake_claimed_until is None  # as it was before the claim
-        assert [i.instance_id for i in claim(10)] == ["late"]
-        assert claim(10) == []
-        got = storage.run(lambda tx: tx.get_instance("early"))
-        assert got.wake_claimed_until == at(160) and got.sleep_until == at(10)
-
-    def test_concurrent_claims_never_share_an_instance(self, storage):
-        for index in range(40):
-            self.sleeping(storage, f"s{index:02}", at(index))
-
-        def claim(_):
-            return [
-                i.instance_id
-                for i in storage.run(
-                    lambda tx: tx.claim_due_sleepers(
-                        due_before=at(100), now=at(100), claim_until=at(200), limit=3
-                    )
-                )
-            ]
-
-        claimed = [name for batch in in_threads(self.threads, claim) for name in batch]
-        assert len(claimed) == len(set(claimed)) == 40
+        assert due(2) == ["early", "middle"]
+        assert due(10) == ["early", "middle", "late"]
+        got = storage.run(lambda tx: tx.list_due_sleepers(due_before=at(10), limit=10))
+        assert got == [self.status(storage, "early")]
 
     def test_stale_instances_are_running_ones_without_recent_activity(self, storage):
         def setup(tx):
@@ -974,7 +948,12 @@ class DriverConformance:
         got = storage.run(lambda tx: tx.get_launch(instance), write=False)
         assert got == self.launch(instance, next_launch_at=at(1))
         update = records.LaunchUpdate(
+            spec='{"command": ["y"]}',
+            input=None,
             attempt=2,
+            failures=1,
+            resumed_from="step-1",
+            launched_at=at(8),
             next_launch_at=None,
             claimed_by="launcher-1",
             claimed_until=at(9),
@@ -985,15 +964,34 @@ class DriverConformance:
             stop_deadline=at(30),
             last_exit="killed by SIGKILL",
         )
-        storage.run(lambda tx: tx.update_launch(instance, update))
-        assert storage.run(lambda tx: tx.get_launch(instance)) == self.launch(
-            instance, **update.changes()
-        )
+        assert storage.run(lambda tx: tx.update_launch(instance, update))
+        expected = records.Launch(instance, max_failures=3, **update.changes())
+        assert storage.run(lambda tx: tx.get_launch(instance)) == expected
         assert storage.run(lambda tx: tx.get_launch("nope")) is None
+        assert not storage.run(lambda tx: tx.update_launch("nope", update))
         with pytest.raises(errors.StorageError):
             storage.run(lambda tx: tx.insert_launch(self.launch("nope")))
 
-    def test_due_launches_are_claimed_earliest_first_and_once(self, storage):
+    def test_a_held_update_is_a_compare_and_set_on_the_holder(self, storage, instance):
+        storage.run(lambda tx: tx.insert_launch(self.launch(instance)))
+        take = records.LaunchUpdate(claimed_by="me", attempt=1)
+        unclaimed = records.LaunchHolder(None, 0)
+        assert storage.run(lambda tx: tx.update_launch(instance, take, held_by=unclaimed))
+        # the holder moved on: the same condition no longer holds
+        assert not storage.run(lambda tx: tx.update_launch(instance, take, held_by=unclaimed))
+        for stale in (records.LaunchHolder("me", 0), records.LaunchHolder("them", 1)):
+            assert not storage.run(
+                lambda tx, held=stale: tx.update_launch(
+                    instance, records.LaunchUpdate(pid=9), held_by=held
+                )
+            )
+        release = records.LaunchUpdate(claimed_by=None, last_exit="done")
+        held = records.LaunchHolder("me", 1)
+        assert storage.run(lambda tx: tx.update_launch(instance, release, held_by=held))
+        got = storage.run(lambda tx: tx.get_launch(instance))
+        assert (got.claimed_by, got.attempt, got.pid, got.last_exit) == (None, 1, None, "done")
+
+    def test_due_launches_are_listed_earliest_first(self, storage):
         def setup(tx):
             for name, due, claimed_until in (
                 ("late", at(30), None),
@@ -1010,18 +1008,11 @@ class DriverConformance:
 
         storage.run(setup)
 
-        def claim(limit):
-            return storage.run(
-                lambda tx: tx.claim_due_launches(
-                    now=at(100), claimed_by="me", claim_until=at(160), limit=limit
-                )
-            )
+        def due(limit):
+            return storage.run(lambda tx: tx.list_due_launches(now=at(100), limit=limit))
 
-        first = claim(2)
-        assert [launch.instance_id for launch in first] == ["early", "lapsed"]
-        assert first[0] == self.launch("early", attempt=1, claimed_by="me", claimed_until=at(160))
-        assert [launch.instance_id for launch in claim(10)] == ["late"]
-        assert claim(10) == []
+        assert due(2) == ["early", "lapsed"]
+        assert due(10) == ["early", "lapsed", "late"]
 
     def test_concurrent_claims_never_share_a_launch(self, storage):
         def setup(tx):
@@ -1030,32 +1021,44 @@ class DriverConformance:
                 tx.insert_launch(self.launch(f"l{index:02}", next_launch_at=at(index)))
 
         storage.run(setup)
+        lease = dt.timedelta(seconds=60)
 
         def claim(index):
-            return [
-                launch.instance_id
-                for launch in storage.run(
-                    lambda tx: tx.claim_due_launches(
-                        now=at(100), claimed_by=f"c{index}", claim_until=at(200), limit=3
-                    )
-                )
-            ]
+            found = []
+            while batch := storage.run(
+                lambda tx: launches.claim(tx, f"c{index}", at(100), lease, 3)
+            ):
+                found += [launch.instance_id for launch, _ in batch]
+            return found
 
         claimed = [name for batch in in_threads(self.threads, claim) for name in batch]
-        assert len(claimed) == len(set(claimed)) == 40
+        assert sorted(claimed) == [f"l{index:02}" for index in range(40)]
+        for index in range(40):
+            got = storage.run(lambda tx, i=index: tx.get_launch(f"l{i:02}"))
+            assert got.attempt == 1 and got.next_launch_at is None
 
-    def test_lapsed_launches_and_renewal(self, storage):
+    def test_concurrent_first_registrations_get_different_numbers(self, storage):
+        numbers = in_threads(
+            self.threads,
+            lambda index: storage.register_instance("raced", "tenant", None, at(index)),
+        )
+        assert sorted(numbers) == list(range(1, self.threads + 1))
+        assert self.status(storage, "raced").registration == self.threads
+
+    def test_lapsed_and_claimed_launches(self, storage):
         def setup(tx):
-            for name, status, claimed_by, claimed_until, due in (
-                ("mine", InstanceStatus.RUNNING, "me", at(10), None),
-                ("theirs", InstanceStatus.RUNNING, "them", at(100), None),
-                ("unwatched", InstanceStatus.RUNNING, None, None, None),
-                ("due", InstanceStatus.PENDING, None, None, at(5)),
-                ("paused", InstanceStatus.SUSPENDED, None, None, None),
-                ("done", InstanceStatus.COMPLETED, "me", at(10), None),
+            for name, status, claimed_by, claimed_until, due, wakes in (
+                ("mine", InstanceStatus.RUNNING, "me", at(10), None, None),
+                ("theirs", InstanceStatus.RUNNING, "them", at(100), None, None),
+                ("unwatched", InstanceStatus.RUNNING, None, None, None, None),
+                ("due", InstanceStatus.PENDING, None, None, at(5), None),
+                ("paused", InstanceStatus.SUSPENDED, None, None, None, None),
+                ("asleep", InstanceStatus.SUSPENDED, None, None, None, at(50)),
+                ("awoken", InstanceStatus.SUSPENDED, None, None, None, at(15)),
+                ("done", InstanceStatus.COMPLETED, "me", at(10), None, None),
             ):
                 tx.create_instance(name, "tenant", T0)
-                tx.update_instance(name, InstanceUpdate(status=status))
+                tx.update_instance(name, InstanceUpdate(status=status, sleep_until=wakes))
                 tx.insert_launch(self.launch(name, next_launch_at=due))
                 tx.update_launch(
                     name, records.LaunchUpdate(claimed_by=claimed_by, claimed_until=claimed_until)
@@ -1063,18 +1066,26 @@ class DriverConformance:
 
         storage.run(setup)
 
-        def lapsed(now):
-            return [
-                launch.instance_id
-                for launch in storage.run(
-                    lambda tx: tx.list_lapsed_launches(now=now, limit=10), write=False
-                )
-            ]
+        def lapsed(now, due_before=T0):
+            found = storage.run(
+                lambda tx: tx.list_lapsed_launches(now=now, due_before=due_before, limit=10),
+                write=False,
+            )
+            return [launch.instance_id for launch in found]
 
         assert lapsed(at(20)) == ["mine", "unwatched"]
-        assert storage.run(lambda tx: tx.renew_launches(claimed_by="me", claim_until=at(60))) == 2
-        assert lapsed(at(20)) == ["unwatched"]
+        assert lapsed(at(20), due_before=at(20)) == ["awoken", "mine", "unwatched"]
         assert lapsed(at(100)) == ["mine", "theirs", "unwatched"]
+
+        def claimed(launcher):
+            found = storage.run(
+                lambda tx: tx.list_claimed_launches(claimed_by=launcher, limit=10), write=False
+            )
+            return [launch.instance_id for launch in found]
+
+        assert claimed("me") == ["done", "mine"]
+        assert claimed("them") == ["theirs"]
+        assert claimed("nobody") == []
 
     def test_deleting_an_instance_removes_its_launch(self, storage, instance):
         storage.run(lambda tx: tx.insert_launch(self.launch(instance)))
@@ -1085,50 +1096,113 @@ class DriverConformance:
         self.sleeping(storage, "launched", at(10))
         self.sleeping(storage, "plain", at(20))
         storage.run(lambda tx: tx.insert_launch(self.launch("launched")))
-        claimed = storage.run(
-            lambda tx: tx.claim_due_sleepers(
-                due_before=at(100), now=at(100), claim_until=at(160), limit=10
-            )
-        )
-        assert [i.instance_id for i in claimed] == ["plain"]
+        due = storage.run(lambda tx: tx.list_due_sleepers(due_before=at(100), limit=10))
+        assert [i.instance_id for i in due] == ["plain"]
 
     def test_start_then_exits_follow_the_restart_policy(self, storage):
         storage.run(lambda tx: launches.start_instance(tx, "job", "t", "{}", b"in", 2, at(0)))
         with pytest.raises(errors.OperationRefused, match="already exists"):
             storage.run(lambda tx: launches.start_instance(tx, "job", "t", "{}", None, 2, at(1)))
         lease = dt.timedelta(seconds=15)
-        ((launch, instance),) = storage.run(lambda tx: launches.claim(tx, "me", at(1), lease, 5))
-        assert (launch.attempt, instance.status) == (1, InstanceStatus.PENDING)
-        storage.run(lambda tx: launches.launched(tx, "job", "me", 1, 99, None, "box", at(2)))
-        assert (
+        backoff = launches.Backoff(1.0, 60.0)
+
+        def attempt(now):
+            ((launch, instance),) = storage.run(lambda tx: launches.claim(tx, "me", now, lease, 5))
             storage.run(
-                lambda tx: launches.exited(
-                    tx, "job", "me", 1, "killed by SIGKILL", at(3), retry_at=at(4)
-                )
+                lambda tx: launches.launched(tx, "job", launch.holder, 99, None, "box", now)
             )
-            == "relaunch"
-        )
-        assert storage.run(lambda tx: tx.get_launch("job")).next_launch_at == at(4)
-        storage.run(lambda tx: launches.claim(tx, "me", at(4), lease, 5))
-        outcome = storage.run(
-            lambda tx: launches.exited(
-                tx, "job", "me", 2, "exited with code 1", at(5), stderr="Traceback: boom"
+            return launch
+
+        def exit_(launch, now, how="killed by SIGKILL", **facts):
+            return storage.run(
+                lambda tx: launches.exited(tx, "job", launch.holder, how, now, backoff, **facts)
             )
-        )
-        assert outcome == "failed"
+
+        first = attempt(at(1))
+        assert first.attempt == 1
+        assert exit_(first, at(3)) is launches.Outcome.RELAUNCH
+        got = storage.run(lambda tx: tx.get_launch("job"))
+        assert (got.failures, got.next_launch_at) == (1, at(4))
+        # a failure after progress (a new checkpoint) resets the count and the back-off
+        second = attempt(at(4))
+        storage.register_instance("job", "t", None, at(5))
+        storage.checkpoint("job", "step-1", b"", at(6))
+        assert exit_(second, at(7)) is launches.Outcome.RELAUNCH
+        got = storage.run(lambda tx: tx.get_launch("job"))
+        assert (got.failures, got.next_launch_at) == (0, at(8))
+        # ending suspended is no failure
+        third = attempt(at(8))
+        storage.begin_sleep("job", dt.timedelta(seconds=100), "", b"", at(9))
+        assert exit_(third, at(10), "exited with code 0", code=0) is launches.Outcome.SUSPENDED
+        got = storage.run(lambda tx: tx.get_launch("job"))
+        assert (got.failures, got.next_launch_at) == (0, at(109))
+        # two failures in a row without progress fail it (max 2)
+        fourth = attempt(at(110))
+        storage.register_instance("job", "t", "step-1", at(110))
+        assert exit_(fourth, at(111)) is launches.Outcome.RELAUNCH
+        fifth = attempt(at(112))
+        outcome = exit_(fifth, at(113), "exited with code 1", code=1, stderr="Traceback: boom")
+        assert outcome is launches.Outcome.FAILED
         got = self.status(storage, "job")
         assert got.status is InstanceStatus.FAILED
-        assert got.error.startswith("gave up after 2 attempts: the last one exited with code 1")
+        assert got.error.startswith(
+            "gave up after 2 failed attempts in a row without progress (5 launches in all): "
+            "the last one exited with code 1"
+        )
         assert got.error.endswith("Traceback: boom")
+        # an exit recorded twice, or by a launcher that no longer holds it, is stale
+        assert exit_(fifth, at(114)) is launches.Outcome.STALE
         kinds = [
             e.event_type
             for e in reversed(storage.run(lambda tx: tx.list_events("job"), write=False))
+            if e.event_type in (EventType.LAUNCHED, EventType.EXITED)
         ]
-        assert kinds == [EventType.LAUNCHED, EventType.EXITED, EventType.EXITED]
+        assert kinds == [EventType.LAUNCHED, EventType.EXITED] * 5
         storage.run(
-            lambda tx: launches.start_instance(tx, "job", "t", "{}", None, 2, at(6), replace=True)
+            lambda tx: launches.start_instance(tx, "job", "t", "{}", None, 2, at(115), replace=True)
         )
         assert self.status(storage, "job").status is InstanceStatus.PENDING
+
+    def test_retry_goes_on_from_the_checkpoints_with_a_fresh_count(self, storage):
+        storage.run(lambda tx: launches.start_instance(tx, "job", "t", "{}", b"in", 1, at(0)))
+        ((launch, _),) = storage.run(
+            lambda tx: launches.claim(tx, "me", at(1), dt.timedelta(seconds=15), 5)
+        )
+        storage.register_instance("job", "t", None, at(2))
+        storage.checkpoint("job", "step-1", b"one", at(3))
+        storage.record_event("job", EventType.FAILED, b"boom", at(4))
+        with pytest.raises(errors.OperationRefused, match="not been seen to end"):
+            storage.run(lambda tx: launches.retry(tx, "job", at(5)))
+        storage.run(
+            lambda tx: launches.exited(
+                tx, "job", launch.holder, "exited with code 1", at(5), launches.Backoff(1, 1)
+            )
+        )
+        was = storage.run(
+            lambda tx: launches.retry(tx, "job", at(6), respec=lambda old: '{"v": 2}', payload=b"2")
+        )
+        assert (was.status, was.checkpoint_id) == (InstanceStatus.FAILED, "step-1")
+        got = self.status(storage, "job")
+        assert (got.status, got.error, got.finished_at) == (InstanceStatus.PENDING, None, None)
+        retried = storage.run(lambda tx: tx.get_launch("job"))
+        assert (retried.failures, retried.next_launch_at) == (0, at(6))
+        assert (retried.spec, retried.input) == ('{"v": 2}', b"2")
+        assert storage.run(lambda tx: tx.get_checkpoint("job", "step-1")).state == b"one"
+        (event,) = storage.run(
+            lambda tx: tx.list_events("job", records.EventFilter(event_type=EventType.RETRIED))
+        )
+        assert b'"was": "failed"' in event.payload
+        for refused in ("job", "nope"):  # pending now; unknown
+            with pytest.raises(errors.OperationRefused):
+                storage.run(lambda tx, i=refused: launches.retry(tx, i, at(7)))
+
+    def test_a_stopped_instance_retried_is_not_cancelled_again(self, storage):
+        storage.run(lambda tx: launches.start_instance(tx, "job", "t", "{}", None, 3, at(0)))
+        storage.run(lambda tx: launches.request_stop(tx, "job", dt.timedelta(seconds=30), at(1)))
+        assert self.status(storage, "job").status is InstanceStatus.CANCELLED
+        storage.run(lambda tx: launches.retry(tx, "job", at(2)))
+        assert storage.run(lambda tx: tx.get_pending_signal("job")) is None
+        assert storage.run(lambda tx: tx.get_launch("job")).stop_deadline is None
 
     # --- two processes --------------------------------------------------------
 

@@ -108,7 +108,7 @@ class MemoryTransaction(base.Transaction):
     def count_instances(self, *, tenant_id=None, status=None) -> int:
         return len(self._instances(tenant_id, status))
 
-    def claim_due_sleepers(self, *, due_before, now, claim_until, limit):
+    def list_due_sleepers(self, *, due_before, limit):
         due = [
             instance
             for instance in self._tables.instances.values()
@@ -116,15 +116,9 @@ class MemoryTransaction(base.Transaction):
             and instance.instance_id not in self._tables.launches
             and instance.sleep_until is not None
             and instance.sleep_until <= due_before
-            and (instance.wake_claimed_until is None or instance.wake_claimed_until <= now)
         ]
         due.sort(key=lambda i: (i.sleep_until, i.instance_id))
-        claimed = due[:limit]
-        for instance in claimed:
-            self._tables.instances[instance.instance_id] = attrs.evolve(
-                instance, wake_claimed_until=claim_until
-            )
-        return claimed
+        return due[:limit]
 
     def list_stale_instances(self, cutoff, limit):
         def activity(instance):
@@ -286,12 +280,15 @@ class MemoryTransaction(base.Transaction):
     def get_launch(self, instance_id):
         return self._tables.launches.get(instance_id)
 
-    def update_launch(self, instance_id, update):
+    def update_launch(self, instance_id, update, *, held_by=None):
         launch = self._tables.launches.get(instance_id)
-        if launch is not None:
-            self._tables.launches[instance_id] = attrs.evolve(launch, **update.changes())
+        changes = update.changes()
+        if launch is None or not changes or (held_by is not None and launch.holder != held_by):
+            return False
+        self._tables.launches[instance_id] = attrs.evolve(launch, **changes)
+        return True
 
-    def claim_due_launches(self, *, now, claimed_by, claim_until, limit):
+    def list_due_launches(self, *, now, limit):
         due = [
             launch
             for launch in self._tables.launches.values()
@@ -300,33 +297,20 @@ class MemoryTransaction(base.Transaction):
             and (launch.claimed_until is None or launch.claimed_until <= now)
         ]
         due.sort(key=lambda launch: (launch.next_launch_at, launch.instance_id))
-        claimed = []
-        for launch in due[:limit]:
-            launch = attrs.evolve(
-                launch,
-                claimed_by=claimed_by,
-                claimed_until=claim_until,
-                attempt=launch.attempt + 1,
-                next_launch_at=None,
-                pid=None,
-                pid_started=None,
-                host=None,
-            )
-            self._tables.launches[launch.instance_id] = launch
-            claimed.append(launch)
-        return claimed
+        return [launch.instance_id for launch in due[:limit]]
 
-    def list_lapsed_launches(self, *, now, limit):
+    def list_lapsed_launches(self, *, now, due_before, limit):
         def lapsed(launch):
-            status = self._tables.instances[launch.instance_id].status
-            if status.is_terminal:
+            instance = self._tables.instances[launch.instance_id]
+            if instance.status.is_terminal:
                 return False
             if launch.claimed_by is not None:
                 return launch.claimed_until is not None and launch.claimed_until <= now
-            return launch.next_launch_at is None and status in (
-                records.InstanceStatus.PENDING,
-                records.InstanceStatus.RUNNING,
-            )
+            if launch.next_launch_at is not None:
+                return False
+            if instance.status is records.InstanceStatus.SUSPENDED:
+                return instance.sleep_until is not None and instance.sleep_until <= due_before
+            return True
 
         found = sorted(
             (launch for launch in self._tables.launches.values() if lapsed(launch)),
@@ -334,13 +318,9 @@ class MemoryTransaction(base.Transaction):
         )
         return found[:limit]
 
-    def renew_launches(self, *, claimed_by, claim_until):
+    def list_claimed_launches(self, *, claimed_by, limit):
         mine = [each for each in self._tables.launches.values() if each.claimed_by == claimed_by]
-        for launch in mine:
-            self._tables.launches[launch.instance_id] = attrs.evolve(
-                launch, claimed_until=claim_until
-            )
-        return len(mine)
+        return sorted(mine, key=lambda launch: launch.instance_id)[:limit]
 
 
 class MemoryDriver(base.StorageDriver):

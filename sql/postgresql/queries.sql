@@ -103,19 +103,13 @@ tenant_id = %(tenant_id)s
 status = %(status)s::instance_status
 
 -- name: select_due_sleepers
--- SKIP LOCKED: a scheduler in another process passes over the rows this one
--- is claiming instead of claiming them too.
+-- Sleepers nothing launches: the launcher's --wake-command gives them a launch.
 SELECT instance_id, tenant_id, status::text, created_at, checkpoint_id, started_at, finished_at,
        output, error, sleep_until, last_activity_at, wake_claimed_until, registration
 FROM instances
 WHERE status = 'suspended' AND sleep_until IS NOT NULL AND sleep_until <= %(due_before)s
-  AND (wake_claimed_until IS NULL OR wake_claimed_until <= %(now)s)
   AND instance_id NOT IN (SELECT instance_id FROM instance_launches)
 ORDER BY sleep_until, instance_id LIMIT %(limit)s
-FOR UPDATE SKIP LOCKED
-
--- name: claim_sleeper
-UPDATE instances SET wake_claimed_until = %(claim_until)s WHERE instance_id = %(instance_id)s
 
 -- name: list_stale_instances
 SELECT instance_id, tenant_id, status::text, created_at, checkpoint_id, started_at, finished_at,
@@ -241,21 +235,44 @@ SELECT checkpoint_id, payload, created_at FROM pending_checkpoint_signals
 WHERE instance_id = %(instance_id)s ORDER BY created_at, checkpoint_id
 
 -- === launches ==================================================================
+-- The launch protocol (runtara/storage/launches.py) moves a launch from state to
+-- state with update_launch_held: one compare-and-set on who holds it.
 
 -- name: insert_launch
-INSERT INTO instance_launches (instance_id, spec, input, max_attempts, attempt, next_launch_at)
-VALUES (%(instance_id)s, %(spec)s, %(input)s, %(max_attempts)s, %(attempt)s, %(next_launch_at)s)
+INSERT INTO instance_launches (instance_id, spec, input, max_failures, attempt, next_launch_at)
+VALUES (%(instance_id)s, %(spec)s, %(input)s, %(max_failures)s, %(attempt)s, %(next_launch_at)s)
 
 -- name: get_launch
-SELECT instance_id, spec, input, max_attempts, attempt, next_launch_at, claimed_by, claimed_until,
-       pid, pid_started, host, registration, stop_deadline, last_exit
+SELECT instance_id, spec, input, max_failures, attempt, failures, resumed_from, launched_at,
+       next_launch_at, claimed_by, claimed_until, pid, pid_started, host, registration,
+       stop_deadline, last_exit
 FROM instance_launches WHERE instance_id = %(instance_id)s
 
 -- name: update_launch
 UPDATE instance_launches SET {launch_assign} WHERE instance_id = %(instance_id)s
 
+-- name: update_launch_held
+UPDATE instance_launches SET {launch_assign}
+WHERE instance_id = %(instance_id)s AND claimed_by IS NOT DISTINCT FROM %(held_by)s
+  AND attempt = %(held_attempt)s
+
+-- name: launch_assign.spec
+spec = %(spec)s
+
+-- name: launch_assign.input
+input = %(input)s
+
 -- name: launch_assign.attempt
 attempt = %(attempt)s
+
+-- name: launch_assign.failures
+failures = %(failures)s
+
+-- name: launch_assign.resumed_from
+resumed_from = %(resumed_from)s
+
+-- name: launch_assign.launched_at
+launched_at = %(launched_at)s
 
 -- name: launch_assign.next_launch_at
 next_launch_at = %(next_launch_at)s
@@ -285,28 +302,32 @@ stop_deadline = %(stop_deadline)s
 last_exit = %(last_exit)s
 
 -- name: select_due_launches
-SELECT instance_id FROM instance_launches
-WHERE next_launch_at IS NOT NULL AND next_launch_at <= %(now)s
-  AND (claimed_until IS NULL OR claimed_until <= %(now)s)
-ORDER BY next_launch_at, instance_id LIMIT %(limit)s
-FOR UPDATE SKIP LOCKED
-
--- name: claim_launch
-UPDATE instance_launches SET claimed_by = %(claimed_by)s, claimed_until = %(claim_until)s,
-    attempt = attempt + 1, next_launch_at = NULL, pid = NULL, pid_started = NULL, host = NULL
-WHERE instance_id = %(instance_id)s
+-- Locks the instances' rows, skipping those another transaction holds:
+-- instance rows are locked before launch rows everywhere.
+SELECT l.instance_id FROM instance_launches l JOIN instances i ON i.instance_id = l.instance_id
+WHERE l.next_launch_at IS NOT NULL AND l.next_launch_at <= %(now)s
+  AND (l.claimed_until IS NULL OR l.claimed_until <= %(now)s)
+ORDER BY l.next_launch_at, l.instance_id LIMIT %(limit)s
+FOR UPDATE OF i SKIP LOCKED
 
 -- name: list_lapsed_launches
-SELECT l.instance_id, l.spec, l.input, l.max_attempts, l.attempt, l.next_launch_at, l.claimed_by,
-       l.claimed_until, l.pid, l.pid_started, l.host, l.registration, l.stop_deadline, l.last_exit
+SELECT l.instance_id, l.spec, l.input, l.max_failures, l.attempt, l.failures, l.resumed_from,
+       l.launched_at, l.next_launch_at, l.claimed_by, l.claimed_until, l.pid, l.pid_started,
+       l.host, l.registration, l.stop_deadline, l.last_exit
 FROM instance_launches l JOIN instances i ON i.instance_id = l.instance_id
 WHERE i.status NOT IN ('completed', 'failed', 'cancelled')
   AND ((l.claimed_by IS NOT NULL AND l.claimed_until <= %(now)s)
-       OR (l.claimed_by IS NULL AND l.next_launch_at IS NULL AND i.status IN ('pending', 'running')))
+       OR (l.claimed_by IS NULL AND l.next_launch_at IS NULL
+           AND (i.status IN ('pending', 'running')
+                OR (i.status = 'suspended' AND i.sleep_until <= %(due_before)s))))
 ORDER BY l.instance_id LIMIT %(limit)s
 
--- name: renew_launches
-UPDATE instance_launches SET claimed_until = %(claim_until)s WHERE claimed_by = %(claimed_by)s
+-- name: list_claimed_launches
+SELECT instance_id, spec, input, max_failures, attempt, failures, resumed_from, launched_at,
+       next_launch_at, claimed_by, claimed_until, pid, pid_started, host, registration,
+       stop_deadline, last_exit
+FROM instance_launches WHERE claimed_by = %(claimed_by)s
+ORDER BY instance_id LIMIT %(limit)s
 
 -- === operations ================================================================
 -- PostgreSQL only: the instance protocol's operations, each one call of its

@@ -103,18 +103,13 @@ tenant_id = :tenant_id
 status = :status
 
 -- name: select_due_sleepers
--- The write transaction holds SQLite's only write lock: no one else can claim
--- between this read and claim_sleeper.
+-- Sleepers nothing launches: the launcher's --wake-command gives them a launch.
 SELECT instance_id, tenant_id, status, created_at, checkpoint_id, started_at, finished_at,
        output, error, sleep_until, last_activity_at, wake_claimed_until, registration
 FROM instances
 WHERE status = 'suspended' AND sleep_until IS NOT NULL AND sleep_until <= :due_before
-  AND (wake_claimed_until IS NULL OR wake_claimed_until <= :now)
   AND instance_id NOT IN (SELECT instance_id FROM instance_launches)
 ORDER BY sleep_until, instance_id LIMIT :limit
-
--- name: claim_sleeper
-UPDATE instances SET wake_claimed_until = :claim_until WHERE instance_id = :instance_id
 
 -- name: list_stale_instances
 SELECT instance_id, tenant_id, status, created_at, checkpoint_id, started_at, finished_at,
@@ -238,21 +233,43 @@ SELECT checkpoint_id, payload, created_at FROM pending_checkpoint_signals
 WHERE instance_id = :instance_id ORDER BY created_at, checkpoint_id
 
 -- === launches ==================================================================
+-- The launch protocol (runtara/storage/launches.py) moves a launch from state to
+-- state with update_launch_held: one compare-and-set on who holds it.
 
 -- name: insert_launch
-INSERT INTO instance_launches (instance_id, spec, input, max_attempts, attempt, next_launch_at)
-VALUES (:instance_id, :spec, :input, :max_attempts, :attempt, :next_launch_at)
+INSERT INTO instance_launches (instance_id, spec, input, max_failures, attempt, next_launch_at)
+VALUES (:instance_id, :spec, :input, :max_failures, :attempt, :next_launch_at)
 
 -- name: get_launch
-SELECT instance_id, spec, input, max_attempts, attempt, next_launch_at, claimed_by, claimed_until,
-       pid, pid_started, host, registration, stop_deadline, last_exit
+SELECT instance_id, spec, input, max_failures, attempt, failures, resumed_from, launched_at,
+       next_launch_at, claimed_by, claimed_until, pid, pid_started, host, registration,
+       stop_deadline, last_exit
 FROM instance_launches WHERE instance_id = :instance_id
 
 -- name: update_launch
 UPDATE instance_launches SET {launch_assign} WHERE instance_id = :instance_id
 
+-- name: update_launch_held
+UPDATE instance_launches SET {launch_assign}
+WHERE instance_id = :instance_id AND claimed_by IS :held_by AND attempt = :held_attempt
+
+-- name: launch_assign.spec
+spec = :spec
+
+-- name: launch_assign.input
+input = :input
+
 -- name: launch_assign.attempt
 attempt = :attempt
+
+-- name: launch_assign.failures
+failures = :failures
+
+-- name: launch_assign.resumed_from
+resumed_from = :resumed_from
+
+-- name: launch_assign.launched_at
+launched_at = :launched_at
 
 -- name: launch_assign.next_launch_at
 next_launch_at = :next_launch_at
@@ -282,24 +299,28 @@ stop_deadline = :stop_deadline
 last_exit = :last_exit
 
 -- name: select_due_launches
-SELECT instance_id FROM instance_launches
-WHERE next_launch_at IS NOT NULL AND next_launch_at <= :now
-  AND (claimed_until IS NULL OR claimed_until <= :now)
-ORDER BY next_launch_at, instance_id LIMIT :limit
-
--- name: claim_launch
-UPDATE instance_launches SET claimed_by = :claimed_by, claimed_until = :claim_until,
-    attempt = attempt + 1, next_launch_at = NULL, pid = NULL, pid_started = NULL, host = NULL
-WHERE instance_id = :instance_id
+-- The write transaction holds SQLite's only write lock: no one else claims
+-- between this read and the claim.
+SELECT l.instance_id FROM instance_launches l JOIN instances i ON i.instance_id = l.instance_id
+WHERE l.next_launch_at IS NOT NULL AND l.next_launch_at <= :now
+  AND (l.claimed_until IS NULL OR l.claimed_until <= :now)
+ORDER BY l.next_launch_at, l.instance_id LIMIT :limit
 
 -- name: list_lapsed_launches
-SELECT l.instance_id, l.spec, l.input, l.max_attempts, l.attempt, l.next_launch_at, l.claimed_by,
-       l.claimed_until, l.pid, l.pid_started, l.host, l.registration, l.stop_deadline, l.last_exit
+SELECT l.instance_id, l.spec, l.input, l.max_failures, l.attempt, l.failures, l.resumed_from,
+       l.launched_at, l.next_launch_at, l.claimed_by, l.claimed_until, l.pid, l.pid_started,
+       l.host, l.registration, l.stop_deadline, l.last_exit
 FROM instance_launches l JOIN instances i ON i.instance_id = l.instance_id
 WHERE i.status NOT IN ('completed', 'failed', 'cancelled')
   AND ((l.claimed_by IS NOT NULL AND l.claimed_until <= :now)
-       OR (l.claimed_by IS NULL AND l.next_launch_at IS NULL AND i.status IN ('pending', 'running')))
+       OR (l.claimed_by IS NULL AND l.next_launch_at IS NULL
+           AND (i.status IN ('pending', 'running')
+                OR (i.status = 'suspended' AND i.sleep_until <= :due_before))))
 ORDER BY l.instance_id LIMIT :limit
 
--- name: renew_launches
-UPDATE instance_launches SET claimed_until = :claim_until WHERE claimed_by = :claimed_by
+-- name: list_claimed_launches
+SELECT instance_id, spec, input, max_failures, attempt, failures, resumed_from, launched_at,
+       next_launch_at, claimed_by, claimed_until, pid, pid_started, host, registration,
+       stop_deadline, last_exit
+FROM instance_launches WHERE claimed_by = :claimed_by
+ORDER BY instance_id LIMIT :limit

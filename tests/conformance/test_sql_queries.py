@@ -62,13 +62,13 @@ def instance_row(instance_id, tenant_id, status, created, **columns) -> tuple:
     )
 
 
-def launch_row(instance_id, spec, payload, max_attempts, **columns) -> tuple:
+def launch_row(instance_id, spec, payload, max_failures, **columns) -> tuple:
     names = (
-        "attempt next_launch_at claimed_by claimed_until pid pid_started host "
-        "registration stop_deadline last_exit"
+        "attempt failures resumed_from launched_at next_launch_at claimed_by claimed_until "
+        "pid pid_started host registration stop_deadline last_exit"
     ).split()
-    values = {"attempt": 0, **columns}
-    return (instance_id, spec, payload, max_attempts, *(values.get(name) for name in names))
+    values = {"attempt": 0, "failures": 0, **columns}
+    return (instance_id, spec, payload, max_failures, *(values.get(name) for name in names))
 
 
 LAUNCH_COLUMNS = tuple(field.name for field in attrs.fields(records.LaunchUpdate))
@@ -213,16 +213,10 @@ SCRIPT = [
     ),
     Step(
         "select_due_sleepers",
-        {"due_before": at(100), "now": at(100), "limit": 10},
+        {"due_before": at(100), "limit": 10},
         [instance_row("i2", "b", "suspended", at(1), sleep_until=at(10))],
     ),
-    Step("claim_sleeper", {"claim_until": at(160), "instance_id": "i2"}, 1),
-    Step("select_due_sleepers", {"due_before": at(100), "now": at(100), "limit": 10}, []),
-    Step(
-        "select_due_sleepers",
-        {"due_before": at(100), "now": at(160), "limit": 10},
-        lambda rows: ids(rows) == ["i2"] and rows[0][11] == at(160),
-    ),
+    Step("select_due_sleepers", {"due_before": at(9), "limit": 10}, []),
     Step(
         "list_stale_instances",
         {"cutoff": at(50), "limit": 10},
@@ -236,7 +230,7 @@ SCRIPT = [
             "instance_id": "i2",
             "spec": '{"command": ["x"]}',
             "input": BINARY,
-            "max_attempts": 3,
+            "max_failures": 3,
             "attempt": 0,
             "next_launch_at": at(20),
         },
@@ -248,7 +242,7 @@ SCRIPT = [
             "instance_id": "i3",
             "spec": "{}",
             "input": None,
-            "max_attempts": 5,
+            "max_failures": 5,
             "attempt": 0,
             "next_launch_at": at(30),
         },
@@ -260,14 +254,41 @@ SCRIPT = [
         [launch_row("i2", '{"command": ["x"]}', BINARY, 3, next_launch_at=at(20))],
     ),
     Step("get_launch", {"instance_id": "nope"}, []),
-    # a launched sleeper is its launcher's to wake, not the wake scheduler's
-    Step("select_due_sleepers", {"due_before": at(100), "now": at(160), "limit": 10}, []),
+    # a launched sleeper is its launcher's to wake, not the wake command's
+    Step("select_due_sleepers", {"due_before": at(100), "limit": 10}, []),
     Step("select_due_launches", {"now": at(25), "limit": 10}, [("i2",)]),
     Step("select_due_launches", {"now": at(35), "limit": 1}, [("i2",)]),
+    # a claim: a compare-and-set on the holder (none, attempt 0)
     Step(
-        "claim_launch",
-        {"claimed_by": "me", "claim_until": at(40), "instance_id": "i2"},
+        "update_launch_held",
+        {
+            "instance_id": "i2",
+            "held_by": None,
+            "held_attempt": 0,
+            "claimed_by": "me",
+            "claimed_until": at(40),
+            "attempt": 1,
+            "resumed_from": "cp0",
+            "next_launch_at": None,
+        },
         1,
+        compose=("claimed_by", "claimed_until", "attempt", "resumed_from", "next_launch_at"),
+        separator=", ",
+    ),
+    # the same condition again no longer holds
+    Step(
+        "update_launch_held",
+        {"instance_id": "i2", "held_by": None, "held_attempt": 0, "claimed_by": "other"},
+        0,
+        compose=("claimed_by",),
+        separator=", ",
+    ),
+    Step(
+        "update_launch_held",
+        {"instance_id": "i2", "held_by": "other", "held_attempt": 1, "claimed_by": "other"},
+        0,
+        compose=("claimed_by",),
+        separator=", ",
     ),
     Step(
         "get_launch",
@@ -279,6 +300,7 @@ SCRIPT = [
                 BINARY,
                 3,
                 attempt=1,
+                resumed_from="cp0",
                 claimed_by="me",
                 claimed_until=at(40),
             )
@@ -289,7 +311,12 @@ SCRIPT = [
         "update_launch",
         {
             "instance_id": "i3",
+            "spec": '{"command": ["y"]}',
+            "input": BINARY,
             "attempt": 2,
+            "failures": 1,
+            "resumed_from": "cp1",
+            "launched_at": at(31),
             "next_launch_at": None,
             "claimed_by": "other",
             "claimed_until": at(50),
@@ -310,10 +337,13 @@ SCRIPT = [
         [
             launch_row(
                 "i3",
-                "{}",
-                None,
+                '{"command": ["y"]}',
+                BINARY,
                 5,
                 attempt=2,
+                failures=1,
+                resumed_from="cp1",
+                launched_at=at(31),
                 claimed_by="other",
                 claimed_until=at(50),
                 pid=4321,
@@ -325,14 +355,29 @@ SCRIPT = [
             )
         ],
     ),
-    Step("renew_launches", {"claimed_by": "me", "claim_until": at(45)}, 1),
+    # renewal: a compare-and-set of the claim's end
+    Step(
+        "update_launch_held",
+        {"instance_id": "i2", "held_by": "me", "held_attempt": 1, "claimed_until": at(45)},
+        1,
+        compose=("claimed_until",),
+        separator=", ",
+    ),
+    Step(
+        "list_claimed_launches", {"claimed_by": "me", "limit": 10}, lambda rows: ids(rows) == ["i2"]
+    ),
+    Step("list_claimed_launches", {"claimed_by": "nobody", "limit": 10}, []),
     # claims that ran out; a running instance whose launch nobody holds
-    Step("list_lapsed_launches", {"now": at(44), "limit": 10}, []),
-    Step("list_lapsed_launches", {"now": at(45), "limit": 10}, lambda rows: ids(rows) == ["i2"]),
+    Step("list_lapsed_launches", {"now": at(44), "due_before": at(0), "limit": 10}, []),
     Step(
         "list_lapsed_launches",
-        {"now": at(50), "limit": 10},
-        lambda rows: ids(rows) == ["i2", "i3"] and len(rows[0]) == 14,
+        {"now": at(45), "due_before": at(0), "limit": 10},
+        lambda rows: ids(rows) == ["i2"],
+    ),
+    Step(
+        "list_lapsed_launches",
+        {"now": at(50), "due_before": at(0), "limit": 10},
+        lambda rows: ids(rows) == ["i2", "i3"] and len(rows[0]) == 17,
     ),
     Step(
         "update_launch",
@@ -341,7 +386,29 @@ SCRIPT = [
         compose=("claimed_by", "claimed_until"),
         separator=", ",
     ),
-    Step("list_lapsed_launches", {"now": at(0), "limit": 10}, lambda rows: ids(rows) == ["i3"]),
+    Step(
+        "list_lapsed_launches",
+        {"now": at(0), "due_before": at(0), "limit": 10},
+        lambda rows: ids(rows) == ["i3"],
+    ),
+    # an unwatched sleeper is lapsed once its wake time is before due_before
+    Step(
+        "update_launch",
+        {"instance_id": "i2", "claimed_by": None, "claimed_until": None},
+        1,
+        compose=("claimed_by", "claimed_until"),
+        separator=", ",
+    ),
+    Step(
+        "list_lapsed_launches",
+        {"now": at(0), "due_before": at(9), "limit": 10},
+        lambda rows: ids(rows) == ["i3"],
+    ),
+    Step(
+        "list_lapsed_launches",
+        {"now": at(0), "due_before": at(10), "limit": 10},
+        lambda rows: ids(rows) == ["i2", "i3"],
+    ),
     Step("list_finished_before", {"cutoff": at(6), "limit": 10}, [("i1",)]),
     Step("list_finished_before", {"cutoff": at(5), "limit": 10}, []),
     # --- checkpoints

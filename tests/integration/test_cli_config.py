@@ -186,14 +186,14 @@ def test_the_wake_and_retention_settings_reach_the_server(tmp_path):
     storage.close()
     log = tmp_path / "woken.txt"
     server = ServerProcess(
-        *("--database-url", url, "--wake-interval", "100ms", "--wake-grace", "1h"),
+        *("--database-url", url, "--restart-backoff", "1h", "--wake-grace", "1h"),
         *("--wake-command", f'echo "$RUNTARA_INSTANCE_ID" >> {shlex.quote(str(log))}'),
         *("--retention", "30d", "--retention-interval", "15m"),
         cwd=tmp_path,
     )
     try:
         wait_for(lambda: log.exists() and log.read_text() == "overdue\n", timeout=10)
-        time.sleep(0.5)  # rounds go on; a sleeper within the grace is not due
+        time.sleep(0.5)  # ticks go on; a sleeper within the grace is not due
         assert log.read_text() == "overdue\n"
     finally:
         server.signal()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from runtara import records
+from runtara import clock, records
 from runtara.config import StorageConfig
 from runtara.launcher import logs
 from runtara.storage import selection
@@ -55,6 +55,9 @@ class Launching:
         )
         assert started.returncode == 0, started.stderr
         return started.stdout.strip()
+
+    def instance_now(self):
+        return clock.utc_now()
 
     def instance(self, instance_id: str) -> records.Instance:
         return self.storage.run(lambda tx: tx.get_instance(instance_id), write=False)
@@ -112,7 +115,7 @@ def assert_alternating(attempts: list[tuple[str, dict]]) -> None:
 
 def test_an_instance_killing_itself_20_times_completes_with_every_step_done_once(launching):
     env = kill_loop_env(launching.folder)
-    instance_id = launching.start("--max-attempts", "25", **env)
+    instance_id = launching.start(**env)  # the default restart policy
     done = launching.finished(instance_id)
     assert done.status is records.InstanceStatus.COMPLETED, done.error
     assert int((launching.folder / "kills.txt").read_text()) == 20
@@ -125,6 +128,8 @@ def test_an_instance_killing_itself_20_times_completes_with_every_step_done_once
     assert len(exits) == 21
     assert [facts["signal"] for facts in exits].count(signal.SIGKILL) == 20
     assert exits[-1]["code"] == 0
+    # every kill followed progress: no failure counted towards the limit
+    assert {facts["failures"] for facts in exits} == {0}
     assert json.loads(done.output) == sum(n * n for n in range(30))
 
 
@@ -153,7 +158,10 @@ def test_a_command_that_cannot_start_fails_its_attempts_with_the_os_error(launch
     assert started.returncode == 0, started.stderr
     failed = launching.finished("missing")
     assert failed.status is records.InstanceStatus.FAILED
-    assert failed.error.startswith("gave up after 2 attempts: the last one could not start:")
+    assert failed.error.startswith(
+        "gave up after 2 failed attempts in a row without progress (2 launches in all): "
+        "the last one could not start:"
+    )
     assert "No such file or directory" in failed.error
     # the launcher carries on with other instances
     other = launching.start(script="echo_input.py")
@@ -166,7 +174,10 @@ def test_a_crash_loop_stops_at_the_maximum_attempts_with_the_last_stderr(launchi
     )  # no KILLS_FILE: every attempt dies with a KeyError before registering
     failed = launching.finished(instance_id)
     assert failed.status is records.InstanceStatus.FAILED
-    assert failed.error.startswith("gave up after 3 attempts: the last one exited with code 1")
+    assert failed.error.startswith(
+        "gave up after 3 failed attempts in a row without progress (3 launches in all): "
+        "the last one exited with code 1"
+    )
     assert "KeyError: 'KILLS_FILE'" in failed.error
     assert len([a for a in launching.attempts(instance_id) if a[0] == "exited"]) == 3
     shown = run_cli(
@@ -179,6 +190,70 @@ def test_a_crash_loop_stops_at_the_maximum_attempts_with_the_last_stderr(launchi
         cwd=launching.folder,
     )
     assert shown.returncode == 0 and shown.stdout.count("KeyError: 'KILLS_FILE'") == 3
+
+
+def test_sleeping_four_times_then_crashing_once_completes_with_the_defaults(launching):
+    instance_id = launching.start(
+        script="sleepy.py", NAPS="4", CRASHED=str(launching.folder / "crashed")
+    )
+    done = launching.finished(instance_id, 60)
+    assert done.status is records.InstanceStatus.COMPLETED, done.error
+    wait_for(lambda: launching.attempts(instance_id)[-1][0] == "exited", 10)
+    exits = [facts for kind, facts in launching.attempts(instance_id) if kind == "exited"]
+    outcomes = [facts["outcome"] for facts in exits]
+    assert outcomes == ["suspended"] * 4 + ["relaunch", "finished"], outcomes
+    assert exits[4]["failures"] == 1 and exits[4]["signal"] == signal.SIGKILL
+
+
+def test_retry_goes_on_from_the_checkpoints_of_a_failed_instance(launching):
+    effects = launching.folder / "effects.txt"
+    instance_id = launching.start(
+        "--id", "flaky", script="steps.py", EFFECTS=str(effects), STEPS="5", FAIL_AT="3"
+    )
+    failed = launching.finished(instance_id)
+    assert failed.status is records.InstanceStatus.FAILED
+    assert failed.error == "RuntimeError: step 3 failed"
+    retried = run_cli(
+        "retry",
+        "flaky",
+        "--env",
+        "FAIL_AT=-1",
+        "--database-url",
+        launching.url,
+        cwd=launching.folder,
+    )
+    assert retried.returncode == 0, retried.stderr
+    assert retried.stdout == "flaky retried: it goes on from its checkpoint durable::step::2\n"
+    done = launching.finished(instance_id)
+    assert done.status is records.InstanceStatus.COMPLETED, done.error
+    assert json.loads(done.output) == sum(range(5))
+    assert [int(line.split()[0]) for line in effects.read_text().splitlines()] == [0, 1, 2, 3, 4]
+    kinds = [event.event_type.value for event in launching.events(instance_id)]
+    assert kinds.count("retried") == 1 and kinds.count("launched") == 2
+    again = run_cli("retry", "flaky", "--database-url", launching.url, cwd=launching.folder)
+    assert again.returncode == 1 and "is completed: only a failed or cancelled" in again.stderr
+    unknown = run_cli("retry", "nope", "--database-url", launching.url, cwd=launching.folder)
+    assert unknown.returncode == 1 and "'nope' not found" in unknown.stderr
+
+
+def test_a_malformed_specification_fails_its_instance_and_the_others_launch(launching):
+    def store(tx):
+        for name, spec in (("bad-json", "{nope"), ("bad-command", '{"command": [["x"]]}')):
+            tx.create_instance(name, "t", launching.instance_now())
+            tx.insert_launch(
+                records.Launch(name, spec, None, 3, next_launch_at=launching.instance_now())
+            )
+
+    launching.storage.run(store)
+    good = launching.start(script="echo_input.py")
+    assert launching.finished(good).status is records.InstanceStatus.COMPLETED
+    for name, reason in (
+        ("bad-json", "the launch specification is not JSON"),
+        ("bad-command", "the launch specification's command must be a list of text"),
+    ):
+        failed = launching.finished(name)
+        assert failed.status is records.InstanceStatus.FAILED
+        assert failed.error.startswith(f"could not be launched: {reason}"), failed.error
 
 
 def test_no_more_than_max_running_processes_at_once(tmp_path):

@@ -1,8 +1,10 @@
-"""The wake scheduler relaunches due sleepers exactly once, with back-off on failure."""
+"""The launcher wakes due sleepers that nothing launches with the wake command,
+exactly once, watching the command like any launch."""
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import shlex
 import signal
@@ -14,14 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from runtara import records
-from runtara.admin.waking import WakeScheduler
+from runtara import clock, records
 from runtara.config import StorageConfig
+from runtara.launcher import launcher
 from runtara.records import InstanceStatus, InstanceUpdate
 from runtara.storage import selection
 from tests.support import ServerProcess, wait_for
-
-NOW = dt.datetime(2026, 5, 1, 12, 0, tzinfo=dt.timezone.utc)
 
 
 @pytest.fixture
@@ -34,7 +34,7 @@ def storage(database_url):
 
 def sleeper(storage, instance_id, wakes_at, checkpoint_id="cp-1", status=InstanceStatus.SUSPENDED):
     def setup(tx):
-        tx.create_instance(instance_id, "acme", NOW)
+        tx.create_instance(instance_id, "acme", wakes_at)
         tx.update_instance(
             instance_id,
             InstanceUpdate(status=status, sleep_until=wakes_at, checkpoint_id=checkpoint_id),
@@ -43,121 +43,136 @@ def sleeper(storage, instance_id, wakes_at, checkpoint_id="cp-1", status=Instanc
     storage.run(setup)
 
 
-def recorder(folder: Path) -> tuple[str, Path]:
-    """A wake command that appends what it was given to a file, one line per launch."""
+def ago(seconds: float) -> dt.datetime:
+    return clock.utc_now() - dt.timedelta(seconds=seconds)
+
+
+def recorder(folder: Path, exit_code: int | None = None) -> tuple[str, Path]:
+    """A wake command that appends what it was given to a file, one line per launch,
+    then exits with ``exit_code`` (None: runs on, as an instance would)."""
     log = folder / "launches.txt"
     script = folder / "record.py"
+    names = (
+        "RUNTARA_INSTANCE_ID",
+        "RUNTARA_TENANT_ID",
+        "RUNTARA_SERVER_ADDR",
+        "RUNTARA_SKIP_CERT_VERIFICATION",
+        "RUNTARA_CHECKPOINT_ID",
+        "RUNTARA_MANAGEMENT_TOKEN",
+    )
     script.write_text(
-        "import os\n"
+        "import os, sys\n"
         f"with open({str(log)!r}, 'a') as out:\n"
-        "    out.write(' '.join(os.environ.get(k, '-') for k in ('RUNTARA_INSTANCE_ID', "
-        "'RUNTARA_TENANT_ID', 'RUNTARA_SERVER_ADDR', 'RUNTARA_SKIP_CERT_VERIFICATION', "
-        "'RUNTARA_CHECKPOINT_ID')) + '\\n')\n"
+        f"    out.write(' '.join(os.environ.get(k, '-') for k in {names!r}) + '\\n')\n"
+        + ("import time; time.sleep(30)\n" if exit_code is None else f"sys.exit({exit_code})\n")
     )
     return f"{shlex.quote(sys.executable)} {shlex.quote(str(script))}", log
 
 
-def scheduler(storage, command, now=lambda: NOW, **options):
-    return WakeScheduler(
+def waker(storage, folder: Path, command: str, **settings) -> launcher.Launcher:
+    return launcher.Launcher(
         storage,
-        command,
-        server_addr="127.0.0.1:8001",
-        skip_cert_verification=True,
-        now=now,
-        probe=0.5,
-        **options,
+        launcher.Settings(
+            server_addr="127.0.0.1:8001",
+            skip_cert_verification=True,
+            runs_dir=folder / "runs",
+            wake_command=command,
+            backoff=0.05,
+            backoff_cap=0.1,
+            **settings,
+        ),
     )
+
+
+def killed(runner: launcher.Launcher) -> None:
+    for watched in runner._watched.values():
+        os.killpg(watched.pid, signal.SIGKILL)
+    runner.stop()
 
 
 def launches(log: Path) -> list[list[str]]:
     return [line.split() for line in log.read_text().splitlines()] if log.exists() else []
 
 
-def test_due_instances_are_relaunched_oldest_first_with_their_environment(storage, tmp_path):
+def ticked_until(runner: launcher.Launcher, done, timeout: float = 20.0):
+    def step():
+        runner.tick()
+        return done()
+
+    return wait_for(step, timeout)
+
+
+def test_due_sleepers_get_the_wake_command_oldest_first_with_their_environment(
+    storage, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("RUNTARA_MANAGEMENT_TOKEN", "the-server's-secret")
     command, log = recorder(tmp_path)
-    sleeper(storage, "second", NOW - dt.timedelta(seconds=60))
-    sleeper(storage, "first", NOW - dt.timedelta(seconds=120), checkpoint_id="sleep::nap")
-    sleeper(storage, "not-yet", NOW + dt.timedelta(seconds=60))
-    sleeper(storage, "within-grace", NOW - dt.timedelta(seconds=2))
-    sleeper(storage, "running", NOW - dt.timedelta(seconds=60), status=InstanceStatus.RUNNING)
-    woken = scheduler(storage, command, batch=1).run_once()
-    assert woken == ["first", "second"]
+    sleeper(storage, "second", ago(60))
+    sleeper(storage, "first", ago(120), checkpoint_id="sleep::nap")
+    sleeper(storage, "not-yet", ago(-60))
+    sleeper(storage, "within-grace", ago(1))
+    sleeper(storage, "running", ago(60), status=InstanceStatus.RUNNING)
+    sleeper(storage, "bare", ago(30), checkpoint_id=None)
+    runner = waker(storage, tmp_path, command, wake_batch=1)
+    try:
+        ticked_until(runner, lambda: len(launches(log)) == 3)
+    finally:
+        killed(runner)
     assert launches(log) == [
-        ["first", "acme", "127.0.0.1:8001", "true", "sleep::nap"],
-        ["second", "acme", "127.0.0.1:8001", "true", "cp-1"],
+        ["first", "acme", "127.0.0.1:8001", "true", "sleep::nap", "-"],
+        ["second", "acme", "127.0.0.1:8001", "true", "cp-1", "-"],
+        ["bare", "acme", "127.0.0.1:8001", "true", "-", "-"],
     ]
-    first = storage.run(lambda tx: tx.get_instance("first"))
-    assert first.sleep_until is None and first.wake_claimed_until is None
-    assert storage.run(lambda tx: tx.get_instance("not-yet")).sleep_until is not None
+    for name in ("first", "second", "bare"):
+        launch = storage.run(lambda tx, n=name: tx.get_launch(n))
+        assert json.loads(launch.spec)["command"] == ["/bin/sh", "-c", command]
+    for name in ("not-yet", "within-grace", "running"):
+        assert storage.run(lambda tx, n=name: tx.get_launch(n)) is None
 
 
-def test_an_instance_without_a_checkpoint_gets_no_checkpoint_variable(storage, tmp_path):
-    command, log = recorder(tmp_path)
-    sleeper(storage, "bare", NOW - dt.timedelta(minutes=1), checkpoint_id=None)
-    assert scheduler(storage, command).run_once() == ["bare"]
-    assert launches(log)[0][-1] == "-"
+def test_a_failing_wake_command_follows_the_restart_policy(storage, tmp_path):
+    command, log = recorder(tmp_path, exit_code=3)
+    sleeper(storage, "stuck", ago(60))
+    runner = waker(storage, tmp_path, command)
 
+    def failed():
+        return storage.run(lambda tx: tx.get_instance("stuck")).status is InstanceStatus.FAILED
 
-@pytest.mark.parametrize("command", ["exit 3", "/nonexistent/wake-command"])
-def test_a_failing_wake_command_leaves_the_instance_due_and_backs_off(storage, command, caplog):
-    sleeper(storage, "stuck", NOW - dt.timedelta(minutes=1))
-    clock = {"now": NOW}
-    wake = scheduler(storage, command, now=lambda: clock["now"], backoff=10)
-    assert wake.run_once() == []
+    ticked_until(runner, failed)
+    assert len(launches(log)) == 3
     stuck = storage.run(lambda tx: tx.get_instance("stuck"))
-    assert stuck.sleep_until == NOW - dt.timedelta(minutes=1)  # still due
-    assert stuck.wake_claimed_until == NOW + dt.timedelta(seconds=10)
-    assert "waking instance 'stuck' failed" in caplog.text and "next try in 10s" in caplog.text
-    clock["now"] = NOW + dt.timedelta(seconds=5)
-    assert wake.run_once() == [] and "attempt 2" not in caplog.text  # backing off: not tried
-    clock["now"] = NOW + dt.timedelta(seconds=11)
-    wake.run_once()
-    assert "attempt 2, next try in 20s" in caplog.text
+    assert stuck.error.startswith("gave up after 3 failed attempts in a row without progress")
 
 
-def test_a_relaunched_command_that_keeps_running_counts_as_launched(storage, tmp_path):
-    sleeper(storage, "long-runner", NOW - dt.timedelta(minutes=1))
-    marker = tmp_path / "started"
-    command = f"touch {shlex.quote(str(marker))}; sleep 30"
-    wake = scheduler(storage, command)
-    assert wake.run_once() == ["long-runner"]
-    assert marker.exists()
-    for child in wake._children:
-        child.kill()
-        child.wait()
+def test_two_launchers_wake_each_due_sleeper_exactly_once(storage, tmp_path):
+    for index in range(12):
+        sleeper(storage, f"due-{index:02}", ago(100 - index))
+    runners = [waker(storage, tmp_path, "sleep 30", wake_batch=3) for _ in range(2)]
 
+    def tick(runner):
+        for _ in range(10):
+            runner.tick()
 
-def test_two_schedulers_launch_each_due_instance_exactly_once(storage, tmp_path):
-    command, log = recorder(tmp_path)
-    for index in range(20):
-        sleeper(storage, f"due-{index:02}", NOW - dt.timedelta(seconds=100 - index))
-    schedulers = [scheduler(storage, command, batch=3) for _ in range(2)]
-    threads = [threading.Thread(target=s.run_once) for s in schedulers]
+    threads = [threading.Thread(target=tick, args=(runner,)) for runner in runners]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    launched = sorted(line[0] for line in launches(log))
-    assert launched == [f"due-{index:02}" for index in range(20)]
-    due = storage.run(
-        lambda tx: tx.claim_due_sleepers(
-            due_before=NOW, now=NOW + dt.timedelta(hours=1), claim_until=NOW, limit=100
-        )
-    )
-    assert due == []
-
-
-def test_a_claim_from_a_crashed_scheduler_expires(storage, tmp_path):
-    command, log = recorder(tmp_path)
-    sleeper(storage, "orphan", NOW - dt.timedelta(minutes=5))
-    storage.run(
-        lambda tx: tx.update_instance(
-            "orphan", records.InstanceUpdate(wake_claimed_until=NOW + dt.timedelta(seconds=30))
-        )
-    )
-    assert scheduler(storage, command).run_once() == []
-    later = NOW + dt.timedelta(seconds=31)
-    assert scheduler(storage, command, now=lambda: later).run_once() == ["orphan"]
+    try:
+        assert sum(runner.launched for runner in runners) == 12
+        for index in range(12):
+            name = f"due-{index:02}"
+            launch = storage.run(lambda tx, n=name: tx.get_launch(n))
+            assert launch.attempt == 1 and launch.pid is not None
+            launched = storage.run(
+                lambda tx, n=name: tx.list_events(
+                    n, records.EventFilter(event_type=records.EventType.LAUNCHED)
+                )
+            )
+            assert len(launched) == 1
+    finally:
+        for runner in runners:
+            killed(runner)
 
 
 NAPPER = """
@@ -199,6 +214,7 @@ def test_a_durable_sleep_survives_a_killed_server_and_is_woken_by_the_restarted_
             "RUNTARA_TENANT_ID": "acme",
             "RUNTARA_SERVER_ADDR": "{}:{}".format(*first.address),
             "RUNTARA_SKIP_CERT_VERIFICATION": "true",
+            "RUNTARA_SERVER_WAIT": "0",
             "TEST_LOG": str(log),
         },
     )
@@ -215,8 +231,6 @@ def test_a_durable_sleep_survives_a_killed_server_and_is_woken_by_the_restarted_
     second = ServerProcess(
         "--wake-command",
         f"{shlex.quote(sys.executable)} {shlex.quote(str(script))}",
-        "--wake-interval",
-        "0.5",
         cwd=tmp_path,
         env={"TEST_LOG": str(log)},
     )
@@ -228,7 +242,7 @@ def test_a_durable_sleep_survives_a_killed_server_and_is_woken_by_the_restarted_
     status, sleep_until, output = row()
     assert output == b'"rested"' and sleep_until is None
     assert log.read_text().splitlines() == ["start -", "start sleep::nap", "woke"]
-    assert any("woke instance 'napper'" in line for line in second.log)
+    assert any("waking it with the wake command" in line for line in second.log)
     with sqlite3.connect(database) as db:
         starts = [
             value
@@ -238,3 +252,27 @@ def test_a_durable_sleep_survives_a_killed_server_and_is_woken_by_the_restarted_
             )
         ]
     assert len(starts) == 2 and starts[1] >= wake_time  # relaunched only once due
+
+
+def test_the_wake_command_needs_the_launcher(tmp_path):
+    server = ServerProcess("--no-launcher", "--wake-command", "true", cwd=tmp_path)
+    try:
+        wait_for(lambda: any("--wake-command is not used" in line for line in server.log), 10)
+    finally:
+        server.signal()
+        server.wait()
+
+
+def test_events_record_the_wake(storage, tmp_path):
+    command, _ = recorder(tmp_path, exit_code=0)
+    sleeper(storage, "napper", ago(60))
+    runner = waker(storage, tmp_path, command)
+
+    def exited():
+        kinds = [
+            event.event_type
+            for event in storage.run(lambda tx: tx.list_events("napper"), write=False)
+        ]
+        return records.EventType.EXITED in kinds
+
+    ticked_until(runner, exited)

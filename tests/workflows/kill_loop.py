@@ -2,7 +2,8 @@
 KILLS times in all over its run, then completes.
 
 Each step appends "<step> <pid>" to EFFECTS before its result is saved; the
-kill count lives in KILLS_FILE. Where it dies is random, seeded by how far the
+kill count lives in KILLS_FILE. It dies only right after a step it ran itself
+(so every attempt it kills made progress), at random, seeded by how far the
 run got, so a run is repeatable.
 """
 
@@ -29,15 +30,20 @@ def _append(path: Path, line: str) -> None:
         os.fsync(file.fileno())
 
 
+ran: list[int] = []
+"""The steps this process ran (not returned from their checkpoints)."""
+
+
 @sdk.durable(max_retries=0)
 def step(number: int) -> int:
     _append(EFFECTS, f"{number} {os.getpid()}")
+    ran.append(number)
     return number * number
 
 
 def maybe_die(done: int) -> None:
     kills = int(KILLS_FILE.read_text()) if KILLS_FILE.exists() else 0
-    if kills < KILLS and random.Random(done * 1000 + kills).random() < 0.6:
+    if kills < KILLS and random.Random(done * 1000 + kills).random() < 0.8:
         KILLS_FILE.write_text(str(kills + 1))
         os.kill(os.getpid(), signal.SIGKILL)
 
@@ -45,8 +51,9 @@ def maybe_die(done: int) -> None:
 def workflow(instance: sdk.Instance) -> int:
     total = 0
     for number in range(STEPS):
-        maybe_die(number)
         total += step(number)
+        if ran and ran[-1] == number:
+            maybe_die(number)
     return total
 
 
