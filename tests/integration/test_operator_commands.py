@@ -169,6 +169,46 @@ def test_show_prints_output_and_error(cli):
     assert fields["finished"] != "-"
 
 
+def test_retry_goes_on_with_a_failed_instance_and_show_tells_its_launch(cli):
+    started = run_cli(
+        "start",
+        *cli.target,
+        "--id",
+        "job",
+        "--env",
+        "A=1",
+        "--max-failures",
+        "4",
+        "--",
+        "true",
+        cwd=cli.folder,
+    )
+    ok(started)
+    fields = fields_of(ok(cli("show", "job")))
+    assert fields["command"] == "true" and fields["launches"] == "0"
+    assert fields["failures in a row"] == "0 of 4 (without progress)"
+    refused(cli("retry", "job"), "Instance 'job' is pending: only a failed or cancelled")
+    client = cli.server.client()
+    client.register("job", "default")
+    client.checkpoint("job", "step-1", b"{}")
+    client.event("job", pb.EVENT_FAILED, b"boom")
+    said = ok(cli("retry", "job", "--env", "B=2", "--input", '{"x": 1}'))
+    assert said == "job retried: it goes on from its checkpoint step-1\n"
+    details = json.loads(ok(cli("show", "job", "--json")))
+    assert details["instance"]["status"] == "pending" and details["instance"]["error"] is None
+    spec = json.loads(details["launch"]["spec"])
+    assert spec["env"] == {"A": "1", "B": "2"} and spec["max_failures"] == 4
+    assert details["launch"]["input"] is None  # show never prints the input
+    assert details["launch"]["next_launch_at"] is not None
+    assert details["recent_events"][0]["event_type"] == "retried"
+    refused(cli("retry", "ghost"), "Instance 'ghost' not found")
+    client.register("plain", "default")
+    client.event("plain", pb.EVENT_FAILED, b"boom")
+    refused(cli("retry", "plain"), "was not started with `runtara-core start`")
+    bad = cli("retry", "job", "--env", "NOEQUALS")
+    assert bad.returncode == 2 and "is not NAME=VALUE" in bad.stderr
+
+
 def test_checkpoints_lists_and_gets_states_byte_exact(cli, tmp_path):
     client = cli.server.client()
     client.register("cp-owner")
