@@ -3,7 +3,9 @@
 aioquic has no setting for the number of concurrent streams a peer may open,
 no way to refuse a connection before its handshake, no peer address and no
 peer certificate on a connection, and it keeps TLS buffers and handshake
-timers that we must reach to free or cancel. Each of those reaches into aioquic's private attributes
+timers that we must reach to free or cancel. It draws connection ids and their
+stateless reset tokens at random in each connection, never sends a stateless
+reset, and its client does not recognise one. Each of those reaches into aioquic's private attributes
 here, and only here; ``tests/unit/test_aioquic_adapter.py`` checks every one
 of them against the installed aioquic, so an upgrade that changes them fails
 loudly there instead of misbehaving at run time.
@@ -16,14 +18,36 @@ extending the protocol, and its own examples do it.)
 from __future__ import annotations
 
 import asyncio
+import hmac
 from collections.abc import Callable
+from typing import Protocol
 
 from aioquic.asyncio.protocol import QuicConnectionProtocol
 from aioquic.asyncio.server import QuicServer
 from aioquic.buffer import Buffer
-from aioquic.quic.connection import QuicConnection
+from aioquic.quic import events
+from aioquic.quic.connection import QuicConnection, QuicConnectionState
 from aioquic.quic.packet import QuicErrorCode
 from cryptography import x509
+
+STATELESS_RESET_REASON = "stateless reset: the server does not know this connection (it restarted)"
+"""The reason of the ConnectionTerminated event of a connection ended by a stateless reset."""
+_SMALLEST_RESET = 21
+_TOKEN_SIZE = 16
+
+
+class ConnectionIds(Protocol):
+    """Where a server's connection ids and their stateless reset tokens come from."""
+
+    connection_id_length: int
+
+    def new_connection_id(self) -> bytes: ...
+
+    def reset_token(self, connection_id: bytes) -> bytes: ...
+
+    def reset_for(self, datagram: bytes, connection_id: bytes) -> bytes | None:
+        """The stateless reset to answer a short-header ``datagram`` for
+        ``connection_id``, unknown to the server; None to stay silent."""
 
 
 def set_stream_limits(connection: QuicConnection, bidirectional: int, unidirectional: int) -> None:
@@ -37,6 +61,62 @@ def set_stream_limits(connection: QuicConnection, bidirectional: int, unidirecti
         (connection._local_max_streams_uni, unidirectional),
     ):
         limit.value = limit.sent = value
+
+
+def issue_connection_ids(connection: QuicConnection, ids: ConnectionIds) -> None:
+    """Have a server connection use ids and reset tokens from ``ids``: its first
+    one (sent in the transport parameters, so this must run before the
+    connection handles its first datagram) and every one it issues later in
+    NEW_CONNECTION_ID frames."""
+    first = connection._host_cids[0]
+    _reissue(first, ids)
+    connection.host_cid = connection._local_initial_source_connection_id = first.cid
+    draw_at_random = connection._replenish_connection_ids
+
+    def replenish() -> None:
+        # aioquic appends the new ids, not yet sent; the endpoint registers
+        # each when its frame is written.
+        issued = len(connection._host_cids)
+        draw_at_random()
+        for connection_id in connection._host_cids[issued:]:
+            _reissue(connection_id, ids)
+
+    connection._replenish_connection_ids = replenish
+
+
+def _reissue(connection_id, ids: ConnectionIds) -> None:
+    connection_id.cid = ids.new_connection_id()
+    connection_id.stateless_reset_token = ids.reset_token(connection_id.cid)
+
+
+def end_on_stateless_reset(protocol: QuicConnectionProtocol, datagram: bytes) -> bool:
+    """If ``datagram`` is the peer's stateless reset (RFC 9000 section 10.3.1),
+    end the client connection now and report it; True if it was one.
+
+    A reset carries, as its last 16 bytes, the token the server gave with the
+    connection id the client uses. The connection sends nothing more: it is
+    terminated at once, with no draining period, since the peer has no state
+    left to drain.
+    """
+    connection = protocol._quic
+    token = connection._peer_cid.stateless_reset_token
+    if (
+        not token
+        or len(datagram) < _SMALLEST_RESET
+        or datagram[0] & 0xC0 != 0x40
+        or not hmac.compare_digest(datagram[-_TOKEN_SIZE:], token)
+    ):
+        return False
+    if connection._state == QuicConnectionState.TERMINATED:
+        return True
+    if connection._close_event is None:
+        connection._close_event = events.ConnectionTerminated(
+            error_code=QuicErrorCode.NO_ERROR, frame_type=None, reason_phrase=STATELESS_RESET_REASON
+        )
+    connection._close_end()
+    protocol._process_events()
+    protocol.transmit()  # cancels the connection's timer
+    return True
 
 
 def peer_address(connection: QuicConnection) -> tuple[str, int] | None:
@@ -104,15 +184,37 @@ class AdmittingServer(QuicServer):
     ``admit(protocol, address)`` returns None to accept, or the reason to
     refuse: the connection is then closed at once with CONNECTION_REFUSED, so
     the client sees a clear error instead of a timeout.
+
+    With ``connection_ids``, every connection's ids and reset tokens come from
+    there, and a short-header packet for a connection id the endpoint does not
+    know is answered with the stateless reset it gives (aioquic drops those
+    silently). Long-header packets keep aioquic's handling.
     """
 
-    def __init__(self, *, admit: Callable[[QuicConnectionProtocol, str], str | None], **kwargs):
+    def __init__(
+        self,
+        *,
+        admit: Callable[[QuicConnectionProtocol, str], str | None],
+        connection_ids: ConnectionIds | None = None,
+        **kwargs,
+    ):
+        if connection_ids is not None:
+            length = kwargs["configuration"].connection_id_length
+            if length != connection_ids.connection_id_length:
+                raise ValueError(
+                    f"the configuration's connection ids have {length} bytes, "
+                    f"the issued ones {connection_ids.connection_id_length}"
+                )
         super().__init__(**kwargs)
         self._admit = admit
         self._address = "?"
+        self._ids = connection_ids
         inner = self._create_protocol
 
         def create(connection: QuicConnection, stream_handler=None):
+            if connection_ids is not None:
+                # Before aioquic registers the connection under its first id.
+                issue_connection_ids(connection, connection_ids)
             protocol = inner(connection, stream_handler=stream_handler)
             refusal = self._admit(protocol, self._address)
             if refusal is not None:
@@ -125,6 +227,13 @@ class AdmittingServer(QuicServer):
         # aioquic creates a new connection's protocol while handling its first
         # datagram; remember whose it is.
         self._address = f"{addr[0]}:{addr[1]}"
+        if self._ids is not None and data and not data[0] & 0x80:  # a short header
+            connection_id = data[1 : 1 + self._ids.connection_id_length]
+            if connection_id not in self._protocols:
+                reset = self._ids.reset_for(data, connection_id)
+                if reset is not None:
+                    self._transport.sendto(reset, addr)
+                return
         super().datagram_received(data, addr)
 
     @property

@@ -5,10 +5,12 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -130,6 +132,10 @@ class LoopbackServer:
     def __init__(self, database_url: str, **settings) -> None:
         self.database_url = database_url
         self.kind = "postgres" if database_url.startswith("postgres") else "sqlite"
+        # The server keeps its stateless reset secret in its runs folder: not in
+        # the working directory.
+        self._runs_dir = None if "runs_dir" in settings else Path(tempfile.mkdtemp())
+        settings.setdefault("runs_dir", self._runs_dir)
         self.config = ServerConfig(port=0, database_url=database_url, **settings)
         self.storage: base.StorageDriver = selection.open_driver(
             self.config.storage, workers=self.config.max_concurrent
@@ -173,6 +179,8 @@ class LoopbackServer:
             closer.join()
         self.server.stop(grace=5)
         self.storage.close()
+        if self._runs_dir is not None:
+            shutil.rmtree(self._runs_dir, ignore_errors=True)
 
 
 def sqlite_url(folder: Path) -> str:

@@ -8,6 +8,10 @@ Who the server is can be checked two ways when connecting: its certificate
 verified against certificate authorities (``verify``, ``cafile``), or pinned
 by its SHA-256 fingerprint (``fingerprint``). Nothing is sent on a connection
 before its checks passed.
+
+A stateless reset from the server (it restarted and no longer knows the
+connection) closes the connection at once: its requests fail with
+ConnectionLost instead of waiting for the idle timeout.
 """
 
 from __future__ import annotations
@@ -68,6 +72,12 @@ class _ClientProtocol(QuicConnectionProtocol):
         self.streams: dict[int, _StreamState] = {}
         self.terminated: events.ConnectionTerminated | None = None
         self.socket_error: OSError | None = None
+
+    def datagram_received(self, data: bytes, addr) -> None:
+        # aioquic's client does not recognise a stateless reset: without this, a
+        # connection to a server that restarted would last until its idle timeout.
+        if not aioquic_adapter.end_on_stateless_reset(self, data):
+            super().datagram_received(data, addr)
 
     def error_received(self, exc: OSError) -> None:
         # The socket is connected, so the kernel reports ICMP errors here: a

@@ -34,7 +34,7 @@ from runtara.handlers import dispatch
 from runtara.handlers.services import Services
 from runtara.protocol import instance_pb2 as pb
 from runtara.protocol import management_pb2 as mpb
-from runtara.server import binding, core, quic, tls
+from runtara.server import binding, core, quic, reset_secret, stateless_reset, supervisor, tls
 from runtara.storage import base
 
 logger = logging.getLogger(__name__)
@@ -67,11 +67,19 @@ class InstanceServer:
         now=clock.utc_now,
         instance_service: core.Service = INSTANCE_SERVICE,
         sockets: dict[str, socket.socket] | None = None,
+        process: int | None = None,
+        processes: int | None = None,
     ) -> None:
         self.config = config
         self._sockets = sockets or {}
         """Bound UDP sockets to serve on instead of binding, by service name (a parent
         process that binds them for several server processes hands them down)."""
+        if process is None:
+            process, processes = supervisor.process_index() or 0, supervisor.process_count()
+        self._process, self._processes = process, processes or 1
+        """This server process's number among the processes serving its port, and
+        their number (by default, what the parent that started it says)."""
+        self._resets: stateless_reset.StatelessResets | None = None
         self.shared_figures = None
         """With several server processes, their shared figures (a SharedFigures)."""
         self._instance_service = instance_service
@@ -107,12 +115,18 @@ class InstanceServer:
         self._finished: collections.deque[tuple[core.Job, Any]] = collections.deque()
         self._wake_pending = False
         self._idle: asyncio.Event | None = None
-        self._last_snapshot: dict[str, float] = self.core.snapshot()
+        self._last_snapshot: dict[str, float] = self._snapshot()
 
     # --- life cycle -----------------------------------------------------------
 
     def start(self) -> None:
-        """Bind the ports and start serving; raises ListenFailed if a port cannot be had."""
+        """Bind the ports and start serving; raises ListenFailed if a port cannot be had
+        (or the stateless reset secret in the runs folder cannot be read or made)."""
+        self._resets = stateless_reset.StatelessResets(
+            reset_secret.load_or_create(self.config.runs_dir),
+            process=self._process,
+            processes=self._processes,
+        )
         self._loop = new_event_loop()
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=self.config.max_concurrent, thread_name_prefix="runtara-worker"
@@ -141,7 +155,7 @@ class InstanceServer:
             return True
         grace = self.config.shutdown_grace if grace is None else grace
         drained = asyncio.run_coroutine_threadsafe(self._close(grace), self._loop).result()
-        self._last_snapshot = self.core.snapshot()
+        self._last_snapshot = self._snapshot()
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join()
         self._loop.close()
@@ -153,13 +167,19 @@ class InstanceServer:
         """The core's figures, from any thread: asked of the loop thread, which owns them."""
         loop = self._loop
         if loop is None or threading.current_thread() is self._thread:
-            return self.core.snapshot() if loop is not None else dict(self._last_snapshot)
+            return self._snapshot() if loop is not None else dict(self._last_snapshot)
         answer: concurrent.futures.Future[dict[str, float]] = concurrent.futures.Future()
         try:
-            loop.call_soon_threadsafe(lambda: answer.set_result(self.core.snapshot()))
+            loop.call_soon_threadsafe(lambda: answer.set_result(self._snapshot()))
             return answer.result(STATS_TIMEOUT)
         except (RuntimeError, concurrent.futures.TimeoutError):  # the loop is stopping
             return dict(self._last_snapshot)
+
+    def _snapshot(self) -> dict[str, float]:
+        figures = self.core.snapshot()
+        if self._resets is not None:
+            figures.update(self._resets.counters())
+        return figures
 
     def counters(self) -> dict[str, float]:
         """:meth:`stats` plus the storage driver's counters (``storage_`` prefix); with
@@ -213,6 +233,7 @@ class InstanceServer:
             idle_timeout=config.idle_timeout_ms / 1000,
             max_data=config.quic_max_data,
             max_stream_data=config.quic_max_stream_data,
+            connection_id_length=self._resets.connection_id_length,
         )
         quic_config.certificate = self.identity.certificate
         quic_config.certificate_chain = list(self.identity.chain)
@@ -223,6 +244,7 @@ class InstanceServer:
                 configuration=quic_config,
                 create_protocol=self._create_connection,
                 admit=functools.partial(self._admit, service=service),
+                connection_ids=self._resets,
             ),
             sock=sock,
         )
@@ -343,10 +365,12 @@ class InstanceServer:
         self._perform(self.core.timer_fired(key))
 
     def _run(self, job: core.Job) -> None:
-        # On a worker thread: run the work, queue its result for the loop.
+        # On a worker thread: run the work, queue its result for the loop. Whatever
+        # escapes the work (a BaseException too) is its result: the stream is
+        # answered and the worker slot given back; there is no one to raise it to.
         try:
             result = job.work()
-        except Exception as error:
+        except BaseException as error:
             logger.exception("a request failed outside its handler")
             result = error
         self._finished.append((job, result))

@@ -50,6 +50,8 @@ logger = logging.getLogger("runtara")
 
 PROCESS_INDEX = "RUNTARA_PROCESS_INDEX"
 """Set by the parent in each server process: its number, from 0."""
+PROCESS_COUNT = "RUNTARA_PROCESS_COUNT"
+"""Set by the parent in each server process: how many server processes it runs."""
 SOCKETS = "RUNTARA_SOCKETS"
 """Set by the parent in each server process: ``service=fd,...``, its bound sockets."""
 PARENT = "RUNTARA_PARENT_PID"
@@ -69,6 +71,11 @@ def process_index(environ: Mapping[str, str] = os.environ) -> int | None:
     """This process's number when a parent started it, else None."""
     raw = environ.get(PROCESS_INDEX)
     return int(raw) if raw is not None else None
+
+
+def process_count(environ: Mapping[str, str] = os.environ) -> int:
+    """How many server processes serve this one's port (1 when no parent started it)."""
+    return int(environ.get(PROCESS_COUNT, "1"))
 
 
 _PR_SET_PDEATHSIG = 1
@@ -153,7 +160,11 @@ def supervise(config: config_module.ServerConfig) -> int:
     environment.update(config_module.to_environment(config_module.SERVER_SETTINGS, config))
     environment.update(
         RUNTARA_PROCESSES="1",
-        **{FIGURES_DIR: str(shared / "figures"), METRICS_DIR: str(shared / "metrics")},
+        **{
+            FIGURES_DIR: str(shared / "figures"),
+            METRICS_DIR: str(shared / "metrics"),
+            PROCESS_COUNT: str(config.processes),
+        },
     )
     children: dict[int, subprocess.Popen] = {}
     stopping = False
