@@ -10,6 +10,7 @@ import asyncio
 import ssl
 
 import aioquic
+import pytest
 from aioquic.asyncio.protocol import QuicConnectionProtocol
 from aioquic.quic import events
 from aioquic.quic.configuration import QuicConfiguration
@@ -17,6 +18,7 @@ from aioquic.quic.connection import QuicConnection
 
 from runtara import aioquic_adapter
 from runtara.server import tls
+from runtara.server.stateless_reset import StatelessResets
 
 SERVER_ADDRESS = ("127.0.0.1", 4433)
 CLIENT_ADDRESS = ("127.0.0.1", 50000)
@@ -136,10 +138,14 @@ def test_a_client_handshake_wait_can_be_failed_and_aborted():
 
 
 class FakeTransport(asyncio.DatagramTransport):
-    """Swallows datagrams: the test is about the protocol object, not the network."""
+    """Keeps the datagrams sent: the test is about the protocol object, not the network."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent: list[bytes] = []
 
     def sendto(self, data, addr=None) -> None:
-        pass
+        self.sent.append(data)
 
 
 def test_the_admitting_server_asks_about_each_new_connection_and_knows_its_address():
@@ -167,6 +173,180 @@ def test_the_admitting_server_asks_about_each_new_connection_and_knows_its_addre
     protocol, address = asked[0]
     assert isinstance(protocol, QuicConnectionProtocol) and address == "127.0.0.1:50000"
     assert protocol._quic._close_event is not None  # refused: closed with CONNECTION_REFUSED
+
+
+def resets(process: int = 2, processes: int = 3) -> StatelessResets:
+    return StatelessResets(bytes(range(32)), process=process, processes=processes)
+
+
+def test_issued_connection_ids_and_their_reset_tokens_reach_the_client():
+    ids = resets()
+    client, server = pair()
+    aioquic_adapter.issue_connection_ids(server, ids)
+    assert server.host_cid[0] == 2
+    handshake(client, server)
+    exchange(client, server, now=1.0)  # NEW_CONNECTION_ID frames
+    first = client._peer_cid
+    assert first.cid == server.host_cid
+    assert first.stateless_reset_token == ids.reset_token(first.cid)
+    later = client._peer_cid_available
+    assert len(later) >= 1
+    for issued in later:
+        assert issued.cid[0] == 2 and len(issued.cid) == 8
+        assert issued.stateless_reset_token == ids.reset_token(issued.cid)
+
+
+def test_connection_ids_issued_after_one_is_retired_come_from_the_same_source():
+    ids = resets()
+    client, server = pair()
+    aioquic_adapter.issue_connection_ids(server, ids)
+    handshake(client, server)
+    exchange(client, server, now=1.0)
+    before = {connection_id.cid for connection_id in server._host_cids}
+    client.change_connection_id()  # retires the first id: the server issues another
+    exchange(client, server, now=2.0)
+    exchange(client, server, now=3.0)
+    after = {connection_id.cid for connection_id in server._host_cids}
+    assert after - before
+    assert all(cid[0] == 2 for cid in after)
+    for issued in client._peer_cid_available:
+        assert issued.stateless_reset_token == ids.reset_token(issued.cid)
+
+
+def established_client(server_ids: StatelessResets) -> tuple[QuicConnectionProtocol, bytes]:
+    """A client protocol with a finished handshake, and the connection id it sends to."""
+    client, server = pair()
+    aioquic_adapter.issue_connection_ids(server, server_ids)
+    handshake(client, server)
+    protocol = QuicConnectionProtocol(client)
+    protocol.connection_made(FakeTransport())
+    return protocol, client._peer_cid.cid
+
+
+def stateless_reset(token: bytes, size: int = 40) -> bytes:
+    return bytes([0x5A]) + bytes(range(size - 17)) + token
+
+
+def test_a_client_ends_its_connection_on_the_servers_stateless_reset():
+    async def scenario():
+        ids = resets()
+        protocol, cid = established_client(ids)
+        events_seen = []
+        protocol.quic_event_received = events_seen.append
+        assert aioquic_adapter.end_on_stateless_reset(
+            protocol, stateless_reset(ids.reset_token(cid))
+        )
+        terminated = [e for e in events_seen if isinstance(e, events.ConnectionTerminated)]
+        assert terminated[0].reason_phrase == aioquic_adapter.STATELESS_RESET_REASON
+        await asyncio.wait_for(protocol.wait_closed(), 1)
+        assert protocol._timer is None
+        assert protocol._quic.datagrams_to_send(now=10.0) == []
+        # A second reset is recognised and changes nothing.
+        assert aioquic_adapter.end_on_stateless_reset(
+            protocol, stateless_reset(ids.reset_token(cid))
+        )
+        assert len([e for e in events_seen if isinstance(e, events.ConnectionTerminated)]) == 1
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(
+    "datagram",
+    [
+        pytest.param(lambda token, other: stateless_reset(other), id="another token"),
+        pytest.param(lambda token, other: stateless_reset(token, 20), id="too short"),
+        pytest.param(lambda token, other: b"\xc0" + stateless_reset(token)[1:], id="long header"),
+        pytest.param(lambda token, other: b"\x1a" + stateless_reset(token)[1:], id="no fixed bit"),
+    ],
+)
+def test_a_client_ignores_what_is_not_its_servers_stateless_reset(datagram):
+    async def scenario():
+        ids = resets()
+        protocol, cid = established_client(ids)
+        other = StatelessResets(bytes(32), process=2, processes=3).reset_token(cid)
+        assert not aioquic_adapter.end_on_stateless_reset(
+            protocol, datagram(ids.reset_token(cid), other)
+        )
+        assert protocol._quic._close_event is None
+
+    asyncio.run(scenario())
+
+
+def test_a_client_before_the_handshake_has_no_token_to_match():
+    async def scenario():
+        client, _ = pair()
+        protocol = QuicConnectionProtocol(client)
+        protocol.connection_made(FakeTransport())
+        protocol.connect(SERVER_ADDRESS)
+        assert not aioquic_adapter.end_on_stateless_reset(protocol, stateless_reset(bytes(16)))
+
+    asyncio.run(scenario())
+
+
+def admitting_server(ids: StatelessResets | None) -> aioquic_adapter.AdmittingServer:
+    identity = tls.self_signed()
+    config = QuicConfiguration(is_client=False, alpn_protocols=None)
+    config.certificate = identity.certificate
+    config.private_key = identity.private_key
+    server = aioquic_adapter.AdmittingServer(
+        configuration=config, admit=lambda protocol, address: None, connection_ids=ids
+    )
+    server.connection_made(FakeTransport())
+    return server
+
+
+def test_the_server_endpoint_answers_a_packet_for_an_unknown_connection_with_a_reset():
+    async def scenario():
+        ids = resets()
+        server = admitting_server(ids)
+        client, _ = pair()
+        client.connect(SERVER_ADDRESS, now=0.0)
+        for data, _ in client.datagrams_to_send(0.0):
+            server.datagram_received(data, CLIENT_ADDRESS)
+        await asyncio.sleep(0)
+        # The connection is registered under the id issued for it.
+        (protocol,) = set(server._protocols.values())
+        assert protocol._quic.host_cid in server._protocols
+        assert protocol._quic.host_cid[0] == 2
+        sent = server.transport.sent
+        handshake_flight = len(sent)
+
+        known = protocol._quic.host_cid
+        server.datagram_received(bytes([0x40]) + known + bytes(50), CLIENT_ADDRESS)
+        assert all(d[-16:] != ids.reset_token(known) for d in sent[handshake_flight:])
+
+        unknown = bytes([2]) + bytes(range(7))
+        trigger = bytes([0x40]) + unknown + bytes(50)
+        before = len(sent)
+        server.datagram_received(trigger, CLIENT_ADDRESS)
+        (reset,) = sent[before:]
+        assert len(reset) < len(trigger) and reset[-16:] == ids.reset_token(unknown)
+
+        sibling = bytes([1]) + bytes(range(7))
+        server.datagram_received(bytes([0x40]) + sibling + bytes(50), CLIENT_ADDRESS)
+        assert len(sent) == before + 1 and ids.withheld == 1
+
+    asyncio.run(scenario())
+
+
+def test_without_connection_ids_the_server_endpoint_stays_silent_as_aioquic_does():
+    async def scenario():
+        server = admitting_server(None)
+        server.datagram_received(bytes([0x40]) + bytes(60), CLIENT_ADDRESS)
+        assert server.transport.sent == []
+
+    asyncio.run(scenario())
+
+
+def test_the_configured_connection_id_length_must_be_the_issued_one():
+    async def scenario():
+        config = QuicConfiguration(is_client=False, connection_id_length=4)
+        with pytest.raises(ValueError, match="4 bytes"):
+            aioquic_adapter.AdmittingServer(
+                configuration=config, admit=lambda protocol, address: None, connection_ids=resets()
+            )
+
+    asyncio.run(scenario())
 
 
 def test_the_installed_aioquic_is_a_1_x_release():
