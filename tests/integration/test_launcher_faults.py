@@ -1,0 +1,116 @@
+"""The launcher when its writes fail or its claims are not what it watches: an
+exit is never forgotten, a claim is renewed only for a process it watches."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+
+import pytest
+
+from runtara import clock, errors, records
+from runtara.config import StorageConfig
+from runtara.launcher import launcher
+from runtara.launcher.spec import LaunchSpec
+from runtara.storage import launches, selection
+from tests.support import sqlite_url, wait_for
+
+
+class FailingOnce:
+    """The storage, but the next write transaction made in the function ``target`` fails."""
+
+    def __init__(self, storage, target) -> None:
+        self._storage = storage
+        self._target = target
+        self.armed = False
+
+    def run(self, work, *, write=True):
+        if self.armed and write and self._target in repr(work):
+            self.armed = False
+            raise errors.StorageError("Database error: disk I/O error (injected)")
+        return self._storage.run(work, write=write)
+
+
+@pytest.fixture
+def storage(tmp_path):
+    driver = selection.open_driver(StorageConfig(database_url=sqlite_url(tmp_path)), workers=4)
+    driver.migrate()
+    yield driver
+    driver.close()
+
+
+def start(storage, instance_id: str, *command: str, max_failures: int = 3) -> None:
+    spec = LaunchSpec(tuple(command), max_failures=max_failures).to_json()
+    now = clock.utc_now()
+    storage.run(
+        lambda tx: launches.start_instance(tx, instance_id, "t", spec, None, max_failures, now)
+    )
+
+
+def settings(tmp_path, **changes) -> launcher.Settings:
+    return launcher.Settings(
+        server_addr="127.0.0.1:1",
+        skip_cert_verification=True,
+        runs_dir=tmp_path / "runs",
+        backoff=0.05,
+        backoff_cap=0.1,
+        **changes,
+    )
+
+
+def ticking(runner, predicate, timeout=20.0):
+    def step():
+        runner.tick()
+        return predicate()
+
+    return wait_for(step, timeout)
+
+
+def test_an_exit_whose_record_fails_is_recorded_at_the_next_tick(storage, tmp_path):
+    failing = FailingOnce(storage, "_record_exit")
+    runner = launcher.Launcher(failing, settings(tmp_path))
+    start(
+        storage, "short", sys.executable, "-c", "import time; time.sleep(0.3); raise SystemExit(7)"
+    )
+    ticking(runner, lambda: runner.running == 1)
+    failing.armed = True
+    # the process ends; its exit's record fails once, then is made
+    ticking(runner, lambda: not failing.armed)
+    assert runner.running == 1  # still watched: the exit is not forgotten
+    exits = ticking(
+        runner,
+        lambda: storage.run(
+            lambda tx: tx.list_events(
+                "short", records.EventFilter(event_type=records.EventType.EXITED)
+            )
+        ),
+    )
+    assert b'"code": 7' in exits[-1].payload
+
+
+def test_only_watched_claims_are_renewed(storage, tmp_path):
+    runner = launcher.Launcher(storage, settings(tmp_path, lease=1.0))
+    start(storage, "watched", "sleep", "30")
+    ticking(runner, lambda: runner.running == 1)
+    # a claim this launcher holds without a process (its spawn never happened)
+    start(storage, "orphan", "sleep", "30")
+    now = clock.utc_now()
+    lease = dt.timedelta(seconds=1)
+    ((orphan, _),) = storage.run(lambda tx: launches.claim(tx, runner.id, now, lease, 1))
+    try:
+        # renewals of the watched process do not keep the orphan's claim alive:
+        # it lapses and, never started, is launched again (no failure counted)
+        launched = ticking(
+            runner,
+            lambda: (
+                (got := storage.run(lambda tx: tx.get_launch("orphan"))).pid is not None and got
+            ),
+        )
+        assert launched.attempt == orphan.attempt + 1 and launched.failures == 0
+        watched = storage.run(lambda tx: tx.get_launch("watched"))
+        assert watched.claimed_until > clock.utc_now()  # renewed all along
+    finally:
+        for watched in runner._watched.values():
+            watched.process.process.kill()
+            watched.process.process.wait()
+        runner.stop()
