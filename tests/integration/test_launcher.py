@@ -205,6 +205,19 @@ def test_sleeping_four_times_then_crashing_once_completes_with_the_defaults(laun
     assert exits[4]["failures"] == 1 and exits[4]["signal"] == signal.SIGKILL
 
 
+def test_a_process_that_lost_its_server_is_relaunched_not_failed(launching):
+    instance_id = launching.start(
+        script="loses_server_once.py", MARKER=str(launching.folder / "lost")
+    )
+    done = launching.finished(instance_id)
+    assert done.status is records.InstanceStatus.COMPLETED, done.error
+    wait_for(lambda: launching.attempts(instance_id)[-1][0] == "exited", 10)
+    first = next(facts for kind, facts in launching.attempts(instance_id) if kind == "exited")
+    assert first["how"] == "lost its server (exit code 75)" and first["outcome"] == "relaunch"
+    # the attempt saved a checkpoint: progress, so nothing counts against its limit
+    assert first["failures"] == 0
+
+
 def test_retry_goes_on_from_the_checkpoints_of_a_failed_instance(launching):
     effects = launching.folder / "effects.txt"
     instance_id = launching.start(
