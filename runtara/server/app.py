@@ -28,7 +28,7 @@ from typing import Any
 from aioquic.quic import events
 from aioquic.quic.configuration import QuicConfiguration
 
-from runtara import aioquic_adapter, clock, metrics
+from runtara import aioquic_adapter, clock, errors, metrics
 from runtara import config as config_module
 from runtara.handlers import dispatch
 from runtara.handlers.services import Services
@@ -122,10 +122,17 @@ class InstanceServer:
     def start(self) -> None:
         """Bind the ports and start serving; raises ListenFailed if a port cannot be had
         (or the stateless reset secret in the runs folder cannot be read or made)."""
+        sockets = self._bind()
+        try:
+            # After binding: a server that cannot have its port writes nothing.
+            secret = reset_secret.load_or_create(self.config.runs_dir)
+        except errors.ListenFailed:
+            for name, sock in sockets.items():
+                if name not in self._sockets:
+                    sock.close()
+            raise
         self._resets = stateless_reset.StatelessResets(
-            reset_secret.load_or_create(self.config.runs_dir),
-            process=self._process,
-            processes=self._processes,
+            secret, process=self._process, processes=self._processes
         )
         self._loop = new_event_loop()
         self._executor = concurrent.futures.ThreadPoolExecutor(
@@ -136,7 +143,7 @@ class InstanceServer:
         )
         self._thread.start()
         try:
-            asyncio.run_coroutine_threadsafe(self._open(), self._loop).result()
+            asyncio.run_coroutine_threadsafe(self._open(sockets), self._loop).result()
         except BaseException:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join()
@@ -198,11 +205,28 @@ class InstanceServer:
         """Hand this process's figures to its sibling server processes."""
         self.shared_figures.publish(self._own_counters())
 
-    async def _open(self) -> None:
+    def _bind(self) -> dict[str, socket.socket]:
+        """Each service's socket, handed down or bound here; ListenFailed if one cannot be."""
         config = self.config
-        self.address = await self._listen(
-            config.host, config.port, self._instance_service, "--host/--port"
-        )
+        wanted = [("instance", config.host, config.port, "--host/--port")]
+        if config.management_addr is not None:
+            wanted.append(("management", *config.management_addr, "--management-addr"))
+        bound: dict[str, socket.socket] = {}
+        try:
+            for name, host, port, setting in wanted:
+                bound[name] = self._sockets.get(name) or binding.bind_udp(
+                    host, port, setting=setting
+                )
+        except errors.ListenFailed:
+            for name, sock in bound.items():
+                if name not in self._sockets:
+                    sock.close()
+            raise
+        return bound
+
+    async def _open(self, sockets: dict[str, socket.socket]) -> None:
+        config = self.config
+        self.address = await self._listen(sockets["instance"], self._instance_service)
         if config.management_addr is not None:
             service = core.Service(
                 "management",
@@ -210,9 +234,7 @@ class InstanceServer:
                 dispatch.MANAGEMENT_OPERATIONS,
                 token=config.management_token,
             )
-            self.management_address = await self._listen(
-                *config.management_addr, service, "--management-addr"
-            )
+            self.management_address = await self._listen(sockets["management"], service)
         self._sweep()
 
     def _sweep(self) -> None:
@@ -222,11 +244,8 @@ class InstanceServer:
         if self.core.accepting:
             self._loop.call_later(min(timeout / 2, 5.0), self._sweep)
 
-    async def _listen(
-        self, host: str, port: int, service: core.Service, setting: str
-    ) -> tuple[str, int]:
+    async def _listen(self, sock: socket.socket, service: core.Service) -> tuple[str, int]:
         config = self.config
-        sock = self._sockets.get(service.name) or binding.bind_udp(host, port, setting=setting)
         quic_config = QuicConfiguration(
             is_client=False,
             alpn_protocols=None,  # upstream clients offer no ALPN
