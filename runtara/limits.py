@@ -19,6 +19,35 @@ MAX_FRAME_SIZE = 64 * MiB
 MAX_SLEEP = dt.timedelta(days=3650)
 """Longest durable sleep a Sleep request may ask for."""
 
+MAX_ID_BYTES = 255
+"""Longest instance id, tenant id and event subtype, in UTF-8 bytes."""
+MAX_CHECKPOINT_ID_BYTES = 1024
+"""Longest checkpoint id, in UTF-8 bytes (a durable step's key holds its function's
+name and its first argument)."""
+TEXT_LIMITS = {
+    "instance_id": MAX_ID_BYTES,
+    "tenant_id": MAX_ID_BYTES,
+    "subtype": MAX_ID_BYTES,
+    "checkpoint_id": MAX_CHECKPOINT_ID_BYTES,
+}
+"""The identifiers every request, operator action and driver stores, with their
+longest length: refused longer at the edge, so that no store meets one (an index
+entry has a size limit in PostgreSQL, and ids are shown in every listing)."""
+
+
+def text_problem(name: str, value: str) -> str | None:
+    """Why the text field ``name`` cannot hold ``value`` (NUL, or longer than its
+    limit), or None. PostgreSQL's text cannot store NUL and SQLite's string
+    functions stop at it, so every driver refuses such text alike."""
+    if "\x00" in value:
+        return f"{name} must not contain NUL characters"
+    limit = TEXT_LIMITS.get(name)
+    if limit is not None:
+        size = len(value.encode("utf-8", "surrogatepass"))
+        if size > limit:
+            return f"{name} is {size} bytes long; at most {limit} are allowed"
+    return None
+
 
 def _varint_size(value: int) -> int:
     size = 1

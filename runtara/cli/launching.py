@@ -100,6 +100,10 @@ def _input(value: str) -> bytes:
         raise errors.ConfigError(
             f"--input is not JSON ({error}); use @FILE for other bytes"
         ) from None
+    except RecursionError:
+        raise errors.ConfigError(
+            "--input nests too deeply to be read as JSON; use @FILE to pass it as bytes"
+        ) from None
     return data
 
 

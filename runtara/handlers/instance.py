@@ -31,24 +31,25 @@ _LIFECYCLE_EVENTS = (
 """The events that change an instance's status, each logged once it is stored."""
 
 
-def field_with_nul(request: Message) -> str | None:
-    """The first text field of ``request`` containing NUL: PostgreSQL's text
-    cannot store it and SQLite's string functions stop at it, so every driver
-    refuses such text alike."""
+def text_problem(request: Message) -> tuple[str, str] | None:
+    """The first text field of ``request`` it cannot hold (NUL, or an identifier
+    over its length in :data:`runtara.limits.TEXT_LIMITS`), with the reason."""
     for field, value in request.ListFields():
-        if field.type == field.TYPE_STRING and "\x00" in value:
-            return field.name
+        if field.type == field.TYPE_STRING:
+            problem = limits.text_problem(field.name, value)
+            if problem is not None:
+                return field.name, problem
     return None
 
 
 def require_id(request: Message) -> str:
     """The request's ``instance_id``, which must be given and, like every text
-    field of the request, free of NUL."""
+    field of the request, within its limits (see :func:`text_problem`)."""
     if not request.instance_id:
         raise errors.ValidationError("instance_id", "instance_id is required")
-    field = field_with_nul(request)
-    if field is not None:
-        raise errors.ValidationError(field, f"{field} must not contain NUL characters")
+    problem = text_problem(request)
+    if problem is not None:
+        raise errors.ValidationError(*problem)
     return request.instance_id
 
 
@@ -64,9 +65,9 @@ def register_instance(
     for name in ("instance_id", "tenant_id"):
         if not getattr(request, name):
             return _registration_refused(request, f"{name} is required")
-    field = field_with_nul(request)
-    if field is not None:
-        return _registration_refused(request, f"{field} must not contain NUL characters")
+    problem = text_problem(request)
+    if problem is not None:
+        return _registration_refused(request, problem[1])
     try:
         number = services.storage.register_instance(
             request.instance_id,

@@ -360,11 +360,13 @@ def record_retry(
 
 
 def require_id(value: str, name: str) -> None:
-    """An operator's id argument must be given and free of NUL."""
+    """An operator's id argument must be given, free of NUL and within its length
+    (:data:`runtara.limits.TEXT_LIMITS`)."""
     if not value:
         raise errors.OperationRefused(f"{name} is required")
-    if "\x00" in value:
-        raise errors.OperationRefused(f"{name} must not contain NUL characters")
+    problem = limits.text_problem(name, value)
+    if problem is not None:
+        raise errors.OperationRefused(problem)
 
 
 def _signalable(tx: base.Transaction, instance_id: str) -> None:
