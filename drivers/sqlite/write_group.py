@@ -13,8 +13,12 @@ wakes up with the outcome.
 What every caller can rely on:
 
 - Its work runs at most once, and never again after it raised: a job that
-  raises undoes only its own work (its savepoint) and its exception reaches
-  its caller; the other jobs of the batch commit.
+  raises undoes only its own work (its savepoint) and its exception, whatever
+  it is (a ``KeyboardInterrupt`` or ``SystemExit`` too), reaches its caller
+  alone; the other jobs of the batch commit. (Rolling the whole batch back
+  would not make anything safer: the savepoint undoes the job's work however
+  it ended. An interruption that arrives in the leader's thread while another
+  caller's work runs there is taken as that work's own.)
 - It gets its committed result or an exception, never nothing: a result is
   handed over only after the COMMIT succeeded.
 - Failures of the store (opening the connection, BEGIN, a transaction SQLite
@@ -22,10 +26,40 @@ What every caller can rely on:
   :class:`runtara.errors.StorageError` (``StorageUnavailable`` when the
   database cannot be opened); the connection is dropped and the next batch
   opens a new one, so the group keeps serving once the cause is gone.
+- Anything else that ends the group's own steps in the leader's thread (a
+  ``KeyboardInterrupt`` there, a bug) is raised in that thread alone; the
+  other jobs of the batch are told that their write was not applied, or that
+  it may have been applied if the COMMIT had started, or get their results if
+  the COMMIT had returned.
+- A caller interrupted while it waits (a ``KeyboardInterrupt`` in the main
+  thread, say) gets the interruption: a job still queued is withdrawn and
+  never runs, and if it had just been made the leader, it passes the
+  leadership on first.
 - Its wait is bounded by ``wait_timeout`` (then
   :class:`runtara.errors.StorageUnavailable`): a job that was still queued is
   withdrawn and never runs; a job already in a batch may still commit, and the
-  message says so.
+  message says so. The leader's own wait for the writers' lock of other
+  processes is bounded too (see :mod:`file_lock`), and after that only
+  SQLite's busy timeout applies.
+- After :meth:`WriteGroup.close`, a batch under way finishes and closes the
+  connection; later batches fail without opening one.
+
+The invariants the code keeps (all under ``_lock``):
+
+1. Not leading implies an empty queue: every queued job has a leader to come.
+2. A leader's own job is ``queue[0]`` when it takes its batch: it queued into an
+   empty queue, or it was designated as successor, which is always ``queue[0]``.
+3. Jobs leave the queue only into the leader's batch, or when their own caller
+   stops waiting while they are still queued.
+4. ``lead`` marks the job whose owner must lead and has not taken its batch yet
+   (the first job queued when nobody leads, or a designated successor). Such a
+   job never withdraws on a timeout: it leads. Interrupted, its owner
+   designates the next queued job, or stops the leading when there is none.
+5. A job's ``_wake`` is released at most once, by another thread: to designate
+   it, or to deliver the outcome of a batch another leader ran. So a wake-up is
+   never lost (a release before the sleep is kept) and never taken for another.
+6. The connection is used only by the leader, between taking its batch and
+   handing over; ``close`` closes it only when no batch is under way.
 """
 
 from __future__ import annotations
@@ -50,7 +84,7 @@ _QUEUED, _RUNNING, _DONE = "queued", "running", "done"
 class _Job:
     """One caller's work and, once done, its outcome.
 
-    ``_wake`` is held from creation and released exactly once by another thread:
+    ``_wake`` is held from creation and released at most once by another thread:
     to hand the owner the leadership, or to deliver the outcome of a batch that
     another leader ran (a leader does not release its own job).
     """
@@ -76,6 +110,17 @@ class _Job:
         if self.error is not None:
             raise self.error
         return self.result
+
+
+class _Batch:
+    """The jobs a leader runs in one transaction, and how far their COMMIT got."""
+
+    __slots__ = ("jobs", "committing", "committed")
+
+    def __init__(self, jobs: list[_Job]) -> None:
+        self.jobs = jobs
+        self.committing = False
+        self.committed = False
 
 
 class WriteGroup:
@@ -104,6 +149,9 @@ class WriteGroup:
         self._lock = threading.Lock()
         self._queue: collections.deque[_Job] = collections.deque()
         self._leading = False
+        self._in_batch = False
+        """A leader is between taking its batch and handing over."""
+        self._closed = False
         self._connection: sqlite3.Connection | None = None
         self.commits = 0
         """Batches committed."""
@@ -114,12 +162,18 @@ class WriteGroup:
         """Run ``work(connection)`` inside a write transaction and return its result
         once committed; its exception (after undoing its work) if it raises."""
         job = _Job(work)
-        with self._lock:
-            self._queue.append(job)
-            lead = not self._leading
-            self._leading = True
-        if lead or self._wait(job):
-            self._lead(job)
+        try:
+            with self._lock:
+                self._queue.append(job)
+                leads = job.lead = not self._leading
+                self._leading = True
+            if not leads:
+                leads = self._wait(job)
+            if leads:
+                self._lead(job)
+        except BaseException:
+            self._withdraw(job)  # wherever the interruption struck
+            raise
         return job.outcome()
 
     @property
@@ -128,11 +182,14 @@ class WriteGroup:
         return len(self._queue)
 
     def close(self) -> None:
-        """Close the write connection; call when no more work is submitted."""
+        """Close the write connection, now or when the batch under way ends; later
+        batches fail. Call when no more work is submitted."""
         with self._lock:
+            self._closed = True
+            if self._in_batch:
+                return
             connection, self._connection = self._connection, None
-        if connection is not None:
-            connection.close()
+        _close(connection)
 
     # --- followers ----------------------------------------------------------------
 
@@ -159,67 +216,108 @@ class WriteGroup:
                     f"{self._wait_timeout:g}s; the write may still have been applied"
                 )
 
+    def _withdraw(self, job: _Job) -> None:
+        """Take back the job of a caller that stopped waiting, if it is still queued;
+        if it had been made the leader, pass the leadership on."""
+        with self._lock:
+            if job.state is not _QUEUED or job not in self._queue:
+                return  # in a batch or done: its leader completes it; or already withdrawn
+            self._queue.remove(job)
+            if not job.lead:
+                return
+            if self._queue:
+                self._designate(self._queue[0])
+            else:
+                self._leading = False
+
     # --- the leader -----------------------------------------------------------------
 
     def _lead(self, own: _Job) -> None:
         with self._lock:
             own.lead = False
-            batch = [self._queue.popleft() for _ in range(min(self._max_batch, len(self._queue)))]
-            for job in batch:
+            count = min(self._max_batch, len(self._queue))
+            batch = _Batch([self._queue.popleft() for _ in range(count)])
+            for job in batch.jobs:
                 job.state = _RUNNING
-        finished = False
+            self._in_batch = True
         try:
             self._commit(batch)
-            finished = True
+        except BaseException:
+            # An interruption of the group's own steps (work keeps its exceptions):
+            # this thread gets it, and every job of the batch still gets an outcome.
+            self._abandon(batch)
+            raise
         finally:
-            # Even when something that is not an Exception interrupted the
-            # batch, every job of it ends with an outcome and the next caller
-            # gets the leadership: no one waits for a leader that is gone. The
-            # successor is woken first, so the next batch starts while the
-            # callers of this one are still waking up (measured: about 9 % more
-            # 64 KiB checkpoints per second).
-            if not finished:
-                self._fail(batch, errors.StorageError("Database error: the write was interrupted"))
-                self._drop_connection()
-            with self._lock:
-                if self._queue:
-                    successor = self._queue[0]
-                    successor.lead = True
-                    successor.wake()
-                else:
-                    self._leading = False
-                for job in batch:
-                    job.state = _DONE
-                    if job is not own:
-                        job.wake()
+            self._hand_over(batch, own)
 
-    def _commit(self, batch: list[_Job]) -> None:
+    def _hand_over(self, batch: _Batch, own: _Job) -> None:
+        """Give the leadership to the next queued job, then release the batch's callers.
+
+        The successor is woken first, so the next batch starts while the callers
+        of this one are still waking up (measured: about 9 % more 64 KiB
+        checkpoints per second).
+        """
+        connection = None
+        with self._lock:
+            self._in_batch = False
+            if self._closed:
+                connection, self._connection = self._connection, None
+            if self._queue:
+                self._designate(self._queue[0])
+            else:
+                self._leading = False
+            for job in batch.jobs:
+                job.state = _DONE
+                if job is not own:
+                    job.wake()
+        _close(connection)
+
+    @staticmethod
+    def _designate(successor: _Job) -> None:
+        successor.lead = True
+        successor.wake()
+
+    def _commit(self, batch: _Batch) -> None:
         """Run the batch in one transaction; set each job's result or error."""
         try:
             connection = self._open()
         except Exception as error:
-            self._fail(batch, _storage_error(error, errors.StorageUnavailable))
+            self._fail(batch.jobs, _storage_error(error, errors.StorageUnavailable))
             return
         started = metrics.clock_seconds()
         try:
             with self._writers_lock():
                 connection.execute("BEGIN IMMEDIATE")
-                for job in batch:
+                for job in batch.jobs:
                     self._run_job(connection, job)
                     if not connection.in_transaction:
                         # SQLite rolled the whole transaction back itself (disk
                         # full, I/O error): the batch's earlier work is gone too.
                         raise _RolledBack(job.error)
+                batch.committing = True
                 connection.execute("COMMIT")
+                batch.committed = True
         except Exception as error:
             logger.error("SQLite commit failed: %s", error)
             metrics.commit_failed("sqlite")
-            self._fail(batch, _storage_error(error))
+            self._fail(batch.jobs, _storage_error(error))
             self._drop_connection()
             return
         self.commits += 1
-        self.transactions += len(batch)
-        metrics.commit_finished("sqlite", started, len(batch))
+        self.transactions += len(batch.jobs)
+        metrics.commit_finished("sqlite", started, len(batch.jobs))
+
+    def _abandon(self, batch: _Batch) -> None:
+        """Complete the jobs of a batch whose leader was interrupted, saying what is
+        known of their writes."""
+        if batch.committed:
+            return  # every job has its outcome
+        if batch.committing:
+            message = "the write was interrupted while committing; it may have been applied"
+        else:
+            message = "the write was interrupted before its commit; it was not applied"
+        self._fail(batch.jobs, errors.StorageError(f"Database error: {message}"))
+        self._drop_connection()
 
     @staticmethod
     def _run_job(connection: sqlite3.Connection, job: _Job) -> None:
@@ -228,7 +326,7 @@ class WriteGroup:
             job.result = job.work(connection)
         except sqlite3.Error as error:
             job.error = _storage_error(error)
-        except Exception as error:  # the work's own refusal: undo it alone
+        except BaseException as error:  # the work's own refusal or interruption: undo it alone
             job.error = error
         else:
             connection.execute("RELEASE job")
@@ -238,28 +336,34 @@ class WriteGroup:
             connection.execute("RELEASE job")
 
     def _open(self) -> sqlite3.Connection:
-        if self._connection is None:
-            self._connection = self._connect()
-        return self._connection
+        with self._lock:
+            if self._closed:
+                raise errors.StorageUnavailable("Database unavailable: the database was closed")
+            if self._connection is not None:
+                return self._connection
+        connection = self._connect()  # outside the lock: it may wait for the file
+        with self._lock:
+            if not self._closed:
+                self._connection = connection
+                return connection
+        connection.close()
+        raise errors.StorageUnavailable("Database unavailable: the database was closed")
 
     def _drop_connection(self) -> None:
         """Forget the connection (rolling back what it holds); the next batch reconnects."""
-        connection, self._connection = self._connection, None
-        if connection is not None:
-            with contextlib.suppress(sqlite3.Error):
-                if connection.in_transaction:
-                    connection.execute("ROLLBACK")
-                connection.close()
+        with self._lock:
+            connection, self._connection = self._connection, None
+        _close(connection)
 
     @staticmethod
-    def _fail(batch: list[_Job], error: errors.StorageError) -> None:
-        """Give ``error`` to the jobs of ``batch`` that have no error of their own (a
-        job's refusal stands: its work was undone whether or not the batch commits).
+    def _fail(jobs: list[_Job], error: errors.StorageError) -> None:
+        """Give ``error`` to the jobs that have no error of their own (a job's
+        refusal stands: its work was undone whether or not the batch commits).
 
         Each caller gets its own copy: one exception raised in many threads at
         once would collect all their tracebacks.
         """
-        for job in batch:
+        for job in jobs:
             if job.error is None:
                 job.result = None
                 job.error = copy.copy(error)
@@ -269,6 +373,16 @@ class WriteGroup:
 class _RolledBack(Exception):
     def __init__(self, cause: BaseException | None) -> None:
         super().__init__(f"the transaction was rolled back ({cause})")
+
+
+def _close(connection: sqlite3.Connection | None) -> None:
+    """Close a connection, rolling back what it holds."""
+    if connection is None:
+        return
+    with contextlib.suppress(sqlite3.Error):
+        if connection.in_transaction:
+            connection.execute("ROLLBACK")
+        connection.close()
 
 
 def _storage_error(

@@ -1,8 +1,10 @@
 """The SQLite write group on real database files, failures injected through the
-connect function, the work, or a connection subclass."""
+connect function, the work, a connection subclass, or a signal."""
 
 from __future__ import annotations
 
+import collections
+import signal
 import sqlite3
 import threading
 import time
@@ -15,7 +17,8 @@ from tests.support import wait_for
 
 
 class Faulty(sqlite3.Connection):
-    """A real connection whose COMMIT can be made to fail or to hang."""
+    """A real connection whose COMMIT can be made to fail or to hang, and whose
+    statements can be interrupted just as they return."""
 
     store: Store
 
@@ -27,7 +30,15 @@ class Faulty(sqlite3.Connection):
             if self.store.commits_seen in self.store.stuck_commits:
                 self.store.commit_entered.set()
                 self.store.release.wait(30)
-        return super().execute(sql, *args)
+        cursor = super().execute(sql, *args)
+        self.store.seen[sql] += 1
+        if (sql, self.store.seen[sql]) in self.store.interrupted_after:
+            raise KeyboardInterrupt(f"arrived as {sql} returned")
+        return cursor
+
+    def close(self):
+        self.store.closes += 1
+        super().close()
 
 
 class Store:
@@ -40,6 +51,10 @@ class Store:
         self.commits_seen = 0
         self.failing_commits: set[int] = set()
         self.stuck_commits: set[int] = set()
+        self.seen: collections.Counter[str] = collections.Counter()
+        self.interrupted_after: set[tuple[str, int]] = set()
+        """(statement, its number among its kind) to interrupt as it returns."""
+        self.closes = 0
         self.commit_entered = threading.Event()
         self.release = threading.Event()
         setup = sqlite3.connect(path, isolation_level=None)
@@ -265,17 +280,172 @@ def test_a_transaction_sqlite_rolled_back_fails_every_job_of_the_batch(group, st
     keeps_serving(group, store, "after")
 
 
-def test_a_leader_interrupted_by_a_base_exception_releases_everyone(group, store):
-    works = [Counted("first"), Counted("interrupting", KeyboardInterrupt()), Counted("third")]
-    outcomes = in_one_batch(group, works)
-    raised = [outcome["error"] for outcome in outcomes]
-    # The leader (the first queued) sees the interruption in its own thread;
-    # the callers it ran work for are told.
-    assert isinstance(raised[0], KeyboardInterrupt)
-    assert all(isinstance(error, errors.StorageError) for error in raised[1:])
-    assert all("interrupted" in str(error) for error in raised[1:])
-    assert store.rows() == set()
+def test_a_base_exception_from_work_reaches_its_own_caller_alone(group, store):
+    interruption = KeyboardInterrupt()
+    works = [Counted("first"), Counted("interrupting", interruption), Counted("third")]
+    first, interrupting, third = in_one_batch(group, works)
+    # The first queued leads the batch; the interruption raised by the second
+    # caller's work reaches that caller, and the others' writes commit.
+    assert first["result"] == "first" and third["result"] == "third"
+    assert interrupting["error"] is interruption
+    assert [work.runs for work in works] == [1, 1, 1]
+    assert store.rows() == {"first", "third"}
     keeps_serving(group, store, "after")
+
+
+def test_a_leader_whose_own_work_raises_a_base_exception_gets_it_and_the_batch_commits(
+    group, store
+):
+    exit_request = SystemExit(3)
+    works = [Counted("leader", exit_request), Counted("follower")]
+    leader, follower = in_one_batch(group, works)
+    assert leader["error"] is exit_request
+    assert follower["result"] == "follower"
+    assert store.rows() == {"follower"}
+    keeps_serving(group, store, "after")
+
+
+@pytest.mark.parametrize(
+    ("statement", "rows", "told"),
+    [
+        ("BEGIN IMMEDIATE", set(), "it was not applied"),
+        ("COMMIT", {"leader", "w1", "w2"}, "it may have been applied"),
+    ],
+)
+def test_a_leader_interrupted_in_its_own_steps_gets_the_interruption_and_others_the_truth(
+    group, store, statement, rows, told
+):
+    gate, holding = threading.Event(), threading.Event()
+    holder = submit(group, lambda connection: holding.set() or gate.wait(10))
+    assert holding.wait(5)
+    works = [Counted("leader"), Counted("w1"), Counted("w2")]
+    leader, *others = queue_in_order(group, works)  # the first leads the next batch
+    store.interrupted_after.add((statement, 2))  # in the second batch: the leader's
+    gate.set()
+    finished(holder)
+    assert isinstance(finished(leader)["error"], KeyboardInterrupt)
+    for outcome in map(finished, others):
+        assert isinstance(outcome["error"], errors.StorageError)
+        assert told in str(outcome["error"])
+    assert store.rows() == rows
+    keeps_serving(group, store, "after")
+
+
+class Interrupted(BaseException):
+    """What the test's signal handler raises in the main thread."""
+
+
+@pytest.fixture
+def interrupt_main_thread():
+    """``interrupt(before)``: send SIGUSR1 to this (the main) thread; its handler
+    calls ``before()``, then raises Interrupted wherever the thread is."""
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signals are handled in the main thread only")
+    steps = {}
+
+    def handler(signum, frame):
+        steps.pop("before")()
+        raise Interrupted
+
+    previous = signal.signal(signal.SIGUSR1, handler)
+
+    def interrupt(before=lambda: None) -> None:
+        steps["before"] = before
+        signal.pthread_kill(threading.main_thread().ident, signal.SIGUSR1)
+
+    yield interrupt
+    signal.signal(signal.SIGUSR1, previous)
+
+
+def test_a_caller_interrupted_while_queued_is_withdrawn(store, interrupt_main_thread):
+    group = WriteGroup(store.connect, wait_timeout=3)
+    try:
+        gate, holding = threading.Event(), threading.Event()
+        holder = submit(group, lambda connection: holding.set() or gate.wait(10))
+        assert holding.wait(5)
+        threading.Thread(
+            target=lambda: wait_for(lambda: group.queued == 1) and interrupt_main_thread()
+        ).start()
+        interrupted = Counted("interrupted")
+        with pytest.raises(Interrupted):
+            group.run(interrupted)
+        assert group.queued == 0
+        gate.set()
+        finished(holder)
+        assert interrupted.runs == 0
+        keeps_serving(group, store, "after")
+        assert finished(submit(group, Counted("from another thread")))["result"]
+    finally:
+        gate.set()
+        group.close()
+
+
+@pytest.mark.parametrize("queued_behind", [0, 2])
+def test_a_caller_interrupted_just_after_it_was_made_leader_passes_the_leadership_on(
+    store, interrupt_main_thread, queued_behind
+):
+    group = WriteGroup(store.connect, wait_timeout=3)
+    try:
+        gate, holding = threading.Event(), threading.Event()
+        holder = submit(group, lambda connection: holding.set() or gate.wait(10))
+        assert holding.wait(5)
+        interrupted = Counted("interrupted")
+        behind = [Counted(f"behind-{index}") for index in range(queued_behind)]
+
+        def queue_the_others_and_interrupt() -> None:
+            wait_for(lambda: group.queued == 1)
+            outcomes.extend(queue_in_order(group, behind))
+
+            def let_the_holder_hand_over() -> None:
+                gate.set()
+                finished(holder)  # it made the interrupted caller its successor
+
+            interrupt_main_thread(let_the_holder_hand_over)
+
+        outcomes: list[dict] = []
+        threading.Thread(target=queue_the_others_and_interrupt).start()
+        with pytest.raises(Interrupted):
+            group.run(interrupted)
+        assert [finished(outcome)["result"] for outcome in outcomes] == [
+            work.name for work in behind
+        ]
+        assert interrupted.runs == 0
+        assert group.queued == 0
+        keeps_serving(group, store, "after")
+        assert "interrupted" not in store.rows()
+    finally:
+        gate.set()
+        group.close()
+
+
+def test_close_during_a_batch_lets_it_commit_and_leaks_no_connection(store):
+    group = WriteGroup(store.connect, wait_timeout=10)
+    gate, holding = threading.Event(), threading.Event()
+
+    def held(connection):
+        holding.set()
+        gate.wait(10)
+        return Counted("under way")(connection)
+
+    under_way = submit(group, held)
+    assert holding.wait(5)
+    (queued,) = queue_in_order(group, [Counted("queued")])
+    group.close()
+    gate.set()
+    assert finished(under_way)["result"] == "under way"
+    assert isinstance(finished(queued)["error"], errors.StorageUnavailable)
+    assert "closed" in str(queued["error"])
+    assert store.rows() == {"under way"}
+    assert store.connects == store.closes == 1
+
+
+def test_a_write_after_close_fails_without_opening_the_database(group, store):
+    keeps_serving(group, store, "before")
+    group.close()
+    assert store.closes == 1
+    with pytest.raises(errors.StorageUnavailable, match="closed"):
+        group.run(Counted("after"))
+    assert store.connects == 1 and store.rows() == {"before"}
 
 
 def test_a_stuck_commit_gives_followers_a_bounded_honest_wait(store):
