@@ -58,7 +58,9 @@ class SqliteDriver(base.StorageDriver):
         self.busy_timeout_ms = options.get("busy_timeout_ms", 30_000)
         self.max_batch = options.get("max_batch", 256)
         self._queries = queries.load("sqlite")
-        self._writers = FileLock(path.with_name(path.name + "-writers.lock"))
+        self._writers = FileLock(
+            path.with_name(path.name + "-writers.lock"), timeout=self.busy_timeout_ms / 1000
+        )
         self._group = WriteGroup(
             self._connect,
             max_batch=self.max_batch,
