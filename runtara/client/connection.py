@@ -11,7 +11,10 @@ before its checks passed.
 
 A stateless reset from the server (it restarted and no longer knows the
 connection) closes the connection at once: its requests fail with
-ConnectionLost instead of waiting for the idle timeout.
+ConnectionLost instead of waiting for the idle timeout. A reset only answers
+a packet, and a client whose request the server acknowledged before it died
+has nothing to send, so while a request waits without any reply data the
+client pings the server, after 1 s and then each time the wait has doubled.
 """
 
 from __future__ import annotations
@@ -32,6 +35,9 @@ from google.protobuf.message import DecodeError, Message
 from runtara import aioquic_adapter, config, errors, logging_setup
 from runtara.limits import MiB
 from runtara.protocol import framing
+
+PROBE_AFTER = 1.0
+"""Seconds a request waits without reply data before the client first pings the server."""
 
 
 class CertificateRejected(errors.ConnectFailed):
@@ -72,6 +78,10 @@ class _ClientProtocol(QuicConnectionProtocol):
         self.streams: dict[int, _StreamState] = {}
         self.terminated: events.ConnectionTerminated | None = None
         self.socket_error: OSError | None = None
+        self._progress_at = 0.0
+        """When a request was last sent or reply data last came."""
+        self._probe_after = PROBE_AFTER
+        self._probe_timer: asyncio.TimerHandle | None = None
 
     def datagram_received(self, data: bytes, addr) -> None:
         # aioquic's client does not recognise a stateless reset: without this, a
@@ -88,6 +98,26 @@ class _ClientProtocol(QuicConnectionProtocol):
     def send(self, stream_id: int, data: bytes, end: bool) -> None:
         self._quic.send_stream_data(stream_id, data, end_stream=end)
         self.transmit()
+        self._progressed()
+        if self._probe_timer is None:
+            self._probe_timer = self._loop.call_later(PROBE_AFTER, self._probe)
+
+    def _progressed(self) -> None:
+        self._progress_at = self._loop.time()
+        self._probe_after = PROBE_AFTER
+
+    def _probe(self) -> None:
+        """While requests wait for replies, ping a server that sent none for a while:
+        a live one acknowledges, a restarted one answers with a stateless reset."""
+        self._probe_timer = None
+        if self.terminated is not None or not self.streams or self._transport.is_closing():
+            return
+        waited = self._loop.time() - self._progress_at
+        if waited >= self._probe_after:
+            self._quic.send_ping(0)
+            self.transmit()
+            self._probe_after = 2 * waited
+        self._probe_timer = self._loop.call_at(self._progress_at + self._probe_after, self._probe)
 
     def reset(self, stream_id: int, error_code: int) -> None:
         self._quic.reset_stream(stream_id, error_code)
@@ -110,6 +140,7 @@ class _ClientProtocol(QuicConnectionProtocol):
 
     def quic_event_received(self, event: events.QuicEvent) -> None:
         if isinstance(event, events.StreamDataReceived):
+            self._progressed()
             state = self.streams.get(event.stream_id)
             if state is not None:
                 state.data += event.data
@@ -127,6 +158,9 @@ class _ClientProtocol(QuicConnectionProtocol):
                 state.changed.set()
         elif isinstance(event, events.ConnectionTerminated):
             self.terminated = event
+            if self._probe_timer is not None:
+                self._probe_timer.cancel()
+                self._probe_timer = None
             for state in self.streams.values():
                 state.changed.set()
 

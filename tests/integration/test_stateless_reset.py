@@ -20,8 +20,9 @@ from pathlib import Path
 import pytest
 
 from runtara import errors
-from runtara.config import ServerConfig
+from runtara.config import ServerConfig, StorageConfig
 from runtara.protocol import instance_pb2 as pb
+from runtara.records import InstanceStatus
 from runtara.sdk.channel import Channel
 from runtara.sdk.config import SdkConfig
 from runtara.server import binding
@@ -69,6 +70,14 @@ class Served:
         self.storage.close()
 
 
+def status(database_url: str, instance_id: str) -> InstanceStatus:
+    storage = selection.open_driver(StorageConfig(database_url=database_url), workers=1)
+    try:
+        return storage.run(lambda tx: tx.get_instance(instance_id), write=False).status
+    finally:
+        storage.close()
+
+
 def killed_server(tmp_path: Path, runs_dir: Path) -> tuple[ServerProcess, RpcClient]:
     """A server process with a registered client."""
     first = ServerProcess(
@@ -100,6 +109,35 @@ def test_a_restarted_server_ends_its_predecessors_connections_at_once(tmp_path):
             assert fresh.checkpoint("inst-1", "cp-1", b"state").checkpoint.found is False
         finally:
             fresh.close()
+    finally:
+        client.close()
+        second.stop()
+
+
+def test_a_client_waiting_for_an_acknowledged_request_notices_the_restart(tmp_path):
+    # The server acknowledged the sleep and holds its reply back: the client has
+    # nothing to retransmit, so only its probing ping can draw the reset.
+    runs = tmp_path / "runs"
+    first, client = killed_server(tmp_path, runs)
+    outcome: list[BaseException | pb.RpcResponse] = []
+
+    def sleep() -> None:
+        try:
+            outcome.append(
+                client.call(sleep=pb.SleepRequest(instance_id="inst-1", duration_ms=60_000))
+            )
+        except errors.ClientError as error:
+            outcome.append(error)
+
+    sleeper = threading.Thread(target=sleep)
+    sleeper.start()
+    wait_for(lambda: status(sqlite_url(tmp_path), "inst-1") == InstanceStatus.SUSPENDED, 10)
+    first.kill()
+    second = Served(tmp_path / "second", runs, port=first.address[1])
+    try:
+        sleeper.join(30)
+        (error,) = outcome
+        assert isinstance(error, errors.ConnectionLost) and "stateless reset" in str(error)
     finally:
         client.close()
         second.stop()
