@@ -17,7 +17,7 @@ from typing import Any
 from runtara import errors, records
 from runtara.protocol import instance_pb2 as pb
 from runtara.sdk import current, exceptions
-from runtara.sdk.channel import Channel
+from runtara.sdk.channel import Channel, Retry
 from runtara.sdk.config import SdkConfig
 from runtara.sdk.results import SIGNAL_TO_WIRE, CheckpointResult, Signals, Status
 
@@ -88,19 +88,7 @@ class AsyncInstance:
         Starts the background heartbeat and makes this the instance
         :func:`runtara.sdk.durable` functions use. Raises RegistrationRefused.
         """
-        request = pb.RegisterInstanceRequest(
-            instance_id=self.instance_id, tenant_id=self.config.tenant_id
-        )
-        checkpoint_id = self.config.checkpoint_id if checkpoint_id is None else checkpoint_id
-        if checkpoint_id is not None:
-            request.checkpoint_id = checkpoint_id
-        reply = await self._channel.call(pb.RpcRequest(register_instance=request))
-        if not reply.success:
-            raise exceptions.RegistrationRefused(
-                f"instance {self.instance_id!r} not registered: {reply.error}"
-            )
-        if reply.HasField("registration"):
-            self._channel.registration = reply.registration
+        await self._register(self.config.checkpoint_id if checkpoint_id is None else checkpoint_id)
         interval = self.config.heartbeat_interval_ms / 1000
         if interval > 0 and self._heartbeat is None:
             self._heartbeat = asyncio.get_running_loop().create_task(self._beat(interval))
@@ -132,6 +120,10 @@ class AsyncInstance:
         ``key``) the server is left holding the instance suspended until then,
         the connection is closed, and :class:`~runtara.sdk.Sleeping` is raised so
         that the process exits, to be relaunched when the instance is due.
+
+        If the server goes away during the sleep, the SDK waits for it (see
+        :mod:`runtara.sdk.channel`), registers again if the server left the
+        instance suspended, and sleeps only what remains of the duration.
         """
         if not 0 <= seconds <= MAX_SLEEP:
             raise ValueError(f"cannot sleep {seconds} s: from 0 to {MAX_SLEEP} s (3650 days)")
@@ -247,6 +239,21 @@ class AsyncInstance:
         if not reply.success:
             raise exceptions.ServerError("EVENT_ERROR", reply.error or "Unknown error")
 
+    async def _register(self, checkpoint_id: str | None) -> None:
+        request = pb.RegisterInstanceRequest(
+            instance_id=self.instance_id, tenant_id=self.config.tenant_id
+        )
+        if checkpoint_id is not None:
+            request.checkpoint_id = checkpoint_id
+        reply = await self._channel.call(pb.RpcRequest(register_instance=request))
+        if not reply.success:
+            raise exceptions.RegistrationRefused(
+                f"instance {self.instance_id!r} not registered: {reply.error}"
+            )
+        if reply.HasField("registration"):
+            # A repeat after a lost reply was given a newer number: this one.
+            self._channel.registration = reply.registration
+
     async def _obey(self, signals: Signals) -> None:
         signal = signals.pending_signal
         if signal is None or not self.stop_on_signals:
@@ -262,6 +269,8 @@ class AsyncInstance:
             await asyncio.sleep(interval)
             try:
                 await self.heartbeat()
+            except errors.ClientError as error:  # the channel logs the server's absence
+                logger.debug("background heartbeat of %r failed: %s", self.instance_id, error)
             except errors.RuntaraError as error:
                 logger.warning("background heartbeat of %r failed: %s", self.instance_id, error)
             except exceptions.Superseded:
@@ -273,8 +282,37 @@ class AsyncInstance:
         )
 
     async def _sleep_request(self, duration_ms: int) -> None:
-        timeout = duration_ms / 1000 + self.config.request_timeout
-        await self._channel.call(self._sleep_message(duration_ms), timeout=timeout)
+        """Sleep ``duration_ms`` on the server. When the reply is lost (the server
+        went away), wait for the server, wake the instance if the lost sleep left
+        it suspended, and send only the time that remains."""
+        loop = asyncio.get_running_loop()
+        wake_at = loop.time() + duration_ms / 1000
+        retry = Retry(self._channel)
+        while True:
+            timeout = duration_ms / 1000 + self.config.request_timeout
+            try:
+                await self._channel.call_once(self._sleep_message(duration_ms), timeout=timeout)
+                return
+            except errors.ClientError as error:
+                await retry.after(error)
+            await self._wake_after_lost_sleep()
+            duration_ms = round((wake_at - loop.time()) * 1000)
+            if duration_ms <= 0:
+                return
+
+    async def _wake_after_lost_sleep(self) -> None:
+        """A sleep whose reply was lost may have suspended the instance, and a
+        suspended instance can neither sleep nor save checkpoints: register
+        again, which makes it running (and records ``started``)."""
+        if (await self.status()).status is not records.InstanceStatus.SUSPENDED:
+            return
+        await self.heartbeat()  # Superseded if another process registered since
+        await self._register(None)
+        logger.info(
+            "instance %r registered again (registration %s): the server lost its sleep",
+            self.instance_id,
+            self._channel.registration,
+        )
 
     async def _wake_time(self, checkpoint_id: str, wake_at: float) -> float:
         """The wake time saved under ``checkpoint_id``, saving ``wake_at`` if none is."""
@@ -301,9 +339,11 @@ class AsyncInstance:
         deadline = loop.time() + self.config.request_timeout
         while (status := (await self.status()).status) is records.InstanceStatus.RUNNING:
             if loop.time() > deadline:
-                raise errors.RequestTimeout(
-                    f"sleep: the server did not suspend the instance within "
-                    f"{self.config.request_timeout}s"
+                raise self._channel.transport_error(
+                    errors.RequestTimeout(
+                        f"sleep: the server did not suspend the instance within "
+                        f"{self.config.request_timeout:g}s"
+                    )
                 )
             await asyncio.sleep(CONFIRM_INTERVAL)
         if status is not records.InstanceStatus.SUSPENDED:

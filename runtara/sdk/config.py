@@ -53,6 +53,13 @@ SETTINGS = (
         "reply limit of every call",
     ),
     config.Setting(
+        "server_wait_ms",
+        None,
+        "RUNTARA_SERVER_WAIT",
+        config.milliseconds(0),
+        "how long calls wait for an unreachable server (0: not at all)",
+    ),
+    config.Setting(
         "signal_poll_interval_ms",
         None,
         "RUNTARA_SIGNAL_POLL_INTERVAL_MS",
@@ -118,6 +125,10 @@ class SdkConfig:
     request_timeout_ms: int = attrs.field(default=30_000, validator=_validate)
     """RUNTARA_REQUEST_TIMEOUT_MS: how long a reply may take (a sleep's reply: this
     much after its duration)."""
+    server_wait_ms: int = attrs.field(default=600_000, validator=_validate)
+    """RUNTARA_SERVER_WAIT: how long a call waits for a server it cannot reach (it
+    stopped, restarted, or no longer answers), repeating the call meanwhile; 0: not
+    at all. Milliseconds, or any duration form (``30s``, ``10m``)."""
     signal_poll_interval_ms: int = attrs.field(default=1_000, validator=_validate)
     """RUNTARA_SIGNAL_POLL_INTERVAL_MS: at most one signal poll per interval reaches the server."""
     heartbeat_interval_ms: int = attrs.field(default=30_000, validator=_validate)
@@ -141,6 +152,10 @@ class SdkConfig:
     @property
     def connect_timeout(self) -> float:
         return self.connect_timeout_ms / 1000
+
+    @property
+    def server_wait(self) -> float:
+        return self.server_wait_ms / 1000
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> SdkConfig:

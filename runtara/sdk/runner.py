@@ -21,9 +21,23 @@ What happens, whatever the workflow does:
   relaunch that took over): the server refuses this one's requests, the SDK
   raises :class:`~runtara.sdk.Superseded` out of the workflow's code, nothing
   more is reported, and the process exits with code 3 after one line saying so.
+- The server stays unreachable past RUNTARA_SERVER_WAIT, or an SDK call ends
+  with a transport error it does not repeat (``ConnectFailed``,
+  ``ConnectionLost``, ``RequestTimeout``, ``BadResponse``; see
+  :mod:`runtara.sdk.channel`), whether in the workflow's code, in its durable
+  steps, at registration or in the final report: this is not the workflow's
+  failure, so nothing more is reported and the process exits with code 75
+  (``EX_TEMPFAIL``: it lost its server; its launcher relaunches it) after one
+  line saying so. Only exceptions the workflow's own code raises are reported
+  ``failed``; a transport error the workflow raises itself (from another
+  client, say) is one of them.
 
-Failures of the SDK itself (a setting it cannot use, no server, a server
-whose certificate does not verify, registration refused, an event the server
+The final report (``completed``, ``failed``, ``suspended``) is repeated until
+the server acknowledges it, within the wait, so a finished workflow is not
+relaunched because its report was lost.
+
+Failures of the SDK itself (a setting it cannot use, a server whose
+certificate does not verify, registration refused, an event the server
 refuses) are raised from :func:`run`; :func:`main` prints them as one line.
 """
 
@@ -42,7 +56,8 @@ from typing import Any, NoReturn
 import attrs
 
 from runtara import errors
-from runtara.sdk import _immediate, exceptions
+from runtara.client.connection import CertificateRejected
+from runtara.sdk import _immediate, channel, exceptions
 from runtara.sdk.async_instance import AsyncInstance
 from runtara.sdk.config import SdkConfig
 from runtara.sdk.instance import Instance
@@ -59,6 +74,7 @@ class Ending(str, enum.Enum):
     PAUSED = "paused"
     SLEEPING = "sleeping"
     SUPERSEDED = "superseded"
+    LOST_SERVER = "lost_server"
 
 
 @attrs.frozen
@@ -73,8 +89,12 @@ class Outcome:
 
     @property
     def exit_code(self) -> int:
-        """1 when failed, 3 when superseded, else 0."""
-        return {Ending.FAILED: 1, Ending.SUPERSEDED: 3}.get(self.ending, 0)
+        """1 when failed, 3 when superseded, 75 when the server was lost, else 0."""
+        return EXIT_CODES.get(self.ending, 0)
+
+
+EXIT_CODES = {Ending.FAILED: 1, Ending.SUPERSEDED: 3, Ending.LOST_SERVER: 75}
+"""Exit codes other than 0; 75 is ``EX_TEMPFAIL`` (sysexits.h): try again later."""
 
 
 def run(workflow: Callable[[Any], Any], config: SdkConfig | None = None) -> Outcome:
@@ -104,8 +124,8 @@ def main(workflow: Callable[[Any], Any], config: SdkConfig | None = None) -> NoR
 
     A failure of the SDK itself ends the process with one line on stderr,
     ``<script>: error: <what failed, and what to set>``, and exit code 2 for a
-    setting it cannot use (``ConfigError``), 1 for the others (no server, a
-    certificate that does not verify, a refused registration ...).
+    setting it cannot use (``ConfigError``), 1 for the others (a certificate
+    that does not verify, a refused registration ...).
     """
     try:
         outcome = run(workflow, config)
@@ -118,12 +138,22 @@ def main(workflow: Callable[[Any], Any], config: SdkConfig | None = None) -> NoR
 
 async def _supervise(instance: Any, body: Callable[[], Awaitable[Any]]) -> Outcome:
     """``instance`` has AsyncInstance's coroutine methods."""
-    await instance.register()
     try:
+        await instance.register()
         return await _run_to_the_end(instance, body)
     except exceptions.Superseded as stop:
         logger.error("stopping: %s", stop)
         return Outcome(Ending.SUPERSEDED, error=stop)
+    except errors.ClientError as error:
+        # A certificate that does not verify is a setting to change: main says which.
+        if not channel.from_the_transport(error) or isinstance(error, CertificateRejected):
+            raise
+        logger.error(
+            "stopping: lost the server, so nothing is reported; exit code 75 asks for a "
+            "relaunch: %s",
+            error,
+        )
+        return Outcome(Ending.LOST_SERVER, error=error)
 
 
 async def _run_to_the_end(instance: Any, body: Callable[[], Awaitable[Any]]) -> Outcome:
@@ -138,6 +168,8 @@ async def _run_to_the_end(instance: Any, body: Callable[[], Awaitable[Any]]) -> 
     except exceptions.Sleeping as stop:
         return Outcome(Ending.SLEEPING, error=stop)
     except Exception as error:
+        if channel.from_the_transport(error):
+            raise  # an SDK call's, not the workflow's failure: see _supervise
         logger.error("the workflow failed", exc_info=error)
         await instance.failed(_describe(error))
         return Outcome(Ending.FAILED, error=error)

@@ -21,6 +21,7 @@ def config_for(address, instance_id="inst-1", **overrides) -> SdkConfig:
         "request_timeout_ms": 5000,
         "heartbeat_interval_ms": 0,
         "signal_poll_interval_ms": 0,
+        "server_wait_ms": 0,  # a test about waiting for the server says so
         **overrides,
     }
     return SdkConfig(**settings)

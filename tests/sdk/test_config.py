@@ -45,6 +45,24 @@ def test_defaults_are_upstreams():
     assert (config.connect_timeout_ms, config.request_timeout_ms) == (10_000, 30_000)
     assert (config.signal_poll_interval_ms, config.heartbeat_interval_ms) == (1_000, 30_000)
     assert config.checkpoint_id is None
+    assert config.server_wait == 600.0  # ten minutes
+
+
+@pytest.mark.parametrize(
+    ("value", "milliseconds"), [("0", 0), ("2500", 2_500), ("2s", 2_000), ("10m", 600_000)]
+)
+def test_the_server_wait_takes_the_duration_forms(value, milliseconds):
+    config = SdkConfig.from_env({**REQUIRED, "RUNTARA_SERVER_WAIT": value})
+    assert config.server_wait_ms == milliseconds
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [("-1s", "less than 0"), ("soon", "not a whole number"), ("0.5", "not a whole number")],
+)
+def test_a_bad_server_wait_names_the_variable(value, message):
+    with pytest.raises(errors.ConfigError, match=f"^RUNTARA_SERVER_WAIT='{value}': .*{message}"):
+        SdkConfig.from_env({**REQUIRED, "RUNTARA_SERVER_WAIT": value})
 
 
 @pytest.mark.parametrize(

@@ -55,7 +55,7 @@ def test_a_host_name_for_the_server_is_a_configuration_error(tmp_path):
 
 
 @pytest.mark.timeout(30)
-def test_a_server_that_does_not_answer_is_one_line(tmp_path):
+def test_a_server_that_does_not_answer_is_one_line_and_exit_code_75(tmp_path):
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
         silent.bind(("127.0.0.1", 0))
         address = "{}:{}".format(*silent.getsockname())
@@ -64,9 +64,32 @@ def test_a_server_that_does_not_answer_is_one_line(tmp_path):
             RUNTARA_SERVER_ADDR=address,
             RUNTARA_SKIP_CERT_VERIFICATION="true",
             RUNTARA_CONNECT_TIMEOUT_MS="300",
+            RUNTARA_SERVER_WAIT="0",
         )
-    assert (result.returncode, result.stdout) == (1, "")
+    assert (result.returncode, result.stdout) == (75, "")
     assert result.stderr == (
-        f"echo_input.py: error: register_instance: no QUIC handshake with {address} within "
-        f"0.3s; is runtara-core serving there? (RUNTARA_SERVER_ADDR is {address})\n"
+        "stopping: lost the server, so nothing is reported; exit code 75 asks for a relaunch: "
+        f"register_instance: no QUIC handshake with {address} within 0.3s; is runtara-core "
+        f"serving there? (RUNTARA_SERVER_ADDR is {address})\n"
     )
+
+
+@pytest.mark.timeout(30)
+def test_a_server_that_never_comes_is_waited_for_then_one_line_and_exit_code_75(tmp_path):
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as closed:
+        closed.bind(("127.0.0.1", 0))
+        address = "{}:{}".format(*closed.getsockname())
+    result = run_script(
+        tmp_path,
+        RUNTARA_SERVER_ADDR=address,
+        RUNTARA_SKIP_CERT_VERIFICATION="true",
+        RUNTARA_SERVER_WAIT="1s",
+    )
+    assert (result.returncode, result.stdout) == (75, "")
+    waiting, stopping = result.stderr.splitlines()
+    assert waiting.startswith(
+        f"the server at {address} is unreachable (ConnectFailed: register_instance: "
+        f"cannot connect to {address}: Connection refused;"
+    )
+    assert waiting.endswith("waiting up to 1s for it, repeating the call")
+    assert stopping.startswith("stopping: lost the server, so nothing is reported; exit code 75")
