@@ -245,23 +245,19 @@ class Console:
         return messages.download(found.state, f"{instance_id}-{checkpoint_id}.bin")
 
     def log(self, request: Request, instance_id: str, stream: str) -> Response:
-        """A launched instance's whole stdout or stderr log (its older part, moved to
-        ``<name>.1`` by the cap, is not included)."""
+        """A launched instance's stdout or stderr log as it is at one moment (a cap
+        waits for the read); its older part, moved to ``<name>.1`` by the cap, is not
+        included."""
         if stream not in logs.STREAMS:
             return self.problem(
                 404, "No such log", f"Logs are {' and '.join(logs.STREAMS)}, not {stream!r}."
             )
         if self.admin.instance_details(instance_id, recent_events=0) is None:
             return self._missing(instance_id)
-        chunks, offset = [], 0
-        while True:
-            data, offset = self.admin.read_log(instance_id, stream, offset)
-            if not data:
-                break
-            chunks.append(data)
-        return messages.download(
-            b"".join(chunks), f"{instance_id}-{stream}.log", "text/plain; charset=utf-8"
-        )
+        data = b""
+        if self.runs_dir is not None:
+            data = logs.read_all(logs.log_path(self.runs_dir, instance_id, stream))
+        return messages.download(data, f"{instance_id}-{stream}.log", "text/plain; charset=utf-8")
 
     def _log_tails(self, instance_id: str) -> dict[str, str]:
         if self.runs_dir is None:

@@ -10,14 +10,28 @@ again, the set of sockets does not change, so the kernel does not move the
 other processes' clients to another socket (it would, were a socket closed
 and bound again), and datagrams for the dead process wait in its socket's
 buffer for its successor. Server process 0 also runs the launcher and
-the maintenance tasks; every process serves requests. The parent forwards
-SIGINT and SIGTERM to every child, waits for all of them and exits 0; a child
-that dies otherwise is logged and started again, unless it could not start
-(exit code CANNOT_START): then the parent stops the others and exits 1. A second signal kills them
-and the parent exits 1, as a single server does. A parent that dies (even by
-SIGKILL) takes its children with it, as one crashed server: the kernel sends
-each SIGKILL, so no server process outlives its parent to serve a port a new
-server binds.
+the maintenance tasks; every process serves requests.
+
+What the parent guarantees about signals and children:
+
+- The first SIGINT or SIGTERM is forwarded as SIGTERM to every server process,
+  including one being started at that moment (a child started while the parent
+  is stopping is told as soon as it is recorded), and no process is started
+  after it. The parent waits for all of them and exits 0. A second signal kills
+  them (SIGKILL) and the parent exits 1, as a single server does.
+- A server process that dies otherwise is logged and started again, unless it
+  could not start (exit code CANNOT_START): then the parent stops the others
+  and exits 1.
+- A parent that dies (even by SIGKILL) takes its server processes with it, as
+  one crashed server: the kernel sends each SIGKILL, so no server process
+  outlives its parent to serve a port a new server binds. Instance processes
+  the launcher started run in sessions of their own and survive, for the next
+  server to adopt.
+- Orphans are reaped. When the parent is PID 1 (a container's init) or a
+  child subreaper, processes whose own parent ended are handed to it (instance
+  processes after server process 0 died, what workflows left behind); it
+  collects each as it exits, so none stays a zombie. It collects only those:
+  its server processes' exit statuses are left to their Popen objects.
 
 The processes share their figures through a folder: each writes its own
 counters there twice a second, and whichever process answers GetStats sums
@@ -37,7 +51,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 
 import attrs
@@ -172,6 +186,8 @@ def supervise(config: config_module.ServerConfig) -> int:
     failed = False
 
     def start(index: int) -> None:
+        if stopping:
+            return
         mine = {name: sockets[index] for name, sockets in bound.items()}
         handed = ",".join(f"{name}={sock.fileno()}" for name, sock in mine.items())
         child = subprocess.Popen(
@@ -186,6 +202,10 @@ def supervise(config: config_module.ServerConfig) -> int:
         )
         children[index] = child
         logger.info("server process %d started (pid %d)", index, child.pid)
+        if stopping:
+            # A signal handled while Popen ran, after its fork, could not see this
+            # child: tell it now. (A server process ignores a repeated signal.)
+            child.send_signal(signal.SIGKILL if killed else signal.SIGTERM)
 
     def on_signal(number: int, frame: object) -> None:
         nonlocal stopping, killed
@@ -237,8 +257,8 @@ def supervise(config: config_module.ServerConfig) -> int:
                     f"exited with code {code}" if code >= 0 else f"was killed by signal {-code}",
                 )
                 time.sleep(RESTART_DELAY)
-                if not stopping:
-                    start(index)
+                start(index)
+            reap_orphans({child.pid for child in children.values()})
     finally:
         shutil.rmtree(shared, ignore_errors=True)
         for sockets in bound.values():
@@ -248,6 +268,21 @@ def supervise(config: config_module.ServerConfig) -> int:
         return 1
     logger.info("stopped")
     return 0
+
+
+def reap_orphans(own: Collection[int]) -> None:
+    """Collect this process's exited children that are not ``own``: orphans handed
+    to it (it is PID 1 or a subreaper). Each is looked at without being collected
+    first, so that an ``own`` child's exit status stays for its Popen."""
+    while True:
+        try:
+            exited = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:  # no children at all
+            return
+        if exited is None or exited.si_pid == 0 or exited.si_pid in own:
+            return  # an own child that just exited is collected at its next poll
+        os.waitpid(exited.si_pid, os.WNOHANG)
+        logger.debug("collected orphan process %d (status %d)", exited.si_pid, exited.si_status)
 
 
 class SharedFigures:
