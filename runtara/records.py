@@ -279,7 +279,7 @@ class Launch:
     """The process's start time, which tells it from a later process with the same pid."""
     host: str | None = None
     registration: int | None = None
-    """The instance's registration number when the process was launched: a later
+    """The instance's registration number when the attempt was claimed: a later
     number than the next one means another process took the instance over."""
     stop_deadline: dt.datetime | None = None
     """Set by ``runtara-core stop``: past it, the process is terminated."""

@@ -36,7 +36,12 @@ class ServerSideOperations(base.StorageDriver):
         refusal, and StorageError / StorageUnavailable as ``run`` does."""
 
     def register_instance(
-        self, instance_id: str, tenant_id: str, checkpoint_id: str | None, now: dt.datetime
+        self,
+        instance_id: str,
+        tenant_id: str,
+        checkpoint_id: str | None,
+        now: dt.datetime,
+        registration: int | None = None,
     ) -> int:
         row = self._call(
             "call_register_instance",
@@ -45,6 +50,7 @@ class ServerSideOperations(base.StorageDriver):
                 "tenant_id": tenant_id,
                 "checkpoint_id": checkpoint_id,
                 "now": now,
+                "registration": registration,
             },
         )
         return row[0]

@@ -60,8 +60,10 @@ def _optional(message: Message, field: str):
 def register_instance(
     request: pb.RegisterInstanceRequest, services: Services, registration: int | None = None
 ) -> pb.RpcResponse:
-    """Never an RpcError: every refusal is ``success=false`` with the reason. The
-    reply carries the new registration number (our addition, field 20)."""
+    """Every refusal is ``success=false`` with the reason, except a process that
+    names a superseded registration (only our SDK names one): SUPERSEDED, as any
+    request of it. The reply carries the registration number (our addition,
+    field 20): the one named when the registered process registers again."""
     for name in ("instance_id", "tenant_id"):
         if not getattr(request, name):
             return _registration_refused(request, f"{name} is required")
@@ -74,6 +76,7 @@ def register_instance(
             request.tenant_id,
             _optional(request, "checkpoint_id"),
             services.now(),
+            registration,
         )
     except errors.RegistrationRefused as refusal:
         return _registration_refused(request, str(refusal))

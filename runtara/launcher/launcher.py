@@ -529,7 +529,7 @@ class Launcher:
 
 def _write_input(folder: Path, data: bytes) -> Path:
     """The input in the run folder, readable by the server's user alone."""
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    logs.make_run_folder(folder)
     path = folder / INPUT_FILE
     flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
     fd = os.open(path, flags, 0o600)

@@ -40,7 +40,9 @@ def serve(config: ServerConfig) -> int:
     processes (see :mod:`runtara.server.supervisor`).
     """
     index = supervisor.process_index()
-    if config.processes > 1 and index is None:
+    # As PID 1 (a container) even one server process gets a parent, which reaps
+    # the orphaned instance processes handed to it.
+    if index is None and (config.processes > 1 or os.getpid() == 1):
         # The parent prepares the storage first: one migration, and a store that
         # cannot be written is one line and exit 1, not processes started forever.
         storage = prepared_storage(config)

@@ -356,10 +356,17 @@ class StorageDriver(abc.ABC):
     # request of a superseded registration is refused.
 
     def register_instance(
-        self, instance_id: str, tenant_id: str, checkpoint_id: str | None, now: dt.datetime
+        self,
+        instance_id: str,
+        tenant_id: str,
+        checkpoint_id: str | None,
+        now: dt.datetime,
+        registration: int | None = None,
     ) -> int:
         return self.run(
-            lambda tx: operations.register_instance(tx, instance_id, tenant_id, checkpoint_id, now)
+            lambda tx: operations.register_instance(
+                tx, instance_id, tenant_id, checkpoint_id, now, registration
+            )
         )
 
     def checkpoint(

@@ -199,12 +199,14 @@ def retry(
             f"Instance '{instance_id}' was not started with `runtara-core start`: "
             "no launch specification says how to run it again"
         )
-    if launch.claimed_by is not None:
+    if launch.claimed_by is not None and launch.claimed_until > now:
         raise errors.OperationRefused(
             f"Instance '{instance_id}': its last process has not been seen to end yet "
             f"(watched by {launch.claimed_by}); try again in a few seconds"
         )
-    update = LaunchUpdate(failures=0, next_launch_at=now, stop_deadline=None)
+    # A claim that ran out is released too: its launcher stopped before it saw the
+    # process end, and no launcher looks after a finished instance's launch.
+    update = _release(failures=0, next_launch_at=now, stop_deadline=None)
     if respec is not None:
         update = attrs.evolve(update, spec=respec(launch.spec))
     if payload is not records.UNCHANGED:
@@ -271,8 +273,10 @@ def request_stop(
         LaunchUpdate(stop_deadline=now + grace, next_launch_at=None),
         held_by=launch.holder,
     )
-    if launch.claimed_by is None and instance.status is not InstanceStatus.RUNNING:
-        # nothing runs it: a stop of a pending or suspended instance is immediate
+    if launch.claimed_by is None and (
+        instance.status is not InstanceStatus.RUNNING or launch.next_launch_at is not None
+    ):
+        # nothing runs it: a stop of a pending, suspended or due instance is immediate
         tx.update_instance(
             instance_id, _final(InstanceStatus.CANCELLED, now, "stopped before it ran again")
         )
@@ -340,6 +344,9 @@ def claim(
             claimed_by=launcher,
             claimed_until=now + lease,
             attempt=launch.attempt + 1,
+            # Taken before the process starts, which may register before its
+            # launch is recorded: its own registration is the next number.
+            registration=instance.registration,
             resumed_from=instance.checkpoint_id,
             launched_at=None,
             next_launch_at=None,
@@ -374,13 +381,7 @@ def launched(
     instance, launch = _locked(tx, instance_id)
     if launch is None:
         return False
-    update = LaunchUpdate(
-        pid=pid,
-        pid_started=pid_started,
-        host=host,
-        registration=instance.registration,
-        launched_at=now,
-    )
+    update = LaunchUpdate(pid=pid, pid_started=pid_started, host=host, launched_at=now)
     if not tx.update_launch(instance_id, update, held_by=holder):
         return False
     _event(

@@ -63,13 +63,18 @@ def register_instance(
     tenant_id: str,
     checkpoint_id: str | None,
     now: dt.datetime,
+    registration: int | None = None,
 ) -> int:
     """Make the instance ``running`` (creating it if new), record ``started``, and
-    return the new registration number: from now on, requests of processes that
+    return its registration number: from now on, requests of processes that
     registered the instance before are refused (Superseded).
 
-    Refused (RegistrationRefused) for another tenant's instance, a finished one,
-    and a ``checkpoint_id`` the instance does not have.
+    ``registration`` is the one the calling process holds, if any: naming the
+    current one (the process registering again, after a lost reply or a sleep)
+    keeps that number; naming an older one is refused (Superseded), so that a
+    superseded process cannot take the instance back. Refused
+    (RegistrationRefused) for another tenant's instance, a finished one, and a
+    ``checkpoint_id`` the instance does not have.
     """
     instance = tx.get_instance(instance_id)
     if instance is None:
@@ -80,9 +85,8 @@ def register_instance(
             # read it, locked now, and go on as for an existing instance.
             instance = tx.get_instance(instance_id)
     if instance is None:
-        registration = 1
+        number = 1
     else:
-        registration = instance.registration + 1
         if instance.tenant_id != tenant_id:
             raise errors.RegistrationRefused(str(errors.TenantMismatch(instance_id)))
         if instance.status.is_terminal:
@@ -92,6 +96,10 @@ def register_instance(
             )
         if checkpoint_id is not None and tx.get_checkpoint(instance_id, checkpoint_id) is None:
             raise errors.RegistrationRefused(str(errors.CheckpointNotFound(checkpoint_id)))
+        if registration is not None and registration < instance.registration:
+            raise errors.Superseded(instance_id, registration, instance.registration)
+        same = registration is not None and registration == instance.registration
+        number = instance.registration if same else instance.registration + 1
     tx.update_instance(
         instance_id,
         InstanceUpdate(
@@ -99,7 +107,7 @@ def register_instance(
             started_at=now,
             sleep_until=None,
             last_activity_at=now,
-            registration=registration,
+            registration=number,
         ),
     )
     tx.insert_event(
@@ -110,7 +118,7 @@ def register_instance(
             checkpoint_id=checkpoint_id,
         )
     )
-    return registration
+    return number
 
 
 def _signals(tx: base.Transaction, instance_id: str, checkpoint_id: str | None) -> records.Signals:

@@ -780,6 +780,22 @@ class DriverConformance:
             storage.register_instance(instance, "tenant", None, at(3))
         assert self.status(storage, instance).status is InstanceStatus.COMPLETED
 
+    def test_registering_again_keeps_the_number_and_a_superseded_one_is_refused(self, storage):
+        assert storage.register_instance("again", "tenant", None, at(1)) == 1
+        storage.begin_sleep("again", dt.timedelta(seconds=5), "", b"", at(2), registration=1)
+        # the process holding registration 1 registers again: it keeps its number
+        assert storage.register_instance("again", "tenant", None, at(3), registration=1) == 1
+        assert self.status(storage, "again").status is InstanceStatus.RUNNING
+        assert storage.register_instance("again", "tenant", None, at(4)) == 2  # another process
+        with pytest.raises(errors.Superseded):
+            storage.register_instance("again", "tenant", None, at(5), registration=1)
+        got = self.status(storage, "again")
+        assert (got.registration, got.last_activity_at) == (2, at(4))
+        started = storage.run(
+            lambda tx: tx.list_events("again", records.EventFilter(event_type=EventType.STARTED))
+        )
+        assert len(started) == 3
+
     def test_register_resumes_from_an_existing_checkpoint(self, storage):
         instance = self.registered(storage)
         storage.checkpoint(instance, "step-1", b"s1", at(1))
@@ -1130,8 +1146,9 @@ class DriverConformance:
         assert exit_(second, at(7)) is launches.Outcome.RELAUNCH
         got = storage.run(lambda tx: tx.get_launch("job"))
         assert (got.failures, got.next_launch_at) == (0, at(8))
-        # ending suspended is no failure
+        # ending suspended (by the attempt's own registered process) is no failure
         third = attempt(at(8))
+        storage.register_instance("job", "t", "step-1", at(8))
         storage.begin_sleep("job", dt.timedelta(seconds=100), "", b"", at(9))
         assert exit_(third, at(10), "exited with code 0", code=0) is launches.Outcome.SUSPENDED
         got = storage.run(lambda tx: tx.get_launch("job"))

@@ -335,7 +335,8 @@ ORDER BY instance_id LIMIT %(limit)s
 -- statement is the whole transaction.
 
 -- name: call_register_instance
-SELECT runtara_register_instance(%(instance_id)s, %(tenant_id)s, %(checkpoint_id)s, %(now)s)
+SELECT runtara_register_instance(%(instance_id)s, %(tenant_id)s, %(checkpoint_id)s, %(now)s,
+                                 %(registration)s)
 
 -- name: call_checkpoint
 SELECT * FROM runtara_checkpoint(%(instance_id)s, %(checkpoint_id)s, %(state)s, %(now)s,

@@ -214,7 +214,7 @@ def test_the_server_says_the_engines_message(postgres_url):
     calls = [
         "SELECT runtara_get_checkpoint('ghost', 'cp', now(), NULL)",
         "SELECT runtara_begin_sleep('i', 1, '', '', now(), 2)",
-        "SELECT runtara_register_instance('i', 'other', NULL, now())",
+        "SELECT runtara_register_instance('i', 'other', NULL, now(), NULL)",
         "SELECT runtara_record_event('i', 'completed', '', NULL, now(), NULL, NULL, 1)",
         "SELECT runtara_record_event('i', 'failed', '', 'x', now(), NULL, NULL, 1)",
         "SELECT runtara_begin_sleep('i', 1, '', '', now(), 1)",

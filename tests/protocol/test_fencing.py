@@ -7,11 +7,28 @@ from runtara.protocol import codes
 from runtara.protocol import instance_pb2 as pb
 
 
-def test_each_registration_gets_a_higher_number(client):
+def test_each_registration_gets_a_higher_number(server, client):
     first = client.register("order-17")
-    second = client.register("order-17")
+    second = server.client().register("order-17")
     assert first.success and second.success
     assert second.registration == first.registration + 1
+
+
+def test_registering_again_on_the_same_connection_keeps_the_number(client):
+    first = client.register("order-17")
+    again = client.register("order-17")
+    assert again.success and again.registration == first.registration
+
+
+def test_a_superseded_process_cannot_register_again(server):
+    old, new = server.client(), server.client()
+    assert old.register("order-17").success
+    assert new.register("order-17").success
+    refused = old.call(
+        register_instance=pb.RegisterInstanceRequest(instance_id="order-17", tenant_id="tenant")
+    )
+    assert refused.error.code == codes.SUPERSEDED
+    assert "registered again by another process" in refused.error.message
 
 
 def test_a_superseded_connection_can_neither_progress_nor_end_the_instance(server):

@@ -93,7 +93,8 @@ def test_a_sleep_cut_off_by_a_restart_sleeps_only_what_remains(tmp_path):
             sleeper.join(30)
             assert outcome == [None]
             assert instance.checkpoint("after the nap", b"").found is False
-            assert server.instance("inst-1").registration == 2
+            # the same process registered again: it keeps its registration
+            assert server.instance("inst-1").registration == 1
     finally:
         server.stop()
     # the second sleep ends when the first one would have: only what remained was
@@ -138,12 +139,12 @@ def test_a_server_shutting_down_is_waited_for_like_a_stopped_one(tmp_path, caplo
     assert caplog.text.count("is unreachable") == 1
 
 
-def test_a_repeated_registration_leaves_the_newest_number_in_use(server, make_config):
-    # what a registration repeated after its lost reply looks like to the server
+def test_a_repeated_registration_keeps_the_number_in_use(server, make_config):
+    # a process registering again names the registration it holds, and keeps it
     with Instance(make_config()) as instance:
         instance.register()
         instance.register()
-        assert server.instance("inst-1").registration == 2
+        assert server.instance("inst-1").registration == 1
         assert instance.checkpoint("step", b"").found is False  # not superseded
 
 

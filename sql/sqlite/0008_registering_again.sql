@@ -1,0 +1,3 @@
+-- PostgreSQL's migration 0008 replaces its server-side registration function;
+-- SQLite runs the rule in the server's own process, so this version changes
+-- nothing: it keeps both dialects at the same schema version.
