@@ -5,10 +5,11 @@ no way to refuse a connection before its handshake, no peer address and no
 peer certificate on a connection, and it keeps TLS buffers and handshake
 timers that we must reach to free or cancel. It draws connection ids and their
 stateless reset tokens at random in each connection, never sends a stateless
-reset, and its client does not recognise one. Each of those reaches into aioquic's private attributes
-here, and only here; ``tests/unit/test_aioquic_adapter.py`` checks every one
-of them against the installed aioquic, so an upgrade that changes them fails
-loudly there instead of misbehaving at run time.
+reset, and its client does not recognise one. Each of those reaches into
+aioquic's private attributes here, and only here;
+``tests/unit/test_aioquic_adapter.py`` checks every one of them against the
+installed aioquic, so an upgrade that changes them fails loudly there instead
+of misbehaving at run time.
 
 (Subclasses of :class:`~aioquic.asyncio.protocol.QuicConnectionProtocol` use
 ``self._quic``, the connection they wrap: that is aioquic's documented way of
