@@ -125,7 +125,7 @@ class InstanceServer:
         sockets = self._bind()
         try:
             # After binding: a server that cannot have its port writes nothing.
-            secret = reset_secret.load_or_create(self.config.runs_dir)
+            secret = reset_secret.load_or_create(self.config.runs_dir.absolute())
         except errors.ListenFailed:
             for name, sock in sockets.items():
                 if name not in self._sockets:
