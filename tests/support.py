@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -185,6 +186,13 @@ class LoopbackServer:
 
 def sqlite_url(folder: Path) -> str:
     return f"sqlite:{folder / 'runtara.db'}"
+
+
+def free_udp_port() -> int:
+    """A UDP port of loopback that nothing holds now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 class ServerProcess:

@@ -17,7 +17,7 @@ from runtara import clock, records
 from runtara.config import StorageConfig
 from runtara.launcher import logs
 from runtara.storage import selection
-from tests.support import ServerProcess, run_cli, sqlite_url, wait_for
+from tests.support import ServerProcess, free_udp_port, run_cli, sqlite_url, wait_for
 
 WORKFLOWS = Path(__file__).parent.parent / "workflows"
 FAST = ("--restart-backoff", "50ms", "--restart-backoff-max", "200ms", "--launch-lease", "2s")
@@ -31,7 +31,9 @@ class Launching:
         self.folder = folder
         self.url = url
         self.runs = folder / "runs"
-        self.flags = ("--database-url", url, "--runs-dir", str(self.runs), *FAST, *flags)
+        # One port for good: a restarted server is found where its instances wait for it.
+        port = ("--port", str(free_udp_port()))
+        self.flags = (*port, "--database-url", url, "--runs-dir", str(self.runs), *FAST, *flags)
         self.server = ServerProcess(*self.flags, cwd=folder)
         self.storage = selection.open_driver(StorageConfig(database_url=url), workers=2)
 
