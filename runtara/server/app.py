@@ -127,9 +127,7 @@ class InstanceServer:
             # After binding: a server that cannot have its port writes nothing.
             secret = reset_secret.load_or_create(self.config.runs_dir.absolute())
         except errors.ListenFailed:
-            for name, sock in sockets.items():
-                if name not in self._sockets:
-                    sock.close()
+            self._close_bound(sockets)
             raise
         self._resets = stateless_reset.StatelessResets(
             secret, process=self._process, processes=self._processes
@@ -218,11 +216,15 @@ class InstanceServer:
                     host, port, setting=setting
                 )
         except errors.ListenFailed:
-            for name, sock in bound.items():
-                if name not in self._sockets:
-                    sock.close()
+            self._close_bound(bound)
             raise
         return bound
+
+    def _close_bound(self, sockets: dict[str, socket.socket]) -> None:
+        """Close the sockets :meth:`_bind` bound itself (not those handed down)."""
+        for name, sock in sockets.items():
+            if name not in self._sockets:
+                sock.close()
 
     async def _open(self, sockets: dict[str, socket.socket]) -> None:
         config = self.config
