@@ -25,7 +25,7 @@ ends before the reply, no reply within the request timeout, and the
 ``UNAVAILABLE`` answer of a server that is shutting down (it applied nothing).
 The call is sent again, over a new connection when the old one is closed or
 silent, after a back-off of full jitter (a random time up to 0.1 s, doubling
-to at most 5 s), until RUNTARA_SERVER_WAIT has passed since the server was
+to at most 1 s: a server that is back is found within a second), until RUNTARA_SERVER_WAIT has passed since the server was
 found unreachable; then the last transport error is raised. The start of the
 wait is logged once (WARNING, with the address and the cause), and so is the
 server's return (INFO, with how long it was away), however many calls wait
@@ -95,8 +95,9 @@ FIRST_BACKOFF = 0.05
 LONGEST_BACKOFF = 1.0
 """Seconds between the repeats of an OVERLOADED request."""
 FIRST_RETRY = 0.1
-LONGEST_RETRY = 5.0
-"""Seconds: the cap of the back-off between repeats while the server is unreachable."""
+LONGEST_RETRY = 1.0
+"""Seconds: the cap of the back-off between repeats while the server is unreachable
+(a repeat costs one datagram, refused at once while nothing listens)."""
 MIN_IDLE_TIMEOUT = 30.0
 """Seconds; the server's keep-alive pings (every 15 s) must fit inside the idle timeout."""
 
