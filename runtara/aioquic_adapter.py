@@ -125,6 +125,19 @@ def peer_address(connection: QuicConnection) -> tuple[str, int] | None:
     return paths[0].addr[:2] if paths else None
 
 
+def client_of(protocol: QuicConnectionProtocol) -> tuple[bytes, tuple[str, int] | None]:
+    """The connection id the client of a server connection addresses it by, and
+    the client's address (None before its first datagram).
+
+    The id is the connection's first, the source id of its Initial packets. A
+    client keeps it unless it changes ids itself: quinn and aioquic clients do
+    that only when they migrate, or when told to retire it, which this server
+    never does.
+    """
+    connection = protocol._quic
+    return connection._local_initial_source_connection_id, peer_address(connection)
+
+
 def peer_certificate(connection: QuicConnection) -> x509.Certificate | None:
     """The certificate the peer presented in the handshake of a connection that
     started it (None until the certificate arrived).

@@ -34,7 +34,16 @@ from runtara.handlers import dispatch
 from runtara.handlers.services import Services
 from runtara.protocol import instance_pb2 as pb
 from runtara.protocol import management_pb2 as mpb
-from runtara.server import binding, core, quic, reset_secret, stateless_reset, supervisor, tls
+from runtara.server import (
+    binding,
+    connection_journal,
+    core,
+    quic,
+    reset_secret,
+    stateless_reset,
+    supervisor,
+    tls,
+)
 from runtara.storage import base
 
 logger = logging.getLogger(__name__)
@@ -43,6 +52,8 @@ INSTANCE_SERVICE = core.Service("instance", pb.RpcRequest, dispatch.INSTANCE_OPE
 STATS_TIMEOUT = 5.0
 REPLY_SETTLE = 1.0
 """Seconds a stopping server waits at most for its last replies to be acknowledged."""
+ANNOUNCE_PAUSE = 0.05
+"""Seconds to wait when the resets' rate limit holds back those sent unasked at a start."""
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
@@ -80,6 +91,7 @@ class InstanceServer:
         """This server process's number among the processes serving its port, and
         their number (by default, what the parent that started it says)."""
         self._resets: stateless_reset.StatelessResets | None = None
+        self._journal: connection_journal.ConnectionJournal | None = None
         self.shared_figures = None
         """With several server processes, their shared figures (a SharedFigures)."""
         self._instance_service = instance_service
@@ -109,8 +121,10 @@ class InstanceServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
-        self._endpoints: list[aioquic_adapter.AdmittingServer] = []
-        self._connections: set[quic.ServerConnection] = set()
+        self._endpoints: dict[str, aioquic_adapter.AdmittingServer] = {}
+        """By service name."""
+        self._connections: dict[quic.ServerConnection, str] = {}
+        """The admitted connections, and the name of the service of each."""
         self._timers: dict[Hashable, asyncio.TimerHandle] = {}
         self._finished: collections.deque[tuple[core.Job, Any]] = collections.deque()
         self._wake_pending = False
@@ -132,6 +146,13 @@ class InstanceServer:
         self._resets = stateless_reset.StatelessResets(
             secret, process=self._process, processes=self._processes
         )
+        self._journal = connection_journal.ConnectionJournal(
+            self.config.runs_dir.absolute(),
+            port=sockets["instance"].getsockname()[1],
+            process=self._process,
+            connection_id_length=self._resets.connection_id_length,
+        )
+        predecessors = self._journal.take_over()
         self._loop = new_event_loop()
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=self.config.max_concurrent, thread_name_prefix="runtara-worker"
@@ -141,12 +162,13 @@ class InstanceServer:
         )
         self._thread.start()
         try:
-            asyncio.run_coroutine_threadsafe(self._open(sockets), self._loop).result()
+            asyncio.run_coroutine_threadsafe(self._open(sockets, predecessors), self._loop).result()
         except BaseException:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join()
             self._loop.close()
             self._executor.shutdown(wait=False)
+            self._journal.remove()
             raise
 
     def stop(self, grace: float | None = None) -> bool:
@@ -226,7 +248,9 @@ class InstanceServer:
             if name not in self._sockets:
                 sock.close()
 
-    async def _open(self, sockets: dict[str, socket.socket]) -> None:
+    async def _open(
+        self, sockets: dict[str, socket.socket], predecessors: list[connection_journal.Entry]
+    ) -> None:
         config = self.config
         self.address = await self._listen(sockets["instance"], self._instance_service)
         if config.management_addr is not None:
@@ -238,6 +262,13 @@ class InstanceServer:
             )
             self.management_address = await self._listen(sockets["management"], service)
         self._sweep()
+        if predecessors:
+            logger.info(
+                "resetting the %d connections the previous server process on this port left open",
+                len(predecessors),
+            )
+            self._announce_restart(collections.deque(predecessors))
+        self._loop.call_later(connection_journal.REWRITE_EVERY, self._rewrite_journal)
 
     def _sweep(self) -> None:
         """Periodically give up on requests that stall half-way through their frame."""
@@ -245,6 +276,26 @@ class InstanceServer:
         self._perform(self.core.expire(self._loop.time(), timeout))
         if self.core.accepting:
             self._loop.call_later(min(timeout / 2, 5.0), self._sweep)
+
+    def _announce_restart(self, entries: collections.deque[connection_journal.Entry]) -> None:
+        """Reset, unasked, the connections this process's predecessor journaled:
+        their clients may have nothing to send that would draw a reset. As fast
+        as the resets' rate limit allows."""
+        while entries:
+            endpoint = self._endpoints.get(entries[0].service)
+            if endpoint is None or endpoint.transport is None or endpoint.transport.is_closing():
+                entries.popleft()  # a service not served now, or the server is stopping
+                continue
+            reset = self._resets.announcement(entries[0].connection_id)
+            if reset is None:
+                self._loop.call_later(ANNOUNCE_PAUSE, self._announce_restart, entries)
+                return
+            endpoint.transport.sendto(reset, entries.popleft().address)
+
+    def _rewrite_journal(self) -> None:
+        if self.core.accepting:  # else the journal is removed, or about to be
+            self._journal.rewrite()
+            self._loop.call_later(connection_journal.REWRITE_EVERY, self._rewrite_journal)
 
     async def _listen(self, sock: socket.socket, service: core.Service) -> tuple[str, int]:
         config = self.config
@@ -275,7 +326,7 @@ class InstanceServer:
         ):
             if size:
                 sock.setsockopt(socket.SOL_SOCKET, option, size)
-        self._endpoints.append(endpoint)
+        self._endpoints[service.name] = endpoint
         return sock.getsockname()[:2]
 
     async def _close(self, grace: float) -> bool:
@@ -306,9 +357,10 @@ class InstanceServer:
             drained = False
         self._perform(self.core.closing_all())
         await asyncio.sleep(0.05)  # let the CONNECTION_CLOSE packets leave
-        for endpoint in self._endpoints:
+        for endpoint in self._endpoints.values():
             if endpoint.transport is not None:
                 endpoint.transport.close()
+        self._journal.remove()  # every client was told by a CONNECTION_CLOSE
         return drained
 
     async def _wait_idle(self) -> None:
@@ -332,7 +384,7 @@ class InstanceServer:
         refusal = self.core.connection_opened(connection, service, address)
         metrics.connection_opened(service.name, refusal is None)
         if refusal is None:
-            self._connections.add(connection)
+            self._connections[connection] = service.name
         return refusal
 
     def quic_event(self, connection: quic.ServerConnection, event: events.QuicEvent) -> None:
@@ -348,13 +400,21 @@ class InstanceServer:
             return
         elif isinstance(event, events.HandshakeCompleted):
             self.core.handshake_completed(connection)
+            self._journal_opened(connection)
             return
         elif isinstance(event, events.ConnectionTerminated):
-            self._connections.discard(connection)
+            self._connections.pop(connection, None)
+            self._journal.closed(aioquic_adapter.client_of(connection)[0])
             actions = self.core.connection_closed(connection)
         else:
             return
         self._perform(actions)
+
+    def _journal_opened(self, connection: quic.ServerConnection) -> None:
+        service = self._connections.get(connection)
+        connection_id, address = aioquic_adapter.client_of(connection)
+        if service is not None and address is not None:
+            self._journal.opened(connection_journal.Entry(service, connection_id, address))
 
     # --- carrying out the core's actions -------------------------------------
 

@@ -17,6 +17,12 @@ That process must not reset a connection a sibling still serves: the first
 byte of every connection id is the number of the process that issued it, and
 a process resets only the ids it issued itself or that no process of the
 server can have issued.
+
+A reset answers a packet, and a client that waits for a reply has nothing to
+send: a Rust client (quinn) sends its next packet with its keep-alive, seconds
+later. So a process that starts again also resets, unasked, the connections
+its predecessor journaled (:mod:`runtara.server.connection_journal`), with
+the same kind of datagram and under the same rate limit.
 """
 
 from __future__ import annotations
@@ -85,6 +91,8 @@ class StatelessResets:
         self.rate_limited = 0
         self.withheld = 0
         """Packets for a connection a sibling process issued, left unanswered."""
+        self.announced = 0
+        """Resets sent unasked to the clients of this process's predecessor."""
 
     def new_connection_id(self) -> bytes:
         return bytes([self.process]) + os.urandom(self.connection_id_length - 1)
@@ -112,7 +120,18 @@ class StatelessResets:
             self.rate_limited += 1
             return None
         self.sent += 1
-        size = min(len(datagram) - 1, LONGEST_RESET - secrets.randbelow(8))
+        return self._reset(connection_id, min(len(datagram) - 1, _usual_size()))
+
+    def announcement(self, connection_id: bytes) -> bytes | None:
+        """The stateless reset to send, unasked, to the client of ``connection_id``,
+        a connection of this process's predecessor; None while the rate limit
+        holds it back (ask again later)."""
+        if not self._bucket.take():
+            return None
+        self.announced += 1
+        return self._reset(connection_id, _usual_size())
+
+    def _reset(self, connection_id: bytes, size: int) -> bytes:
         unpredictable = bytearray(os.urandom(size - TOKEN_SIZE))
         unpredictable[0] = 0x40 | unpredictable[0] & 0x3F  # a short header's first bits
         return bytes(unpredictable) + self.reset_token(connection_id)
@@ -122,4 +141,9 @@ class StatelessResets:
             "stateless_resets_sent": self.sent,
             "stateless_resets_rate_limited": self.rate_limited,
             "stateless_resets_withheld": self.withheld,
+            "stateless_resets_announced": self.announced,
         }
+
+
+def _usual_size() -> int:
+    return LONGEST_RESET - secrets.randbelow(8)

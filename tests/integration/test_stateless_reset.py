@@ -1,5 +1,7 @@
 """A restarted server ends its predecessor's connections at once with a stateless
-reset; a server with another secret, or a sibling process, cannot end them."""
+reset: unasked for the connections its predecessor journaled, and in answer to
+the packets of any other; a server with another secret, or a sibling process,
+cannot end them."""
 
 from __future__ import annotations
 
@@ -7,9 +9,11 @@ import asyncio
 import ctypes
 import hashlib
 import hmac
+import logging
 import os
 import selectors
 import socket
+import stat
 import struct
 import subprocess
 import sys
@@ -19,13 +23,13 @@ from pathlib import Path
 
 import pytest
 
-from runtara import errors
+from runtara import aioquic_adapter, errors
 from runtara.config import ServerConfig, StorageConfig
 from runtara.protocol import instance_pb2 as pb
 from runtara.records import InstanceStatus
 from runtara.sdk.channel import Channel
 from runtara.sdk.config import SdkConfig
-from runtara.server import binding
+from runtara.server import binding, connection_journal
 from runtara.server.app import InstanceServer
 from runtara.server.reset_secret import FILE_NAME
 from runtara.storage import selection
@@ -93,10 +97,57 @@ def killed_server(tmp_path: Path, runs_dir: Path) -> tuple[ServerProcess, RpcCli
     return first, client
 
 
-def test_a_restarted_server_ends_its_predecessors_connections_at_once(tmp_path):
+def journal_of(runs_dir: Path, port: int, process: int = 0) -> Path:
+    return connection_journal.path_for(runs_dir, port=port, process=process)
+
+
+def ended_by_a_reset(client: RpcClient) -> bool:
+    terminated = client.connection._protocol.terminated
+    return terminated is not None and (
+        terminated.reason_phrase == aioquic_adapter.STATELESS_RESET_REASON
+    )
+
+
+def test_a_restarted_server_tells_a_client_that_sends_nothing_at_once(tmp_path):
+    runs = tmp_path / "runs"
+    first, client = killed_server(tmp_path, runs)
+    journal = journal_of(runs, first.address[1])
+    assert stat.S_IMODE(journal.lstat().st_mode) == 0o600
+    server_id = client.connection._protocol._quic._peer_cid.cid
+    own_address = client.connection._transport.get_extra_info("sockname")[:2]
+    entry = connection_journal.Entry("instance", server_id, own_address)
+    assert journal.read_bytes() == entry.line()
+    # The server acknowledged the sleep and holds its reply back; the client,
+    # reading no reply, has nothing to send (and no reason to ping).
+    client.fire(sleep=pb.SleepRequest(instance_id="inst-1", duration_ms=60_000))
+    wait_for(lambda: status(sqlite_url(tmp_path), "inst-1") == InstanceStatus.SUSPENDED, 10)
+    first.kill()  # SIGKILL: the client's connection is never closed
+    second = Served(tmp_path / "second", runs, port=first.address[1])
+    try:
+        wait_for(lambda: client.connection.closed, 10)  # a third of its idle timeout
+        assert ended_by_a_reset(client)
+        assert second.figure("stateless_resets_announced") == 1
+        assert second.figure("stateless_resets_sent") == 0  # none answered: it sent nothing
+        assert journal.read_bytes() == b""  # a fresh journal: nothing connected yet
+        fresh = RpcClient(second.address)
+        try:
+            assert fresh.register("inst-1").success
+            wait_for(lambda: journal.read_bytes().startswith(b"instance "), 5)
+        finally:
+            fresh.close()
+    finally:
+        client.close()
+        second.stop()
+    assert not journal.exists()  # a clean stop: its clients were told
+
+
+def test_a_restarted_server_resets_a_connection_its_journal_does_not_name_when_it_sends(
+    tmp_path,
+):
     runs = tmp_path / "runs"
     first, client = killed_server(tmp_path, runs)
     first.kill()  # SIGKILL: the client's connection is never closed
+    journal_of(runs, first.address[1]).unlink()  # as for a client whose address changed
     second = Served(tmp_path / "second", runs, port=first.address[1])
     try:
         with pytest.raises(errors.ConnectionLost, match="stateless reset"):
@@ -133,6 +184,7 @@ def test_a_client_waiting_for_an_acknowledged_request_notices_the_restart(tmp_pa
     sleeper.start()
     wait_for(lambda: status(sqlite_url(tmp_path), "inst-1") == InstanceStatus.SUSPENDED, 10)
     first.kill()
+    journal_of(runs, first.address[1]).unlink()  # only the ping can tell it, then
     second = Served(tmp_path / "second", runs, port=first.address[1])
     try:
         sleeper.join(30)
@@ -167,7 +219,7 @@ def test_the_sdk_reconnects_to_a_restarted_server_without_waiting_for_the_idle_t
         try:
             # Far below the idle timeout, which is all a client without resets has.
             await asyncio.wait_for(channel.call(request), 10)
-            assert second.figure("stateless_resets_sent") >= 1
+            assert second.figure("stateless_resets_announced") == 2  # the SDK's and the first
         finally:
             await channel.close()
             second.stop()
@@ -394,6 +446,118 @@ def test_the_same_connection_id_is_reset_by_its_own_process_after_a_restart(tmp_
         assert served.figure("stateless_resets_withheld") == 1
     finally:
         prober.close()
+        served.stop()
+
+
+# --- the journal a restarted process reads -----------------------------------------
+
+
+def write_journal(path: Path, *lines: bytes) -> None:
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.write_bytes(b"".join(lines))
+    path.chmod(0o600)
+
+
+def journaled(prober: socket.socket, issuer: int) -> connection_journal.Entry:
+    """A connection of a process numbered ``issuer`` whose client is ``prober``."""
+    return connection_journal.Entry(
+        "instance", bytes([issuer]) + os.urandom(7), prober.getsockname()[:2]
+    )
+
+
+def token(runs: Path, connection_id: bytes) -> bytes:
+    return hmac.digest((runs / FILE_NAME).read_bytes(), connection_id, hashlib.sha256)[:16]
+
+
+@pytest.fixture
+def probers():
+    sockets = []
+    for _ in range(3):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind(("127.0.0.1", 0))
+        sockets.append(sock)
+    yield sockets
+    for sock in sockets:
+        sock.close()
+
+
+def test_a_process_reads_only_the_journal_of_its_own_number_and_port(tmp_path, probers):
+    runs = tmp_path / "runs"
+    sock = binding.bind_udp("127.0.0.1", 0, setting="test", reuse_port=True)
+    port = sock.getsockname()[1]
+    mine, siblings, other_port = (
+        journaled(probers[0], 1),
+        journaled(probers[1], 0),
+        journaled(probers[2], 1),
+    )
+    write_journal(journal_of(runs, port, process=1), mine.line())
+    write_journal(journal_of(runs, port, process=0), siblings.line())
+    write_journal(journal_of(runs, port + 1, process=1), other_port.line())
+    served = Served(tmp_path, runs, sock=sock, process=1, processes=2)
+    try:
+        reset = answer(probers[0])
+        assert 21 <= len(reset) <= 50 and reset[0] & 0xC0 == 0x40
+        assert reset[-16:] == token(runs, mine.connection_id)
+        assert silent(probers[0]) and silent(probers[1]) and silent(probers[2])
+        assert served.figure("stateless_resets_announced") == 1
+        assert journal_of(runs, port, process=0).read_bytes() == siblings.line()  # untouched
+    finally:
+        served.stop()
+
+
+def test_unreadable_journal_lines_are_skipped_with_one_warning(tmp_path, probers, caplog):
+    runs = tmp_path / "runs"
+    sock = binding.bind_udp("127.0.0.1", 0, setting="test")
+    port = sock.getsockname()[1]
+    first, second = journaled(probers[0], 0), journaled(probers[1], 0)
+    host, client_port = probers[2].getsockname()[:2]
+    write_journal(
+        journal_of(runs, port),
+        first.line(),
+        b"garbage\n",
+        f"instance {bytes(7).hex()} {host} {client_port}\n".encode(),  # a short id
+        f"instance {(bytes([1]) + bytes(7)).hex()} {host} {client_port}\n".encode(),  # process 1
+        f"instance {bytes(8).hex()} 127.0.0.300 {client_port}\n".encode(),
+        f"instance {bytes(8).hex()} {host} 70000\n".encode(),
+        b"\xff\xfe\n",
+        second.line(),
+    )
+    with caplog.at_level(logging.WARNING, logger="runtara.server.connection_journal"):
+        served = Served(tmp_path, runs, sock=sock)
+    try:
+        assert answer(probers[0])[-16:] == token(runs, first.connection_id)
+        assert answer(probers[1])[-16:] == token(runs, second.connection_id)
+        assert silent(probers[2])
+        (warning,) = [r for r in caplog.records if r.name == "runtara.server.connection_journal"]
+        assert "skipped 6 unreadable line(s)" in warning.getMessage()
+        assert "the first: line 2" in warning.getMessage()
+    finally:
+        served.stop()
+
+
+def test_a_journal_behind_a_symbolic_link_is_neither_read_nor_written(tmp_path, probers, caplog):
+    runs = tmp_path / "runs"
+    sock = binding.bind_udp("127.0.0.1", 0, setting="test")
+    port = sock.getsockname()[1]
+    target = tmp_path / "elsewhere"
+    planted = journaled(probers[0], 0).line()
+    write_journal(target, planted)
+    runs.mkdir(mode=0o700)
+    journal_of(runs, port).symlink_to(target)
+    with caplog.at_level(logging.WARNING, logger="runtara.server.connection_journal"):
+        served = Served(tmp_path, runs, sock=sock)
+    client = RpcClient(served.address)
+    try:
+        assert client.register("inst-1").success
+        assert silent(probers[0])
+        assert "is a symbolic link" in caplog.text
+        journal = journal_of(runs, port)
+        assert stat.S_ISREG(journal.lstat().st_mode)
+        assert stat.S_IMODE(journal.lstat().st_mode) == 0o600
+        wait_for(lambda: journal.read_bytes().startswith(b"instance "), 5)
+        assert target.read_bytes() == planted
+    finally:
+        client.close()
         served.stop()
 
 

@@ -213,6 +213,21 @@ def test_connection_ids_issued_after_one_is_retired_come_from_the_same_source():
         assert issued.stateless_reset_token == ids.reset_token(issued.cid)
 
 
+def test_the_client_of_a_server_connection_addresses_it_by_its_first_id():
+    async def scenario():
+        client, server = pair()
+        aioquic_adapter.issue_connection_ids(server, resets())
+        protocol = QuicConnectionProtocol(server)
+        assert aioquic_adapter.client_of(protocol)[1] is None
+        handshake(client, server)
+        exchange(client, server, now=1.0)  # NEW_CONNECTION_ID frames: the client keeps the first
+        connection_id, address = aioquic_adapter.client_of(protocol)
+        assert connection_id == client._peer_cid.cid and connection_id[0] == 2
+        assert address == CLIENT_ADDRESS
+
+    asyncio.run(scenario())
+
+
 def established_client(server_ids: StatelessResets) -> tuple[QuicConnectionProtocol, bytes]:
     """A client protocol with a finished handshake, and the connection id it sends to."""
     client, server = pair()

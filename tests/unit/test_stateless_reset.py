@@ -98,6 +98,7 @@ def test_a_process_leaves_a_siblings_connections_alone_and_resets_its_own_and_or
         "stateless_resets_sent": 2,
         "stateless_resets_rate_limited": 0,
         "stateless_resets_withheld": 1,
+        "stateless_resets_announced": 0,
     }
 
 
@@ -133,3 +134,25 @@ def test_the_bucket_refills_no_further_than_its_burst():
 def test_process_numbers_outside_one_byte_or_the_count_are_refused(process, processes):
     with pytest.raises(ValueError):
         resets(process=process, processes=processes)
+
+
+def test_a_reset_sent_unasked_is_a_usual_size_unpredictable_and_ends_with_the_token():
+    policy = resets(process=1, processes=2)
+    cid = policy.new_connection_id()
+    announced = [policy.announcement(cid) for _ in range(30)]
+    assert {len(reset) for reset in announced} <= set(range(43, 51))
+    assert all(reset[0] & 0xC0 == 0x40 for reset in announced)
+    assert all(reset[-TOKEN_SIZE:] == policy.reset_token(cid) for reset in announced)
+    assert len({reset[:-TOKEN_SIZE] for reset in announced}) == 30
+    assert policy.announced == 30 and policy.sent == 0
+
+
+def test_resets_sent_unasked_share_the_rate_limit_and_wait_for_it():
+    clock = Clock()
+    policy = resets(bucket=TokenBucket(rate=10, burst=3, clock=clock))
+    cid = policy.new_connection_id()
+    assert policy.reset_for(short_packet(cid, 60), cid) is not None
+    assert [policy.announcement(cid) is not None for _ in range(3)] == [True, True, False]
+    assert policy.announced == 2 and policy.rate_limited == 0  # held back, not dropped
+    clock.now += 0.15  # one more at 10 a second
+    assert policy.announcement(cid) is not None
