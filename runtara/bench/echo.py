@@ -5,16 +5,21 @@ in the real server; the handlers answer at once as a checkpoint of a new id
 would (``found=false``), with no storage. Run as
 ``python -m runtara.bench.echo --port 0``; with ``--management-addr`` it also
 serves the management protocol, whose ``GetStats`` counts the requests served.
+Its stateless reset secret and connection journal go to a temporary runs
+folder, removed when it stops, not to the working directory.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
+import tempfile
 import threading
+from pathlib import Path
 
-from runtara import config
+from runtara import config, credentials
 from runtara.handlers import dispatch
 from runtara.protocol import instance_pb2 as pb
 from runtara.server.app import InstanceServer
@@ -57,25 +62,32 @@ def main() -> None:
     parser.add_argument("--management-addr", type=config.address, metavar="HOST:PORT")
     arguments = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    server = InstanceServer(
-        config.ServerConfig(
-            host=arguments.host,
-            port=arguments.port,
-            max_concurrent=arguments.max_concurrent,
-            management_addr=arguments.management_addr,
-        ),
-        None,
-        instance_service=ECHO_SERVICE,
-    )
-    server.start()
-    if server.management_address is not None:
-        print("management protocol on {}:{}".format(*server.management_address), flush=True)
-    print("listening on {}:{}".format(*server.address), flush=True)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    stop.wait()
-    server.stop(grace=2)
+    with tempfile.TemporaryDirectory(prefix="runtara-echo-") as runs_dir:
+        server = InstanceServer(
+            config.ServerConfig(
+                host=arguments.host,
+                port=arguments.port,
+                max_concurrent=arguments.max_concurrent,
+                management_addr=arguments.management_addr,
+                runs_dir=Path(runs_dir),
+            ),
+            None,
+            instance_service=ECHO_SERVICE,
+            credentials=credentials.Credentials(
+                read=credentials.generate().read,
+                operate=os.environ.get("RUNTARA_MANAGEMENT_TOKEN")
+                or credentials.generate().operate,
+            ),
+        )
+        server.start()
+        if server.management_address is not None:
+            print("management protocol on {}:{}".format(*server.management_address), flush=True)
+        print("listening on {}:{}".format(*server.address), flush=True)
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        signal.signal(signal.SIGINT, lambda *_: stop.set())
+        stop.wait()
+        server.stop(grace=2)
 
 
 if __name__ == "__main__":
