@@ -610,6 +610,16 @@ SERVER_SETTINGS = STORAGE_SETTINGS + (
         "DURATION",
     ),
     Setting(
+        "instance_cgroups",
+        "--instance-cgroups",
+        "RUNTARA_INSTANCE_CGROUPS",
+        switch,
+        "give each attempt of an instance a cgroup v2 group of its own, when the server's "
+        "cgroup lets it make one, so that stopping it ends everything it started; off: "
+        "its process group and session, which a daemon that leaves both escapes",
+        "ON|OFF",
+    ),
+    Setting(
         "log_cap",
         "--log-cap",
         "RUNTARA_LOG_CAP_BYTES",
@@ -752,6 +762,7 @@ class ServerConfig:
     restart_backoff_max: float = 60.0
     relaunch_silent_after: float = 90.0
     launch_lease: float = 15.0
+    instance_cgroups: bool = True
     log_cap: int = 10 * MiB
     log_level: str = "info"
     log_format: str = "text"

@@ -2,7 +2,9 @@
 
 :mod:`runtara.launcher.spec` is what ``runtara-core start`` stores,
 :mod:`runtara.launcher.logs` where each instance's output goes,
-:mod:`runtara.launcher.processes` how one attempt is spawned and watched, and
+:mod:`runtara.launcher.processes` how one attempt is spawned and watched,
+:mod:`runtara.launcher.containment` how everything an attempt started is found
+and ended (through :mod:`runtara.launcher.cgroups` where it can), and
 :mod:`runtara.launcher.launcher` the loop that claims instances through the
 database and keeps them running.
 """

@@ -10,9 +10,11 @@ launch protocol it follows, state by state, is in
 2. reaps the processes it started that ended, and records how (the store
    decides by the restart policy: finished, suspended, relaunch after a
    back-off, or failed); an exit whose record fails is kept and recorded again
-   at the next tick;
-3. stops processes past their stop deadline (SIGTERM, then SIGKILL) and kills
-   those silent for longer than ``silence`` (a hung process is a crashed one);
+   at the next tick; whatever an ended attempt left running is ended too
+   (:mod:`runtara.launcher.containment`);
+3. stops processes past their stop deadline (SIGTERM, then SIGKILL, to
+   everything the attempt started) and kills those silent for longer than
+   ``silence`` (a hung process is a crashed one);
 4. renews the claims of the processes it watches, and no others; a claim it
    finds taken over by another launcher is no longer watched here;
 5. looks at launches nobody holds any more (their server died): a process
@@ -44,7 +46,7 @@ from pathlib import Path
 import attrs
 
 from runtara import clock, errors, metrics, records
-from runtara.launcher import logs, processes
+from runtara.launcher import cgroups, containment, logs, processes
 from runtara.launcher.spec import DEFAULT_MAX_FAILURES, LaunchSpec
 from runtara.storage import base, launches
 
@@ -74,7 +76,11 @@ class Settings:
     backoff: float = 1.0
     backoff_cap: float = 60.0
     kill_after: float = 5.0
-    """How long SIGTERM has before SIGKILL when a process is stopped."""
+    """How long SIGTERM has before SIGKILL when a process is stopped, or when the
+    processes an attempt left behind are ended."""
+    cgroups: bool = True
+    """Give each attempt a cgroup of its own when the server may make one
+    (``--instance-cgroups``)."""
     log_limit: int = 10 * 1024 * 1024
     wake_command: str | None = None
     """Run through /bin/sh for sleepers nothing launches (``--wake-command``)."""
@@ -93,6 +99,8 @@ class _Watched:
     started: int | None
     process: processes.Attempt | None = None
     """None for an adopted process (its exit status cannot be known)."""
+    members: containment.Members | None = None
+    """Everything the attempt started (None: it never started)."""
     since: float = attrs.Factory(time.monotonic)
     """When this launcher began watching it."""
     renewed: float = attrs.Factory(time.monotonic)
@@ -116,6 +124,8 @@ class Launcher:
         self.id = settings.name or f"{self.host}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._watched: dict[str, _Watched] = {}
         self._recovered = False
+        self._cgroup_parent = containment.choose(settings.cgroups)
+        self._leftovers = containment.Leftovers(settings.kill_after)
         self.launched = 0
         self.failed_launches = 0
         self.poke: Callable[[], object] = lambda: None
@@ -130,6 +140,7 @@ class Launcher:
             self._recover_own()
             self._recovered = True
         self._reap()
+        self._leftovers.tick()
         self._enforce()
         self._renew()
         self._look_after_lapsed()
@@ -138,8 +149,10 @@ class Launcher:
 
     def stop(self) -> None:
         """The server stops: leave the processes running (they wait for a server and
-        are adopted again after a restart); the claims lapse by themselves."""
+        are adopted again after a restart); the claims lapse by themselves. What
+        the ended ones left running is killed."""
         self._watched.clear()
+        self._leftovers.kill()
 
     def _backoff(self) -> launches.Backoff:
         settings = self.settings
@@ -166,6 +179,8 @@ class Launcher:
                     watched.ended = watched.process.poll()
                 elif not processes.alive(watched.pid, watched.started):
                     watched.ended = processes.Exit(None)
+                if watched.ended is not None and watched.members is not None:
+                    self._leftovers.add(watched.instance_id, watched.members, watched.terminated_at)
             if watched.ended is None:
                 continue
             try:
@@ -256,10 +271,9 @@ class Launcher:
             self._signal(watched, signal.SIGKILL)
 
     def _signal(self, watched: _Watched, number: int) -> None:
-        try:
-            os.killpg(watched.pid, number)
-        except (ProcessLookupError, PermissionError):
-            pass
+        """To everything the attempt started: its group, session and cgroup."""
+        if watched.members is not None:
+            watched.members.signal(number)
 
     def _renew(self) -> None:
         """Extend the claims of the processes watched here, every third of the lease."""
@@ -358,11 +372,15 @@ class Launcher:
         )
         if adopted is None:
             return
+        folder = logs.run_folder(self.settings.runs_dir, launch.instance_id)
         self._watched[launch.instance_id] = _Watched(
             launch.instance_id,
             adopted.holder,
             launch.pid,
             launch.pid_started,
+            members=containment.Members.adopted(
+                launch.pid, launch.pid_started, folder.name, launch.attempt
+            ),
         )
         logger.info(
             "instance %r: watching its running process %d again",
@@ -430,9 +448,14 @@ class Launcher:
             f"attempt {launch.attempt} ({launch.failures} failed in a row before it), "
             f"{self._now().isoformat()}"
         )
+        if self._cgroup_parent is not None:
+            # an earlier attempt may have ended while no launcher watched it
+            cgroups.sweep_orphans(self._cgroup_parent, keep=self._leftovers.groups())
         try:
             environment = self._environment(launch, instance, spec, folder)
-            attempt = processes.spawn(spec, environment, folder, header, launch.attempt)
+            attempt = processes.spawn(
+                spec, environment, folder, header, launch.attempt, self._cgroup_parent
+            )
         except (OSError, ValueError, TypeError) as error:
             # OSError: a missing or unrunnable program; ValueError/TypeError: what
             # Popen refuses in the specification itself.
@@ -456,6 +479,7 @@ class Launcher:
             attempt.pid,
             attempt.started,
             attempt,
+            members=containment.Members(attempt.pid, attempt.started, attempt.group),
         )
         threading.Thread(
             target=self._wake_on_exit, args=(attempt,), name="runtara-reaper", daemon=True

@@ -1,22 +1,32 @@
-"""One attempt of an instance: its process, how it ended, and how to stop it.
+"""One attempt of an instance: its process, and how it ended.
 
 A process is started in its own session (so that it outlives a server that is
 killed, and a signal to the server does not reach it), with the server's
 environment plus the specification's variables plus the ones upstream's
 environment gives an instance. Its output goes to the instance's log files.
+
+Given a parent cgroup, the process starts inside a new group of its own under
+it before its command runs (:mod:`runtara.launcher.held_exec`), so that nothing
+it starts can leave the group.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import attrs
 
-from runtara.launcher import logs
+from runtara.launcher import cgroups, logs
 from runtara.launcher.spec import LaunchSpec
+
+logger = logging.getLogger(__name__)
+
+HELD_EXEC = str(Path(__file__).with_name("held_exec.py"))
 
 LOST_SERVER = 75
 """The exit code of a process that gave up waiting for its server (the Python SDK's,
@@ -75,23 +85,17 @@ def alive(pid: int, started: int | None) -> bool:
 class Attempt:
     """A process this server started for an instance."""
 
-    def __init__(self, process: subprocess.Popen, attempt: int) -> None:
+    def __init__(self, process: subprocess.Popen, attempt: int, group: Path | None) -> None:
         self.process = process
         self.attempt = attempt
         self.pid = process.pid
         self.started = start_time(process.pid)
-        self.terminated_at: float | None = None
-        """When SIGTERM was sent (stopping it), if it was."""
+        self.group = group
+        """Its cgroup, when it was started in one."""
 
     def poll(self) -> Exit | None:
         code = self.process.poll()
         return None if code is None else Exit.from_returncode(code)
-
-    def signal(self, number: int) -> None:
-        try:
-            os.killpg(self.pid, number)
-        except ProcessLookupError:
-            pass
 
 
 def spawn(
@@ -100,24 +104,93 @@ def spawn(
     folder: Path,
     header: str,
     attempt: int,
+    cgroup_parent: Path | None = None,
 ) -> Attempt:
-    """Start the process; raises OSError (missing program, not executable, bad folder)."""
+    """Start the process (in a group of its own under ``cgroup_parent``, if given);
+    raises OSError (missing program, not executable, bad folder)."""
     descriptors = logs.open_for_attempt(folder, header)
     try:
-        process = subprocess.Popen(
-            list(spec.command),
-            cwd=spec.cwd,
-            env=environment,
-            stdin=subprocess.DEVNULL,
-            stdout=descriptors["stdout"],
-            stderr=descriptors["stderr"],
-            start_new_session=True,
-            close_fds=True,
-        )
+        if cgroup_parent is None:
+            process, group = _popen(list(spec.command), spec, environment, descriptors), None
+        else:
+            process, group = _start_in_group(
+                spec, environment, descriptors, cgroup_parent, (folder.name, attempt)
+            )
     except OSError as error:
         os.write(descriptors["stderr"], f"runtara-core: cannot start: {error}\n".encode())
         raise
     finally:
         for fd in descriptors.values():
             os.close(fd)
-    return Attempt(process, attempt)
+    return Attempt(process, attempt, group)
+
+
+def _popen(
+    command: list[str],
+    spec: LaunchSpec,
+    environment: dict[str, str],
+    descriptors: dict[str, int],
+    keep: tuple[int, ...] = (),
+) -> subprocess.Popen:
+    return subprocess.Popen(
+        command,
+        cwd=spec.cwd,
+        env=environment,
+        stdin=subprocess.DEVNULL,
+        stdout=descriptors["stdout"],
+        stderr=descriptors["stderr"],
+        start_new_session=True,
+        close_fds=True,
+        pass_fds=keep,
+    )
+
+
+def _start_in_group(
+    spec: LaunchSpec,
+    environment: dict[str, str],
+    descriptors: dict[str, int],
+    parent: Path,
+    naming: tuple[str, int],
+) -> tuple[subprocess.Popen, Path | None]:
+    """Start the command held before its exec, move it into a new group, then let
+    it run. Moving the process from here before it can fork is what makes this
+    race-free; a group that cannot be made leaves the process outside any (it is
+    then ended as its session, as without cgroups)."""
+    go_read, go_write = os.pipe()
+    status_read, status_write = os.pipe()
+    try:
+        held = [sys.executable, "-I", "-S", HELD_EXEC, str(go_read), str(status_write)]
+        process = _popen(
+            held + list(spec.command), spec, environment, descriptors, (go_read, status_write)
+        )
+    except BaseException:
+        os.close(go_write)
+        os.close(status_read)
+        raise
+    finally:
+        os.close(go_read)
+        os.close(status_write)
+    group: Path | None = None
+    try:
+        group = cgroups.create(parent, cgroups.group_name(*naming, process.pid))
+        cgroups.join(group, process.pid)
+    except OSError as error:
+        logger.warning("pid %d runs without a cgroup of its own: %s", process.pid, error)
+        if group is not None:
+            cgroups.remove(group)
+            group = None
+    try:
+        os.write(go_write, b"1")
+    except BrokenPipeError:
+        pass  # it died held: an exit like any other, which the launcher records
+    finally:
+        os.close(go_write)
+    with os.fdopen(status_read, "rb") as status:
+        failed = status.read()
+    if failed:
+        process.wait()
+        if group is not None:
+            cgroups.remove(group)
+        number = int(failed)
+        raise OSError(number, os.strerror(number), spec.command[0])
+    return process, group

@@ -207,6 +207,7 @@ def maintenance_tasks(
                 wake_command=config.wake_command,
                 wake_grace=config.wake_grace,
                 wake_batch=config.wake_batch,
+                cgroups=config.instance_cgroups,
             ),
         )
         task = PeriodicTask("launcher", runner.settings.tick, runner.tick, runner.stop)
