@@ -10,7 +10,8 @@ Actions (pause, resume, cancel, a custom signal, retry) are form posts. A post
 without ``confirmed=yes`` answers with a confirmation page that posts again
 with it; with JavaScript the page asks in a dialog instead and posts
 confirmed at once. A done action redirects back to the instance's page,
-which says what was sent.
+which says what was sent. Actions need the operate credential: to a viewer
+with the read one, the pages offer none.
 """
 
 from __future__ import annotations
@@ -110,12 +111,23 @@ class Console:
         self.runs_dir = runs_dir
         self._now = now
 
-    def _page(self, template: str, code: int = 200, refresh: int | None = None, **context):
-        page = templating.render(template, refresh=refresh, now=self._now(), **context)
+    def _page(
+        self,
+        request: Request,
+        template: str,
+        code: int = 200,
+        refresh: int | None = None,
+        **context,
+    ) -> Response:
+        page = templating.render(
+            template, refresh=refresh, now=self._now(), viewer=request.viewer, **context
+        )
         return messages.html(page, code)
 
-    def problem(self, status: int, title: str, message: str, back: str = "/instances"):
-        return self._page("problem.html", status, title=title, message=message, back=back)
+    def problem(
+        self, request: Request, status: int, title: str, message: str, back: str = "/instances"
+    ) -> Response:
+        return self._page(request, "problem.html", status, title=title, message=message, back=back)
 
     # --- pages ------------------------------------------------------------------
 
@@ -159,6 +171,7 @@ class Console:
         running = any(not instance.status.is_terminal for instance in found.items)
         now = self._now()
         return self._page(
+            request,
             "instances.html",
             refresh=REFRESH if running else None,
             instances=found.items,
@@ -177,7 +190,7 @@ class Console:
         timeline, checkpoints and logs."""
         details = self.admin.instance_details(instance_id, recent_events=0)
         if details is None:
-            return self._missing(instance_id)
+            return self._missing(request, instance_id)
         query = request.query
         event_page = page_number(query.get("events"), "events")
         checkpoint_page = page_number(query.get("checkpoints"), "checkpoints")
@@ -199,6 +212,7 @@ class Console:
             )
 
         return self._page(
+            request,
             "instance.html",
             refresh=None if instance.status.is_terminal else REFRESH,
             instance=instance,
@@ -234,9 +248,10 @@ class Console:
         try:
             found = self.admin.get_checkpoint(instance_id, checkpoint_id)
         except errors.OperationRefused:
-            return self._missing(instance_id)
+            return self._missing(request, instance_id)
         if found is None:
             return self.problem(
+                request,
                 404,
                 "No such checkpoint",
                 f"Instance {instance_id!r} has no checkpoint {checkpoint_id!r}.",
@@ -250,10 +265,13 @@ class Console:
         included."""
         if stream not in logs.STREAMS:
             return self.problem(
-                404, "No such log", f"Logs are {' and '.join(logs.STREAMS)}, not {stream!r}."
+                request,
+                404,
+                "No such log",
+                f"Logs are {' and '.join(logs.STREAMS)}, not {stream!r}.",
             )
         if self.admin.instance_details(instance_id, recent_events=0) is None:
-            return self._missing(instance_id)
+            return self._missing(request, instance_id)
         data = b""
         if self.runs_dir is not None:
             data = logs.read_all(logs.log_path(self.runs_dir, instance_id, stream))
@@ -269,8 +287,10 @@ class Console:
             for stream in ("stderr", "stdout")
         }
 
-    def _missing(self, instance_id: str) -> Response:
-        return self.problem(404, "No such instance", f"No instance has the id {instance_id!r}.")
+    def _missing(self, request: Request, instance_id: str) -> Response:
+        return self.problem(
+            request, 404, "No such instance", f"No instance has the id {instance_id!r}."
+        )
 
     # --- actions ----------------------------------------------------------------
 
@@ -285,8 +305,9 @@ class Console:
             raise BadRequest("a custom signal needs the checkpoint id it is for")
         if form.get("confirmed") != "yes":
             if self.admin.instance_details(instance_id, recent_events=0) is None:
-                return self._missing(instance_id)
+                return self._missing(request, instance_id)
             return self._page(
+                request,
                 "confirm.html",
                 instance_id=instance_id,
                 action=action,
@@ -306,7 +327,7 @@ class Console:
             else:
                 self.admin.send_signal(instance_id, SIGNALS[action], payload.encode())
         except errors.OperationRefused as refusal:
-            return self.problem(409, f"Cannot {_verb(action)}", str(refusal), back)
+            return self.problem(request, 409, f"Cannot {_verb(action)}", str(refusal), back)
         except errors.RequestError as error:
             raise BadRequest(str(error)) from None
         logger.info(

@@ -9,6 +9,7 @@ from typing import Protocol
 from runtara import errors, metrics
 from runtara.admin.local import LocalAdmin
 from runtara.config import ServerConfig
+from runtara.credentials import Credentials
 from runtara.handlers.services import Services
 from runtara.http.access import Access
 from runtara.http.app import HttpApp
@@ -37,12 +38,13 @@ def tasks(
     config: ServerConfig,
     storage: base.StorageDriver,
     server: ServedServer,
+    credentials: Credentials,
     *,
     reuse_port: bool = False,
 ) -> list[HttpServer | PeriodicTask]:
-    """The HTTP server on ``config.http_addr`` (bound now), and, with several server
-    processes, the task sampling this process's figures; each to be started and
-    stopped with the server's other tasks.
+    """The HTTP server on ``config.http_addr`` (bound now), behind ``credentials``,
+    and, with several server processes, the task sampling this process's figures;
+    each to be started and stopped with the server's other tasks.
 
     Raises :class:`runtara.errors.ConfigError` when the address cannot be bound,
     or when the metrics' shared folder is unusable.
@@ -55,7 +57,7 @@ def tasks(
         storage=storage,
     )
     app = HttpApp(
-        access_rules=Access(config.management_token),
+        access=Access(credentials, public_origin=config.public_url),
         metrics=measured,
         readiness=Readiness(storage, health, lambda: _answers(server)),
         console=Console(LocalAdmin(storage, runs_dir=runs_dir), runs_dir=runs_dir),
@@ -71,10 +73,11 @@ def tasks(
         ) from None
     shown = f"[{http_server.address[0]}]" if ":" in host else http_server.address[0]
     logger.info(
-        "serving HTTP on %s:%d: /metrics, /healthz, /readyz and the console at /instances%s",
+        "serving HTTP on %s:%d: /metrics, /healthz, /readyz and the console at /instances "
+        "(read and operate credentials%s)",
         shown,
         http_server.address[1],
-        " (token required)" if config.management_token else "",
+        f"; the console's origin is {config.public_url}" if config.public_url else "",
     )
     started: list[HttpServer | PeriodicTask] = [http_server]
     if measured.folder is not None:

@@ -6,8 +6,9 @@ lock and rolls a write back), and no storage operation of the server failed
 since the previous probe (the server's storage-failure state). A spell of
 failures is over once the storage took the probe's write: the probe says so
 to the server's state, so that an idle server does not stay unready for want
-of a request that succeeds. ``/healthz`` needs none of this: the process
-answering is the whole check.
+of a request that succeeds. The reason names the storage's user, host or
+files: the endpoint tells it only to a caller with a credential. ``/healthz``
+needs none of this: the process answering is the whole check.
 """
 
 from __future__ import annotations

@@ -1,37 +1,45 @@
-"""The HTTP server: sockets and threads only; what to answer is the caller's.
+"""The HTTP server: sockets, its event loop and its threads; what to answer is the caller's.
 
-The standard library's ``http.server`` is enough for an operator's endpoint
-(a scrape every few seconds, a person clicking through the console), and
-keeps the server free of another network stack. It runs off the QUIC event
-loop: one thread accepts, at most ``workers`` threads answer. When they are
-all busy the accepting thread waits and new connections stay in the kernel's
-backlog, so a flood costs no memory. Every connection carries one request
-(HTTP/1.0: a browser's idle keep-alive connections would otherwise hold the
-workers), and a client gets ``timeout`` seconds to send it.
+uvicorn serves HTTP/1.1 (through h11, a strict parser) on an asyncio event
+loop of its own, in a thread of its own: never on the QUIC event loop. An
+idle or slow connection costs no thread, and
+:mod:`runtara.http.connections` caps the connections per client and gives
+each request a deadline. The caller's ``handle`` runs on the loop and
+answers at once what needs no I/O (probes, refusals, the login form); what
+reads the storage it returns as work, which runs on a small pool of threads
+(the storage API blocks), so that a slow storage never delays ``/healthz``.
 
-``reuse_port`` binds with SO_REUSEPORT, so that the server processes of
-``runtara-core --processes N`` share one port (the kernel spreads the
-connections among them).
+Each connection carries one request: every response says
+``Connection: close``. ``reuse_port`` binds with SO_REUSEPORT, so that the
+server processes of ``runtara-core --processes N`` share one port (the
+kernel spreads the connections among them). Forwarded headers
+(``X-Forwarded-*``) are ignored: the client is the peer.
 """
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
-import http.server
 import logging
 import socket
-import socketserver
 import threading
 from collections.abc import Callable
-from urllib.parse import parse_qs, urlsplit
+from typing import Any
+from urllib.parse import parse_qs
+
+import uvicorn
 
 from runtara.http import messages
+from runtara.http.connections import ConnectionGuard, Limits, protocol_class
 from runtara.http.messages import Request, Response
 
 logger = logging.getLogger(__name__)
 
 MAX_BODY = 1024 * 1024
 """Largest request body (a console form) accepted; more is answered 413."""
+METHODS = ("GET", "HEAD", "POST")
+
+Handle = Callable[[Request], "Response | Callable[[], Response]"]
 
 
 class HttpServer:
@@ -42,159 +50,174 @@ class HttpServer:
         self,
         host: str,
         port: int,
-        handle: Callable[[Request], Response],
+        handle: Handle,
         *,
         reuse_port: bool = False,
         workers: int = 4,
-        timeout: float = 10.0,
+        limits: Limits | None = None,
     ) -> None:
-        self._server = _Server(
-            (host, port), handle, reuse_port=reuse_port, workers=workers, timeout=timeout
+        self._socket = _bound(host, port, reuse_port)
+        self.address: tuple[str, int] = self._socket.getsockname()[:2]
+        self._handle = handle
+        self._guard = ConnectionGuard(limits or Limits())
+        self._pool = concurrent.futures.ThreadPoolExecutor(workers, "runtara-http-worker")
+        # uvicorn's own log says, at WARNING, what any client can cause (an invalid
+        # request): only its errors are kept, unless the log is at debug.
+        if not logger.isEnabledFor(logging.DEBUG):
+            logging.getLogger("uvicorn").setLevel(logging.ERROR)
+        config = uvicorn.Config(
+            self._asgi,
+            interface="asgi3",
+            http=protocol_class(self._guard),
+            ws="none",
+            lifespan="off",
+            log_config=None,
+            access_log=False,
+            proxy_headers=False,
+            server_header=False,
+            date_header=True,
+            timeout_graceful_shutdown=5,
         )
-        self.address: tuple[str, int] = self._server.server_address[:2]
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="runtara-http", daemon=True
-        )
+        self._uvicorn = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._serve, name="runtara-http", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop accepting, close the socket; requests being answered finish (their
-        threads are not waited for longer than ``timeout``)."""
-        self._server.stopping = True
+        """Stop accepting and close the socket; responses being sent get
+        ``timeout`` seconds to finish."""
+        self._uvicorn.should_exit = True
         if self._thread.is_alive():
-            self._server.shutdown()
             self._thread.join(timeout)
-        self._server.server_close()
-        self._server.pool.shutdown(wait=False, cancel_futures=True)
+        self._socket.close()
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
+    def _serve(self) -> None:
+        asyncio.run(self._uvicorn.serve(sockets=[self._socket]))
 
-class _Server(http.server.HTTPServer):
-    def __init__(
-        self,
-        address: tuple[str, int],
-        handle: Callable[[Request], Response],
-        *,
-        reuse_port: bool,
-        workers: int,
-        timeout: float,
-    ) -> None:
-        self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
-        self.handle = handle
-        self.request_timeout = timeout
-        self.pool = concurrent.futures.ThreadPoolExecutor(workers, "runtara-http-worker")
-        self._slots = threading.BoundedSemaphore(workers)
-        self._reuse_port = reuse_port
-        self.stopping = False
-        super().__init__(address, _Handler)
+    # --- the ASGI application ---------------------------------------------------------
 
-    def server_bind(self) -> None:
-        if self._reuse_port:
-            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        # HTTPServer.server_bind would look the host name up (getfqdn): not needed.
-        socketserver.TCPServer.server_bind(self)
-        self.server_name, self.server_port = self.server_address[:2]
-
-    def process_request(self, request, client_address) -> None:
-        while not self._slots.acquire(timeout=0.5):
-            if self.stopping:
-                self.shutdown_request(request)
-                return
-        try:
-            self.pool.submit(self._answer, request, client_address)
-        except RuntimeError:  # stopping: the pool takes no more work
-            self._slots.release()
-            self.shutdown_request(request)
-
-    def _answer(self, request, client_address) -> None:
-        try:
-            self.finish_request(request, client_address)
-        except Exception:
-            self.handle_error(request, client_address)
-        finally:
-            self.shutdown_request(request)
-            self._slots.release()
-
-    def handle_error(self, request, client_address) -> None:
-        logger.exception("HTTP request from %s failed", client_address[0])
-
-
-class _Handler(http.server.BaseHTTPRequestHandler):
-    server: _Server
-
-    def version_string(self) -> str:
-        return "runtara-core"
-
-    def setup(self) -> None:
-        self.timeout = self.server.request_timeout
-        super().setup()
-
-    def do_GET(self) -> None:
-        self._answer("GET")
-
-    def do_HEAD(self) -> None:
-        self._answer("GET", body=False)
-
-    def do_POST(self) -> None:
-        self._answer("POST")
-
-    def _answer(self, method: str, *, body: bool = True) -> None:
-        target = urlsplit(self.path)
-        headers = {name.lower(): value for name, value in self.headers.items()}
-        form: dict[str, str] = {}
-        if method == "POST":
-            length = headers.get("content-length", "0")
-            if not length.isdigit():
-                self._send(messages.text(400, "Content-Length is not a number\n"), body)
-                return
-            if int(length) > MAX_BODY:
-                self._send(messages.text(413, f"a body may hold at most {MAX_BODY} bytes\n"), body)
-                return
-            raw = self.rfile.read(int(length))
-            if headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
-                try:
-                    form = _first_values(raw.decode("utf-8"))
-                except (UnicodeDecodeError, ValueError) as error:
-                    self._send(messages.text(400, f"the form cannot be read: {error}\n"), body)
-                    return
-        try:
-            query = _first_values(target.query)
-        except ValueError as error:
-            self._send(messages.text(400, f"the query cannot be read: {error}\n"), body)
+    async def _asgi(self, scope: dict[str, Any], receive, send) -> None:
+        if scope["type"] != "http":
             return
-        request = Request(
-            method=method,
-            path=target.path,
-            query=query,
-            headers=headers,
-            form=form,
-            client=self.client_address[0],
-        )
+        received = await _received(scope, receive)
+        client = scope.get("client")
+        if client is not None:
+            self._guard.received((client[0], client[1]))
+        if received is None:
+            return  # the client left
         try:
-            response = self.server.handle(request)
+            response = received if isinstance(received, Response) else await self._answer(received)
         except Exception:
-            logger.exception("HTTP %s %s failed", method, target.path)
+            logger.exception("HTTP %s %s failed", scope["method"], scope["raw_path"].decode())
             response = messages.text(500, "internal error: the server's log says more\n")
-        self._send(response, body)
+        await _send(send, response, body=scope["method"] != "HEAD")
 
-    def _send(self, response: Response, body: bool) -> None:
-        self.send_response(response.status)
-        self.send_header("Content-Type", response.content_type)
-        self.send_header("Content-Length", str(len(response.body)))
-        for name, value in (*messages.SECURITY_HEADERS, *response.headers):
-            self.send_header(name, value)
-        self.end_headers()
-        if body:
-            self.wfile.write(response.body)
+    async def _answer(self, request: Request) -> Response:
+        answer = self._handle(request)
+        if isinstance(answer, Response):
+            return answer
+        return await asyncio.get_running_loop().run_in_executor(self._pool, answer)
 
-    def log_message(self, format: str, *args) -> None:
-        logger.debug("HTTP %s: " + format, self.client_address[0], *args)
 
-    def log_error(self, format: str, *args) -> None:
-        logger.info("HTTP %s: " + format, self.client_address[0], *args)
+async def _received(scope: dict[str, Any], receive) -> Request | Response | None:
+    """The request; or the response refusing it; None when the client left. The
+    connection's deadline bounds the wait."""
+    if scope["method"] not in METHODS:
+        return messages.text(405, f"{scope['method']} is not answered here\n", _ALLOW)
+    length = _header(scope, b"content-length")
+    if length is not None and length.isdigit() and int(length) > MAX_BODY:
+        return messages.text(413, f"a body may hold at most {MAX_BODY} bytes\n")
+    body = bytearray()
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        body += message.get("body", b"")
+        if len(body) > MAX_BODY:
+            return messages.text(413, f"a body may hold at most {MAX_BODY} bytes\n")
+        if not message.get("more_body", False):
+            return _request(scope, bytes(body))
+
+
+_ALLOW = ("Allow", ", ".join(METHODS))
+
+
+def _request(scope: dict[str, Any], body: bytes) -> Request | Response:
+    """The request ``scope`` and ``body`` make, or the 400 that says why none."""
+    method = "GET" if scope["method"] == "HEAD" else scope["method"]
+    headers: dict[str, str] = {}
+    for raw_name, raw_value in scope["headers"]:
+        name, value = raw_name.decode("latin-1"), raw_value.decode("latin-1")
+        if name in headers:
+            value = headers[name] + ("; " if name == "cookie" else ", ") + value
+        headers[name] = value
+    form: dict[str, str] = {}
+    content_type = headers.get("content-type", "")
+    if method == "POST" and content_type.startswith("application/x-www-form-urlencoded"):
+        try:
+            form = _first_values(body.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as error:
+            return messages.text(400, f"the form cannot be read: {error}\n")
+    try:
+        query = _first_values(scope["query_string"].decode("latin-1"))
+    except ValueError as error:
+        return messages.text(400, f"the query cannot be read: {error}\n")
+    client = scope.get("client")
+    return Request(
+        method=method,
+        path=scope["raw_path"].decode("latin-1"),
+        query=query,
+        headers=headers,
+        form=form,
+        client=client[0] if client else "",
+    )
+
+
+async def _send(send, response: Response, *, body: bool) -> None:
+    defaults = {name.lower(): (name, value) for name, value in messages.SECURITY_HEADERS}
+    for name, _ in response.headers:
+        defaults.pop(name.lower(), None)
+    headers = [
+        ("Content-Type", response.content_type),
+        ("Content-Length", str(len(response.body))),
+        *defaults.values(),
+        *response.headers,
+        ("Connection", "close"),
+    ]
+    await send(
+        {
+            "type": "http.response.start",
+            "status": response.status,
+            "headers": [(name.encode(), value.encode()) for name, value in headers],
+        }
+    )
+    await send({"type": "http.response.body", "body": response.body if body else b""})
+
+
+def _header(scope: dict[str, Any], name: bytes) -> str | None:
+    for raw_name, raw_value in scope["headers"]:
+        if raw_name == name:
+            return raw_value.decode("latin-1")
+    return None
 
 
 def _first_values(text: str) -> dict[str, str]:
     parsed = parse_qs(text, keep_blank_values=True, strict_parsing=False, max_num_fields=100)
     return {name: values[0] for name, values in parsed.items()}
+
+
+def _bound(host: str, port: int, reuse_port: bool) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    bound = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        bound.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            bound.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        bound.bind((host, port))
+        bound.listen(128)
+    except OSError:
+        bound.close()
+        raise
+    return bound

@@ -3,8 +3,10 @@
 Jinja2 renders them: it escapes every value by default (instance ids,
 payloads, errors and logs are the instances' own text), gives every page one
 layout, and needs no build step. The templates live in ``templates/`` inside
-the package; the CSS and the one small script are inline, so that a page
-fetches nothing from anywhere.
+the package; the style sheet and the one small script are files of
+``static/``, served by the endpoint itself, so that a page fetches nothing
+from anywhere else and the pages need no inline script or style (the
+Content-Security-Policy allows none).
 """
 
 from __future__ import annotations

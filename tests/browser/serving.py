@@ -1,5 +1,5 @@
-"""A server process with its HTTP endpoint, and a plain HTTP client for it
-(the HTTP, metrics and console tests share them)."""
+"""A server process with its HTTP endpoint and its two credentials, and a plain
+HTTP client for it (the HTTP, metrics and console tests share them)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,9 @@ from urllib.parse import urlencode
 import attrs
 
 from tests.support import ServerProcess, sqlite_url, wait_for
+
+READ_TOKEN = "read-token-of-the-tests"
+OPERATE_TOKEN = "operate-token-of-the-tests"
 
 
 @attrs.frozen
@@ -28,7 +31,10 @@ class Reply:
 class HttpServing:
     """``runtara-core`` in a child process on a fresh SQLite database (unless
     ``--database-url`` is among ``flags``; ``url`` is the one in use), with
-    ``--http-addr`` on a free port of 127.0.0.1."""
+    ``--http-addr`` on a free port of 127.0.0.1, and :data:`READ_TOKEN` and
+    :data:`OPERATE_TOKEN` for credentials."""
+
+    tokens = {"read": READ_TOKEN, "operate": OPERATE_TOKEN}
 
     def __init__(self, folder: Path, *flags: str, http_addr: str = "127.0.0.1:0") -> None:
         folder.mkdir(parents=True, exist_ok=True)
@@ -39,7 +45,10 @@ class HttpServing:
         else:
             self.url = sqlite_url(folder)
             database = ("--database-url", self.url)
-        self.server = ServerProcess(*database, "--http-addr", http_addr, *flags, cwd=folder)
+        credentials = {"RUNTARA_MANAGEMENT_TOKEN": OPERATE_TOKEN, "RUNTARA_READ_TOKEN": READ_TOKEN}
+        self.server = ServerProcess(
+            *database, "--http-addr", http_addr, *flags, cwd=folder, env=credentials
+        )
         line = wait_for(
             lambda: next((line for line in self.server.log if "serving HTTP on" in line), None),
             30,
@@ -54,8 +63,13 @@ class HttpServing:
         *,
         body: bytes | None = None,
         headers: dict[str, str] | None = None,
+        source: str | None = None,
     ) -> Reply:
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        """``source``: the loopback address to send from (each is a client of its own
+        for the server's limits), 127.0.0.1 when None."""
+        connection = http.client.HTTPConnection(
+            "127.0.0.1", self.port, timeout=30, source_address=(source, 0) if source else None
+        )
         try:
             connection.request(method, path, body=body, headers=headers or {})
             response = connection.getresponse()
@@ -70,13 +84,26 @@ class HttpServing:
     def get(self, path: str, **headers: str) -> Reply:
         return self.request("GET", path, headers=headers)
 
-    def post(self, path: str, fields: dict[str, str], **headers: str) -> Reply:
+    def post(
+        self, path: str, fields: dict[str, str], *, source: str | None = None, **headers: str
+    ) -> Reply:
         return self.request(
             "POST",
             path,
             body=urlencode(fields).encode(),
             headers={"Content-Type": "application/x-www-form-urlencoded", **headers},
+            source=source,
         )
+
+    def bearer(self, role: str) -> dict[str, str]:
+        """The header that carries the ``role`` credential (read or operate)."""
+        return {"Authorization": f"Bearer {self.tokens[role]}"}
+
+    def session(self, role: str) -> dict[str, str]:
+        """The header that carries a console session of ``role``, opened by logging in."""
+        login = self.post("/login", {"token": self.tokens[role], "next": "/instances"})
+        assert login.status == 303, login.text
+        return {"Cookie": login.headers["set-cookie"].split(";", 1)[0]}
 
     def logged(self, text: str) -> str:
         """The first line of the server's log holding ``text`` (waits for it)."""

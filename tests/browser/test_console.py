@@ -1,7 +1,9 @@
 """The web console in a real browser, on a real server with a launcher and real
 instance processes: log in, filter the list, open an instance, see its
 timeline, checkpoints and logs, pause and resume it with the page's dialog,
-and send a custom signal through the confirmation page (without JavaScript)."""
+and send a custom signal through the confirmation page (without JavaScript);
+look without acting with the read token; log out; and do it all through an
+HTTPS proxy."""
 
 from __future__ import annotations
 
@@ -16,10 +18,10 @@ import pytest
 from runtara import records
 from runtara.config import StorageConfig
 from runtara.storage import selection
-from tests.browser.serving import HttpServing
-from tests.support import run_cli, wait_for
+from tests.browser.serving import OPERATE_TOKEN, READ_TOKEN, HttpServing
+from tests.browser.tls_proxy import TlsProxy
+from tests.support import RpcClient, run_cli, wait_for
 
-TOKEN = "console-test-token"
 HERE = Path(__file__).parent
 WORKFLOWS = HERE.parent / "workflows"
 EXAMPLES = HERE.parents[1] / "examples"
@@ -31,9 +33,7 @@ class Site:
     """The server under test, its storage, and the instances it was given."""
 
     def __init__(self, folder: Path) -> None:
-        self.serving = HttpServing(
-            folder, "--runs-dir", str(folder / "runs"), "--management-token", TOKEN, *FAST
-        )
+        self.serving = HttpServing(folder, "--runs-dir", str(folder / "runs"), *FAST)
         self.storage = selection.open_driver(
             StorageConfig(database_url=self.serving.url), workers=1
         )
@@ -95,13 +95,13 @@ def site(tmp_path_factory):
     running.close()
 
 
-def log_in(browser, site: Site, **options):
-    """A browser context holding the console's session cookie (the login form, filled)."""
+def log_in(browser, base: str, token: str = OPERATE_TOKEN, **options):
+    """A browser context holding a console session (the login form, filled with ``token``)."""
     context = browser.new_context(viewport=VIEWPORT, **options)
     page = context.new_page()
-    refused = page.goto(f"{site.serving.base}/instances")
+    refused = page.goto(f"{base}/instances")
     assert refused.status == 401
-    page.fill("input[name=token]", TOKEN)
+    page.fill("input[name=token]", token)
     page.click("button:text-is('Log in')")
     page.wait_for_url("**/instances")
     assert page.locator("h1").inner_text() == "Instances"
@@ -133,8 +133,8 @@ def test_without_the_token_the_console_asks_for_it(browser, site):
     assert page.locator("h1").inner_text() == "Log in"
     page.fill("input[name=token]", "wrong")
     page.click("button:text-is('Log in')")
-    assert "That is not this server" in page.locator(".notice").inner_text()
-    page.fill("input[name=token]", TOKEN)
+    assert "That is not a token of this server" in page.locator(".notice").inner_text()
+    page.fill("input[name=token]", OPERATE_TOKEN)
     page.click("button:text-is('Log in')")
     page.wait_for_url("**/instances/invoice-2")
     assert status_of(page) == "completed"
@@ -142,7 +142,7 @@ def test_without_the_token_the_console_asks_for_it(browser, site):
 
 
 def test_the_list_filters_by_status_and_tenant_and_finds_an_id(browser, site):
-    context, page = log_in(browser, site)
+    context, page = log_in(browser, site.serving.base)
     assert {"invoice-2", "report-9"} <= set(rows(page))
     page.select_option("select[name=status]", "failed")
     page.click("text=Show")
@@ -160,7 +160,7 @@ def test_the_list_filters_by_status_and_tenant_and_finds_an_id(browser, site):
 
 def test_an_operator_watches_pauses_resumes_and_signals_an_instance(browser, site, screenshots):
     site.start("order-17", "acme", HERE / "approval_workflow.py")
-    context, page = log_in(browser, site)
+    context, page = log_in(browser, site.serving.base)
     base = site.serving.base
 
     # The list: the new instance runs, and the page refreshes itself meanwhile.
@@ -204,8 +204,10 @@ def test_an_operator_watches_pauses_resumes_and_signals_an_instance(browser, sit
         page,
         lambda p: (
             status_of(p) == "running"
-            and p.locator("text=Attempts").locator("xpath=following-sibling::dd[1]").inner_text()
-            == "2 of 3"
+            and p.locator("dt:text-is('Launches')")
+            .locator("xpath=following-sibling::dd[1]")
+            .inner_text()
+            == "2"
         ),
     )
     assert "suspended" in page.locator("table").first.inner_text()
@@ -216,7 +218,7 @@ def test_an_operator_watches_pauses_resumes_and_signals_an_instance(browser, sit
     page.screenshot(path=screenshots / "console-instance.png", full_page=True)
 
     # A custom signal without JavaScript: the server's confirmation page asks.
-    plain, plain_page = log_in(browser, site, java_script_enabled=False)
+    plain, plain_page = log_in(browser, site.serving.base, java_script_enabled=False)
     plain_page.goto(f"{base}/instances/order-17")
     plain_page.fill("input[name=checkpoint_id]", "approve")
     plain_page.fill("input[name=payload]", "approved")
@@ -234,4 +236,68 @@ def test_an_operator_watches_pauses_resumes_and_signals_an_instance(browser, sit
     assert plain_page.locator("text=Send custom signal").count() == 0  # no actions when finished
     plain_page.screenshot(path=screenshots / "console-completed.png", full_page=True)
     plain.close()
+    context.close()
+
+
+def test_the_read_token_looks_without_acting_and_logging_out_ends_the_session(browser, site):
+    base = site.serving.base
+    context, page = log_in(browser, base, READ_TOKEN)
+    complaints = []  # what the browser refuses to load or run (the CSP, for one)
+    page.on("console", lambda message: message.type == "error" and complaints.append(message))
+    assert page.locator("header .who").inner_text() == "read only"
+    page.goto(f"{base}/instances/trial-1")
+    assert page.locator("header").evaluate("e => getComputedStyle(e).display") == "flex"
+    assert complaints == []
+    assert status_of(page) == "suspended"
+    assert page.locator("button:text-is('Pause')").count() == 0
+    assert "This session may only read" in page.locator("main").inner_text()
+    # A form posted anyway, with the session's cookie, is refused.
+    refused = context.request.post(
+        f"{base}/instances/trial-1/cancel",
+        form={"confirmed": "yes"},
+        headers={"Origin": base},
+    )
+    assert refused.status == 403
+    assert site.instance("trial-1").status is records.InstanceStatus.SUSPENDED
+    page.click("button:text-is('Log out')")
+    page.wait_for_url("**/login")
+    assert context.cookies() == []
+    assert page.goto(f"{base}/instances/trial-1").status == 401
+    assert page.locator("h1").inner_text() == "Log in"
+    context.close()
+
+
+@pytest.fixture(scope="module")
+def proxied(tmp_path_factory):
+    """A server whose console is reached through an HTTPS proxy (--public-url), with
+    an instance waiting."""
+    folder = tmp_path_factory.mktemp("proxied")
+    proxy = TlsProxy(folder)
+    public_url = f"https://localhost:{proxy.port}"
+    serving = HttpServing(folder, "--no-launcher", "--public-url", public_url)
+    proxy.start(("127.0.0.1", serving.port))
+    client = RpcClient(serving.server.address)
+    assert client.register("remote-7").success
+    client.close()
+    yield public_url, serving
+    proxy.stop()
+    assert serving.stop() == 0
+
+
+def test_through_an_https_proxy_an_operator_logs_in_and_acts(browser, proxied):
+    public_url, serving = proxied
+    context, page = log_in(browser, public_url, ignore_https_errors=True)
+    (cookie,) = context.cookies()
+    assert cookie["secure"] and cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    page.goto(f"{public_url}/instances/remote-7")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("button:text-is('Pause')")
+    page.wait_for_url("**/instances/remote-7?sent=pause")
+    assert "Pause sent" in page.locator(".notice").inner_text()
+    storage = selection.open_driver(StorageConfig(database_url=serving.url), workers=1)
+    try:
+        pending = storage.run(lambda tx: tx.get_pending_signal("remote-7"), write=False)
+    finally:
+        storage.close()
+    assert pending.signal_type is records.SignalType.PAUSE
     context.close()

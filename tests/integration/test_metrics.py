@@ -12,15 +12,16 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from runtara.bench import run as bench_run
 from runtara.protocol import instance_pb2 as pb
-from tests.browser.serving import HttpServing
+from tests.browser.serving import READ_TOKEN, HttpServing
 from tests.support import RpcClient, run_cli, wait_for
 
 BURST = 40
 
 
 def scrape(serving: HttpServing) -> dict[tuple[str, tuple], float]:
-    """Every sample of ``/metrics``: (name, sorted labels) -> value."""
-    reply = serving.get("/metrics")
+    """Every sample of ``/metrics``, scraped with the read credential: (name, sorted
+    labels) -> value."""
+    reply = serving.get("/metrics", **serving.bearer("read"))
     assert reply.status == 200, reply.text
     assert reply.headers["content-type"].startswith("text/plain; version=0.0.4")
     return {
@@ -42,7 +43,7 @@ def requests(samples, operation: str, outcome: str, protocol: str = "instance") 
 
 def storage_counters(address) -> dict[str, float]:
     """The server's GetStats counters, through its management service."""
-    return asyncio.run(bench_run.counters(address))
+    return asyncio.run(bench_run.counters(address, READ_TOKEN))
 
 
 def burst(client: RpcClient, instance_id: str) -> list[pb.RpcResponse]:
