@@ -22,6 +22,7 @@ import os
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import attrs
 
@@ -127,6 +128,28 @@ def address(raw: str) -> tuple[str, int]:
     if not separator or not host:
         raise ValueError(f"{raw!r} is not HOST:PORT")
     return _host(host), _whole(0, 65535)(port)
+
+
+def origin(raw: str) -> str:
+    """An http:// or https:// URL's origin, as browsers write it in ``Origin``:
+    ``scheme://host[:port]``, lower case, without a default port. A path other
+    than ``/``, a query, a fragment or a user name is refused."""
+    parts = urlsplit(raw.strip())
+    example = "an origin such as https://runtara.example.com or http://10.0.0.5:8080"
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"{raw!r} has a port that is not one") from None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{raw!r} is not {example}")
+    if parts.path not in ("", "/") or parts.query or parts.fragment or "@" in parts.netloc:
+        raise ValueError(f"{raw!r} is not {example} (no path, query or user)")
+    if not parts.hostname.isascii():
+        raise ValueError(f"{raw!r}: give the host name in its ASCII (punycode) form")
+    scheme = parts.scheme.lower()
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    default = {"http": 80, "https": 443}[scheme]
+    return f"{scheme}://{host}" + (f":{port}" if port is not None and port != default else "")
 
 
 def ip_port(raw: str) -> tuple[str, int]:
@@ -505,6 +528,16 @@ SERVER_SETTINGS = STORAGE_SETTINGS + (
         "HOST:PORT",
     ),
     Setting(
+        "public_url",
+        "--public-url",
+        "RUNTARA_PUBLIC_URL",
+        origin,
+        "the web console's address as browsers reach it, scheme://host[:port] (behind an "
+        "HTTPS proxy: https://...); actions must come from pages of it, and with https the "
+        "session cookie is Secure; unset: http:// and the request's Host",
+        "URL",
+    ),
+    Setting(
         "wake_command",
         "--wake-command",
         "RUNTARA_WAKE_COMMAND",
@@ -749,6 +782,7 @@ class ServerConfig:
     management_addr: tuple[str, int] | None = None
     management_token: str | None = None
     http_addr: tuple[str, int] | None = None
+    public_url: str | None = None
     wake_command: str | None = None
     wake_grace: float = 5.0
     wake_batch: int = 10
