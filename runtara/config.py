@@ -130,6 +130,29 @@ def address(raw: str) -> tuple[str, int]:
     return _host(host), _whole(0, 65535)(port)
 
 
+def address_or_off(raw: str) -> tuple[str, int] | None:
+    """:func:`address`, or None for ``off``."""
+    if raw.strip().lower() == "off":
+        return None
+    return address(raw)
+
+
+def secret_file(raw: str) -> Path:
+    """A file holding a secret: it must exist and be readable by its owner only
+    (no group or other permissions), as ssh requires of its keys."""
+    path = _path(raw)
+    try:
+        mode = path.stat().st_mode
+    except OSError as error:
+        raise ValueError(f"cannot read {raw!r}: {error.strerror}") from None
+    if mode & 0o077:
+        raise ValueError(
+            f"{raw!r} can be read by other users (mode {mode & 0o777:o}): "
+            f"make it owner-only, chmod 600 {raw}"
+        )
+    return path
+
+
 def origin(raw: str) -> str:
     """An http:// or https:// URL's origin, as browsers write it in ``Origin``:
     ``scheme://host[:port]``, lower case, without a default port. A path other
@@ -505,9 +528,9 @@ SERVER_SETTINGS = STORAGE_SETTINGS + (
         "management_addr",
         "--management-addr",
         "RUNTARA_MANAGEMENT_ADDR",
-        address,
-        "serve the management protocol on HOST:PORT (for the tools' --server); "
-        "a non-loopback address needs --management-token",
+        address_or_off,
+        "the management protocol's HOST:PORT (the tools' --server; the tools on this "
+        "machine find it in the runtime file); off turns it off",
         "HOST:PORT",
     ),
     Setting(
@@ -515,8 +538,35 @@ SERVER_SETTINGS = STORAGE_SETTINGS + (
         "--management-token",
         "RUNTARA_MANAGEMENT_TOKEN",
         text,
-        "token every management request must carry",
+        "the operate credential (start, stop, retry, signals, and reading); other users "
+        "see a flag in the process list: prefer the variable or --management-token-file; "
+        "generated when not given",
         "TOKEN",
+    ),
+    Setting(
+        "management_token_file",
+        "--management-token-file",
+        "RUNTARA_MANAGEMENT_TOKEN_FILE",
+        secret_file,
+        "a file (owner-only) holding the operate credential",
+        "FILE",
+    ),
+    Setting(
+        "read_token",
+        "--read-token",
+        "RUNTARA_READ_TOKEN",
+        text,
+        "the read credential (metrics, the console's pages, inspection); prefer the "
+        "variable or --read-token-file; generated when not given",
+        "TOKEN",
+    ),
+    Setting(
+        "read_token_file",
+        "--read-token-file",
+        "RUNTARA_READ_TOKEN_FILE",
+        secret_file,
+        "a file (owner-only) holding the read credential",
+        "FILE",
     ),
     Setting(
         "http_addr",
@@ -524,7 +574,7 @@ SERVER_SETTINGS = STORAGE_SETTINGS + (
         "RUNTARA_HTTP_ADDR",
         address,
         "serve HTTP on HOST:PORT: /metrics (Prometheus), /healthz, /readyz and the web "
-        "console; a non-loopback address needs --management-token, which it then requires",
+        "console, behind the read and operate credentials",
         "HOST:PORT",
     ),
     Setting(
@@ -684,8 +734,8 @@ TOOL_SETTINGS = STORAGE_SETTINGS + (
         "--server",
         "RUNTARA_MANAGEMENT_ADDR",
         address,
-        "act through a running server's management service at HOST:PORT instead of "
-        "opening the storage directly",
+        "act through the management service at HOST:PORT (without it, and without "
+        "--database-url, the tools act through the server running on this machine)",
         "HOST:PORT",
     ),
     Setting(
@@ -693,8 +743,17 @@ TOOL_SETTINGS = STORAGE_SETTINGS + (
         "--token",
         "RUNTARA_MANAGEMENT_TOKEN",
         text,
-        "the server's management token",
+        "a credential of the server named by --server (the operate one to act); prefer "
+        "the variable or --token-file",
         "TOKEN",
+    ),
+    Setting(
+        "token_file",
+        "--token-file",
+        "RUNTARA_MANAGEMENT_TOKEN_FILE",
+        secret_file,
+        "a file (owner-only) holding that credential",
+        "FILE",
     ),
     RUNS_DIR,
     Setting(
@@ -779,8 +838,11 @@ class ServerConfig:
     max_buffered_per_connection: int = 256 * MiB
     max_total_buffer: int = 512 * MiB
     max_inflight_bytes: int = 256 * MiB
-    management_addr: tuple[str, int] | None = None
+    management_addr: tuple[str, int] | None = ("127.0.0.1", 0)
     management_token: str | None = None
+    management_token_file: Path | None = None
+    read_token: str | None = None
+    read_token_file: Path | None = None
     http_addr: tuple[str, int] | None = None
     public_url: str | None = None
     wake_command: str | None = None
@@ -808,11 +870,15 @@ class ServerConfig:
 
 @attrs.frozen
 class ToolConfig:
+    """Where the tools act: through ``server``, or on the store the storage settings
+    name (``names_storage``), or else through the server running on this machine."""
+
     driver: str | None = None
     database_url: str | None = None
     server: tuple[str, int] | None = None
-    """The management service to act through; None to open the storage directly."""
+    """The management service to act through."""
     token: str | None = None
+    token_file: Path | None = None
     runs_dir: Path = Path("runtara-runs")
     """Where the launched instances' logs are (without --server)."""
     timeout: float = 10.0
@@ -832,6 +898,11 @@ class ToolConfig:
     @property
     def storage(self) -> StorageConfig:
         return StorageConfig(self.driver, self.database_url)
+
+    @property
+    def names_storage(self) -> bool:
+        """The driver or the database URL is given: the tools open that store."""
+        return self.driver is not None or self.database_url is not None
 
 
 def add_arguments(
@@ -906,24 +977,45 @@ def server_config(arguments: argparse.Namespace, environ: Mapping[str, str]) -> 
         raise errors.ConfigError(
             "--tls-cert / RUNTARA_TLS_CERT and --tls-key / RUNTARA_TLS_KEY go together"
         )
-    for address, source, what in (
-        (
-            config.management_addr,
-            "--management-addr / RUNTARA_MANAGEMENT_ADDR",
-            "the management service",
-        ),
-        (config.http_addr, "--http-addr / RUNTARA_HTTP_ADDR", "the metrics and the console"),
+    for value, file, names in (
+        (config.management_token, config.management_token_file, "--management-token"),
+        (config.read_token, config.read_token_file, "--read-token"),
     ):
-        if (
-            address is not None
-            and not ipaddress.ip_address(address[0]).is_loopback
-            and config.management_token is None
-        ):
-            raise errors.ConfigError(
-                f"{source} exposes {what} beyond loopback: "
-                "set --management-token / RUNTARA_MANAGEMENT_TOKEN too"
-            )
+        if value is not None and file is not None:
+            raise errors.ConfigError(f"{names} and {names}-file give the same credential: give one")
     return config
+
+
+def secrets_on_command_line(arguments: argparse.Namespace) -> list[str]:
+    """Warnings for the secrets given as flags, which every user of the machine
+    sees in the process list, each saying where to put it instead."""
+    warnings = []
+    for name, flag, env in (
+        ("management_token", "--management-token", "RUNTARA_MANAGEMENT_TOKEN"),
+        ("read_token", "--read-token", "RUNTARA_READ_TOKEN"),
+    ):
+        if getattr(arguments, name, None) is not None:
+            warnings.append(
+                f"{flag} on the command line is visible to every user of this machine "
+                f"(ps): give it in {env} or with {flag}-file instead"
+            )
+    url = getattr(arguments, "database_url", None)
+    if url is not None and _has_password(url):
+        warnings.append(
+            "--database-url on the command line holds a password visible to every user of "
+            "this machine (ps): give the URL in RUNTARA_DATABASE_URL, or the password in "
+            "PGPASSWORD or ~/.pgpass"
+        )
+    return warnings
+
+
+def _has_password(url: str) -> bool:
+    """Whether a database URL (URI or key=value form) carries a password."""
+    if "password=" in url:
+        return True
+    _, separator, rest = url.partition("://")
+    credentials = rest.split("@", 1)[0] if separator and "@" in rest else ""
+    return ":" in credentials
 
 
 def storage_config(arguments: argparse.Namespace, environ: Mapping[str, str]) -> StorageConfig:
@@ -936,6 +1028,14 @@ def tool_config(arguments: argparse.Namespace, environ: Mapping[str, str]) -> To
     ``--insecure-skip-verify`` says so; otherwise, and for contradicting
     options, a ConfigError says what to set."""
     config = ToolConfig(**resolve(TOOL_SETTINGS, arguments, environ))
+    if config.token_file is not None:
+        if config.token is not None:
+            raise errors.ConfigError("--token and --token-file give the same credential: give one")
+        try:
+            token = config.token_file.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as error:
+            raise errors.ConfigError(f"--token-file {config.token_file}: {error}") from None
+        config = attrs.evolve(config, token=token, token_file=None)
     if config.server is None:
         return config
     if config.insecure_skip_verify and config.verifies_server:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 import pytest
 
@@ -11,6 +12,18 @@ from tests.support import LoopbackServer, sqlite_url
 # --processes: the default, one per core, would have every test's server compete
 # with the suite's own worker processes for the machine's cores.
 os.environ.setdefault("RUNTARA_PROCESSES", "1")
+# The servers the tests start write their runtime files in a folder of this test
+# process (each test gets its own, below), never in the user's.
+os.environ["RUNTARA_RUNTIME_DIR"] = tempfile.mkdtemp(prefix="runtara-runtime-")
+
+
+@pytest.fixture(autouse=True)
+def runtime_folder(tmp_path_factory, monkeypatch):
+    """Each test's servers write their runtime files in a folder of its own, where
+    only its tools look (not the user's, nor another test's)."""
+    folder = tmp_path_factory.mktemp("runtime")
+    monkeypatch.setenv("RUNTARA_RUNTIME_DIR", str(folder))
+    return folder
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -16,6 +16,7 @@ import threading
 import time
 from pathlib import Path
 
+from runtara import runtime_files
 from runtara.client.connection import Connection
 from runtara.client.loop_thread import LoopThread
 from runtara.config import ServerConfig
@@ -137,6 +138,7 @@ class LoopbackServer:
         # the working directory.
         self._runs_dir = None if "runs_dir" in settings else Path(tempfile.mkdtemp())
         settings.setdefault("runs_dir", self._runs_dir)
+        settings.setdefault("management_addr", None)  # asked for by the tests that use it
         self.config = ServerConfig(port=0, database_url=database_url, **settings)
         self.storage: base.StorageDriver = selection.open_driver(
             self.config.storage, workers=self.config.max_concurrent
@@ -145,7 +147,21 @@ class LoopbackServer:
         self.server = InstanceServer(self.config, self.storage)
         self.server.start()
         self.address = self.server.address
+        self.credentials = self.server.credentials
         self._clients: list[RpcClient] = []
+
+    def management_target(self, role: str = "operate") -> list[str]:
+        """The tools' flags that reach this server's management service with its
+        ``role`` credential, checking its certificate."""
+        host, port = self.server.management_address
+        return [
+            "--server",
+            f"{host}:{port}",
+            "--token",
+            getattr(self.credentials, role),
+            "--fingerprint",
+            self.server.identity.fingerprint,
+        ]
 
     def client(self, **kwargs) -> RpcClient:
         client = RpcClient(self.address, **kwargs)
@@ -248,10 +264,34 @@ class ServerProcess:
         return "\n".join(self.log)
 
     def management_address(self) -> tuple[str, int]:
-        """Where the server's management service listens (started with --management-addr)."""
+        """Where the server's management service listens."""
         line = next(line for line in self.log if "management protocol on" in line)
         host, port = line.rsplit(" on ", 1)[1].split()[0].rsplit(":", 1)
         return host, int(port)
+
+    def runtime(self, environ: dict[str, str] | None = None) -> runtime_files.RunningServer:
+        """What the server's runtime file says (its credentials, its fingerprint),
+        once it is written."""
+
+        def written():
+            environment = {**os.environ, **(environ or {})}
+            found = [s for s in runtime_files.running(environment) if s.pid == self.process.pid]
+            return found[0] if found else None
+
+        return wait_for(written, 15)
+
+    def management_target(self, role: str = "operate") -> list[str]:
+        """The tools' flags that reach this server's management service with its
+        ``role`` credential, checking its certificate."""
+        running = self.runtime()
+        return [
+            "--server",
+            running.management_addr,
+            "--token",
+            getattr(running, f"{role}_token"),
+            "--fingerprint",
+            running.fingerprint,
+        ]
 
 
 def wait_for(predicate, timeout: float = 5.0):

@@ -22,11 +22,18 @@ from runtara import errors, limits, records
 from runtara.admin.base import Admin
 from runtara.client.connection import CertificateRejected, Connection
 from runtara.client.loop_thread import LoopThread
+from runtara.handlers import dispatch
 from runtara.launcher.spec import LaunchSpec
 from runtara.protocol import codes, mapping
 from runtara.protocol import management_pb2 as mpb
 
 T = TypeVar("T")
+
+_MANAGEMENT_CODES = frozenset(
+    {operation.error_code for operation in dispatch.MANAGEMENT_OPERATIONS.values()}
+    | {codes.OVERLOADED, codes.UNAVAILABLE, codes.EMPTY_REQUEST}
+)
+"""The error codes a management service answers with."""
 
 
 class RemoteAdmin(Admin):
@@ -111,11 +118,19 @@ class RemoteAdmin(Admin):
         request = mpb.RpcRequest(token=self._token, **oneof)
         response = self._run(self._connection.call(request, mpb.RpcResponse, timeout=self._timeout))
         if response.HasField("error"):
-            if response.error.code == codes.UNAUTHENTICATED:
+            code = response.error.code
+            if code in (codes.UNAUTHENTICATED, codes.PERMISSION_DENIED):
                 raise errors.AccessDenied(
                     f"{self.describe()} refused the request: {response.error.message}"
                 )
-            raise errors.StorageError(f"{response.error.code}: {response.error.message}")
+            if code not in _MANAGEMENT_CODES:
+                raise errors.BadResponse(
+                    f"{self.describe()} answers the runtara instance protocol ({code}): it "
+                    "is a server's instance port, not its management service (the tools on "
+                    "the server's machine find that one by themselves; else see the "
+                    "server's --management-addr)"
+                )
+            raise errors.StorageError(f"{code}: {response.error.message}")
         return response
 
     def start_instance(self, instance_id, tenant_id, spec: LaunchSpec, payload, *, replace=False):

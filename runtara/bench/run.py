@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 
 import attrs
 
+from runtara import errors
 from runtara.bench import cpu, load, report, scenarios, servers
 from runtara.bench.clients import ClientGroup
 from runtara.bench.progress import Progress, describe
@@ -144,15 +145,16 @@ def server_arguments(options: Options, folder: str) -> list[str]:
     return args
 
 
-async def counters(address: tuple[str, int] | None) -> dict[str, float]:
+async def counters(address: tuple[str, int] | None, token: str = "") -> dict[str, float]:
     """A server's ``GetStats`` counters through its management service ({} without one)."""
     if address is None:
         return {}
     connection = await Connection.open(*address, timeout=10)
     try:
-        reply = await connection.call(
-            mpb.RpcRequest(get_stats=mpb.GetStatsRequest()), mpb.RpcResponse, timeout=10
-        )
+        request = mpb.RpcRequest(token=token, get_stats=mpb.GetStatsRequest())
+        reply = await connection.call(request, mpb.RpcResponse, timeout=10)
+        if reply.HasField("error"):
+            raise errors.AccessDenied(f"GetStats: {reply.error.code}: {reply.error.message}")
         return dict(reply.get_stats.counters)
     finally:
         await connection.close(wait=0.2)
@@ -203,7 +205,8 @@ async def _load(
     commit (when the server has a management service)."""
     address = options.server if server is None else server.address
     management = None if server is None else server.management
-    before = await counters(management)
+    token = "" if server is None else server.token
+    before = await counters(management, token)
     processes = options.client_processes
     progress.say(
         f"{measurement.name}: {options.connections} connections from {processes} "
@@ -222,7 +225,7 @@ async def _load(
     )
     pid = None if server is None else server.pid
     result, use = await _drive(measurement.name, group, pid, options, progress)
-    after = await counters(management)
+    after = await counters(management, token)
     extra = {}
     commits = after.get("storage_commits", 0) - before.get("storage_commits", 0)
     if commits:

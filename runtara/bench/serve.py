@@ -110,7 +110,7 @@ async def _counters(kind: str, server: servers.ServerProcess) -> dict[str, float
     """The server's counters; raises OperationRefused when it ended, ClientError
     when it does not answer."""
     try:
-        return await run.counters(server.management)
+        return await run.counters(server.management, server.token)
     except errors.ClientError:
         if server.process.poll() is None:
             raise

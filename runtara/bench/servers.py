@@ -8,7 +8,7 @@ import subprocess
 import sys
 import threading
 
-from runtara import errors
+from runtara import credentials, errors
 
 START_TIMEOUT = 60.0
 READY = re.compile(r"listening on ([\d.]+):(\d+)")
@@ -19,9 +19,11 @@ class ServerProcess:
     """A server started from ``argv`` that prints its address in a line matching ``ready``."""
 
     def __init__(self, argv: list[str], ready: re.Pattern, *, env: dict[str, str] | None = None):
+        self.token = credentials.generate().operate
+        """The operate credential of its management service, given to it by the bench."""
         self.process = subprocess.Popen(
             argv,
-            env={**os.environ, **(env or {})},
+            env={**os.environ, **(env or {}), "RUNTARA_MANAGEMENT_TOKEN": self.token},
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from runtara import clock, config, errors
+from runtara import clock, config, errors, runtime_files
 from runtara.admin.base import Admin
 from runtara.admin.local import LocalAdmin
 from runtara.storage import selection
@@ -75,22 +75,79 @@ def add_target_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def open_admin(arguments: argparse.Namespace) -> Admin:
-    """A RemoteAdmin when a server is named, else a LocalAdmin on the configured
-    storage, which must exist already: the tools that use this never create or
-    migrate a database. Raises StorageUnavailable naming the database looked for
-    when there is none (or when it cannot be reached)."""
+    """Where the command acts: the management service ``--server`` names; else the
+    store ``--database-url``/``--driver`` name, which must exist already (the tools
+    that use this never create or migrate a database); else the server of this
+    user running on this machine, found through its runtime file, with its
+    credential and its certificate's fingerprint. Raises OperationRefused when
+    none of those can be had (no server runs here, or several), and
+    StorageUnavailable naming the database looked for when there is none."""
     target = config.tool_config(arguments, os.environ)
     if target.server is not None:
-        from runtara.admin.remote import RemoteAdmin  # imports aioquic: only when needed
+        return _remote(target, target.server, _local_server(target.server))
+    if target.names_storage:
+        return _local(target)
+    return _remote(target, *running_server())
 
-        return RemoteAdmin(
-            target.server,
-            token=target.token,
-            timeout=target.timeout,
-            fingerprint=target.fingerprint,
-            ca_file=target.ca_file,
-            server_name=target.server_name,
+
+def running_server() -> tuple[tuple[str, int], runtime_files.RunningServer]:
+    """The management address and runtime file of the one server of this user
+    running on this machine; OperationRefused when there is none, or several."""
+    found = runtime_files.running()
+    if not found:
+        raise errors.OperationRefused(
+            "no runtara-core server of this user runs on this machine (start one with "
+            f"`{PROG}`), and no --server or --database-url says where else to act"
         )
+    if len(found) > 1:
+        listed = "; ".join(
+            f"{server.describe()}, --server {server.management_addr}" for server in found
+        )
+        raise errors.OperationRefused(
+            f"{len(found)} runtara-core servers run on this machine ({listed}): name one "
+            "with --server"
+        )
+    server = found[0]
+    if server.management_addr is None:
+        raise errors.OperationRefused(
+            f"the server running here ({server.describe()}) serves no management service "
+            "(--management-addr off): name its store with --database-url"
+        )
+    return config.address(server.management_addr), server
+
+
+def _local_server(address: tuple[str, int]) -> runtime_files.RunningServer | None:
+    """The runtime file of the server of this machine whose management service is at
+    ``address``, if one runs here."""
+    for server in runtime_files.running():
+        if server.management_addr and config.address(server.management_addr) == address:
+            return server
+    return None
+
+
+def _remote(
+    target: config.ToolConfig,
+    address: tuple[str, int],
+    known: runtime_files.RunningServer | None,
+) -> Admin:
+    from runtara.admin.remote import RemoteAdmin  # imports aioquic: only when needed
+
+    token, fingerprint = target.token, target.fingerprint
+    if known is not None and token is None and fingerprint is None and target.ca_file is None:
+        # A server of this machine: its runtime file gives the credential, and the
+        # certificate to expect.
+        token, fingerprint = known.operate_token, known.fingerprint
+    return RemoteAdmin(
+        address,
+        token=token,
+        timeout=target.timeout,
+        fingerprint=fingerprint,
+        ca_file=target.ca_file,
+        server_name=target.server_name,
+    )
+
+
+def _local(target: config.ToolConfig) -> Admin:
     storage = selection.open_driver(target.storage, workers=2)
     try:
         found = storage.exists()
@@ -103,8 +160,8 @@ def open_admin(arguments: argparse.Namespace) -> Admin:
     if not found:
         storage.close()
         raise errors.StorageUnavailable(
-            f"no runtara database at {storage.describe()} "
-            f"(start the server or run `{PROG} migrate` first)"
+            f"no runtara database at {storage.describe()} (start a server on it, or run "
+            f"`{PROG} migrate --database-url ...` to create it)"
         )
     return LocalAdmin(storage, runs_dir=target.runs_dir)
 

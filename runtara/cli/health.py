@@ -15,7 +15,8 @@ def stats(argv: Sequence[str]) -> int:
         prog=f"{common.PROG} stats",
         description="Print a running server's counters (GetStats), one a line: "
         "requests, connections, admission, storage; with --processes, the whole "
-        "server's sums and each process's own (process.N.name). Needs --server.",
+        "server's sums and each process's own (process.N.name). Asks the server running on "
+        "this machine, or --server.",
     )
     common.add_target_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -35,14 +36,15 @@ def stats(argv: Sequence[str]) -> int:
 def health(argv: Sequence[str]) -> int:
     parser = common.Parser(
         prog=f"{common.PROG} health",
-        description="Exit 0 if the server answers (with --server) or the storage is "
-        "reachable (without), 1 otherwise, with one line saying which.",
+        description="Exit 0 if the server answers (the one running on this machine, or "
+        "--server) or the store is reachable (--database-url), 1 otherwise, with one line "
+        "saying which.",
     )
     common.add_target_arguments(parser)
     arguments = parser.parse_args(argv)
     try:
         admin = common.open_admin(arguments)
-    except errors.StorageError as error:  # no database there, or none reachable
+    except (errors.StorageError, errors.OperationRefused) as error:  # nothing to ask
         print(f"unhealthy: {error}")
         return 1
     with admin:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 from collections.abc import Mapping, Sequence
 
 from runtara import __version__, config, logging_setup
 from runtara.cli import common
+
+logger = logging.getLogger("runtara")
 
 
 def serve(argv: Sequence[str], commands: Mapping[str, str]) -> int:
@@ -28,6 +31,8 @@ def serve(argv: Sequence[str], commands: Mapping[str, str]) -> int:
     arguments = parser.parse_args(argv)
     settings = config.server_config(arguments, os.environ)
     logging_setup.configure(settings.log_level, settings.log_format)
+    for warning in config.secrets_on_command_line(arguments):
+        logger.warning("%s", warning)
     from runtara.server import run  # imports aioquic; the tools that do not serve skip it
 
     return run.serve(settings)

@@ -6,7 +6,7 @@ import datetime as dt
 import os
 from collections.abc import Sequence
 
-from runtara import clock, config
+from runtara import clock, config, errors
 from runtara.admin import retention
 from runtara.cli import common, render
 from runtara.storage import registry, selection
@@ -95,7 +95,13 @@ def prune(argv: Sequence[str]) -> int:
     config.add_arguments(parser, config.STORAGE_SETTINGS, config.StorageConfig)
     arguments = parser.parse_args(argv)
     cutoff = clock.utc_now() - dt.timedelta(seconds=arguments.finished_before)
-    storage = selection.open_driver(config.storage_config(arguments, os.environ), workers=1)
+    chosen = config.storage_config(arguments, os.environ)
+    if chosen.driver is None and chosen.database_url is None:
+        raise errors.ConfigError(
+            "prune works on a store: name it with --database-url (or --driver), so that "
+            "no other folder's database is pruned, or created"
+        )
+    storage = selection.open_driver(chosen, workers=1)
     try:
         storage.migrate()
         result = retention.prune(

@@ -17,6 +17,7 @@ import attrs
 from google.protobuf.message import Message
 
 from runtara import errors
+from runtara.credentials import Role
 from runtara.handlers import instance, management
 from runtara.handlers.services import Services
 from runtara.protocol import codes
@@ -35,6 +36,8 @@ class Operation:
     """The ``RpcError.code`` of a failure, or None for operations that never reply."""
     response_type: type[Message] = pb.RpcResponse
     """The ``RpcResponse`` message of the protocol the operation belongs to."""
+    role: Role = Role.READ
+    """The credential a management request needs (the instance protocol has none)."""
 
     @property
     def replies(self) -> bool:
@@ -43,7 +46,8 @@ class Operation:
 
 def _table(response_type: type[Message], *operations: tuple) -> Mapping[str, Operation]:
     return {
-        name: Operation(name, handler, code, response_type) for name, handler, code in operations
+        name: Operation(name, handler, code, response_type, *role)
+        for name, handler, code, *role in operations
     }
 
 
@@ -64,8 +68,13 @@ INSTANCE_OPERATIONS = _table(
 MANAGEMENT_OPERATIONS = _table(
     mpb.RpcResponse,
     ("health_check", management.health_check, "HEALTH_CHECK_ERROR"),
-    ("send_signal", management.send_signal, "SEND_SIGNAL_ERROR"),
-    ("send_custom_signal", management.send_custom_signal, "SEND_CUSTOM_SIGNAL_ERROR"),
+    ("send_signal", management.send_signal, "SEND_SIGNAL_ERROR", Role.OPERATE),
+    (
+        "send_custom_signal",
+        management.send_custom_signal,
+        "SEND_CUSTOM_SIGNAL_ERROR",
+        Role.OPERATE,
+    ),
     ("get_instance_status", management.get_instance_status, "GET_INSTANCE_STATUS_ERROR"),
     ("list_instances", management.list_instances, "LIST_INSTANCES_ERROR"),
     ("get_instance", management.get_instance, "GET_INSTANCE_ERROR"),
@@ -73,11 +82,13 @@ MANAGEMENT_OPERATIONS = _table(
     ("get_checkpoint", management.get_checkpoint, "GET_CHECKPOINT_ERROR"),
     ("list_events", management.list_events, "LIST_EVENTS_ERROR"),
     ("get_stats", management.get_stats, "GET_STATS_ERROR"),
-    ("start_instance", management.start_instance, "START_INSTANCE_ERROR"),
-    ("stop_instance", management.stop_instance, "STOP_INSTANCE_ERROR"),
+    ("start_instance", management.start_instance, "START_INSTANCE_ERROR", Role.OPERATE),
+    ("stop_instance", management.stop_instance, "STOP_INSTANCE_ERROR", Role.OPERATE),
     ("read_log", management.read_log, "READ_LOG_ERROR"),
-    ("retry_instance", management.retry_instance, "RETRY_INSTANCE_ERROR"),
+    ("retry_instance", management.retry_instance, "RETRY_INSTANCE_ERROR", Role.OPERATE),
 )
+"""The management protocol's operations; those that change something need the
+operate credential, the others the read one (or the operate one)."""
 
 
 @attrs.frozen

@@ -30,6 +30,7 @@ from aioquic.quic.configuration import QuicConfiguration
 
 from runtara import aioquic_adapter, clock, errors, metrics
 from runtara import config as config_module
+from runtara import credentials as credentials_module
 from runtara.handlers import dispatch
 from runtara.handlers.services import Services
 from runtara.protocol import instance_pb2 as pb
@@ -80,8 +81,11 @@ class InstanceServer:
         sockets: dict[str, socket.socket] | None = None,
         process: int | None = None,
         processes: int | None = None,
+        credentials: credentials_module.Credentials | None = None,
     ) -> None:
         self.config = config
+        self.credentials = credentials or credentials_module.generate()
+        """What the management service's requests must carry (generated when not given)."""
         self._sockets = sockets or {}
         """Bound UDP sockets to serve on instead of binding, by service name (a parent
         process that binds them for several server processes hands them down)."""
@@ -258,7 +262,7 @@ class InstanceServer:
                 "management",
                 mpb.RpcRequest,
                 dispatch.MANAGEMENT_OPERATIONS,
-                token=config.management_token,
+                credentials=self.credentials,
             )
             self.management_address = await self._listen(sockets["management"], service)
         self._sweep()

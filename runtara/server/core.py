@@ -16,7 +16,6 @@ out runs on workers and touches none of its state.
 from __future__ import annotations
 
 import collections
-import hmac
 import logging
 from collections.abc import Callable, Hashable, Mapping
 from typing import Any
@@ -24,6 +23,7 @@ from typing import Any
 import attrs
 from google.protobuf.message import DecodeError, Message
 
+from runtara import credentials as credentials_module
 from runtara import metrics
 from runtara.handlers import dispatch
 from runtara.handlers.instance import SleepStarted
@@ -43,8 +43,9 @@ class Service:
     name: str
     request_type: type[Message]
     operations: Mapping[str, dispatch.Operation]
-    token: str | None = None
-    """When set, every request must carry it in ``RpcRequest.token``."""
+    credentials: credentials_module.Credentials | None = None
+    """When set, every request must carry one of them in ``RpcRequest.token``, the
+    operate one for an operation that acts."""
 
     @property
     def response_type(self) -> type[Message]:
@@ -185,6 +186,7 @@ class ServerCore:
         self._running = 0
         self._parked: collections.deque[Job] = collections.deque()
         self._admitted_bytes = 0
+        self._failed_checks = credentials_module.FailedChecks()
         self.completed = 0
         self.rejected = 0
 
@@ -279,7 +281,7 @@ class ServerCore:
         outcome = peer.requests.data_received(stream_id, data, end_stream, now)
         if isinstance(outcome, streams.RequestReceived):
             peer.awaiting_reply.add(stream_id)
-            return self._request(connection, peer, stream_id, outcome.frame.payload)
+            return self._request(connection, peer, stream_id, outcome.frame.payload, now)
         if isinstance(outcome, streams.StreamFailed):
             logger.warning(
                 "bad frame from %s on stream %d: %s", peer.address, stream_id, outcome.error
@@ -346,7 +348,7 @@ class ServerCore:
     # --- requests -------------------------------------------------------------
 
     def _request(
-        self, connection: Connection, peer: _Peer, stream_id: int, payload: bytes
+        self, connection: Connection, peer: _Peer, stream_id: int, payload: bytes, now: float
     ) -> list[Action]:
         service = peer.service
         try:
@@ -361,23 +363,13 @@ class ServerCore:
             )
             peer.awaiting_reply.discard(stream_id)
             return [RejectStream(connection, stream_id)]
-        if service.token is not None and not hmac.compare_digest(
-            request.token.encode(), service.token.encode()
-        ):
-            logger.warning(
-                "%s request from %s refused: %s management token",
-                service.name,
-                peer.address,
-                "wrong" if request.token else "missing",
-                extra=_refusal_context(request),
-            )
-            metrics.request_refused(
-                service.name, request.WhichOneof("request") or "none", codes.UNAUTHENTICATED
-            )
-            reply = dispatch.error_reply(
-                codes.UNAUTHENTICATED, "missing or wrong management token", service.response_type
-            )
-            return [self._reply(connection, peer, stream_id, _encode(reply.message))]
+        if service.credentials is not None:
+            refusal = self._credential_refusal(service, peer, request, now)
+            if refusal is not None:
+                code, message = refusal
+                metrics.request_refused(service.name, request.WhichOneof("request") or "none", code)
+                reply = dispatch.error_reply(code, message, service.response_type)
+                return [self._reply(connection, peer, stream_id, _encode(reply.message))]
         kind = request.WhichOneof("request")
         if kind is None:
             metrics.request_refused(service.name, "none", codes.EMPTY_REQUEST)
@@ -442,6 +434,32 @@ class ServerCore:
             self._parked.append(job)
             return []
         self.rejected += 1
+        return None
+
+    def _credential_refusal(
+        self, service: Service, peer: _Peer, request: Message, now: float
+    ) -> tuple[str, str] | None:
+        """Why a request of a service with credentials is refused (code, message), or
+        None: no credential, a wrong one, a source refused for its failed checks, or
+        the read credential for an operation that acts."""
+        source = peer.address.rsplit(":", 1)[0]
+        waiting = self._failed_checks.refused_for(source, now)
+        if waiting is not None:
+            return codes.UNAUTHENTICATED, (
+                f"too many failed credential checks from {source}: try again in {waiting:.0f}s"
+            )
+        role = service.credentials.role_of(request.token)
+        if role is None:
+            said = self._failed_checks.failed(source, now)
+            if said is not None:
+                logger.warning("%s: %s", service.name, said, extra=_refusal_context(request))
+            return codes.UNAUTHENTICATED, "missing or wrong management credential"
+        kind = request.WhichOneof("request")
+        operation = service.operations.get(kind) if kind is not None else None
+        if operation is not None and role < operation.role:
+            return codes.PERMISSION_DENIED, (
+                f"{kind} needs the operate credential; this one may only read"
+            )
         return None
 
     def _refuse(

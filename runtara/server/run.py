@@ -11,10 +11,13 @@ import sys
 import threading
 from pathlib import Path
 
-from runtara import __version__, clock, errors
+import attrs
+
+from runtara import __version__, clock, errors, runtime_files
+from runtara import credentials as credentials_module
 from runtara.admin import retention, staleness
 from runtara.config import ServerConfig
-from runtara.launcher import launcher
+from runtara.launcher import launcher, processes
 from runtara.server import supervisor
 from runtara.server.app import InstanceServer
 from runtara.server.background import PeriodicTask
@@ -40,6 +43,9 @@ def serve(config: ServerConfig) -> int:
     processes (see :mod:`runtara.server.supervisor`).
     """
     index = supervisor.process_index()
+    # The credentials are settled first: a parent of --processes hands them to its
+    # server processes with the other settings.
+    config, credentials, generated = with_credentials(config)
     # As PID 1 (a container) even one server process gets a parent, which reaps
     # the orphaned instance processes handed to it.
     if index is None and (config.processes > 1 or os.getpid() == 1):
@@ -48,8 +54,10 @@ def serve(config: ServerConfig) -> int:
         storage = prepared_storage(config)
         if storage is None:
             return 1
+        _say_generated(generated)
+        described = storage.describe()
         storage.close()
-        return supervisor.supervise(config)
+        return supervisor.supervise(config, credentials, described)
     stop = threading.Event()
     signals_seen = 0
 
@@ -85,7 +93,11 @@ def serve(config: ServerConfig) -> int:
     storage = prepared_storage(config)
     if storage is None:
         return cannot_start
-    server = InstanceServer(config, storage, sockets=supervisor.inherited_sockets())
+    if index is None:
+        _say_generated(generated)
+    server = InstanceServer(
+        config, storage, sockets=supervisor.inherited_sockets(), credentials=credentials
+    )
     figures_dir = os.environ.get(supervisor.FIGURES_DIR)
     if index is not None and figures_dir:
         server.shared_figures = supervisor.SharedFigures(Path(figures_dir), index)
@@ -105,9 +117,8 @@ def serve(config: ServerConfig) -> int:
     )
     if server.management_address is not None:
         logger.info(
-            "serving the management protocol on %s:%d%s",
+            "serving the management protocol on %s:%d (read and operate credentials)",
             *server.management_address,
-            " (token required)" if config.management_token else "",
         )
     host, port = server.address
     logger.info(
@@ -124,7 +135,7 @@ def serve(config: ServerConfig) -> int:
     if server.shared_figures is not None:
         tasks.append(PeriodicTask("figures", FIGURES_INTERVAL, server.publish_figures))
     try:
-        tasks += http_tasks(config, storage, server)
+        tasks += http_tasks(config, storage, server, credentials)
     except errors.ConfigError as error:
         server.stop()
         storage.close()
@@ -134,10 +145,17 @@ def serve(config: ServerConfig) -> int:
         return cannot_start
     for task in tasks:
         task.start()
+    runtime_file = None
+    if index is None:  # a parent of --processes writes it for them all
+        runtime_file = runtime_files.write(
+            running_server(config, credentials, server, storage.describe(), tasks)
+        )
     # A signal may land on another thread; Python runs its handler only once the
     # main thread runs again, so the main thread wakes often to let it.
     while not stop.wait(SIGNAL_CHECK_INTERVAL):
         pass
+    if runtime_file is not None:
+        runtime_files.remove(runtime_file)
     for task in tasks:
         task.stop()
     if not server.stop():
@@ -150,6 +168,63 @@ def serve(config: ServerConfig) -> int:
     storage.close()
     logger.info("stopped")
     return 0
+
+
+def with_credentials(
+    config: ServerConfig,
+) -> tuple[ServerConfig, credentials_module.Credentials, list[str]]:
+    """The server's credentials, from its settings or generated (their names), and
+    the configuration that gives them to server processes of ``--processes``."""
+    credentials, generated = credentials_module.configured(
+        config.management_token,
+        config.management_token_file,
+        config.read_token,
+        config.read_token_file,
+    )
+    settled = attrs.evolve(
+        config,
+        management_token=credentials.operate,
+        management_token_file=None,
+        read_token=credentials.read,
+        read_token_file=None,
+    )
+    return settled, credentials, generated
+
+
+def _say_generated(generated: list[str]) -> None:
+    if generated:
+        logger.info(
+            "generated the %s credential%s: the tools of this user on this machine find "
+            "them in the runtime folder %s",
+            " and ".join(generated),
+            "s" if len(generated) > 1 else "",
+            runtime_files.folder(),
+        )
+
+
+def running_server(
+    config: ServerConfig,
+    credentials: credentials_module.Credentials,
+    server: InstanceServer,
+    storage: str,
+    tasks: list,
+) -> runtime_files.RunningServer:
+    """What the runtime file of this (single-process) server says."""
+    http = next((task.address for task in tasks if hasattr(task, "address")), None)
+    shown = runtime_files.address_text
+    return runtime_files.RunningServer(
+        pid=os.getpid(),
+        started=processes.start_time(os.getpid()),
+        version=__version__,
+        instance_addr=shown(server.address),
+        management_addr=shown(server.management_address),
+        http_addr=shown(http),
+        fingerprint=server.identity.fingerprint,
+        storage=storage,
+        runs_dir=str(config.runs_dir.absolute()),
+        read_token=credentials.read,
+        operate_token=credentials.operate,
+    )
 
 
 def prepared_storage(config: ServerConfig) -> base.StorageDriver | None:
@@ -167,16 +242,21 @@ def prepared_storage(config: ServerConfig) -> base.StorageDriver | None:
     return storage
 
 
-def http_tasks(config: ServerConfig, storage: base.StorageDriver, server: InstanceServer) -> list:
-    """The HTTP endpoint (metrics, probes, console) when ``--http-addr`` is set. Every
-    server process of ``--processes`` serves it, all on one port (SO_REUSEPORT).
-    Raises ConfigError when its address cannot be bound."""
+def http_tasks(
+    config: ServerConfig,
+    storage: base.StorageDriver,
+    server: InstanceServer,
+    credentials: credentials_module.Credentials,
+) -> list:
+    """The HTTP endpoint (metrics, probes, console) when ``--http-addr`` is set, behind
+    ``credentials``. Every server process of ``--processes`` serves it, all on one
+    port (SO_REUSEPORT). Raises ConfigError when its address cannot be bound."""
     if config.http_addr is None:
         return []
-    from runtara.http import endpoint  # Jinja2 and the console load only when asked for
+    from runtara.http import endpoint  # uvicorn, Jinja2 and the console load only when asked for
 
     return endpoint.tasks(
-        config, storage, server, reuse_port=supervisor.process_index() is not None
+        config, storage, server, credentials, reuse_port=supervisor.process_index() is not None
     )
 
 

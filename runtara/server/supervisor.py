@@ -56,8 +56,10 @@ from pathlib import Path
 
 import attrs
 
+from runtara import __version__, errors, runtime_files
 from runtara import config as config_module
-from runtara import errors
+from runtara.credentials import Credentials
+from runtara.launcher import processes
 from runtara.server import binding, tls
 
 logger = logging.getLogger("runtara")
@@ -157,7 +159,9 @@ def _with_identity(config: config_module.ServerConfig, folder: Path) -> config_m
     return attrs.evolve(config, tls_cert=cert, tls_key=key)
 
 
-def supervise(config: config_module.ServerConfig) -> int:
+def supervise(config: config_module.ServerConfig, credentials: Credentials, storage: str) -> int:
+    """Run ``config.processes`` server processes until a signal; ``storage`` names
+    the store for the runtime file."""
     try:
         bound = _bind_all(config)
     except errors.ListenFailed as error:
@@ -166,6 +170,7 @@ def supervise(config: config_module.ServerConfig) -> int:
     host, port = bound["instance"][0].getsockname()[:2]
     shared = Path(tempfile.mkdtemp(prefix="runtara-processes-"))
     config = _with_identity(config, shared)
+    runtime_file = runtime_files.write(_running(config, credentials, storage, bound))
     (shared / "figures").mkdir()
     (shared / "metrics").mkdir()
     environment = {
@@ -260,6 +265,7 @@ def supervise(config: config_module.ServerConfig) -> int:
                 start(index)
             reap_orphans({child.pid for child in children.values()})
     finally:
+        runtime_files.remove(runtime_file)
         shutil.rmtree(shared, ignore_errors=True)
         for sockets in bound.values():
             for sock in sockets:
@@ -268,6 +274,31 @@ def supervise(config: config_module.ServerConfig) -> int:
         return 1
     logger.info("stopped")
     return 0
+
+
+def _running(
+    config: config_module.ServerConfig,
+    credentials: Credentials,
+    storage: str,
+    bound: Mapping[str, list[socket.socket]],
+) -> runtime_files.RunningServer:
+    """What the runtime file of the server these processes make says."""
+    shown = runtime_files.address_text
+    return runtime_files.RunningServer(
+        pid=os.getpid(),
+        started=processes.start_time(os.getpid()),
+        version=__version__,
+        instance_addr=shown(bound["instance"][0].getsockname()),
+        management_addr=shown(bound["management"][0].getsockname())
+        if "management" in bound
+        else None,
+        http_addr=shown(config.http_addr),
+        fingerprint=tls.load(config.tls_cert, config.tls_key).fingerprint,
+        storage=storage,
+        runs_dir=str(config.runs_dir.absolute()),
+        read_token=credentials.read,
+        operate_token=credentials.operate,
+    )
 
 
 def reap_orphans(own: Collection[int]) -> None:

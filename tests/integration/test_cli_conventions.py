@@ -48,8 +48,7 @@ class Served:
         self.url = sqlite_url(folder)
         self.server = LoopbackServer(self.url, management_addr=("127.0.0.1", 0))
         self.client = self.server.client()
-        host, port = self.server.server.management_address
-        self.remote = ["--server", f"{host}:{port}"]
+        self.remote = self.server.management_target()
         self.direct = ["--database-url", self.url]
 
 

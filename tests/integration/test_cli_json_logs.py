@@ -47,7 +47,7 @@ def test_a_known_run_logs_one_json_object_a_line_with_its_lifecycle(tmp_path):
     server = ServerProcess(
         *("--log-format", "json", "--database-url", url, "--runs-dir", str(tmp_path / "runs")),
         *("--restart-backoff", "50ms", "--restart-backoff-max", "100ms"),
-        *("--management-addr", "127.0.0.1:0", "--management-token", "t0ken"),
+        *("--management-addr", "127.0.0.1:0", "--management-token", "t0ken-t0ken-t0ken"),
         cwd=tmp_path,
     )
     client = None

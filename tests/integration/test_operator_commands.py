@@ -43,8 +43,7 @@ def cli(request, database_url, tmp_path):
     if request.param == "direct":
         target = ["--database-url", database_url]
     else:
-        host, port = server.server.management_address
-        target = ["--server", f"{host}:{port}"]
+        target = server.management_target()
     yield Operator(server, target, tmp_path)
     server.stop()
 

@@ -18,6 +18,7 @@ from collections.abc import Hashable
 
 import attrs
 
+from runtara.credentials import Credentials
 from runtara.handlers import dispatch
 from runtara.handlers.services import Services
 from runtara.protocol import framing
@@ -66,7 +67,11 @@ class Answer:
 
 class CoreServer:
     def __init__(
-        self, limits: core.Limits = LIMITS, *, storage=None, management_token: str | None = None
+        self,
+        limits: core.Limits = LIMITS,
+        *,
+        storage=None,
+        credentials: Credentials | None = None,
     ) -> None:
         self.storage = storage or MemoryDriver()
         self.storage.migrate()
@@ -74,7 +79,10 @@ class CoreServer:
         self.services = Services(self.storage, self.clock.now, counters=self.stats)
         self.core = core.ServerCore(limits, self.services)
         self.management = core.Service(
-            "management", mpb.RpcRequest, dispatch.MANAGEMENT_OPERATIONS, token=management_token
+            "management",
+            mpb.RpcRequest,
+            dispatch.MANAGEMENT_OPERATIONS,
+            credentials=credentials,
         )
         self.loop_time = 0.0
         self.hold_work = False
@@ -87,9 +95,9 @@ class CoreServer:
     def stats(self) -> dict[str, float]:
         return self.core.snapshot()
 
-    def client(self, service: core.Service | None = None) -> CoreClient:
+    def client(self, service: core.Service | None = None, address: str = "test") -> CoreClient:
         client = CoreClient(self)
-        refusal = self.core.connection_opened(client, service or INSTANCE, "test")
+        refusal = self.core.connection_opened(client, service or INSTANCE, address)
         assert refusal is None, refusal
         self.core.handshake_completed(client)
         return client

@@ -5,6 +5,7 @@ from __future__ import annotations
 import attrs
 
 from runtara import records
+from runtara.credentials import Credentials
 from runtara.protocol import codes, framing, streams
 from runtara.protocol import instance_pb2 as pb
 from runtara.protocol import management_pb2 as mpb
@@ -122,17 +123,48 @@ def test_unidirectional_streams_are_stopped_and_ignored():
     assert server.stats()["completed"] == 0
 
 
-def test_management_requests_need_the_token():
-    server = CoreServer(management_token="s3cret")
+CREDENTIALS = Credentials(read="read-0123456789abcdef", operate="operate-0123456789abcdef")
+
+
+def management_request(operator, token, **oneof):
+    return operator.request(mpb.RpcRequest(token=token, **oneof), mpb.RpcResponse)
+
+
+def test_management_requests_need_a_credential_and_acting_the_operate_one():
+    server = CoreServer(credentials=CREDENTIALS)
     operator = server.client(server.management)
+    health = {"health_check": mpb.HealthCheckRequest()}
+    assert management_request(operator, "", **health).error.code == codes.UNAUTHENTICATED
+    assert management_request(operator, "wrong", **health).error.code == codes.UNAUTHENTICATED
+    assert management_request(operator, CREDENTIALS.read, **health).health_check.healthy
+    assert management_request(operator, CREDENTIALS.operate, **health).health_check.healthy
+    cancel = {"send_signal": mpb.SendSignalRequest(instance_id="x")}
+    denied = management_request(operator, CREDENTIALS.read, **cancel)
+    assert denied.error.code == codes.PERMISSION_DENIED
+    allowed = management_request(operator, CREDENTIALS.operate, **cancel)
+    assert allowed.send_signal.error == "Instance 'x' not found"
 
-    def health(token):
-        request = mpb.RpcRequest(health_check=mpb.HealthCheckRequest(), token=token)
-        return operator.request(request, mpb.RpcResponse)
 
-    assert health("").error.code == codes.UNAUTHENTICATED
-    assert health("wrong").error.code == codes.UNAUTHENTICATED
-    assert health("s3cret").health_check.healthy
+def test_a_source_that_fails_ten_checks_is_refused_until_its_minute_ends():
+    server = CoreServer(credentials=CREDENTIALS)
+    guesser = server.client(server.management, address="10.0.0.9:4000")
+    other = server.client(server.management, address="10.0.0.8:4000")
+    stats = {"get_stats": mpb.GetStatsRequest()}
+    for guess in range(10):
+        server.loop_time = guess
+        assert management_request(guesser, f"guess-{guess}", **stats).error.code == (
+            codes.UNAUTHENTICATED
+        )
+    locked = management_request(guesser, CREDENTIALS.operate, **stats)
+    assert "too many failed credential checks from 10.0.0.9" in locked.error.message
+    # another port of the same address is the same source; another address is not
+    same = server.client(server.management, address="10.0.0.9:4001")
+    assert management_request(same, CREDENTIALS.operate, **stats).error.code == (
+        codes.UNAUTHENTICATED
+    )
+    assert management_request(other, CREDENTIALS.read, **stats).HasField("get_stats")
+    server.loop_time = 60  # the minute that began with the first failure is over
+    assert management_request(guesser, CREDENTIALS.read, **stats).HasField("get_stats")
 
 
 def test_a_reset_stream_gets_no_reply_but_its_request_is_applied():
