@@ -87,6 +87,9 @@ class Settings:
     wake_grace: float = 5.0
     """How long past its wake time a sleeper waits for a live process's own timer."""
     wake_batch: int = 10
+    child_umask: int = -1
+    """The umask instance processes get (-1: the server's own, which keeps the
+    server's files private; the server passes the one it was started with)."""
 
 
 @attrs.define(eq=False)
@@ -454,7 +457,13 @@ class Launcher:
         try:
             environment = self._environment(launch, instance, spec, folder)
             attempt = processes.spawn(
-                spec, environment, folder, header, launch.attempt, self._cgroup_parent
+                spec,
+                environment,
+                folder,
+                header,
+                launch.attempt,
+                self._cgroup_parent,
+                self.settings.child_umask,
             )
         except (OSError, ValueError, TypeError) as error:
             # OSError: a missing or unrunnable program; ValueError/TypeError: what

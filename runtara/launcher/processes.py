@@ -105,16 +105,19 @@ def spawn(
     header: str,
     attempt: int,
     cgroup_parent: Path | None = None,
+    umask: int = -1,
 ) -> Attempt:
-    """Start the process (in a group of its own under ``cgroup_parent``, if given);
-    raises OSError (missing program, not executable, bad folder)."""
+    """Start the process (in a group of its own under ``cgroup_parent``, if given),
+    with ``umask`` (-1: the server's; the server keeps its own files private, not
+    the workflow's); raises OSError (missing program, not executable, bad folder)."""
     descriptors = logs.open_for_attempt(folder, header)
     try:
         if cgroup_parent is None:
-            process, group = _popen(list(spec.command), spec, environment, descriptors), None
+            process = _popen(list(spec.command), spec, environment, descriptors, umask=umask)
+            group = None
         else:
             process, group = _start_in_group(
-                spec, environment, descriptors, cgroup_parent, (folder.name, attempt)
+                spec, environment, descriptors, cgroup_parent, (folder.name, attempt), umask
             )
     except OSError as error:
         os.write(descriptors["stderr"], f"runtara-core: cannot start: {error}\n".encode())
@@ -131,6 +134,8 @@ def _popen(
     environment: dict[str, str],
     descriptors: dict[str, int],
     keep: tuple[int, ...] = (),
+    *,
+    umask: int = -1,
 ) -> subprocess.Popen:
     return subprocess.Popen(
         command,
@@ -142,6 +147,7 @@ def _popen(
         start_new_session=True,
         close_fds=True,
         pass_fds=keep,
+        umask=umask,
     )
 
 
@@ -151,6 +157,7 @@ def _start_in_group(
     descriptors: dict[str, int],
     parent: Path,
     naming: tuple[str, int],
+    umask: int,
 ) -> tuple[subprocess.Popen, Path | None]:
     """Start the command held before its exec, move it into a new group, then let
     it run. Moving the process from here before it can fork is what makes this
@@ -161,7 +168,12 @@ def _start_in_group(
     try:
         held = [sys.executable, "-I", "-S", HELD_EXEC, str(go_read), str(status_write)]
         process = _popen(
-            held + list(spec.command), spec, environment, descriptors, (go_read, status_write)
+            held + list(spec.command),
+            spec,
+            environment,
+            descriptors,
+            (go_read, status_write),
+            umask=umask,
         )
     except BaseException:
         os.close(go_write)

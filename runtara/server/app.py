@@ -20,6 +20,7 @@ import collections
 import concurrent.futures
 import functools
 import logging
+import os
 import socket
 import threading
 from collections.abc import Hashable, Iterable
@@ -36,6 +37,7 @@ from runtara.handlers.services import Services
 from runtara.protocol import instance_pb2 as pb
 from runtara.protocol import management_pb2 as mpb
 from runtara.server import (
+    address_locks,
     binding,
     connection_journal,
     core,
@@ -84,6 +86,10 @@ class InstanceServer:
         credentials: credentials_module.Credentials | None = None,
     ) -> None:
         self.config = config
+        self._claims = address_locks.Claims(
+            {"pid": os.getpid(), "storage": storage.describe() if storage else "none"}
+        )
+        """The locks of the addresses this server binds itself (one server per address)."""
         self.credentials = credentials or credentials_module.generate()
         """What the management service's requests must carry (generated when not given)."""
         self._sockets = sockets or {}
@@ -192,7 +198,13 @@ class InstanceServer:
         self._loop.close()
         self._loop = None
         self._executor.shutdown(wait=drained, cancel_futures=True)
+        self._claims.release()
         return drained
+
+    def claim(self, kind: str, address: tuple[str, int], setting: str) -> None:
+        """Hold another address this server serves (its HTTP port) until it stops;
+        ListenFailed naming the server that has it."""
+        self._claims.claim(kind, address, setting)
 
     def stats(self) -> dict[str, float]:
         """The core's figures, from any thread: asked of the loop thread, which owns them."""
@@ -238,19 +250,26 @@ class InstanceServer:
         bound: dict[str, socket.socket] = {}
         try:
             for name, host, port, setting in wanted:
-                bound[name] = self._sockets.get(name) or binding.bind_udp(
-                    host, port, setting=setting
-                )
+                if name in self._sockets:
+                    bound[name] = self._sockets[name]  # the parent holds its address
+                    continue
+                # Claimed before binding a chosen port (a server sharing it by
+                # SO_REUSEPORT would take a share of its clients), after binding 0.
+                self._claims.claim("udp", (host, port), setting)
+                bound[name] = binding.bind_udp(host, port, setting=setting)
+                self._claims.claim("udp", bound[name].getsockname(), setting)
         except errors.ListenFailed:
             self._close_bound(bound)
             raise
         return bound
 
     def _close_bound(self, sockets: dict[str, socket.socket]) -> None:
-        """Close the sockets :meth:`_bind` bound itself (not those handed down)."""
+        """Close the sockets :meth:`_bind` bound itself (not those handed down), and
+        give up their addresses."""
         for name, sock in sockets.items():
             if name not in self._sockets:
                 sock.close()
+        self._claims.release()
 
     async def _open(
         self, sockets: dict[str, socket.socket], predecessors: list[connection_journal.Entry]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import logging
 import os
 import signal
@@ -18,7 +19,7 @@ from runtara import credentials as credentials_module
 from runtara.admin import retention, staleness
 from runtara.config import ServerConfig
 from runtara.launcher import launcher, processes
-from runtara.server import supervisor
+from runtara.server import address_locks, supervisor
 from runtara.server.app import InstanceServer
 from runtara.server.background import PeriodicTask
 from runtara.storage import base, selection
@@ -42,10 +43,19 @@ def serve(config: ServerConfig) -> int:
     ``--processes`` above 1 this process becomes the parent of that many server
     processes (see :mod:`runtara.server.supervisor`).
     """
+    # Everything the server writes (the database and its journal, logs, inputs,
+    # runtime files, keys) is its user's alone, whatever umask it was started
+    # with; the instance processes get that one back.
+    started_umask = supervisor.instance_umask(os.umask(0o077))
     index = supervisor.process_index()
     # The credentials are settled first: a parent of --processes hands them to its
     # server processes with the other settings.
     config, credentials, generated = with_credentials(config)
+    if index is None:
+        taken = taken_address(config)
+        if taken is not None:
+            logger.error("%s", taken)  # before the storage: nothing is created
+            return 1
     # As PID 1 (a container) even one server process gets a parent, which reaps
     # the orphaned instance processes handed to it.
     if index is None and (config.processes > 1 or os.getpid() == 1):
@@ -57,7 +67,7 @@ def serve(config: ServerConfig) -> int:
         _say_generated(generated)
         described = storage.describe()
         storage.close()
-        return supervisor.supervise(config, credentials, described)
+        return supervisor.supervise(config, credentials, described, started_umask)
     stop = threading.Event()
     signals_seen = 0
 
@@ -121,6 +131,13 @@ def serve(config: ServerConfig) -> int:
             *server.management_address,
         )
     host, port = server.address
+    if not ipaddress.ip_address(host).is_loopback:
+        logger.warning(
+            "the instance protocol has no authentication: anyone who reaches %s can "
+            "register, checkpoint and end instances; keep it on loopback, or on a "
+            "network only your instances reach",
+            runtime_files.address_text(server.address),
+        )
     logger.info(
         "serving the runtara instance protocol on %s:%d (QUIC) with %d workers%s",
         host,
@@ -131,11 +148,16 @@ def serve(config: ServerConfig) -> int:
         else "",
     )
     # With several server processes, process 0 alone launches and maintains.
-    tasks = maintenance_tasks(config, storage, server) if not index else []
+    tasks = maintenance_tasks(config, storage, server, started_umask) if not index else []
     if server.shared_figures is not None:
         tasks.append(PeriodicTask("figures", FIGURES_INTERVAL, server.publish_figures))
     try:
         tasks += http_tasks(config, storage, server, credentials)
+    except errors.ListenFailed as error:
+        server.stop()
+        storage.close()
+        logger.error("%s", error)
+        return cannot_start
     except errors.ConfigError as error:
         server.stop()
         storage.close()
@@ -168,6 +190,26 @@ def serve(config: ServerConfig) -> int:
     storage.close()
     logger.info("stopped")
     return 0
+
+
+def taken_address(config: ServerConfig) -> str | None:
+    """Why the server cannot have an address it is configured with, when another
+    runtara-core serves it now (the locks are taken when binding; this says it
+    before anything else is done)."""
+    wanted = [("udp", (config.host, config.port), "--host/--port")]
+    if config.management_addr is not None:
+        wanted.append(("udp", config.management_addr, "--management-addr"))
+    if config.http_addr is not None:
+        wanted.append(("tcp", config.http_addr, "--http-addr"))
+    probe = address_locks.Claims({})
+    try:
+        for kind, address, setting in wanted:
+            probe.claim(kind, address, setting)
+    except errors.ListenFailed as error:
+        return str(error)
+    finally:
+        probe.release()
+    return None
 
 
 def with_credentials(
@@ -255,13 +297,18 @@ def http_tasks(
         return []
     from runtara.http import endpoint  # uvicorn, Jinja2 and the console load only when asked for
 
-    return endpoint.tasks(
-        config, storage, server, credentials, reuse_port=supervisor.process_index() is not None
-    )
+    several = supervisor.process_index() is not None  # then the parent holds the address
+    if not several:
+        server.claim("tcp", config.http_addr, "--http-addr")
+    tasks = endpoint.tasks(config, storage, server, credentials, reuse_port=several)
+    if not several:
+        bound = next(task.address for task in tasks if hasattr(task, "address"))
+        server.claim("tcp", bound, "--http-addr")
+    return tasks
 
 
 def maintenance_tasks(
-    config: ServerConfig, storage: base.StorageDriver, server: InstanceServer
+    config: ServerConfig, storage: base.StorageDriver, server: InstanceServer, child_umask: int
 ) -> list[PeriodicTask]:
     """The launcher, the stale-instance check and retention, as configured."""
     tasks = []
@@ -288,6 +335,7 @@ def maintenance_tasks(
                 wake_grace=config.wake_grace,
                 wake_batch=config.wake_batch,
                 cgroups=config.instance_cgroups,
+                child_umask=child_umask,
             ),
         )
         task = PeriodicTask("launcher", runner.settings.tick, runner.tick, runner.stop)

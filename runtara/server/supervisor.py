@@ -60,7 +60,7 @@ from runtara import __version__, errors, runtime_files
 from runtara import config as config_module
 from runtara.credentials import Credentials
 from runtara.launcher import processes
-from runtara.server import binding, tls
+from runtara.server import address_locks, binding, tls
 
 logger = logging.getLogger("runtara")
 
@@ -74,6 +74,9 @@ PARENT = "RUNTARA_PARENT_PID"
 """Set by the parent in each server process: the parent's pid."""
 FIGURES_DIR = "RUNTARA_FIGURES_DIR"
 """Set by the parent: the folder where the server processes share their figures."""
+INSTANCE_UMASK = "RUNTARA_INSTANCE_UMASK"
+"""Set by the parent in each server process: the umask the server was started with,
+octal, which instance processes get (the server itself writes with 077)."""
 METRICS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 """Set by the parent: prometheus_client's folder for the processes' metrics."""
 CANNOT_START = 3
@@ -87,6 +90,13 @@ def process_index(environ: Mapping[str, str] = os.environ) -> int | None:
     """This process's number when a parent started it, else None."""
     raw = environ.get(PROCESS_INDEX)
     return int(raw) if raw is not None else None
+
+
+def instance_umask(started: int, environ: Mapping[str, str] = os.environ) -> int:
+    """The umask instance processes get: the one the whole server was started with
+    (``started``, unless a parent says otherwise)."""
+    raw = environ.get(INSTANCE_UMASK)
+    return int(raw, 8) if raw else started
 
 
 def process_count(environ: Mapping[str, str] = os.environ) -> int:
@@ -118,13 +128,19 @@ def inherited_sockets(environ: Mapping[str, str] = os.environ) -> dict[str, sock
     return sockets
 
 
-def _bind(host: str, port: int, count: int, setting: str) -> list[socket.socket]:
-    """``count`` UDP sockets on one port (a free one when ``port`` is 0), SO_REUSEPORT."""
+def _bind(
+    host: str, port: int, count: int, setting: str, claims: address_locks.Claims
+) -> list[socket.socket]:
+    """``count`` UDP sockets on one port (a free one when ``port`` is 0), SO_REUSEPORT,
+    the address claimed for this server first (another server joining the port's
+    group would take a share of its clients)."""
+    claims.claim("udp", (host, port), setting)
     sockets: list[socket.socket] = []
     try:
         for _ in range(count):
             sockets.append(binding.bind_udp(host, port, setting=setting, reuse_port=True))
             port = sockets[-1].getsockname()[1]
+            claims.claim("udp", (host, port), setting)
     except errors.ListenFailed:
         for sock in sockets:
             sock.close()
@@ -132,18 +148,27 @@ def _bind(host: str, port: int, count: int, setting: str) -> list[socket.socket]
     return sockets
 
 
-def _bind_all(config: config_module.ServerConfig) -> dict[str, list[socket.socket]]:
-    """Every service's sockets, one per server process; ListenFailed if a port cannot be had."""
-    bound = {"instance": _bind(config.host, config.port, config.processes, "--host/--port")}
+def _bind_all(
+    config: config_module.ServerConfig, claims: address_locks.Claims
+) -> dict[str, list[socket.socket]]:
+    """Every service's sockets, one per server process, and the HTTP address (its
+    server processes bind it with SO_REUSEPORT) claimed; ListenFailed if a port
+    cannot be had."""
+    bound: dict[str, list[socket.socket]] = {}
+    wanted = [("instance", (config.host, config.port), "--host/--port")]
     if config.management_addr is not None:
-        try:
-            bound["management"] = _bind(
-                *config.management_addr, config.processes, "--management-addr"
-            )
-        except errors.ListenFailed:
-            for sock in bound["instance"]:
+        wanted.append(("management", config.management_addr, "--management-addr"))
+    try:
+        for name, address, setting in wanted:
+            bound[name] = _bind(*address, config.processes, setting, claims)
+        if config.http_addr is not None:
+            claims.claim("tcp", config.http_addr, "--http-addr")
+    except errors.ListenFailed:
+        for sockets in bound.values():
+            for sock in sockets:
                 sock.close()
-            raise
+        claims.release()
+        raise
     return bound
 
 
@@ -159,11 +184,14 @@ def _with_identity(config: config_module.ServerConfig, folder: Path) -> config_m
     return attrs.evolve(config, tls_cert=cert, tls_key=key)
 
 
-def supervise(config: config_module.ServerConfig, credentials: Credentials, storage: str) -> int:
+def supervise(
+    config: config_module.ServerConfig, credentials: Credentials, storage: str, umask: int
+) -> int:
     """Run ``config.processes`` server processes until a signal; ``storage`` names
-    the store for the runtime file."""
+    the store for the runtime file, ``umask`` is the one instance processes get."""
+    claims = address_locks.Claims({"pid": os.getpid(), "storage": storage})
     try:
-        bound = _bind_all(config)
+        bound = _bind_all(config, claims)
     except errors.ListenFailed as error:
         logger.error("%s", error)
         return 1
@@ -183,6 +211,7 @@ def supervise(config: config_module.ServerConfig, credentials: Credentials, stor
             FIGURES_DIR: str(shared / "figures"),
             METRICS_DIR: str(shared / "metrics"),
             PROCESS_COUNT: str(config.processes),
+            INSTANCE_UMASK: f"{umask:o}",
         },
     )
     children: dict[int, subprocess.Popen] = {}
@@ -266,6 +295,7 @@ def supervise(config: config_module.ServerConfig, credentials: Credentials, stor
             reap_orphans({child.pid for child in children.values()})
     finally:
         runtime_files.remove(runtime_file)
+        claims.release()
         shutil.rmtree(shared, ignore_errors=True)
         for sockets in bound.values():
             for sock in sockets:
