@@ -555,6 +555,7 @@ class LaunchProtocol(RuleBasedStateMachine):
             assert adopted is not None, f"{launcher.name} could not adopt {_state(before)}"
             after = self.snapshot(instance_id)
             _moved(before.launch, after.launch, claimed_by=launcher.name, claimed_until=now + LEASE)
+            assert adopted == after.launch
             launcher.watched[instance_id] = Watch(after.launch.holder, now + LEASE, seen.pid)
             return
         if alive and not silent:
@@ -939,7 +940,7 @@ def _examples(default: int) -> int:
     return int(value) if value else default
 
 
-def _run_model(url: str) -> None:
+def _run_model(url: str, examples: int) -> None:
     storage = selection.open_driver(StorageConfig(database_url=url), workers=2)
     storage.migrate()
 
@@ -951,7 +952,7 @@ def _run_model(url: str) -> None:
         run_state_machine_as_test(
             OnThisStore,
             settings=settings(
-                max_examples=_examples(25),
+                max_examples=_examples(examples),
                 stateful_step_count=40,
                 deadline=None,
                 database=None,
@@ -964,8 +965,8 @@ def _run_model(url: str) -> None:
 
 
 def test_the_launch_protocol_on_sqlite_follows_its_model(tmp_path):
-    _run_model(sqlite_url(tmp_path))
+    _run_model(sqlite_url(tmp_path), 30)
 
 
 def test_the_launch_protocol_on_postgres_follows_its_model(postgres_url):
-    _run_model(postgres_url)
+    _run_model(postgres_url, 12)  # each transaction is a round trip: fewer in CI

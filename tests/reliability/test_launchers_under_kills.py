@@ -22,11 +22,12 @@ and the run waits, bounded, for every instance to end. Checked:
   may complete before it sees the cancel); the one left paused completed or
   waits, suspended with nothing due; none failed.
 - one process at a time per instance: its ``launched`` and ``exited`` events
-  alternate, each exit of the attempt launched before it, with attempt numbers
-  that only grow (none launched twice; a number claimed by a server killed
-  before it started the process is never launched); every effect was made by
-  a process launched for its instance, and once a process of a later attempt
-  made an effect, no process of an earlier one made any.
+  alternate, each exit of the attempt launched before it (but for the exit of
+  an attempt whose program could not start), with attempt numbers that only
+  grow (none launched twice; a number claimed by a server killed before it
+  started the process is never launched); every effect was made by a process
+  launched for its instance, and once a process of a later attempt made an
+  effect, no process of an earlier one made any.
 - no effect twice but for a kill. A step's checkpoint names the process whose
   run of it counted, and that run is the step's last effect. Any other effect
   of the step is a run that never reached its checkpoint: its process died
@@ -142,6 +143,12 @@ class Server:
 
     def tail(self) -> str:
         return "\n".join(line for log in self.logs for line in log.log[-15:])
+
+    def keep_log(self) -> Path:
+        """Everything the server wrote, over its restarts, in a file; its path."""
+        path = self.folder / "server.log"
+        path.write_text("\n".join(line for log in self.logs for line in log.log))
+        return path
 
 
 @attrs.define
@@ -371,16 +378,20 @@ class Storm:
             for event in self.events(instance_id, None)
             if event.event_type in (EventType.LAUNCHED, EventType.EXITED)
         ]
-        kinds = [kind for kind, _ in events]
-        expected = [EventType.LAUNCHED, EventType.EXITED] * (len(kinds) // 2)
-        expected += [EventType.LAUNCHED] * (len(kinds) % 2)
-        assert kinds == expected, f"{instance_id}: launches overlap: {[k.value for k in kinds]}"
-        # An attempt number may be missing: a launch claimed by a server killed
-        # before it started the process is claimed again (a new number), silently.
-        numbers = [facts["attempt"] for _, facts in events]
-        launched = numbers[::2]
-        assert numbers[1::2] == launched[: len(numbers) // 2], f"{instance_id}: {numbers}"
-        assert launched == sorted(set(launched)), f"{instance_id}: attempts {numbers}"
+        seen = [(kind.value, facts["attempt"]) for kind, facts in events]
+        running, last = None, 0
+        for kind, facts in events:
+            attempt = facts["attempt"]
+            if kind is EventType.LAUNCHED:
+                assert running is None and attempt > last, f"{instance_id}: overlap in {seen}"
+                running = last = attempt
+            elif running is not None:
+                assert attempt == running, f"{instance_id}: overlap in {seen}"
+                running = None
+            else:  # an attempt without a process: its program could not start
+                assert facts["how"].startswith("could not start"), f"{instance_id}: {seen}"
+                assert attempt > last, f"{instance_id}: attempts go back in {seen}"
+                last = attempt
         attempt_of = {
             facts["pid"]: facts["attempt"] for kind, facts in events if kind is EventType.LAUNCHED
         }
@@ -441,7 +452,8 @@ class Storm:
         previous_end = None
         for event in self.events(instance_id, EventType.EXITED):
             facts = json.loads(event.payload)
-            began, ended = launched[facts["attempt"]], event.created_at
+            ended = event.created_at
+            began = launched.get(facts["attempt"], ended)  # none: it could not start
             outcome, failures = facts["outcome"], facts["failures"]
             assert facts["max_failures"] == MAX_FAILURES and failures < MAX_FAILURES
             what = f"{instance_id} attempt {facts['attempt']} ({facts['how']}): {outcome}"
@@ -510,7 +522,10 @@ def _run(folder: Path, url: str) -> None:
         failure.add_note(
             f"seed {seed}: repeat with RUNTARA_KILLS_SEED={seed} "
             f"RUNTARA_KILLS_SECONDS={STORM_SECONDS:g}; the driver did {dict(storm.actions)}\n"
-            + "\n".join(f"server {n}:\n{s.tail()}" for n, s in enumerate(storm.servers))
+            + "\n".join(
+                f"server {n} (all its log: {s.keep_log()}):\n{s.tail()}"
+                for n, s in enumerate(storm.servers)
+            )
         )
         raise
     finally:
