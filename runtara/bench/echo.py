@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import tempfile
 import threading
 from pathlib import Path
 
-from runtara import config
+from runtara import config, credentials
 from runtara.handlers import dispatch
 from runtara.protocol import instance_pb2 as pb
 from runtara.server.app import InstanceServer
@@ -72,6 +73,11 @@ def main() -> None:
             ),
             None,
             instance_service=ECHO_SERVICE,
+            credentials=credentials.Credentials(
+                read=credentials.generate().read,
+                operate=os.environ.get("RUNTARA_MANAGEMENT_TOKEN")
+                or credentials.generate().operate,
+            ),
         )
         server.start()
         if server.management_address is not None:
