@@ -29,7 +29,6 @@ class Guarded:
         self.address = f"{host}:{port}"
 
 
-
 @pytest.fixture(scope="module")
 def guarded(tmp_path_factory):
     server = Guarded(tmp_path_factory.mktemp("guarded"))

@@ -16,7 +16,7 @@ from tests.support import run_cli, sqlite_url, wait_for
 SIGNAL_INSIDE_POPEN = """
 import os, signal, subprocess, sys
 from pathlib import Path
-from runtara import config
+from runtara import config, credentials
 from runtara.server import supervisor
 
 folder, at = Path(sys.argv[1]), int(sys.argv[2])
@@ -37,7 +37,8 @@ settings = config.ServerConfig(
     processes=2, host="127.0.0.1", port=0, database_url=f"sqlite:{folder / 'runtara.db'}",
     launcher=False, runs_dir=folder / "runs",
 )
-print("returned", supervisor.supervise(settings), flush=True)
+credentials = credentials.generate()
+print("returned", supervisor.supervise(settings, credentials, "sqlite", 0o022), flush=True)
 """
 """Runs the parent with a SIGTERM delivered inside its ``at``-th Popen."""
 

@@ -14,6 +14,7 @@ from google.protobuf.message import DecodeError
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
+from runtara import limits
 from runtara.handlers import dispatch
 from runtara.protocol import codes, framing
 from runtara.protocol import instance_pb2 as pb
@@ -193,11 +194,19 @@ def check_answer(payload: bytes | str, answer: bytes) -> pb.RpcResponse | None:
     return reply
 
 
-def has_nul(message) -> bool:
-    """Whether a text field of ``message`` contains NUL (refused by the server)."""
-    return any(
-        field.type == field.TYPE_STRING and "\x00" in value for field, value in message.ListFields()
-    )
+def text_refusal(message) -> tuple[str, str] | None:
+    """The first text field of ``message`` the server refuses, and why: NUL, or an
+    identifier longer than its documented limit (runtara.limits.TEXT_LIMITS)."""
+    for field, value in message.ListFields():
+        if field.type != field.TYPE_STRING:
+            continue
+        if "\x00" in value:
+            return field.name, f"{field.name} must not contain NUL characters"
+        limit = limits.TEXT_LIMITS.get(field.name)
+        size = len(value.encode("utf-8"))
+        if limit is not None and size > limit:
+            return field.name, f"{field.name} is {size} bytes long; at most {limit} are allowed"
+    return None
 
 
 def sleep_holds(request: pb.RpcRequest | None, is_running) -> bool:
@@ -209,7 +218,7 @@ def sleep_holds(request: pb.RpcRequest | None, is_running) -> bool:
     sleep = request.sleep
     if not sleep.instance_id or sleep.duration_ms <= 250 or sleep.duration_ms > MAX_SLEEP_MS:
         return False
-    if has_nul(sleep):
+    if text_refusal(sleep) is not None:
         return False
     return is_running(sleep.instance_id)
 
