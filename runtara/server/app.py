@@ -131,8 +131,9 @@ class InstanceServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
-        self._endpoints: dict[str, aioquic_adapter.AdmittingServer] = {}
-        """By service name."""
+        self._endpoints: list[aioquic_adapter.AdmittingServer] = []
+        self._endpoint_of: dict[str, aioquic_adapter.AdmittingServer] = {}
+        """Each endpoint by the name of its service."""
         self._connections: dict[quic.ServerConnection, str] = {}
         """The admitted connections, and the name of the service of each."""
         self._timers: dict[Hashable, asyncio.TimerHandle] = {}
@@ -305,7 +306,7 @@ class InstanceServer:
         their clients may have nothing to send that would draw a reset. As fast
         as the resets' rate limit allows."""
         while entries:
-            endpoint = self._endpoints.get(entries[0].service)
+            endpoint = self._endpoint_of.get(entries[0].service)
             if endpoint is None or endpoint.transport is None or endpoint.transport.is_closing():
                 entries.popleft()  # a service not served now, or the server is stopping
                 continue
@@ -349,7 +350,8 @@ class InstanceServer:
         ):
             if size:
                 sock.setsockopt(socket.SOL_SOCKET, option, size)
-        self._endpoints[service.name] = endpoint
+        self._endpoints.append(endpoint)
+        self._endpoint_of[service.name] = endpoint
         return sock.getsockname()[:2]
 
     async def _close(self, grace: float) -> bool:
@@ -380,7 +382,7 @@ class InstanceServer:
             drained = False
         self._perform(self.core.closing_all())
         await asyncio.sleep(0.05)  # let the CONNECTION_CLOSE packets leave
-        for endpoint in self._endpoints.values():
+        for endpoint in self._endpoints:
             if endpoint.transport is not None:
                 endpoint.transport.close()
         self._journal.remove()  # every client was told by a CONNECTION_CLOSE
