@@ -69,9 +69,7 @@ def test_two_processes_serve_one_port_and_sum_their_figures(tmp_path):
             for step in range(5):
                 assert not client.checkpoint(f"p{number}", f"s{step}", b"x").HasField("error")
         wait_for(lambda: len(fingerprints) == 1 and len(children_of(server)) == 2, 10)
-        stats = wait_for(
-            lambda: (f := figures(server))["completed"] >= 48 and f, 10
-        )
+        stats = wait_for(lambda: (f := figures(server))["completed"] >= 48 and f, 10)
         assert stats["processes"] == 2
         assert stats["completed"] == stats["process.0.completed"] + stats["process.1.completed"]
         for client in clients:
