@@ -8,6 +8,7 @@ from typing import Protocol
 
 from runtara import errors, metrics
 from runtara.admin.local import LocalAdmin
+from runtara.background import PeriodicTask
 from runtara.config import ServerConfig
 from runtara.credentials import Credentials
 from runtara.handlers.services import Services
@@ -16,7 +17,6 @@ from runtara.http.app import HttpApp
 from runtara.http.console import Console
 from runtara.http.probes import Readiness
 from runtara.http.server import HttpServer
-from runtara.server.background import PeriodicTask
 from runtara.storage import base
 
 logger = logging.getLogger("runtara")

@@ -17,11 +17,11 @@ import attrs
 from runtara import __version__, clock, errors, runtime_files
 from runtara import credentials as credentials_module
 from runtara.admin import retention, staleness
+from runtara.background import PeriodicTask
 from runtara.config import ServerConfig
 from runtara.launcher import launcher, processes
 from runtara.server import address_locks, supervisor
 from runtara.server.app import InstanceServer
-from runtara.server.background import PeriodicTask
 from runtara.storage import base, selection
 
 logger = logging.getLogger("runtara")
