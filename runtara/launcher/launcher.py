@@ -316,13 +316,14 @@ class Launcher:
 
     def _look_after(self, launch: records.Launch, now: dt.datetime) -> None:
         """A launch nobody watches: a process still alive on this machine is watched
-        again; a gone one is relaunched at once; one that cannot be checked from here
-        (another machine, or a process that took the instance over) is relaunched once it has been silent for the silence window; an
-        unwatched sleeper whose wake time passed is due."""
+        again; a gone one is relaunched at once (or, for a finished instance, its end
+        recorded); one that cannot be checked from here (another machine, or a
+        process that took the instance over) is relaunched once it has been silent
+        for the silence window; an unwatched sleeper whose wake time passed is due."""
         lease = dt.timedelta(seconds=self.settings.lease)
         silent_since = now - dt.timedelta(seconds=self.settings.silence)
         instance = self._run(lambda tx: tx.get_instance(launch.instance_id), write=False)
-        if instance is None or instance.status.is_terminal:
+        if instance is None:
             return
         if launch.claimed_by is None and instance.status is records.InstanceStatus.SUSPENDED:
             due_before = now - dt.timedelta(seconds=self.settings.wake_grace)
@@ -344,7 +345,9 @@ class Launcher:
             if self.running < self.settings.max_running:
                 self._adopt(launch, now, lease)
             return
-        if local:
+        if instance.status.is_terminal:
+            how = "ended while no server watched it"
+        elif local:
             how = "was lost: its process is gone and the server that watched it stopped"
         else:
             activity = max(

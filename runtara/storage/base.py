@@ -276,8 +276,8 @@ class Transaction(abc.ABC):
     def list_lapsed_launches(
         self, *, now: dt.datetime, due_before: dt.datetime, limit: int
     ) -> list[records.Launch]:
-        """Launches of unfinished instances that nobody watches: claimed, with the
-        claim run out (at or before ``now``); or unclaimed and not due while the
+        """Launches that nobody watches: claimed, with the claim run out (at or before
+        ``now``), whatever the instance's status; or unclaimed and not due while the
         instance is pending or running, or sleeps with ``sleep_until`` at or before
         ``due_before``. By instance id, at most ``limit``."""
 

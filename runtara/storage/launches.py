@@ -561,9 +561,10 @@ def adopt(
     lease: dt.timedelta,
 ) -> records.Launch | None:
     """Take over watching a launch that was held as ``seen`` and whose process still
-    runs; None if another launcher holds it in force, or it moved on."""
+    runs (or ended unwatched, to record its end); None if another launcher holds it
+    in force, or it moved on."""
     instance, launch = _locked(tx, instance_id)
-    if launch is None or launch.holder != seen or instance.status.is_terminal:
+    if launch is None or launch.holder != seen:
         return None
     in_force = launch.claimed_until is not None and launch.claimed_until > now
     if in_force and launch.claimed_by != launcher:

@@ -302,11 +302,9 @@ class MemoryTransaction(base.Transaction):
     def list_lapsed_launches(self, *, now, due_before, limit):
         def lapsed(launch):
             instance = self._tables.instances[launch.instance_id]
-            if instance.status.is_terminal:
-                return False
             if launch.claimed_by is not None:
                 return launch.claimed_until is not None and launch.claimed_until <= now
-            if launch.next_launch_at is not None:
+            if launch.next_launch_at is not None or instance.status.is_terminal:
                 return False
             if instance.status is records.InstanceStatus.SUSPENDED:
                 return instance.sleep_until is not None and instance.sleep_until <= due_before

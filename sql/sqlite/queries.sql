@@ -311,11 +311,10 @@ SELECT l.instance_id, l.spec, l.input, l.max_failures, l.attempt, l.failures, l.
        l.launched_at, l.next_launch_at, l.claimed_by, l.claimed_until, l.pid, l.pid_started,
        l.host, l.registration, l.stop_deadline, l.last_exit
 FROM instance_launches l JOIN instances i ON i.instance_id = l.instance_id
-WHERE i.status NOT IN ('completed', 'failed', 'cancelled')
-  AND ((l.claimed_by IS NOT NULL AND l.claimed_until <= :now)
-       OR (l.claimed_by IS NULL AND l.next_launch_at IS NULL
-           AND (i.status IN ('pending', 'running')
-                OR (i.status = 'suspended' AND i.sleep_until <= :due_before))))
+WHERE (l.claimed_by IS NOT NULL AND l.claimed_until <= :now)
+   OR (l.claimed_by IS NULL AND l.next_launch_at IS NULL
+       AND (i.status IN ('pending', 'running')
+            OR (i.status = 'suspended' AND i.sleep_until <= :due_before)))
 ORDER BY l.instance_id LIMIT :limit
 
 -- name: list_claimed_launches

@@ -4,6 +4,7 @@ exit is never forgotten, a claim is renewed only for a process it watches."""
 from __future__ import annotations
 
 import datetime as dt
+import os
 import sys
 
 import pytest
@@ -114,3 +115,39 @@ def test_only_watched_claims_are_renewed(storage, tmp_path):
             watched.process.process.kill()
             watched.process.process.wait()
         runner.stop()
+
+
+def test_an_instance_that_finished_while_no_launcher_watched_gets_its_end_recorded(
+    storage, tmp_path
+):
+    first = launcher.Launcher(storage, settings(tmp_path, name="box:1"))
+    start(storage, "quick", sys.executable, "-c", "import time; time.sleep(0.5)")
+    ticking(first, lambda: first.running == 1)
+    first.stop()  # its server stops; the process ends, the instance completes meanwhile
+    storage.run(
+        lambda tx: tx.update_instance(
+            "quick",
+            records.InstanceUpdate(
+                status=records.InstanceStatus.COMPLETED, finished_at=clock.utc_now()
+            ),
+        )
+    )
+    wait_for(lambda: storage.run(lambda tx: tx.get_launch("quick")).pid is not None, 5)
+    pid = storage.run(lambda tx: tx.get_launch("quick")).pid
+    wait_for(lambda: not os.path.exists(f"/proc/{pid}") or _zombie(pid), 10)
+    restarted = launcher.Launcher(storage, settings(tmp_path, name="box:1"))
+    restarted.tick()
+    launch = storage.run(lambda tx: tx.get_launch("quick"))
+    assert (launch.claimed_by, launch.last_exit) == (None, "ended while no server watched it")
+    exits = storage.run(
+        lambda tx: tx.list_events("quick", records.EventFilter(event_type=records.EventType.EXITED))
+    )
+    assert len(exits) == 1 and b'"outcome": "finished"' in exits[0].payload
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
