@@ -34,8 +34,12 @@ class AddressLock:
         self.name = _name(kind, address)
         self._reply = (json.dumps(holder) + "\n").encode()
         self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self._socket.bind(self.name)  # OSError (EADDRINUSE) when held elsewhere
-        self._socket.listen(8)
+        try:
+            self._socket.bind(self.name)  # OSError (EADDRINUSE) when held elsewhere
+            self._socket.listen(8)
+        except OSError:
+            self._socket.close()
+            raise
         self._thread = threading.Thread(target=self._answer, name="runtara-lock", daemon=True)
         self._thread.start()
 
@@ -88,7 +92,12 @@ def who_holds(kind: str, address: tuple[str, int]) -> dict | None:
         asking.settimeout(TIMEOUT)
         try:
             asking.connect(_name(kind, address))
-            data = asking.makefile("rb").readline(4096)
+            data = b""
+            while not data.endswith(b"\n") and len(data) < 4096:
+                chunk = asking.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
             return json.loads(data)
         except (OSError, ValueError):
             return None
