@@ -35,9 +35,9 @@ and the run waits, bounded, for every instance to end. Checked:
   process the driver SIGKILLed (or the last one of a stopped instance, which a
   launcher terminates past the grace, or which runs on unwatched once the stop
   is given up), and each such process leaves at most one (it runs one step at
-  a time, and dies once). So an instance repeats at most one effect per process of it killed.
-  A step without a checkpoint (its instance was cancelled first) has effects
-  of such processes only.
+  a time, and dies once). So an instance repeats at most one effect per
+  process of it killed. A step without a checkpoint (its instance was
+  cancelled first) has effects of such processes only.
 - failures in a row: each ``exited`` event's ``failures`` is 0 or one more
   than before (a suspended end resets it); an attempt that saved a checkpoint
   while it ran ends with 0, one that saved none with one more; none reaches
