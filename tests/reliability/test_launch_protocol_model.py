@@ -35,8 +35,8 @@ return and write. Checked after every step:
 - at a quiescent point (every process killed, every launcher back and done
   looking after what lapsed, the clock past every back-off) every live
   instance is waiting for a resume, and every finished one is not due and
-  nobody holds it (except a claim left by a launcher that died before it saw
-  the process end: it lapses, and a retry goes past it).
+  nobody holds it (its end recorded even if its launcher died before it saw
+  the process end), and a failed or cancelled one can be retried.
 
 A CI run is a few seconds per driver. ``RUNTARA_LAUNCH_MODEL_EXAMPLES=N`` runs
 N examples per driver instead (and lifts the test timeout)::
@@ -520,8 +520,7 @@ class LaunchProtocol(RuleBasedStateMachine):
         ``silent``: a remote process has been silent long enough to be given up."""
         instance_id, now = seen.instance_id, self.now
         before = self.snapshot(instance_id)
-        if before.instance.status.is_terminal:
-            return
+        finished = before.instance.status.is_terminal
         if seen.claimed_by is None and before.instance.status is InstanceStatus.SUSPENDED:
             woken = self.storage.run(
                 lambda tx: launches.wake_unwatched(
@@ -542,7 +541,8 @@ class LaunchProtocol(RuleBasedStateMachine):
             assert released == (before.launch.holder == seen.holder and before.launch.pid is None)
             after = self.snapshot(instance_id)
             if released:
-                released_at = {"next_launch_at": now, "claimed_by": None, "claimed_until": None}
+                due = None if finished else now
+                released_at = {"next_launch_at": due, "claimed_by": None, "claimed_until": None}
                 _moved(before.launch, after.launch, **released_at)
             return
         process = self.processes.get(seen.pid) if seen.pid is not None else None
@@ -558,7 +558,7 @@ class LaunchProtocol(RuleBasedStateMachine):
             assert adopted == after.launch
             launcher.watched[instance_id] = Watch(after.launch.holder, now + LEASE, seen.pid)
             return
-        if alive and not silent:
+        if alive and not silent and not finished:
             return  # a remote process, not silent for long enough yet
         self.record_exit(launcher, instance_id, "was lost", None, None, lost_as=seen.holder)
 
@@ -809,9 +809,7 @@ class LaunchProtocol(RuleBasedStateMachine):
             state = self.snapshot(instance_id)
             instance, launch = state.instance, state.launch
             if instance.status.is_terminal:
-                assert launch.next_launch_at is None, _state(state)
-                if launch.claimed_by is not None:
-                    assert launch.claimed_until <= self.now, _state(state)
+                assert launch.next_launch_at is None and launch.claimed_by is None, _state(state)
                 if instance.status is not InstanceStatus.COMPLETED:
                     self.retry_would_go(instance_id)
             else:
