@@ -37,16 +37,7 @@ def start(argv: Sequence[str]) -> int:
     )
     parser.add_argument("--id", help="instance id (default: a new unique one)")
     parser.add_argument("--tenant", default=DEFAULT_TENANT, help=f"tenant ({DEFAULT_TENANT})")
-    parser.add_argument(
-        "--input", metavar="JSON|@FILE", help="the instance's input: JSON text, or a file's bytes"
-    )
-    parser.add_argument(
-        "--env",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="set a variable; repeatable",
-    )
+    _input_and_env(parser, "the instance's input", "set a variable; repeatable")
     parser.add_argument(
         "--cwd", help="working folder of the process (default: the folder start runs in)"
     )
@@ -86,6 +77,13 @@ def start(argv: Sequence[str]) -> int:
     return 0
 
 
+def _input_and_env(parser: common.Parser, input_help: str, env_help: str) -> None:
+    parser.add_argument(
+        "--input", metavar="JSON|@FILE", help=f"{input_help}: JSON text, or a file's bytes"
+    )
+    parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE", help=env_help)
+
+
 def _input(value: str) -> bytes:
     if value.startswith("@"):
         return common.payload(value)
@@ -115,16 +113,7 @@ def retry(argv: Sequence[str]) -> int:
         "count of failures; the server's launcher launches it at once.",
     )
     parser.add_argument("instance", help="instance id")
-    parser.add_argument(
-        "--input", metavar="JSON|@FILE", help="a new input: JSON text, or a file's bytes"
-    )
-    parser.add_argument(
-        "--env",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="set a variable of its launch environment; repeatable",
-    )
+    _input_and_env(parser, "a new input", "set a variable of its launch environment; repeatable")
     common.add_target_arguments(parser)
     arguments = parser.parse_args(argv)
     env = parse_env(arguments.env)
