@@ -334,11 +334,15 @@ class Launcher:
             )
             return
         if launch.claimed_by is not None and launch.pid is None:
-            # Claimed by a launcher that stopped before it recorded a process:
-            # nothing is known to run, so it is due again (not a failure).
-            self._run(
-                lambda tx: launches.release_unstarted(tx, launch.instance_id, launch.holder, now)
-            )
+            # Claimed by a launcher that stopped before it recorded a process. Its
+            # process may yet register (spawned, then the record lost): once the
+            # claim has run out, the store tells a started one from a due one.
+            if launch.claimed_until is None or launch.claimed_until <= now:
+                self._run(
+                    lambda tx: launches.release_unstarted(
+                        tx, launch.instance_id, launch.holder, now
+                    )
+                )
             return
         local = launch.claimed_by is not None and launch.host == self.host
         if local and processes.alive(launch.pid, launch.pid_started):

@@ -36,12 +36,14 @@ exited          claimed, running -> due,         L                              
 unlaunchable    claimed -> done (failed)         L, the spec cannot be run      fail_unlaunchable
 adopt           lapsed -> running (by L)         L, the process lives here      adopt
 lost            lapsed, unwatched -> due, done   L, the process is gone/silent  relaunch_lost
-unstarted       lapsed (no pid) -> due           L                              release_unstarted
+unstarted       lapsed (no pid) -> due, or       L                              release_unstarted
+                unwatched if it registered
 woken           unwatched sleeper -> due         L                              wake_unwatched
 resume          waiting (paused) -> due          an operator's resume           resume
 stop            any live -> deadline set,        an operator                    request_stop
                 or done when nothing runs it
-stop unanswered any live -> done (cancelled)     an operator, past the grace    cancel_unanswered
+stop unanswered any live -> done (cancelled);    an operator, past the grace    cancel_unanswered
+                a claim in force is kept
 retry           done (failed, cancelled) -> due  an operator                    retry
 ==============  ===============================  =============================  ==========
 
@@ -286,13 +288,20 @@ def request_stop(
 def cancel_unanswered(
     tx: base.Transaction, instance_id: str, reason: str, now: dt.datetime
 ) -> bool:
-    """Record ``cancelled`` for an instance that did not end by itself after a stop."""
+    """Record ``cancelled`` for an instance that did not end by itself after a stop.
+
+    A claim still in force is kept: its launcher may yet be ending the process,
+    and records the end when it has; releasing it would let a retry start a
+    second copy beside the first."""
     instance, launch = _locked(tx, instance_id)
     if instance is None or instance.status.is_terminal:
         return False
     tx.update_instance(instance_id, _final(InstanceStatus.CANCELLED, now, reason))
-    if launch is not None:
-        tx.update_launch(instance_id, _release(next_launch_at=None), held_by=launch.holder)
+    if launch is None:
+        return True
+    in_force = launch.claimed_by is not None and launch.claimed_until > now
+    release = LaunchUpdate(next_launch_at=None) if in_force else _release(next_launch_at=None)
+    tx.update_launch(instance_id, release, held_by=launch.holder)
     return True
 
 
@@ -597,13 +606,24 @@ def release_unstarted(
     tx: base.Transaction, instance_id: str, seen: records.LaunchHolder, now: dt.datetime
 ) -> bool:
     """A launch claimed as ``seen`` by a launcher that stopped before it recorded a
-    process: due again at once, without counting a failure."""
+    process, its claim run out: due again at once, without counting a failure;
+    but when the instance was registered since the claim, the process did start
+    (it was spawned, its record lost): it is left running, unwatched, and
+    relaunched only if it falls silent, so that no second copy starts beside it
+    (or, when it paused itself and a resume is pending, due at once)."""
     instance, launch = _locked(tx, instance_id)
     if launch is None or launch.holder != seen or launch.pid is not None:
         return False
+    started = launch.registration is not None and instance.registration > launch.registration
     if instance.status.is_terminal:
-        return tx.update_launch(instance_id, _release(next_launch_at=None), held_by=seen)
-    return tx.update_launch(instance_id, _release(next_launch_at=now), held_by=seen)
+        due = None
+    elif not started:
+        due = now
+    elif instance.status is InstanceStatus.SUSPENDED and instance.sleep_until is None:
+        due = _wake_time(tx, instance, now)
+    else:
+        due = None  # running, or a sleeper: woken when its time comes
+    return tx.update_launch(instance_id, _release(next_launch_at=due), held_by=seen)
 
 
 def wake_unwatched(

@@ -170,7 +170,7 @@ def test_a_command_that_cannot_start_fails_its_attempts_with_the_os_error(launch
     assert launching.finished(other).status is records.InstanceStatus.COMPLETED
 
 
-def test_a_crash_loop_stops_at_the_maximum_attempts_with_the_last_stderr(launching):
+def test_a_crash_loop_stops_at_max_failures_with_the_last_stderr(launching):
     instance_id = launching.start(
         "--max-attempts", "3", script="kill_loop.py", EFFECTS="/dev/null"
     )  # no KILLS_FILE: every attempt dies with a KeyError before registering

@@ -14,7 +14,7 @@ from runtara.config import StorageConfig
 from runtara.launcher import launcher
 from runtara.launcher.spec import LaunchSpec
 from runtara.storage import launches, selection
-from tests.support import sqlite_url, wait_for
+from tests.support import LoopbackServer, sqlite_url, wait_for
 
 
 class FailingOnce:
@@ -49,14 +49,14 @@ def start(storage, instance_id: str, *command: str, max_failures: int = 3) -> No
 
 
 def settings(tmp_path, **changes) -> launcher.Settings:
-    return launcher.Settings(
+    values = dict(
         server_addr="127.0.0.1:1",
         skip_cert_verification=True,
         runs_dir=tmp_path / "runs",
         backoff=0.05,
         backoff_cap=0.1,
-        **changes,
     )
+    return launcher.Settings(**{**values, **changes})
 
 
 def ticking(runner, predicate, timeout=20.0):
@@ -151,3 +151,52 @@ def _zombie(pid: int) -> bool:
             return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
     except FileNotFoundError:
         return True
+
+
+class Killed(BaseException):
+    """The launcher's server dies: nothing after this point of its tick runs."""
+
+
+def test_a_process_started_but_never_recorded_is_not_started_twice(tmp_path, monkeypatch):
+    server = LoopbackServer(sqlite_url(tmp_path))
+    effects = tmp_path / "effects.txt"
+    workflow = os.path.join(os.path.dirname(__file__), "..", "workflows", "effects.py")
+    environment = {"EFFECTS": str(effects), "STEPS": "8", "STEP_SECONDS": "0.2", "NAP_EVERY": "100"}
+    spec = LaunchSpec((sys.executable, workflow), os.getcwd(), environment, 3).to_json()
+    server.storage.run(
+        lambda tx: launches.start_instance(tx, "x", "t", spec, None, 3, clock.utc_now())
+    )
+    host, port = server.address
+    named = settings(tmp_path, server_addr=f"{host}:{port}", name="box:1", lease=1.0)
+
+    def dies(*args, **kwargs):
+        raise Killed
+
+    monkeypatch.setattr(launches, "launched", dies)
+    first = launcher.Launcher(server.storage, named)
+    with pytest.raises(Killed):
+        first.tick()  # the process is spawned; its record is lost with the server
+    (orphan,) = first._watched.values()
+    monkeypatch.undo()
+    restarted = launcher.Launcher(server.storage, named)
+    try:
+        ticking(restarted, lambda: instance_status(server, "x").is_terminal, timeout=30)
+        assert instance_status(server, "x") is records.InstanceStatus.COMPLETED
+        runs = [line.split() for line in effects.read_text().splitlines()]
+        assert sorted(int(step) for _, step, _ in runs) == list(range(8))
+        assert {pid for _, _, pid in runs} == {str(orphan.pid)}
+    finally:
+        for watched in [*first._watched.values(), *restarted._watched.values()]:
+            _kill(watched.pid)
+        server.stop()
+
+
+def instance_status(server, instance_id):
+    return server.storage.run(lambda tx: tx.get_instance(instance_id), write=False).status
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.killpg(pid, 9)
+    except ProcessLookupError:
+        pass

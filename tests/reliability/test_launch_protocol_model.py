@@ -331,8 +331,12 @@ class LaunchProtocol(RuleBasedStateMachine):
         after = self.snapshot(instance_id)
         if done:
             assert after.instance.status is InstanceStatus.CANCELLED
-            assert after.launch.claimed_by is None and after.launch.next_launch_at is None
-            assert after.launch.attempt == before.launch.attempt
+            launch = before.launch
+            if launch.claimed_by is not None and launch.claimed_until > now:
+                _moved(launch, after.launch, next_launch_at=None)  # its launcher ends it
+            else:
+                released = dict(claimed_by=None, claimed_until=None, pid=None, pid_started=None)
+                _moved(launch, after.launch, next_launch_at=None, host=None, **released)
 
     def retry(self, instance_id: str) -> None:
         before = self.snapshot(instance_id)
@@ -535,13 +539,29 @@ class LaunchProtocol(RuleBasedStateMachine):
             _moved(before.launch, self.snapshot(instance_id).launch, **changes)
             return
         if seen.claimed_by is not None and seen.pid is None:
+            if seen.claimed_until is not None and seen.claimed_until > now:
+                return  # its process may yet register: the claim runs out first
             released = self.storage.run(
                 lambda tx: launches.release_unstarted(tx, instance_id, seen.holder, now)
             )
             assert released == (before.launch.holder == seen.holder and before.launch.pid is None)
             after = self.snapshot(instance_id)
             if released:
-                due = None if finished else now
+                registered = before.launch.registration is not None and (
+                    before.instance.registration > before.launch.registration
+                )
+                paused = before.instance.status is InstanceStatus.SUSPENDED and (
+                    before.instance.sleep_until is None
+                )
+                resumed = before.pending is not None and (
+                    before.pending.signal_type is SignalType.RESUME
+                )
+                if finished:
+                    due = None
+                elif not registered:
+                    due = now
+                else:
+                    due = now if paused and resumed else None
                 released_at = {"next_launch_at": due, "claimed_by": None, "claimed_until": None}
                 _moved(before.launch, after.launch, **released_at)
             return
@@ -837,12 +857,15 @@ class LaunchProtocol(RuleBasedStateMachine):
             return
 
     def moving(self) -> bool:
-        """Whether a launcher still watches anything, or a live instance is due or held."""
+        """Whether a launcher still watches anything, or a live instance is due, held
+        or asleep (an unwatched sleeper is woken when its time comes)."""
         if any(launcher.watched for launcher in self.launchers.values()):
             return True
         for state in self.snapshots().values():
             if not state.instance.status.is_terminal and (
-                state.launch.claimed_by is not None or state.launch.next_launch_at is not None
+                state.launch.claimed_by is not None
+                or state.launch.next_launch_at is not None
+                or state.instance.sleep_until is not None
             ):
                 return True
         return False
