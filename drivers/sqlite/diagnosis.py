@@ -15,11 +15,11 @@ def write_problem(path: Path) -> str | None:
     folder = path.parent
     if folder.exists() and not os.access(folder, os.W_OK):
         return (
-            f"its folder is read-only{_mount(folder)}, and SQLite in WAL mode writes "
+            f"its folder is {_unwritable(folder)}, and SQLite in WAL mode writes "
             "next to the database"
         )
     if path.exists() and not os.access(path, os.W_OK):
-        return f"the file is read-only{_mount(path)}"
+        return f"the file is {_unwritable(path)}"
     free = free_bytes(path)
     if free is not None and free < FULL_BELOW:
         return f"the disk is full ({free} bytes free)"
@@ -37,9 +37,16 @@ def free_bytes(path: Path) -> int | None:
     return blocks * stat.f_frsize
 
 
-def _mount(path: Path) -> str:
+def _unwritable(path: Path) -> str:
+    """Why ``path``, which this process may not write, is so: a read-only mount, a
+    read-only file, or another user's."""
     try:
         read_only = bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+        owner = path.stat().st_uid
     except OSError:
-        return ""
-    return " (a read-only mount)" if read_only else ""
+        return "read-only"
+    if read_only:
+        return "read-only (a read-only mount)"
+    if owner != os.geteuid() and os.geteuid() != 0:
+        return f"another user's (uid {owner}; this process runs as uid {os.geteuid()})"
+    return "read-only"

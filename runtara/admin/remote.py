@@ -31,7 +31,7 @@ T = TypeVar("T")
 
 _MANAGEMENT_CODES = frozenset(
     {operation.error_code for operation in dispatch.MANAGEMENT_OPERATIONS.values()}
-    | {codes.OVERLOADED, codes.UNAVAILABLE, codes.EMPTY_REQUEST}
+    | {codes.OVERLOADED, codes.UNAVAILABLE}
 )
 """The error codes a management service answers with."""
 
@@ -122,6 +122,13 @@ class RemoteAdmin(Admin):
             if code in (codes.UNAUTHENTICATED, codes.PERMISSION_DENIED):
                 raise errors.AccessDenied(
                     f"{self.describe()} refused the request: {response.error.message}"
+                )
+            if code == codes.EMPTY_REQUEST:
+                # The request always names an operation: the other side did not know it.
+                raise errors.BadResponse(
+                    f"{self.describe()} did not understand the request: it is a server's "
+                    "instance port, or a management service of another version (see the "
+                    "server's --management-addr)"
                 )
             if code not in _MANAGEMENT_CODES:
                 raise errors.BadResponse(

@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import pytest
 
 from runtara import records
-from tests.support import ServerProcess, free_udp_port, run_cli, wait_for
+from tests.other_user import require_root, run_cli_as_nobody
+from tests.support import ServerProcess, free_udp_port, run_cli, sqlite_url, wait_for
 
 WORKFLOWS = Path(__file__).parent.parent / "workflows"
 
@@ -129,3 +133,41 @@ def test_serving_the_instance_protocol_beyond_loopback_is_warned_about(tmp_path)
     finally:
         server.signal()
         server.wait()
+
+
+def test_another_local_user_cannot_make_the_server_run_a_command():
+    """Every way the tools offer to start an instance, tried by ``nobody`` against a
+    root server whose folder others may enter (as a project folder usually is)."""
+    require_root("acting as another user")
+    folder = Path(tempfile.mkdtemp(prefix="runtara-shared-"))
+    folder.chmod(0o755)
+    environment = {"RUNTARA_RUNTIME_DIR": str(folder / "runtime")}
+    before = os.umask(0o022)
+    server = ServerProcess(cwd=folder, env=environment)
+    try:
+        running = server.runtime(environment)
+        (runtime_file,) = (folder / "runtime").glob("server-*.json")
+        owned = folder / "owned"
+        attempts = {
+            "the server it runs": ([], "no runtara-core server of this user runs"),
+            "its runtime file": (["--token-file", str(runtime_file)], "Permission denied"),
+            "its management port": (
+                ["--server", running.management_addr],
+                "missing or wrong management credential",
+            ),
+            "its instance port": (["--server", running.instance_addr], "did not understand"),
+            "its database": (["--database-url", sqlite_url(folder)], "another user's"),
+        }
+        for way, (flags, refusal) in attempts.items():
+            command = ["start", *flags, "--id", "evil", "--", "/usr/bin/touch", str(owned)]
+            code, said = run_cli_as_nobody(*command, cwd=folder, env=environment)
+            assert code in (1, 2) and refusal in said, (way, code, said)
+        time.sleep(2)  # past a launcher tick, had anything been started
+        assert not owned.exists()
+        listed = run_cli("instances", cwd=folder, env=environment)
+        assert listed.returncode == 0 and "evil" not in listed.stdout, listed.stderr
+    finally:
+        os.umask(before)
+        server.signal()
+        server.wait()
+        shutil.rmtree(folder)

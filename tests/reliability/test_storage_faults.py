@@ -18,17 +18,13 @@ import pytest
 
 from runtara import errors
 from runtara.drivers.sqlite import SqliteDriver
+from tests.other_user import require_root
 from tests.support import RpcClient, ServerProcess, run_cli
-
-ROOT_REQUIRED = os.environ.get("RUNTARA_TEST_REQUIRE_ROOT") == "1"
 
 
 @pytest.fixture(autouse=True)
 def root():
-    if os.geteuid() != 0:
-        if ROOT_REQUIRED:
-            pytest.fail("mounting a tmpfs needs root, and RUNTARA_TEST_REQUIRE_ROOT=1")
-        pytest.skip("mounting a tmpfs needs root")
+    require_root("mounting a tmpfs")
 
 
 @pytest.fixture
