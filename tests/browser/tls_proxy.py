@@ -53,6 +53,7 @@ class TlsProxy:
     def stop(self) -> None:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
+        self._loop.close()
         self._socket.close()
 
     async def _serve(self) -> None:
