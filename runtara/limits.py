@@ -29,6 +29,9 @@ TEXT_LIMITS = {
     "tenant_id": MAX_ID_BYTES,
     "subtype": MAX_ID_BYTES,
     "checkpoint_id": MAX_CHECKPOINT_ID_BYTES,
+    "queue": MAX_ID_BYTES,
+    "key": MAX_ID_BYTES,
+    "schedule": MAX_ID_BYTES,
 }
 """The identifiers every request, operator action and driver stores, with their
 longest length: refused longer at the edge, so that no store meets one (an index

@@ -200,6 +200,8 @@ class InstanceDetails:
     """Newest first."""
     launch: Launch | None = None
     """How it is launched, for an instance started with ``runtara-core start``."""
+    wait_reason: str | None = None
+    """Why a started instance is not running yet (queue paused or full, a delay...)."""
 
 
 class _Unchanged:
@@ -285,6 +287,12 @@ class Launch:
     """Set by ``runtara-core stop``: past it, the process is terminated."""
     last_exit: str | None = None
     """How the last attempt ended."""
+    queue: str = "default"
+    """The queue whose limits decide when it may be claimed."""
+    key: str | None = None
+    """Its concurrency key within the queue (the queue's ``per_key`` limit counts it)."""
+    priority: int = 0
+    """Higher is claimed first within its queue."""
 
     @property
     def holder(self) -> LaunchHolder:
@@ -330,3 +338,69 @@ class LaunchUpdate:
 
 
 _LAUNCH_FIELDS = tuple(field.name for field in attrs.fields(LaunchUpdate))
+
+DEFAULT_QUEUE = "default"
+
+
+@attrs.frozen
+class Queue:
+    """A queue's limits on claiming its launches; None is no limit. A queue without
+    a row has none."""
+
+    name: str
+    concurrency: int | None = None
+    """At most this many of its launches claimed (being started or running) at once."""
+    per_key: int | None = None
+    """At most this many claimed at once per concurrency key."""
+    rate_limit: int | None = None
+    """At most this many claims in any ``rate_period`` seconds."""
+    rate_period: float | None = None
+    paused: bool = False
+    """Nothing more of it is claimed (running ones are untouched)."""
+
+
+@attrs.frozen
+class QueueFigures:
+    """How many of a queue's launches are claimed, due and waiting for a time."""
+
+    running: int = 0
+    due: int = 0
+    later: int = 0
+
+
+@attrs.frozen
+class QueueView:
+    """A queue's limits and how many of its launches are claimed, due and waiting."""
+
+    queue: Queue
+    figures: QueueFigures
+
+
+@attrs.frozen
+class Schedule:
+    """A schedule: at each tick it starts one instance of its launch specification."""
+
+    name: str
+    cron: str | None
+    """A cron expression (in ``timezone``), or None for a fixed interval."""
+    every: float | None
+    """Seconds between ticks, counted from its creation, when there is no cron."""
+    timezone: str
+    overlap: str
+    """What a tick does while the previous tick's instance is not finished: ``skip``,
+    ``allow`` or ``cancel-previous``."""
+    catch_up: str
+    """Which ticks missed while no server ran are started: ``none``, ``one`` (the
+    latest) or ``all``."""
+    tenant_id: str
+    spec: str
+    input: bytes | None
+    created_at: dt.datetime
+    next_tick_at: dt.datetime
+    paused: bool = False
+    last_tick_at: dt.datetime | None = None
+    last_instance_id: str | None = None
+    ticks: int = 0
+    """Instances started."""
+    skipped: int = 0
+    """Ticks that started nothing (overlap, or missed and not caught up)."""

@@ -2,7 +2,8 @@
 
 A launch specification is the command and its arguments, the working folder,
 extra environment variables and the restart policy (how many failed attempts
-in a row without progress fail the instance). It is stored as JSON next to the
+in a row without progress fail the instance), and where it waits to be claimed
+(its queue, concurrency key and priority). It is stored as JSON next to the
 instance; the input is stored as the launch's ``input`` bytes.
 """
 
@@ -14,8 +15,9 @@ import re
 
 import attrs
 
-from runtara import errors
+from runtara import errors, limits
 from runtara.limits import KiB, MiB
+from runtara.records import DEFAULT_QUEUE
 
 MAX_SPEC_SIZE = 64 * KiB
 """Largest launch specification (command, arguments, folder and environment, as JSON)."""
@@ -23,6 +25,7 @@ MAX_INPUT_SIZE = 16 * MiB
 """Largest input an instance may be started with."""
 MAX_FAILURES = 1000
 DEFAULT_MAX_FAILURES = 3
+MAX_PRIORITY = 1_000_000
 RESERVED_ENV = re.compile(r"^RUNTARA_(INSTANCE_ID|TENANT_ID|SERVER_ADDR|CHECKPOINT_ID|INPUT_FILE)$")
 """Variables the launcher sets itself for every attempt."""
 
@@ -37,14 +40,27 @@ class LaunchSpec:
     """Variables set on top of the server's environment."""
     max_failures: int = DEFAULT_MAX_FAILURES
     """Failed attempts in a row without progress after which the instance is failed."""
+    queue: str = DEFAULT_QUEUE
+    key: str | None = None
+    """Its concurrency key: the queue's per-key limit counts the instances of a key."""
+    priority: int = 0
+    """Higher is claimed first in its queue."""
 
     def to_json(self) -> str:
-        data = {
+        data: dict[str, object] = {
             "command": list(self.command),
             "cwd": self.cwd,
             "env": self.env,
             "max_failures": self.max_failures,
         }
+        # Written only when set, so a specification stored before queues existed
+        # reads back as the same text (an idempotent start compares the text).
+        if self.queue != DEFAULT_QUEUE:
+            data["queue"] = self.queue
+        if self.key is not None:
+            data["key"] = self.key
+        if self.priority:
+            data["priority"] = self.priority
         return json.dumps(data, separators=(",", ":"))
 
     @classmethod
@@ -72,7 +88,14 @@ class LaunchSpec:
         max_failures = data.get("max_failures", data.get("max_attempts", DEFAULT_MAX_FAILURES))
         if not isinstance(max_failures, int) or isinstance(max_failures, bool):
             raise errors.ConfigError("the launch specification's max_failures must be an integer")
-        return cls(tuple(command), cwd, dict(env), max_failures)
+        queue = data.get("queue", DEFAULT_QUEUE)
+        key = data.get("key")
+        priority = data.get("priority", 0)
+        if not isinstance(queue, str) or not (key is None or isinstance(key, str)):
+            raise errors.ConfigError("the launch specification's queue and key must be text")
+        if not isinstance(priority, int) or isinstance(priority, bool):
+            raise errors.ConfigError("the launch specification's priority must be an integer")
+        return cls(tuple(command), cwd, dict(env), max_failures, queue, key, priority)
 
 
 def checked(spec: LaunchSpec) -> LaunchSpec:
@@ -90,6 +113,15 @@ def checked(spec: LaunchSpec) -> LaunchSpec:
             raise errors.ConfigError(f"start: --env {name} is set by the launcher itself")
     if not 1 <= spec.max_failures <= MAX_FAILURES:
         raise errors.ConfigError(f"start: --max-failures must be from 1 to {MAX_FAILURES}")
+    for name, value in (("queue", spec.queue), ("key", spec.key)):
+        if value is not None:
+            problem = f"{name} is empty" if not value else limits.text_problem(name, value)
+            if problem is not None:
+                raise errors.ConfigError(f"start: --{name}: {problem}")
+    if not -MAX_PRIORITY <= spec.priority <= MAX_PRIORITY:
+        raise errors.ConfigError(
+            f"start: --priority must be from {-MAX_PRIORITY} to {MAX_PRIORITY}"
+        )
     size = len(spec.to_json().encode("utf-8"))
     if size > MAX_SPEC_SIZE:
         raise errors.ConfigError(

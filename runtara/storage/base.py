@@ -287,6 +287,72 @@ class Transaction(abc.ABC):
         most ``limit``."""
 
 
+    # --- queues -----------------------------------------------------------------
+    # A claim that a queue's limits decide is taken with every queue row locked
+    # (lock_queues, in name order, before any instance row): the launchers of
+    # several servers decide such claims one at a time.
+
+    @abc.abstractmethod
+    def get_queue(self, name: str, *, lock: bool = False) -> records.Queue | None:
+        """The queue's limits (None: it has no row, so no limits); ``lock`` locks the
+        row for the rest of the transaction."""
+
+    @abc.abstractmethod
+    def list_queues(self) -> list[records.Queue]:
+        """Every queue with a row, by name."""
+
+    @abc.abstractmethod
+    def lock_queues(self) -> None:
+        """Lock every queue row, in name order, until the transaction ends (a store
+        whose write transactions run one at a time does nothing)."""
+
+    @abc.abstractmethod
+    def put_queue(self, queue: records.Queue) -> None:
+        """Create or replace the queue's row."""
+
+    @abc.abstractmethod
+    def count_claimed(self, queue: str, key: str | None = None) -> int:
+        """Launches of ``queue`` (of concurrency key ``key`` if given) with a claimant."""
+
+    @abc.abstractmethod
+    def record_queue_start(self, queue: str, now: dt.datetime, expires_at: dt.datetime) -> None:
+        """Remember a claim of a rate-limited queue until ``expires_at`` (and forget
+        the queue's claims that expired at or before ``now``)."""
+
+    @abc.abstractmethod
+    def count_queue_starts(self, queue: str, now: dt.datetime) -> int:
+        """Claims of ``queue`` remembered past ``now``."""
+
+    @abc.abstractmethod
+    def queue_figures(self, now: dt.datetime) -> dict[str, records.QueueFigures]:
+        """Per queue that has launches claimed or due: how many are claimed, due at
+        ``now``, due later."""
+
+    # --- schedules ----------------------------------------------------------------
+
+    @abc.abstractmethod
+    def get_schedule(self, name: str, *, lock: bool = False) -> records.Schedule | None:
+        """The schedule, or None; ``lock`` locks its row for the rest of the transaction."""
+
+    @abc.abstractmethod
+    def list_schedules(self) -> list[records.Schedule]:
+        """Every schedule, by name."""
+
+    @abc.abstractmethod
+    def list_due_schedules(self, *, now: dt.datetime, limit: int) -> list[str]:
+        """Names of schedules not paused whose next tick is at or before ``now``, the
+        earliest first, at most ``limit``; a store with row locks locks their rows,
+        skipping those another transaction holds."""
+
+    @abc.abstractmethod
+    def put_schedule(self, schedule: records.Schedule) -> None:
+        """Create or replace the schedule's row."""
+
+    @abc.abstractmethod
+    def delete_schedule(self, name: str) -> bool:
+        """Remove the schedule; False if there was none."""
+
+
 class StorageDriver(abc.ABC):
     """A storage backend for runtara-core.
 

@@ -146,18 +146,35 @@ def start_instance(
     now: dt.datetime,
     *,
     replace: bool = False,
-) -> None:
-    """Store a pending instance with its launch specification, due at once.
+    queue: str = records.DEFAULT_QUEUE,
+    key: str | None = None,
+    priority: int = 0,
+    not_before: dt.datetime | None = None,
+) -> bool:
+    """Store a pending instance with its launch specification, due at ``not_before``
+    (at once if None or past), in ``queue`` with concurrency ``key`` and ``priority``.
 
-    An id that exists is refused, unless it is finished and ``replace`` is set:
+    Starting again an id that exists with the same tenant, specification and
+    input changes nothing and returns True (deduplicated); otherwise False. Any
+    other existing id is refused, unless it is finished and ``replace`` is set:
     then the old instance goes, with everything it owned (to go on from its
     checkpoints instead, see :func:`retry`).
     """
     existing = tx.get_instance(instance_id)
     if existing is not None:
+        launch = tx.get_launch(instance_id)
+        same = (
+            launch is not None
+            and existing.tenant_id == tenant_id
+            and launch.spec == spec
+            and launch.input == payload
+        )
+        if same and not replace:
+            return True
         if not existing.status.is_terminal:
             raise errors.OperationRefused(
                 f"Instance '{instance_id}' already exists and is {existing.status.value}"
+                + ("" if launch is None else " (with another launch specification or input)")
             )
         if not replace:
             raise errors.OperationRefused(
@@ -167,7 +184,30 @@ def start_instance(
         tx.delete_instance(instance_id)
     if not tx.create_instance(instance_id, tenant_id, now):
         raise errors.OperationRefused(f"Instance '{instance_id}' was just created by another call")
-    tx.insert_launch(records.Launch(instance_id, spec, payload, max_failures, next_launch_at=now))
+    due = now if not_before is None or not_before < now else not_before
+    tx.insert_launch(
+        records.Launch(
+            instance_id,
+            spec,
+            payload,
+            max_failures,
+            next_launch_at=due,
+            queue=queue,
+            key=key,
+            priority=priority,
+        )
+    )
+    return False
+
+
+def due_time(
+    now: dt.datetime, not_before: dt.datetime | None, delay: float | None
+) -> dt.datetime | None:
+    """When a start asked to be launched: at ``not_before``, or ``delay`` seconds
+    from ``now``; None for at once."""
+    if not_before is not None:
+        return not_before
+    return None if delay is None else now + dt.timedelta(seconds=delay)
 
 
 def retry(
@@ -339,33 +379,89 @@ def wake_sleepers(
 def claim(
     tx: base.Transaction, launcher: str, now: dt.datetime, lease: dt.timedelta, limit: int
 ) -> list[tuple[records.Launch, records.Instance]]:
-    """Claim up to ``limit`` due launches for ``launcher``, earliest due first, each
-    starting its next attempt; never one that another launcher holds."""
-    claimed = []
-    for instance_id in tx.list_due_launches(now=now, limit=limit):
-        instance, launch = _locked(tx, instance_id)
-        if launch is None or not _due(launch, now):
-            continue
-        if instance.status.is_terminal:
-            tx.update_launch(instance_id, _release(next_launch_at=None), held_by=launch.holder)
-            continue
-        update = LaunchUpdate(
-            claimed_by=launcher,
-            claimed_until=now + lease,
-            attempt=launch.attempt + 1,
-            # Taken before the process starts, which may register before its
-            # launch is recorded: its own registration is the next number.
-            registration=instance.registration,
-            resumed_from=instance.checkpoint_id,
-            launched_at=None,
-            next_launch_at=None,
-            pid=None,
-            pid_started=None,
-            host=None,
-        )
-        if tx.update_launch(instance_id, update, held_by=launch.holder):
-            claimed.append((attrs.evolve(launch, **update.changes()), instance))
+    """Claim up to ``limit`` due launches for ``launcher``, each starting its next
+    attempt; never one that another launcher holds, nor one its queue's limits hold
+    back. The highest priority first, then the concurrency keys in turn, then the
+    earliest due (the order of :meth:`~base.Transaction.list_due_launches`)."""
+    tx.lock_queues()
+    queues = {queue.name: queue for queue in tx.list_queues()}
+    claimed: list[tuple[records.Launch, records.Instance]] = []
+    while len(claimed) < limit:
+        # Each pass is chosen with the claims of the ones before counted.
+        progress = False
+        for instance_id in tx.list_due_launches(now=now, limit=limit - len(claimed)):
+            instance, launch = _locked(tx, instance_id)
+            if launch is None or not _due(launch, now):
+                continue
+            if instance.status.is_terminal:
+                tx.update_launch(instance_id, _release(next_launch_at=None), held_by=launch.holder)
+                continue
+            queue = queues.get(launch.queue)
+            if queue is not None and held_back(tx, queue, launch, now) is not None:
+                continue
+            update = LaunchUpdate(
+                claimed_by=launcher,
+                claimed_until=now + lease,
+                attempt=launch.attempt + 1,
+                # Taken before the process starts, which may register before its
+                # launch is recorded: its own registration is the next number.
+                registration=instance.registration,
+                resumed_from=instance.checkpoint_id,
+                launched_at=None,
+                next_launch_at=None,
+                pid=None,
+                pid_started=None,
+                host=None,
+            )
+            if tx.update_launch(instance_id, update, held_by=launch.holder):
+                if queue is not None and queue.rate_limit is not None:
+                    period = dt.timedelta(seconds=queue.rate_period)
+                    tx.record_queue_start(queue.name, now, now + period)
+                claimed.append((attrs.evolve(launch, **update.changes()), instance))
+                progress = True
+        if not progress:
+            break
     return claimed
+
+
+def held_back(
+    tx: base.Transaction, queue: records.Queue, launch: records.Launch, now: dt.datetime
+) -> str | None:
+    """Why ``queue``'s limits keep the due ``launch`` from being claimed now, or None."""
+    if queue.paused:
+        return f"queue {queue.name} is paused"
+    if queue.concurrency is not None:
+        running = tx.count_claimed(queue.name)
+        if running >= queue.concurrency:
+            return f"queue {queue.name} is full ({running} of {queue.concurrency} running)"
+    if queue.per_key is not None and launch.key is not None:
+        running = tx.count_claimed(queue.name, launch.key)
+        if running >= queue.per_key:
+            return f"key {launch.key} is full ({running} of {queue.per_key} running)"
+    if queue.rate_limit is not None:
+        started = tx.count_queue_starts(queue.name, now)
+        if started >= queue.rate_limit:
+            return (
+                f"queue {queue.name}'s rate limit ({queue.rate_limit} starts per "
+                f"{queue.rate_period:g}s) is reached"
+            )
+    return None
+
+
+def wait_reason(
+    tx: base.Transaction, instance: records.Instance, launch: records.Launch, now: dt.datetime
+) -> str | None:
+    """Why a pending instance of ``runtara-core start`` is not running yet, or None
+    when it is not waiting for a launch."""
+    if instance.status.is_terminal or launch.claimed_by is not None:
+        return None
+    if launch.next_launch_at is None:
+        return None
+    if launch.next_launch_at > now:
+        return f"not before {launch.next_launch_at.isoformat(timespec='seconds')}"
+    queue = tx.get_queue(launch.queue)
+    reason = None if queue is None else held_back(tx, queue, launch, now)
+    return reason or "due: waiting for a launcher (each server runs at most --max-running)"
 
 
 def _due(launch: records.Launch, now: dt.datetime) -> bool:

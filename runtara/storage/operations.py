@@ -438,17 +438,20 @@ def list_instances(
 
 
 def instance_details(
-    tx: base.Transaction, instance_id: str, recent_events: int = 10
+    tx: base.Transaction, instance_id: str, recent_events: int = 10, now: dt.datetime | None = None
 ) -> records.InstanceDetails | None:
+    """The instance and what goes with it; with ``now``, why it waits to be launched."""
     instance = tx.get_instance(instance_id)
     if instance is None:
         return None
+    launch = tx.get_launch(instance_id)
     return records.InstanceDetails(
         instance,
         tx.get_pending_signal(instance_id),
         tx.list_custom_signals(instance_id),
         tx.list_events(instance_id, limit=recent_events) if recent_events else [],
-        tx.get_launch(instance_id),
+        launch,
+        None if launch is None or now is None else launches.wait_reason(tx, instance, launch, now),
     )
 
 

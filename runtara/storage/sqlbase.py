@@ -15,6 +15,8 @@ import datetime as dt
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Protocol
 
+import attrs
+
 from runtara import records
 from runtara.storage import base, migrations
 from runtara.storage.queries import Queries
@@ -366,7 +368,7 @@ class SqlTransaction(base.Transaction):
     def _launch(self, row: Any) -> records.Launch:
         """Columns: id, spec, input, max_failures, attempt, failures, resumed_from,
         launched_at, next_launch_at, claimed_by, claimed_until, pid, pid_started, host,
-        registration, stop_deadline, last_exit."""
+        registration, stop_deadline, last_exit, queue, concurrency_key, priority."""
         time = self._read_time
         return records.Launch(
             instance_id=row[0],
@@ -386,6 +388,9 @@ class SqlTransaction(base.Transaction):
             registration=row[14],
             stop_deadline=time(row[15]),
             last_exit=row[16],
+            queue=row[17],
+            key=row[18],
+            priority=row[19],
         )
 
     def insert_launch(self, launch: records.Launch) -> None:
@@ -398,6 +403,9 @@ class SqlTransaction(base.Transaction):
                 "max_failures": launch.max_failures,
                 "attempt": launch.attempt,
                 "next_launch_at": self._param(launch.next_launch_at),
+                "queue": launch.queue,
+                "concurrency_key": launch.key,
+                "priority": launch.priority,
             },
         )
 
@@ -441,6 +449,87 @@ class SqlTransaction(base.Transaction):
     def list_claimed_launches(self, *, claimed_by: str, limit: int) -> list[records.Launch]:
         params = {"claimed_by": claimed_by, "limit": limit}
         return [self._launch(row) for row in self._rows("list_claimed_launches", params)]
+
+    # --- queues -------------------------------------------------------------------
+
+    @staticmethod
+    def _queue(row: Any) -> records.Queue:
+        return records.Queue(row[0], row[1], row[2], row[3], row[4], bool(row[5]))
+
+    def get_queue(self, name: str, *, lock: bool = False) -> records.Queue | None:
+        row = self._one("get_queue_for_update" if lock else "get_queue", {"name": name})
+        return None if row is None else self._queue(row)
+
+    def list_queues(self) -> list[records.Queue]:
+        return [self._queue(row) for row in self._rows("list_queues", {})]
+
+    def lock_queues(self) -> None:
+        self._rows("lock_queues", {})
+
+    def put_queue(self, queue: records.Queue) -> None:
+        self._execute(self._queries["put_queue"], attrs.asdict(queue))
+
+    def count_claimed(self, queue: str, key: str | None = None) -> int:
+        if key is None:
+            return self._one("count_queue_claimed", {"queue": queue})[0]
+        return self._one("count_key_claimed", {"queue": queue, "concurrency_key": key})[0]
+
+    def record_queue_start(self, queue: str, now: dt.datetime, expires_at: dt.datetime) -> None:
+        self._execute(
+            self._queries["delete_expired_queue_starts"], {"queue": queue, "now": self._time(now)}
+        )
+        params = {"queue": queue, "expires_at": self._time(expires_at)}
+        self._execute(self._queries["insert_queue_start"], params)
+
+    def count_queue_starts(self, queue: str, now: dt.datetime) -> int:
+        return self._one("count_queue_starts", {"queue": queue, "now": self._time(now)})[0]
+
+    def queue_figures(self, now: dt.datetime) -> dict[str, records.QueueFigures]:
+        return {
+            row[0]: records.QueueFigures(int(row[1]), int(row[2]), int(row[3]))
+            for row in self._rows("queue_figures", {"now": self._time(now)})
+        }
+
+    # --- schedules ----------------------------------------------------------------
+
+    def _schedule(self, row: Any) -> records.Schedule:
+        time = self._read_time
+        return records.Schedule(
+            name=row[0],
+            cron=row[1],
+            every=row[2],
+            timezone=row[3],
+            overlap=row[4],
+            catch_up=row[5],
+            tenant_id=row[6],
+            spec=row[7],
+            input=None if row[8] is None else bytes(row[8]),
+            created_at=time(row[9]),
+            next_tick_at=time(row[10]),
+            paused=bool(row[11]),
+            last_tick_at=time(row[12]),
+            last_instance_id=row[13],
+            ticks=row[14],
+            skipped=row[15],
+        )
+
+    def get_schedule(self, name: str, *, lock: bool = False) -> records.Schedule | None:
+        row = self._one("get_schedule_for_update" if lock else "get_schedule", {"name": name})
+        return None if row is None else self._schedule(row)
+
+    def list_schedules(self) -> list[records.Schedule]:
+        return [self._schedule(row) for row in self._rows("list_schedules", {})]
+
+    def list_due_schedules(self, *, now: dt.datetime, limit: int) -> list[str]:
+        params = {"now": self._time(now), "limit": limit}
+        return [row[0] for row in self._rows("select_due_schedules", params)]
+
+    def put_schedule(self, schedule: records.Schedule) -> None:
+        params = {name: self._param(value) for name, value in attrs.asdict(schedule).items()}
+        self._execute(self._queries["put_schedule"], params)
+
+    def delete_schedule(self, name: str) -> bool:
+        return self._changed("delete_schedule", {"name": name}) == 1
 
 
 # --- the schema ----------------------------------------------------------------

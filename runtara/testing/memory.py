@@ -13,6 +13,7 @@ It is not registered as a driver by runtara-core itself;
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import itertools
 import threading
@@ -41,6 +42,9 @@ class Tables:
     custom_signals: dict[tuple[str, str], records.CustomSignal] = attrs.Factory(dict)
     launches: dict[str, records.Launch] = attrs.Factory(dict)
     counter: itertools.count = attrs.Factory(lambda: itertools.count(1))
+    queues: dict[str, records.Queue] = attrs.Factory(dict)
+    queue_starts: list[tuple[str, dt.datetime]] = attrs.Factory(list)
+    schedules: dict[str, records.Schedule] = attrs.Factory(dict)
 
     def copy(self) -> Tables:
         """A copy that a transaction may change freely (the records are immutable)."""
@@ -53,6 +57,9 @@ class Tables:
             dict(self.custom_signals),
             dict(self.launches),
             self.counter,
+            dict(self.queues),
+            list(self.queue_starts),
+            dict(self.schedules),
         )
 
 
@@ -289,15 +296,45 @@ class MemoryTransaction(base.Transaction):
         return True
 
     def list_due_launches(self, *, now, limit):
-        due = [
-            launch
-            for launch in self._tables.launches.values()
-            if launch.next_launch_at is not None
-            and launch.next_launch_at <= now
-            and (launch.claimed_until is None or launch.claimed_until <= now)
-        ]
-        due.sort(key=lambda launch: (launch.next_launch_at, launch.instance_id))
-        return [launch.instance_id for launch in due[:limit]]
+        def admitted(launch):
+            queue = self._tables.queues.get(launch.queue)
+            if queue is None:
+                return True
+            if queue.paused:
+                return False
+            if queue.concurrency is not None and self.count_claimed(launch.queue) >= (
+                queue.concurrency
+            ):
+                return False
+            if (
+                queue.per_key is not None
+                and launch.key is not None
+                and self.count_claimed(launch.queue, launch.key) >= queue.per_key
+            ):
+                return False
+            return queue.rate_limit is None or (
+                self.count_queue_starts(launch.queue, now) < queue.rate_limit
+            )
+
+        due = sorted(
+            (
+                launch
+                for launch in self._tables.launches.values()
+                if launch.next_launch_at is not None
+                and launch.next_launch_at <= now
+                and (launch.claimed_until is None or launch.claimed_until <= now)
+                and admitted(launch)
+            ),
+            key=lambda launch: (launch.next_launch_at, launch.instance_id),
+        )
+        turns: collections.Counter = collections.Counter()
+        ranked = []
+        for launch in due:
+            group = (launch.queue, launch.priority, launch.key)
+            turns[group] += 1
+            ranked.append((-launch.priority, turns[group], launch.next_launch_at, launch))
+        ranked.sort(key=lambda each: each[:3] + (each[3].instance_id,))
+        return [each[3].instance_id for each in ranked[:limit]]
 
     def list_lapsed_launches(self, *, now, due_before, limit):
         def lapsed(launch):
@@ -319,6 +356,76 @@ class MemoryTransaction(base.Transaction):
     def list_claimed_launches(self, *, claimed_by, limit):
         mine = [each for each in self._tables.launches.values() if each.claimed_by == claimed_by]
         return sorted(mine, key=lambda launch: launch.instance_id)[:limit]
+
+    # --- queues -------------------------------------------------------------------
+
+    def get_queue(self, name, *, lock=False):
+        return self._tables.queues.get(name)
+
+    def list_queues(self):
+        return [self._tables.queues[name] for name in sorted(self._tables.queues)]
+
+    def lock_queues(self) -> None:
+        """Write transactions run one at a time."""
+
+    def put_queue(self, queue):
+        self._tables.queues[queue.name] = queue
+
+    def count_claimed(self, queue, key=None):
+        return sum(
+            1
+            for launch in self._tables.launches.values()
+            if launch.queue == queue
+            and launch.claimed_by is not None
+            and (key is None or launch.key == key)
+        )
+
+    def record_queue_start(self, queue, now, expires_at):
+        self._tables.queue_starts = [
+            (name, expiry)
+            for name, expiry in self._tables.queue_starts
+            if name != queue or expiry > now
+        ]
+        self._tables.queue_starts.append((queue, expires_at))
+
+    def count_queue_starts(self, queue, now):
+        return sum(
+            1 for name, expiry in self._tables.queue_starts if name == queue and expiry > now
+        )
+
+    def queue_figures(self, now):
+        figures: dict[str, list[int]] = {}
+        for launch in self._tables.launches.values():
+            if launch.claimed_by is not None:
+                index = 0
+            elif launch.next_launch_at is None:
+                continue
+            else:
+                index = 1 if launch.next_launch_at <= now else 2
+            figures.setdefault(launch.queue, [0, 0, 0])[index] += 1
+        return {name: records.QueueFigures(*figures[name]) for name in sorted(figures)}
+
+    # --- schedules ----------------------------------------------------------------
+
+    def get_schedule(self, name, *, lock=False):
+        return self._tables.schedules.get(name)
+
+    def list_schedules(self):
+        return [self._tables.schedules[name] for name in sorted(self._tables.schedules)]
+
+    def list_due_schedules(self, *, now, limit):
+        due = sorted(
+            (schedule.next_tick_at, schedule.name)
+            for schedule in self._tables.schedules.values()
+            if not schedule.paused and schedule.next_tick_at <= now
+        )
+        return [name for _, name in due[:limit]]
+
+    def put_schedule(self, schedule):
+        self._tables.schedules[schedule.name] = schedule
+
+    def delete_schedule(self, name):
+        return self._tables.schedules.pop(name, None) is not None
 
 
 class MemoryDriver(base.StorageDriver):

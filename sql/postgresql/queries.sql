@@ -239,13 +239,15 @@ WHERE instance_id = %(instance_id)s ORDER BY created_at, checkpoint_id
 -- state with update_launch_held: one compare-and-set on who holds it.
 
 -- name: insert_launch
-INSERT INTO instance_launches (instance_id, spec, input, max_failures, attempt, next_launch_at)
-VALUES (%(instance_id)s, %(spec)s, %(input)s, %(max_failures)s, %(attempt)s, %(next_launch_at)s)
+INSERT INTO instance_launches (instance_id, spec, input, max_failures, attempt, next_launch_at,
+                               queue, concurrency_key, priority)
+VALUES (%(instance_id)s, %(spec)s, %(input)s, %(max_failures)s, %(attempt)s, %(next_launch_at)s,
+        %(queue)s, %(concurrency_key)s, %(priority)s)
 
 -- name: get_launch
 SELECT instance_id, spec, input, max_failures, attempt, failures, resumed_from, launched_at,
        next_launch_at, claimed_by, claimed_until, pid, pid_started, host, registration,
-       stop_deadline, last_exit
+       stop_deadline, last_exit, queue, concurrency_key, priority
 FROM instance_launches WHERE instance_id = %(instance_id)s
 
 -- name: update_launch
@@ -303,17 +305,38 @@ last_exit = %(last_exit)s
 
 -- name: select_due_launches
 -- Locks the instances' rows, skipping those another transaction holds:
--- instance rows are locked before launch rows everywhere.
-SELECT l.instance_id FROM instance_launches l JOIN instances i ON i.instance_id = l.instance_id
-WHERE l.next_launch_at IS NOT NULL AND l.next_launch_at <= %(now)s
-  AND (l.claimed_until IS NULL OR l.claimed_until <= %(now)s)
-ORDER BY l.next_launch_at, l.instance_id LIMIT %(limit)s
+-- instance rows are locked before launch rows everywhere. Leaves out launches
+-- whose queue is paused or
+-- at a limit; the highest priority first, then one of each concurrency key in
+-- turn (round-robin), then the earliest due.
+SELECT c.instance_id FROM (
+    SELECT l.instance_id, l.priority, l.next_launch_at,
+           ROW_NUMBER() OVER (PARTITION BY l.queue, l.priority, l.concurrency_key
+                              ORDER BY l.next_launch_at, l.instance_id) AS turn
+    FROM instance_launches l LEFT JOIN queues q ON q.name = l.queue
+    WHERE l.next_launch_at IS NOT NULL AND l.next_launch_at <= %(now)s
+      AND (l.claimed_until IS NULL OR l.claimed_until <= %(now)s)
+      AND (q.name IS NULL OR (
+            NOT q.paused
+        AND (q.concurrency IS NULL OR q.concurrency > (
+                SELECT COUNT(*) FROM instance_launches r
+                WHERE r.queue = l.queue AND r.claimed_by IS NOT NULL))
+        AND (q.per_key IS NULL OR l.concurrency_key IS NULL OR q.per_key > (
+                SELECT COUNT(*) FROM instance_launches r
+                WHERE r.queue = l.queue AND r.concurrency_key = l.concurrency_key
+                  AND r.claimed_by IS NOT NULL))
+        AND (q.rate_limit IS NULL OR q.rate_limit > (
+                SELECT COUNT(*) FROM queue_starts s
+                WHERE s.queue = l.queue AND s.expires_at > %(now)s))))
+) c JOIN instances i ON i.instance_id = c.instance_id
+ORDER BY c.priority DESC, c.turn, c.next_launch_at, c.instance_id LIMIT %(limit)s
 FOR UPDATE OF i SKIP LOCKED
 
 -- name: list_lapsed_launches
 SELECT l.instance_id, l.spec, l.input, l.max_failures, l.attempt, l.failures, l.resumed_from,
        l.launched_at, l.next_launch_at, l.claimed_by, l.claimed_until, l.pid, l.pid_started,
-       l.host, l.registration, l.stop_deadline, l.last_exit
+       l.host, l.registration, l.stop_deadline, l.last_exit, l.queue, l.concurrency_key,
+       l.priority
 FROM instance_launches l JOIN instances i ON i.instance_id = l.instance_id
 WHERE (l.claimed_by IS NOT NULL AND l.claimed_until <= %(now)s)
    OR (l.claimed_by IS NULL AND l.next_launch_at IS NULL
@@ -324,7 +347,7 @@ ORDER BY l.instance_id LIMIT %(limit)s
 -- name: list_claimed_launches
 SELECT instance_id, spec, input, max_failures, attempt, failures, resumed_from, launched_at,
        next_launch_at, claimed_by, claimed_until, pid, pid_started, host, registration,
-       stop_deadline, last_exit
+       stop_deadline, last_exit, queue, concurrency_key, priority
 FROM instance_launches WHERE claimed_by = %(claimed_by)s
 ORDER BY instance_id LIMIT %(limit)s
 
@@ -369,3 +392,94 @@ SELECT runtara_acknowledge_signal(%(instance_id)s, %(signal_type)s, %(acknowledg
 -- name: call_record_retry
 SELECT runtara_record_retry(%(instance_id)s, %(checkpoint_id)s, %(attempt)s, %(error_message)s,
                             %(now)s, %(registration)s)
+
+-- === queues ====================================================================
+
+-- name: get_queue
+SELECT name, concurrency, per_key, rate_limit, rate_period, paused FROM queues WHERE name = %(name)s
+
+-- name: get_queue_for_update
+SELECT name, concurrency, per_key, rate_limit, rate_period, paused FROM queues WHERE name = %(name)s
+FOR UPDATE
+
+-- name: list_queues
+SELECT name, concurrency, per_key, rate_limit, rate_period, paused FROM queues ORDER BY name
+
+-- name: lock_queues
+-- Every claim decided by a queue's limits is taken with the queue rows locked,
+-- in name order: launchers of several servers decide one at a time.
+SELECT name FROM queues ORDER BY name
+FOR UPDATE
+
+-- name: put_queue
+INSERT INTO queues (name, concurrency, per_key, rate_limit, rate_period, paused)
+VALUES (%(name)s, %(concurrency)s, %(per_key)s, %(rate_limit)s, %(rate_period)s, %(paused)s)
+ON CONFLICT (name) DO UPDATE SET concurrency = excluded.concurrency,
+    per_key = excluded.per_key, rate_limit = excluded.rate_limit,
+    rate_period = excluded.rate_period, paused = excluded.paused
+
+-- name: count_queue_claimed
+SELECT COUNT(*) FROM instance_launches WHERE queue = %(queue)s AND claimed_by IS NOT NULL
+
+-- name: count_key_claimed
+SELECT COUNT(*) FROM instance_launches
+WHERE queue = %(queue)s AND concurrency_key = %(concurrency_key)s AND claimed_by IS NOT NULL
+
+-- name: insert_queue_start
+INSERT INTO queue_starts (queue, expires_at) VALUES (%(queue)s, %(expires_at)s)
+
+-- name: count_queue_starts
+SELECT COUNT(*) FROM queue_starts WHERE queue = %(queue)s AND expires_at > %(now)s
+
+-- name: delete_expired_queue_starts
+DELETE FROM queue_starts WHERE queue = %(queue)s AND expires_at <= %(now)s
+
+-- name: queue_figures
+-- Per queue: launches claimed, due now, and due later (a delay, a back-off).
+SELECT queue,
+       SUM(CASE WHEN claimed_by IS NOT NULL THEN 1 ELSE 0 END),
+       SUM(CASE WHEN claimed_by IS NULL AND next_launch_at <= %(now)s THEN 1 ELSE 0 END),
+       SUM(CASE WHEN claimed_by IS NULL AND next_launch_at > %(now)s THEN 1 ELSE 0 END)
+FROM instance_launches
+WHERE claimed_by IS NOT NULL OR next_launch_at IS NOT NULL
+GROUP BY queue ORDER BY queue
+
+-- === schedules =================================================================
+
+-- name: get_schedule
+SELECT name, cron, every, timezone, overlap, catch_up, tenant_id, spec, input, created_at,
+       next_tick_at, paused, last_tick_at, last_instance_id, ticks, skipped
+FROM schedules WHERE name = %(name)s
+
+-- name: get_schedule_for_update
+SELECT name, cron, every, timezone, overlap, catch_up, tenant_id, spec, input, created_at,
+       next_tick_at, paused, last_tick_at, last_instance_id, ticks, skipped
+FROM schedules WHERE name = %(name)s
+FOR UPDATE
+
+-- name: list_schedules
+SELECT name, cron, every, timezone, overlap, catch_up, tenant_id, spec, input, created_at,
+       next_tick_at, paused, last_tick_at, last_instance_id, ticks, skipped
+FROM schedules ORDER BY name
+
+-- name: select_due_schedules
+SELECT name FROM schedules WHERE NOT paused AND next_tick_at <= %(now)s
+ORDER BY next_tick_at, name LIMIT %(limit)s
+FOR UPDATE SKIP LOCKED
+
+-- name: put_schedule
+INSERT INTO schedules (name, cron, every, timezone, overlap, catch_up, tenant_id, spec, input,
+                       created_at, next_tick_at, paused, last_tick_at, last_instance_id, ticks,
+                       skipped)
+VALUES (%(name)s, %(cron)s, %(every)s, %(timezone)s, %(overlap)s, %(catch_up)s, %(tenant_id)s, %(spec)s, %(input)s,
+        %(created_at)s, %(next_tick_at)s, %(paused)s, %(last_tick_at)s, %(last_instance_id)s, %(ticks)s, %(skipped)s)
+ON CONFLICT (name) DO UPDATE SET cron = excluded.cron, every = excluded.every,
+    timezone = excluded.timezone, overlap = excluded.overlap, catch_up = excluded.catch_up,
+    tenant_id = excluded.tenant_id, spec = excluded.spec, input = excluded.input,
+    created_at = excluded.created_at, next_tick_at = excluded.next_tick_at,
+    paused = excluded.paused, last_tick_at = excluded.last_tick_at,
+    last_instance_id = excluded.last_instance_id, ticks = excluded.ticks,
+    skipped = excluded.skipped
+
+-- name: delete_schedule
+DELETE FROM schedules WHERE name = %(name)s

@@ -237,13 +237,15 @@ WHERE instance_id = :instance_id ORDER BY created_at, checkpoint_id
 -- state with update_launch_held: one compare-and-set on who holds it.
 
 -- name: insert_launch
-INSERT INTO instance_launches (instance_id, spec, input, max_failures, attempt, next_launch_at)
-VALUES (:instance_id, :spec, :input, :max_failures, :attempt, :next_launch_at)
+INSERT INTO instance_launches (instance_id, spec, input, max_failures, attempt, next_launch_at,
+                               queue, concurrency_key, priority)
+VALUES (:instance_id, :spec, :input, :max_failures, :attempt, :next_launch_at,
+        :queue, :concurrency_key, :priority)
 
 -- name: get_launch
 SELECT instance_id, spec, input, max_failures, attempt, failures, resumed_from, launched_at,
        next_launch_at, claimed_by, claimed_until, pid, pid_started, host, registration,
-       stop_deadline, last_exit
+       stop_deadline, last_exit, queue, concurrency_key, priority
 FROM instance_launches WHERE instance_id = :instance_id
 
 -- name: update_launch
@@ -300,16 +302,36 @@ last_exit = :last_exit
 
 -- name: select_due_launches
 -- The write transaction holds SQLite's only write lock: no one else claims
--- between this read and the claim.
-SELECT l.instance_id FROM instance_launches l JOIN instances i ON i.instance_id = l.instance_id
-WHERE l.next_launch_at IS NOT NULL AND l.next_launch_at <= :now
-  AND (l.claimed_until IS NULL OR l.claimed_until <= :now)
-ORDER BY l.next_launch_at, l.instance_id LIMIT :limit
+-- between this read and the claim. Leaves out launches whose queue is paused or
+-- at a limit; the highest priority first, then one of each concurrency key in
+-- turn (round-robin), then the earliest due.
+SELECT c.instance_id FROM (
+    SELECT l.instance_id, l.priority, l.next_launch_at,
+           ROW_NUMBER() OVER (PARTITION BY l.queue, l.priority, l.concurrency_key
+                              ORDER BY l.next_launch_at, l.instance_id) AS turn
+    FROM instance_launches l LEFT JOIN queues q ON q.name = l.queue
+    WHERE l.next_launch_at IS NOT NULL AND l.next_launch_at <= :now
+      AND (l.claimed_until IS NULL OR l.claimed_until <= :now)
+      AND (q.name IS NULL OR (
+            q.paused = 0
+        AND (q.concurrency IS NULL OR q.concurrency > (
+                SELECT COUNT(*) FROM instance_launches r
+                WHERE r.queue = l.queue AND r.claimed_by IS NOT NULL))
+        AND (q.per_key IS NULL OR l.concurrency_key IS NULL OR q.per_key > (
+                SELECT COUNT(*) FROM instance_launches r
+                WHERE r.queue = l.queue AND r.concurrency_key = l.concurrency_key
+                  AND r.claimed_by IS NOT NULL))
+        AND (q.rate_limit IS NULL OR q.rate_limit > (
+                SELECT COUNT(*) FROM queue_starts s
+                WHERE s.queue = l.queue AND s.expires_at > :now))))
+) c JOIN instances i ON i.instance_id = c.instance_id
+ORDER BY c.priority DESC, c.turn, c.next_launch_at, c.instance_id LIMIT :limit
 
 -- name: list_lapsed_launches
 SELECT l.instance_id, l.spec, l.input, l.max_failures, l.attempt, l.failures, l.resumed_from,
        l.launched_at, l.next_launch_at, l.claimed_by, l.claimed_until, l.pid, l.pid_started,
-       l.host, l.registration, l.stop_deadline, l.last_exit
+       l.host, l.registration, l.stop_deadline, l.last_exit, l.queue, l.concurrency_key,
+       l.priority
 FROM instance_launches l JOIN instances i ON i.instance_id = l.instance_id
 WHERE (l.claimed_by IS NOT NULL AND l.claimed_until <= :now)
    OR (l.claimed_by IS NULL AND l.next_launch_at IS NULL
@@ -320,6 +342,93 @@ ORDER BY l.instance_id LIMIT :limit
 -- name: list_claimed_launches
 SELECT instance_id, spec, input, max_failures, attempt, failures, resumed_from, launched_at,
        next_launch_at, claimed_by, claimed_until, pid, pid_started, host, registration,
-       stop_deadline, last_exit
+       stop_deadline, last_exit, queue, concurrency_key, priority
 FROM instance_launches WHERE claimed_by = :claimed_by
 ORDER BY instance_id LIMIT :limit
+
+-- === queues ====================================================================
+
+-- name: get_queue
+SELECT name, concurrency, per_key, rate_limit, rate_period, paused FROM queues WHERE name = :name
+
+-- name: get_queue_for_update
+SELECT name, concurrency, per_key, rate_limit, rate_period, paused FROM queues WHERE name = :name
+
+-- name: list_queues
+SELECT name, concurrency, per_key, rate_limit, rate_period, paused FROM queues ORDER BY name
+
+-- name: lock_queues
+-- Every claim decided by a queue's limits is taken with the queue rows locked,
+-- in name order: launchers of several servers decide one at a time.
+SELECT name FROM queues ORDER BY name
+
+-- name: put_queue
+INSERT INTO queues (name, concurrency, per_key, rate_limit, rate_period, paused)
+VALUES (:name, :concurrency, :per_key, :rate_limit, :rate_period, :paused)
+ON CONFLICT (name) DO UPDATE SET concurrency = excluded.concurrency,
+    per_key = excluded.per_key, rate_limit = excluded.rate_limit,
+    rate_period = excluded.rate_period, paused = excluded.paused
+
+-- name: count_queue_claimed
+SELECT COUNT(*) FROM instance_launches WHERE queue = :queue AND claimed_by IS NOT NULL
+
+-- name: count_key_claimed
+SELECT COUNT(*) FROM instance_launches
+WHERE queue = :queue AND concurrency_key = :concurrency_key AND claimed_by IS NOT NULL
+
+-- name: insert_queue_start
+INSERT INTO queue_starts (queue, expires_at) VALUES (:queue, :expires_at)
+
+-- name: count_queue_starts
+SELECT COUNT(*) FROM queue_starts WHERE queue = :queue AND expires_at > :now
+
+-- name: delete_expired_queue_starts
+DELETE FROM queue_starts WHERE queue = :queue AND expires_at <= :now
+
+-- name: queue_figures
+-- Per queue: launches claimed, due now, and due later (a delay, a back-off).
+SELECT queue,
+       SUM(CASE WHEN claimed_by IS NOT NULL THEN 1 ELSE 0 END),
+       SUM(CASE WHEN claimed_by IS NULL AND next_launch_at <= :now THEN 1 ELSE 0 END),
+       SUM(CASE WHEN claimed_by IS NULL AND next_launch_at > :now THEN 1 ELSE 0 END)
+FROM instance_launches
+WHERE claimed_by IS NOT NULL OR next_launch_at IS NOT NULL
+GROUP BY queue ORDER BY queue
+
+-- === schedules =================================================================
+
+-- name: get_schedule
+SELECT name, cron, every, timezone, overlap, catch_up, tenant_id, spec, input, created_at,
+       next_tick_at, paused, last_tick_at, last_instance_id, ticks, skipped
+FROM schedules WHERE name = :name
+
+-- name: get_schedule_for_update
+SELECT name, cron, every, timezone, overlap, catch_up, tenant_id, spec, input, created_at,
+       next_tick_at, paused, last_tick_at, last_instance_id, ticks, skipped
+FROM schedules WHERE name = :name
+
+-- name: list_schedules
+SELECT name, cron, every, timezone, overlap, catch_up, tenant_id, spec, input, created_at,
+       next_tick_at, paused, last_tick_at, last_instance_id, ticks, skipped
+FROM schedules ORDER BY name
+
+-- name: select_due_schedules
+SELECT name FROM schedules WHERE paused = 0 AND next_tick_at <= :now
+ORDER BY next_tick_at, name LIMIT :limit
+
+-- name: put_schedule
+INSERT INTO schedules (name, cron, every, timezone, overlap, catch_up, tenant_id, spec, input,
+                       created_at, next_tick_at, paused, last_tick_at, last_instance_id, ticks,
+                       skipped)
+VALUES (:name, :cron, :every, :timezone, :overlap, :catch_up, :tenant_id, :spec, :input,
+        :created_at, :next_tick_at, :paused, :last_tick_at, :last_instance_id, :ticks, :skipped)
+ON CONFLICT (name) DO UPDATE SET cron = excluded.cron, every = excluded.every,
+    timezone = excluded.timezone, overlap = excluded.overlap, catch_up = excluded.catch_up,
+    tenant_id = excluded.tenant_id, spec = excluded.spec, input = excluded.input,
+    created_at = excluded.created_at, next_tick_at = excluded.next_tick_at,
+    paused = excluded.paused, last_tick_at = excluded.last_tick_at,
+    last_instance_id = excluded.last_instance_id, ticks = excluded.ticks,
+    skipped = excluded.skipped
+
+-- name: delete_schedule
+DELETE FROM schedules WHERE name = :name
