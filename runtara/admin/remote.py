@@ -26,6 +26,7 @@ from runtara.handlers import dispatch
 from runtara.launcher.spec import LaunchSpec
 from runtara.protocol import codes, mapping
 from runtara.protocol import management_pb2 as mpb
+from runtara.records import UNCHANGED
 
 T = TypeVar("T")
 
@@ -140,15 +141,31 @@ class RemoteAdmin(Admin):
             raise errors.StorageError(f"{code}: {response.error.message}")
         return response
 
-    def start_instance(self, instance_id, tenant_id, spec: LaunchSpec, payload, *, replace=False):
+    def start_instance(
+        self,
+        instance_id,
+        tenant_id,
+        spec: LaunchSpec,
+        payload,
+        *,
+        replace=False,
+        not_before=None,
+        delay=None,
+    ):
         request = mpb.StartInstanceRequest(
             instance_id=instance_id, tenant_id=tenant_id, spec=spec.to_json(), replace=replace
         )
         if payload is not None:
             request.input = payload
+        if not_before is not None:
+            request.not_before_ms = mapping.millis(not_before)
+        if delay is not None:
+            # A delay is counted from the server's clock; a past one means at once.
+            request.delay_ms = max(0, round(delay * 1000))
         reply = self._call(start_instance=request).start_instance
         if not reply.success:
             raise errors.OperationRefused(reply.error)
+        return reply.deduplicated
 
     def retry_instance(
         self, instance_id: str, env: dict[str, str], payload: bytes | None
@@ -184,6 +201,77 @@ class RemoteAdmin(Admin):
             read_log=mpb.ReadLogRequest(instance_id=instance_id, stream=stream, offset=offset)
         ).read_log
         return reply.data, reply.next_offset
+
+    def set_queue(
+        self, name, *, concurrency=UNCHANGED, per_key=UNCHANGED, rate=UNCHANGED, paused=UNCHANGED
+    ):
+        request = mapping.queue_changes_to_wire(
+            name, concurrency=concurrency, per_key=per_key, rate=rate, paused=paused
+        )
+        reply = self._call(set_queue=request).set_queue
+        if not reply.success:
+            raise errors.OperationRefused(reply.error)
+        return mapping.queue_from_wire(reply.queue)
+
+    def list_queues(self):
+        reply = self._call(list_queues=mpb.ListQueuesRequest()).list_queues
+        return [mapping.queue_view_from_wire(view) for view in reply.queues]
+
+    def add_schedule(
+        self,
+        name,
+        *,
+        cron,
+        every,
+        timezone,
+        overlap,
+        catch_up,
+        tenant_id,
+        spec: LaunchSpec,
+        payload,
+        replace=False,
+    ):
+        request = mpb.AddScheduleRequest(
+            name=name,
+            timezone=timezone,
+            overlap=overlap,
+            catch_up=catch_up,
+            tenant_id=tenant_id,
+            spec=spec.to_json(),
+            replace=replace,
+        )
+        if cron is not None:
+            request.cron = cron
+        if every is not None:
+            request.every_seconds = every
+        if payload is not None:
+            request.input = payload
+        reply = self._call(add_schedule=request).add_schedule
+        if not reply.success:
+            raise errors.OperationRefused(reply.error)
+        return mapping.schedule_from_wire(reply.schedule)
+
+    def list_schedules(self):
+        reply = self._call(list_schedules=mpb.ListSchedulesRequest()).list_schedules
+        return [mapping.schedule_from_wire(schedule) for schedule in reply.schedules]
+
+    def _change_schedule(self, name: str, action: int) -> mpb.ChangeScheduleResponse:
+        reply = self._call(
+            change_schedule=mpb.ChangeScheduleRequest(name=name, action=action)
+        ).change_schedule
+        if not reply.success:
+            raise errors.OperationRefused(reply.error)
+        return reply
+
+    def pause_schedule(self, name, paused):
+        action = mpb.SCHEDULE_PAUSE if paused else mpb.SCHEDULE_RESUME
+        return mapping.schedule_from_wire(self._change_schedule(name, action).schedule)
+
+    def remove_schedule(self, name):
+        self._change_schedule(name, mpb.SCHEDULE_REMOVE)
+
+    def trigger_schedule(self, name):
+        return self._change_schedule(name, mpb.SCHEDULE_TRIGGER).instance_id
 
     def close(self) -> None:
         if self._loop is not None:
@@ -272,6 +360,7 @@ class RemoteAdmin(Admin):
             mapping.launch_from_wire(instance_id, reply.launch)
             if reply.HasField("launch")
             else None,
+            reply.wait_reason if reply.HasField("wait_reason") else None,
         )
 
     def _require_instance(self, instance_id: str) -> None:

@@ -16,7 +16,7 @@ from runtara.handlers.services import Services
 from runtara.launcher import logs, spec
 from runtara.protocol import management_pb2 as mpb
 from runtara.protocol import mapping
-from runtara.storage import launches, operations
+from runtara.storage import launches, operations, queues, schedules
 
 DEFAULT_LIMIT = 100
 
@@ -118,9 +118,10 @@ def list_instances(request: mpb.ListInstancesRequest, services: Services) -> mpb
 
 
 def get_instance(request: mpb.GetInstanceRequest, services: Services) -> mpb.RpcResponse:
+    now = services.now()
     details = _read(
         services,
-        lambda tx: operations.instance_details(tx, request.instance_id, request.recent_events),
+        lambda tx: operations.instance_details(tx, request.instance_id, request.recent_events, now),
     )
     if details is None:
         return mpb.RpcResponse(get_instance=mpb.GetInstanceResponse(found=False))
@@ -134,6 +135,8 @@ def get_instance(request: mpb.GetInstanceRequest, services: Services) -> mpb.Rpc
         reply.pending_signal.CopyFrom(mapping.pending_signal_to_wire(details.pending_signal))
     if details.launch is not None:
         reply.launch.CopyFrom(mapping.launch_to_wire(details.launch))
+    if details.wait_reason is not None:
+        reply.wait_reason = details.wait_reason
     return mpb.RpcResponse(get_instance=reply)
 
 
@@ -213,7 +216,12 @@ def start_instance(request: mpb.StartInstanceRequest, services: Services) -> mpb
         launch = spec.checked(spec.LaunchSpec.from_json(request.spec))
         payload = spec.checked_input(request.input) if request.HasField("input") else None
         now = services.now()
-        services.storage.run(
+        due = launches.due_time(
+            now,
+            mapping.optional_time(request, "not_before_ms"),
+            request.delay_ms / 1000 if request.HasField("delay_ms") else None,
+        )
+        deduplicated = services.storage.run(
             lambda tx: launches.start_instance(
                 tx,
                 request.instance_id,
@@ -223,15 +231,19 @@ def start_instance(request: mpb.StartInstanceRequest, services: Services) -> mpb
                 launch.max_failures,
                 now,
                 replace=request.replace,
+                queue=launch.queue,
+                key=launch.key,
+                priority=launch.priority,
+                not_before=due,
             )
         )
     except (errors.OperationRefused, errors.ConfigError) as refusal:
-        return _started(False, str(refusal))
-    return _started(True, "")
-
-
-def _started(success: bool, error: str) -> mpb.RpcResponse:
-    return mpb.RpcResponse(start_instance=mpb.StartInstanceResponse(success=success, error=error))
+        return mpb.RpcResponse(
+            start_instance=mpb.StartInstanceResponse(success=False, error=str(refusal))
+        )
+    return mpb.RpcResponse(
+        start_instance=mpb.StartInstanceResponse(success=True, deduplicated=deduplicated)
+    )
 
 
 def stop_instance(request: mpb.StopInstanceRequest, services: Services) -> mpb.RpcResponse:
@@ -289,3 +301,90 @@ def read_log(request: mpb.ReadLogRequest, services: Services) -> mpb.RpcResponse
         logs.log_path(services.runs_dir, request.instance_id, request.stream), request.offset
     )
     return mpb.RpcResponse(read_log=mpb.ReadLogResponse(data=data, next_offset=offset))
+
+
+def set_queue(request: mpb.SetQueueRequest, services: Services) -> mpb.RpcResponse:
+    try:
+        try:
+            changes = mapping.queue_changes_from_wire(request)
+        except ValueError as problem:
+            raise errors.OperationRefused(f"set_queue: {problem}") from None
+        queue = services.storage.run(lambda tx: queues.set_queue(tx, request.name, **changes))
+    except (errors.OperationRefused, errors.ConfigError) as refusal:
+        return mpb.RpcResponse(set_queue=mpb.SetQueueResponse(success=False, error=str(refusal)))
+    return mpb.RpcResponse(
+        set_queue=mpb.SetQueueResponse(success=True, queue=mapping.queue_to_wire(queue))
+    )
+
+
+def list_queues(request: mpb.ListQueuesRequest, services: Services) -> mpb.RpcResponse:
+    now = services.now()
+    views = _read(services, lambda tx: queues.list_queues(tx, now))
+    return mpb.RpcResponse(
+        list_queues=mpb.ListQueuesResponse(queues=[mapping.queue_view_to_wire(v) for v in views])
+    )
+
+
+def add_schedule(request: mpb.AddScheduleRequest, services: Services) -> mpb.RpcResponse:
+    try:
+        operations.require_id(request.tenant_id, "tenant_id")
+        launch = spec.checked(spec.LaunchSpec.from_json(request.spec))
+        payload = spec.checked_input(request.input) if request.HasField("input") else None
+        now = services.now()
+        schedule = services.storage.run(
+            lambda tx: schedules.add(
+                tx,
+                request.name,
+                cron=request.cron if request.HasField("cron") else None,
+                every=request.every_seconds if request.HasField("every_seconds") else None,
+                timezone=request.timezone,
+                overlap=request.overlap,
+                catch_up=request.catch_up,
+                tenant_id=request.tenant_id,
+                spec=launch.to_json(),
+                payload=payload,
+                now=now,
+                replace=request.replace,
+            )
+        )
+    except (errors.OperationRefused, errors.ConfigError) as refusal:
+        return mpb.RpcResponse(
+            add_schedule=mpb.AddScheduleResponse(success=False, error=str(refusal))
+        )
+    return mpb.RpcResponse(
+        add_schedule=mpb.AddScheduleResponse(
+            success=True, schedule=mapping.schedule_to_wire(schedule)
+        )
+    )
+
+
+def list_schedules(request: mpb.ListSchedulesRequest, services: Services) -> mpb.RpcResponse:
+    found = _read(services, lambda tx: tx.list_schedules())
+    return mpb.RpcResponse(
+        list_schedules=mpb.ListSchedulesResponse(
+            schedules=[mapping.schedule_to_wire(schedule) for schedule in found]
+        )
+    )
+
+
+def change_schedule(request: mpb.ChangeScheduleRequest, services: Services) -> mpb.RpcResponse:
+    reply = mpb.ChangeScheduleResponse(success=True)
+    name = request.name
+    try:
+        now = services.now()
+        if request.action in (mpb.SCHEDULE_PAUSE, mpb.SCHEDULE_RESUME):
+            paused = request.action == mpb.SCHEDULE_PAUSE
+            schedule = services.storage.run(lambda tx: schedules.set_paused(tx, name, paused, now))
+            reply.schedule.CopyFrom(mapping.schedule_to_wire(schedule))
+        elif request.action == mpb.SCHEDULE_REMOVE:
+            if not services.storage.run(lambda tx: schedules.remove(tx, name)):
+                raise errors.OperationRefused(f"Schedule '{name}' not found")
+        elif request.action == mpb.SCHEDULE_TRIGGER:
+            reply.instance_id = services.storage.run(lambda tx: schedules.trigger(tx, name, now))
+        else:
+            raise errors.OperationRefused(f"Unknown schedule action: {request.action}")
+    except (errors.OperationRefused, errors.ConfigError) as refusal:
+        return mpb.RpcResponse(
+            change_schedule=mpb.ChangeScheduleResponse(success=False, error=str(refusal))
+        )
+    return mpb.RpcResponse(change_schedule=reply)

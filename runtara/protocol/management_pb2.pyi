@@ -22,6 +22,14 @@ class InstanceStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     STATUS_COMPLETED: _ClassVar[InstanceStatus]
     STATUS_FAILED: _ClassVar[InstanceStatus]
     STATUS_CANCELLED: _ClassVar[InstanceStatus]
+
+class ScheduleAction(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SCHEDULE_ACTION_UNSPECIFIED: _ClassVar[ScheduleAction]
+    SCHEDULE_PAUSE: _ClassVar[ScheduleAction]
+    SCHEDULE_RESUME: _ClassVar[ScheduleAction]
+    SCHEDULE_REMOVE: _ClassVar[ScheduleAction]
+    SCHEDULE_TRIGGER: _ClassVar[ScheduleAction]
 SIGNAL_CANCEL: SignalType
 SIGNAL_PAUSE: SignalType
 SIGNAL_RESUME: SignalType
@@ -32,9 +40,14 @@ STATUS_SUSPENDED: InstanceStatus
 STATUS_COMPLETED: InstanceStatus
 STATUS_FAILED: InstanceStatus
 STATUS_CANCELLED: InstanceStatus
+SCHEDULE_ACTION_UNSPECIFIED: ScheduleAction
+SCHEDULE_PAUSE: ScheduleAction
+SCHEDULE_RESUME: ScheduleAction
+SCHEDULE_REMOVE: ScheduleAction
+SCHEDULE_TRIGGER: ScheduleAction
 
 class RpcRequest(_message.Message):
-    __slots__ = ("health_check", "send_signal", "get_instance_status", "list_instances", "list_checkpoints", "get_checkpoint", "send_custom_signal", "get_instance", "list_events", "get_stats", "start_instance", "stop_instance", "read_log", "retry_instance", "token")
+    __slots__ = ("health_check", "send_signal", "get_instance_status", "list_instances", "list_checkpoints", "get_checkpoint", "send_custom_signal", "get_instance", "list_events", "get_stats", "start_instance", "stop_instance", "read_log", "retry_instance", "set_queue", "list_queues", "add_schedule", "list_schedules", "change_schedule", "token")
     HEALTH_CHECK_FIELD_NUMBER: _ClassVar[int]
     SEND_SIGNAL_FIELD_NUMBER: _ClassVar[int]
     GET_INSTANCE_STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -49,6 +62,11 @@ class RpcRequest(_message.Message):
     STOP_INSTANCE_FIELD_NUMBER: _ClassVar[int]
     READ_LOG_FIELD_NUMBER: _ClassVar[int]
     RETRY_INSTANCE_FIELD_NUMBER: _ClassVar[int]
+    SET_QUEUE_FIELD_NUMBER: _ClassVar[int]
+    LIST_QUEUES_FIELD_NUMBER: _ClassVar[int]
+    ADD_SCHEDULE_FIELD_NUMBER: _ClassVar[int]
+    LIST_SCHEDULES_FIELD_NUMBER: _ClassVar[int]
+    CHANGE_SCHEDULE_FIELD_NUMBER: _ClassVar[int]
     TOKEN_FIELD_NUMBER: _ClassVar[int]
     health_check: HealthCheckRequest
     send_signal: SendSignalRequest
@@ -64,11 +82,16 @@ class RpcRequest(_message.Message):
     stop_instance: StopInstanceRequest
     read_log: ReadLogRequest
     retry_instance: RetryInstanceRequest
+    set_queue: SetQueueRequest
+    list_queues: ListQueuesRequest
+    add_schedule: AddScheduleRequest
+    list_schedules: ListSchedulesRequest
+    change_schedule: ChangeScheduleRequest
     token: str
-    def __init__(self, health_check: _Optional[_Union[HealthCheckRequest, _Mapping]] = ..., send_signal: _Optional[_Union[SendSignalRequest, _Mapping]] = ..., get_instance_status: _Optional[_Union[GetInstanceStatusRequest, _Mapping]] = ..., list_instances: _Optional[_Union[ListInstancesRequest, _Mapping]] = ..., list_checkpoints: _Optional[_Union[ListCheckpointsRequest, _Mapping]] = ..., get_checkpoint: _Optional[_Union[GetCheckpointRequest, _Mapping]] = ..., send_custom_signal: _Optional[_Union[SendCustomSignalRequest, _Mapping]] = ..., get_instance: _Optional[_Union[GetInstanceRequest, _Mapping]] = ..., list_events: _Optional[_Union[ListEventsRequest, _Mapping]] = ..., get_stats: _Optional[_Union[GetStatsRequest, _Mapping]] = ..., start_instance: _Optional[_Union[StartInstanceRequest, _Mapping]] = ..., stop_instance: _Optional[_Union[StopInstanceRequest, _Mapping]] = ..., read_log: _Optional[_Union[ReadLogRequest, _Mapping]] = ..., retry_instance: _Optional[_Union[RetryInstanceRequest, _Mapping]] = ..., token: _Optional[str] = ...) -> None: ...
+    def __init__(self, health_check: _Optional[_Union[HealthCheckRequest, _Mapping]] = ..., send_signal: _Optional[_Union[SendSignalRequest, _Mapping]] = ..., get_instance_status: _Optional[_Union[GetInstanceStatusRequest, _Mapping]] = ..., list_instances: _Optional[_Union[ListInstancesRequest, _Mapping]] = ..., list_checkpoints: _Optional[_Union[ListCheckpointsRequest, _Mapping]] = ..., get_checkpoint: _Optional[_Union[GetCheckpointRequest, _Mapping]] = ..., send_custom_signal: _Optional[_Union[SendCustomSignalRequest, _Mapping]] = ..., get_instance: _Optional[_Union[GetInstanceRequest, _Mapping]] = ..., list_events: _Optional[_Union[ListEventsRequest, _Mapping]] = ..., get_stats: _Optional[_Union[GetStatsRequest, _Mapping]] = ..., start_instance: _Optional[_Union[StartInstanceRequest, _Mapping]] = ..., stop_instance: _Optional[_Union[StopInstanceRequest, _Mapping]] = ..., read_log: _Optional[_Union[ReadLogRequest, _Mapping]] = ..., retry_instance: _Optional[_Union[RetryInstanceRequest, _Mapping]] = ..., set_queue: _Optional[_Union[SetQueueRequest, _Mapping]] = ..., list_queues: _Optional[_Union[ListQueuesRequest, _Mapping]] = ..., add_schedule: _Optional[_Union[AddScheduleRequest, _Mapping]] = ..., list_schedules: _Optional[_Union[ListSchedulesRequest, _Mapping]] = ..., change_schedule: _Optional[_Union[ChangeScheduleRequest, _Mapping]] = ..., token: _Optional[str] = ...) -> None: ...
 
 class RpcResponse(_message.Message):
-    __slots__ = ("health_check", "send_signal", "get_instance_status", "list_instances", "list_checkpoints", "get_checkpoint", "send_custom_signal", "error", "get_instance", "list_events", "get_stats", "start_instance", "stop_instance", "read_log", "retry_instance")
+    __slots__ = ("health_check", "send_signal", "get_instance_status", "list_instances", "list_checkpoints", "get_checkpoint", "send_custom_signal", "error", "get_instance", "list_events", "get_stats", "start_instance", "stop_instance", "read_log", "retry_instance", "set_queue", "list_queues", "add_schedule", "list_schedules", "change_schedule")
     HEALTH_CHECK_FIELD_NUMBER: _ClassVar[int]
     SEND_SIGNAL_FIELD_NUMBER: _ClassVar[int]
     GET_INSTANCE_STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -84,6 +107,11 @@ class RpcResponse(_message.Message):
     STOP_INSTANCE_FIELD_NUMBER: _ClassVar[int]
     READ_LOG_FIELD_NUMBER: _ClassVar[int]
     RETRY_INSTANCE_FIELD_NUMBER: _ClassVar[int]
+    SET_QUEUE_FIELD_NUMBER: _ClassVar[int]
+    LIST_QUEUES_FIELD_NUMBER: _ClassVar[int]
+    ADD_SCHEDULE_FIELD_NUMBER: _ClassVar[int]
+    LIST_SCHEDULES_FIELD_NUMBER: _ClassVar[int]
+    CHANGE_SCHEDULE_FIELD_NUMBER: _ClassVar[int]
     health_check: HealthCheckResponse
     send_signal: SendSignalResponse
     get_instance_status: GetInstanceStatusResponse
@@ -99,7 +127,12 @@ class RpcResponse(_message.Message):
     stop_instance: StopInstanceResponse
     read_log: ReadLogResponse
     retry_instance: RetryInstanceResponse
-    def __init__(self, health_check: _Optional[_Union[HealthCheckResponse, _Mapping]] = ..., send_signal: _Optional[_Union[SendSignalResponse, _Mapping]] = ..., get_instance_status: _Optional[_Union[GetInstanceStatusResponse, _Mapping]] = ..., list_instances: _Optional[_Union[ListInstancesResponse, _Mapping]] = ..., list_checkpoints: _Optional[_Union[ListCheckpointsResponse, _Mapping]] = ..., get_checkpoint: _Optional[_Union[GetCheckpointResponse, _Mapping]] = ..., send_custom_signal: _Optional[_Union[SendCustomSignalResponse, _Mapping]] = ..., error: _Optional[_Union[RpcError, _Mapping]] = ..., get_instance: _Optional[_Union[GetInstanceResponse, _Mapping]] = ..., list_events: _Optional[_Union[ListEventsResponse, _Mapping]] = ..., get_stats: _Optional[_Union[GetStatsResponse, _Mapping]] = ..., start_instance: _Optional[_Union[StartInstanceResponse, _Mapping]] = ..., stop_instance: _Optional[_Union[StopInstanceResponse, _Mapping]] = ..., read_log: _Optional[_Union[ReadLogResponse, _Mapping]] = ..., retry_instance: _Optional[_Union[RetryInstanceResponse, _Mapping]] = ...) -> None: ...
+    set_queue: SetQueueResponse
+    list_queues: ListQueuesResponse
+    add_schedule: AddScheduleResponse
+    list_schedules: ListSchedulesResponse
+    change_schedule: ChangeScheduleResponse
+    def __init__(self, health_check: _Optional[_Union[HealthCheckResponse, _Mapping]] = ..., send_signal: _Optional[_Union[SendSignalResponse, _Mapping]] = ..., get_instance_status: _Optional[_Union[GetInstanceStatusResponse, _Mapping]] = ..., list_instances: _Optional[_Union[ListInstancesResponse, _Mapping]] = ..., list_checkpoints: _Optional[_Union[ListCheckpointsResponse, _Mapping]] = ..., get_checkpoint: _Optional[_Union[GetCheckpointResponse, _Mapping]] = ..., send_custom_signal: _Optional[_Union[SendCustomSignalResponse, _Mapping]] = ..., error: _Optional[_Union[RpcError, _Mapping]] = ..., get_instance: _Optional[_Union[GetInstanceResponse, _Mapping]] = ..., list_events: _Optional[_Union[ListEventsResponse, _Mapping]] = ..., get_stats: _Optional[_Union[GetStatsResponse, _Mapping]] = ..., start_instance: _Optional[_Union[StartInstanceResponse, _Mapping]] = ..., stop_instance: _Optional[_Union[StopInstanceResponse, _Mapping]] = ..., read_log: _Optional[_Union[ReadLogResponse, _Mapping]] = ..., retry_instance: _Optional[_Union[RetryInstanceResponse, _Mapping]] = ..., set_queue: _Optional[_Union[SetQueueResponse, _Mapping]] = ..., list_queues: _Optional[_Union[ListQueuesResponse, _Mapping]] = ..., add_schedule: _Optional[_Union[AddScheduleResponse, _Mapping]] = ..., list_schedules: _Optional[_Union[ListSchedulesResponse, _Mapping]] = ..., change_schedule: _Optional[_Union[ChangeScheduleResponse, _Mapping]] = ...) -> None: ...
 
 class RpcError(_message.Message):
     __slots__ = ("code", "message")
@@ -324,23 +357,25 @@ class PendingCustomSignal(_message.Message):
     def __init__(self, checkpoint_id: _Optional[str] = ..., payload: _Optional[bytes] = ..., created_at_ms: _Optional[int] = ...) -> None: ...
 
 class GetInstanceResponse(_message.Message):
-    __slots__ = ("found", "instance", "pending_signal", "custom_signals", "recent_events", "launch")
+    __slots__ = ("found", "instance", "pending_signal", "custom_signals", "recent_events", "launch", "wait_reason")
     FOUND_FIELD_NUMBER: _ClassVar[int]
     INSTANCE_FIELD_NUMBER: _ClassVar[int]
     PENDING_SIGNAL_FIELD_NUMBER: _ClassVar[int]
     CUSTOM_SIGNALS_FIELD_NUMBER: _ClassVar[int]
     RECENT_EVENTS_FIELD_NUMBER: _ClassVar[int]
     LAUNCH_FIELD_NUMBER: _ClassVar[int]
+    WAIT_REASON_FIELD_NUMBER: _ClassVar[int]
     found: bool
     instance: InstanceSummary
     pending_signal: PendingSignal
     custom_signals: _containers.RepeatedCompositeFieldContainer[PendingCustomSignal]
     recent_events: _containers.RepeatedCompositeFieldContainer[Event]
     launch: Launch
-    def __init__(self, found: _Optional[bool] = ..., instance: _Optional[_Union[InstanceSummary, _Mapping]] = ..., pending_signal: _Optional[_Union[PendingSignal, _Mapping]] = ..., custom_signals: _Optional[_Iterable[_Union[PendingCustomSignal, _Mapping]]] = ..., recent_events: _Optional[_Iterable[_Union[Event, _Mapping]]] = ..., launch: _Optional[_Union[Launch, _Mapping]] = ...) -> None: ...
+    wait_reason: str
+    def __init__(self, found: _Optional[bool] = ..., instance: _Optional[_Union[InstanceSummary, _Mapping]] = ..., pending_signal: _Optional[_Union[PendingSignal, _Mapping]] = ..., custom_signals: _Optional[_Iterable[_Union[PendingCustomSignal, _Mapping]]] = ..., recent_events: _Optional[_Iterable[_Union[Event, _Mapping]]] = ..., launch: _Optional[_Union[Launch, _Mapping]] = ..., wait_reason: _Optional[str] = ...) -> None: ...
 
 class Launch(_message.Message):
-    __slots__ = ("spec", "max_failures", "attempt", "failures", "next_launch_at_ms", "claimed_by", "claimed_until_ms", "pid", "host", "stop_deadline_ms", "last_exit", "launched_at_ms", "resumed_from")
+    __slots__ = ("spec", "max_failures", "attempt", "failures", "next_launch_at_ms", "claimed_by", "claimed_until_ms", "pid", "host", "stop_deadline_ms", "last_exit", "launched_at_ms", "resumed_from", "queue", "key", "priority")
     SPEC_FIELD_NUMBER: _ClassVar[int]
     MAX_FAILURES_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
@@ -354,6 +389,9 @@ class Launch(_message.Message):
     LAST_EXIT_FIELD_NUMBER: _ClassVar[int]
     LAUNCHED_AT_MS_FIELD_NUMBER: _ClassVar[int]
     RESUMED_FROM_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
     spec: str
     max_failures: int
     attempt: int
@@ -367,7 +405,10 @@ class Launch(_message.Message):
     last_exit: str
     launched_at_ms: int
     resumed_from: str
-    def __init__(self, spec: _Optional[str] = ..., max_failures: _Optional[int] = ..., attempt: _Optional[int] = ..., failures: _Optional[int] = ..., next_launch_at_ms: _Optional[int] = ..., claimed_by: _Optional[str] = ..., claimed_until_ms: _Optional[int] = ..., pid: _Optional[int] = ..., host: _Optional[str] = ..., stop_deadline_ms: _Optional[int] = ..., last_exit: _Optional[str] = ..., launched_at_ms: _Optional[int] = ..., resumed_from: _Optional[str] = ...) -> None: ...
+    queue: str
+    key: str
+    priority: int
+    def __init__(self, spec: _Optional[str] = ..., max_failures: _Optional[int] = ..., attempt: _Optional[int] = ..., failures: _Optional[int] = ..., next_launch_at_ms: _Optional[int] = ..., claimed_by: _Optional[str] = ..., claimed_until_ms: _Optional[int] = ..., pid: _Optional[int] = ..., host: _Optional[str] = ..., stop_deadline_ms: _Optional[int] = ..., last_exit: _Optional[str] = ..., launched_at_ms: _Optional[int] = ..., resumed_from: _Optional[str] = ..., queue: _Optional[str] = ..., key: _Optional[str] = ..., priority: _Optional[int] = ...) -> None: ...
 
 class ListEventsRequest(_message.Message):
     __slots__ = ("instance_id", "event_type", "subtype", "created_after_ms", "created_before_ms", "payload_contains", "limit", "offset")
@@ -431,26 +472,32 @@ class GetStatsResponse(_message.Message):
     def __init__(self, counters: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class StartInstanceRequest(_message.Message):
-    __slots__ = ("instance_id", "tenant_id", "spec", "input", "replace")
+    __slots__ = ("instance_id", "tenant_id", "spec", "input", "replace", "not_before_ms", "delay_ms")
     INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
     INPUT_FIELD_NUMBER: _ClassVar[int]
     REPLACE_FIELD_NUMBER: _ClassVar[int]
+    NOT_BEFORE_MS_FIELD_NUMBER: _ClassVar[int]
+    DELAY_MS_FIELD_NUMBER: _ClassVar[int]
     instance_id: str
     tenant_id: str
     spec: str
     input: bytes
     replace: bool
-    def __init__(self, instance_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., spec: _Optional[str] = ..., input: _Optional[bytes] = ..., replace: _Optional[bool] = ...) -> None: ...
+    not_before_ms: int
+    delay_ms: int
+    def __init__(self, instance_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., spec: _Optional[str] = ..., input: _Optional[bytes] = ..., replace: _Optional[bool] = ..., not_before_ms: _Optional[int] = ..., delay_ms: _Optional[int] = ...) -> None: ...
 
 class StartInstanceResponse(_message.Message):
-    __slots__ = ("success", "error")
+    __slots__ = ("success", "error", "deduplicated")
     SUCCESS_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    DEDUPLICATED_FIELD_NUMBER: _ClassVar[int]
     success: bool
     error: str
-    def __init__(self, success: _Optional[bool] = ..., error: _Optional[str] = ...) -> None: ...
+    deduplicated: bool
+    def __init__(self, success: _Optional[bool] = ..., error: _Optional[str] = ..., deduplicated: _Optional[bool] = ...) -> None: ...
 
 class StopInstanceRequest(_message.Message):
     __slots__ = ("instance_id", "grace_ms", "give_up", "reason")
@@ -511,3 +558,175 @@ class RetryInstanceResponse(_message.Message):
     error: str
     checkpoint_id: str
     def __init__(self, success: _Optional[bool] = ..., error: _Optional[str] = ..., checkpoint_id: _Optional[str] = ...) -> None: ...
+
+class Queue(_message.Message):
+    __slots__ = ("name", "concurrency", "per_key", "rate_limit", "rate_period_seconds", "paused")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CONCURRENCY_FIELD_NUMBER: _ClassVar[int]
+    PER_KEY_FIELD_NUMBER: _ClassVar[int]
+    RATE_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    RATE_PERIOD_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    PAUSED_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    concurrency: int
+    per_key: int
+    rate_limit: int
+    rate_period_seconds: float
+    paused: bool
+    def __init__(self, name: _Optional[str] = ..., concurrency: _Optional[int] = ..., per_key: _Optional[int] = ..., rate_limit: _Optional[int] = ..., rate_period_seconds: _Optional[float] = ..., paused: _Optional[bool] = ...) -> None: ...
+
+class QueueFigures(_message.Message):
+    __slots__ = ("running", "due", "later")
+    RUNNING_FIELD_NUMBER: _ClassVar[int]
+    DUE_FIELD_NUMBER: _ClassVar[int]
+    LATER_FIELD_NUMBER: _ClassVar[int]
+    running: int
+    due: int
+    later: int
+    def __init__(self, running: _Optional[int] = ..., due: _Optional[int] = ..., later: _Optional[int] = ...) -> None: ...
+
+class QueueView(_message.Message):
+    __slots__ = ("queue", "figures")
+    QUEUE_FIELD_NUMBER: _ClassVar[int]
+    FIGURES_FIELD_NUMBER: _ClassVar[int]
+    queue: Queue
+    figures: QueueFigures
+    def __init__(self, queue: _Optional[_Union[Queue, _Mapping]] = ..., figures: _Optional[_Union[QueueFigures, _Mapping]] = ...) -> None: ...
+
+class SetQueueRequest(_message.Message):
+    __slots__ = ("name", "concurrency", "per_key", "rate_limit", "rate_period_seconds", "paused", "clear")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CONCURRENCY_FIELD_NUMBER: _ClassVar[int]
+    PER_KEY_FIELD_NUMBER: _ClassVar[int]
+    RATE_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    RATE_PERIOD_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    PAUSED_FIELD_NUMBER: _ClassVar[int]
+    CLEAR_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    concurrency: int
+    per_key: int
+    rate_limit: int
+    rate_period_seconds: float
+    paused: bool
+    clear: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., concurrency: _Optional[int] = ..., per_key: _Optional[int] = ..., rate_limit: _Optional[int] = ..., rate_period_seconds: _Optional[float] = ..., paused: _Optional[bool] = ..., clear: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class SetQueueResponse(_message.Message):
+    __slots__ = ("success", "error", "queue")
+    SUCCESS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_FIELD_NUMBER: _ClassVar[int]
+    success: bool
+    error: str
+    queue: Queue
+    def __init__(self, success: _Optional[bool] = ..., error: _Optional[str] = ..., queue: _Optional[_Union[Queue, _Mapping]] = ...) -> None: ...
+
+class ListQueuesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListQueuesResponse(_message.Message):
+    __slots__ = ("queues",)
+    QUEUES_FIELD_NUMBER: _ClassVar[int]
+    queues: _containers.RepeatedCompositeFieldContainer[QueueView]
+    def __init__(self, queues: _Optional[_Iterable[_Union[QueueView, _Mapping]]] = ...) -> None: ...
+
+class Schedule(_message.Message):
+    __slots__ = ("name", "cron", "every_seconds", "timezone", "overlap", "catch_up", "tenant_id", "spec", "input", "created_at_ms", "next_tick_at_ms", "paused", "last_tick_at_ms", "last_instance_id", "ticks", "skipped")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CRON_FIELD_NUMBER: _ClassVar[int]
+    EVERY_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    TIMEZONE_FIELD_NUMBER: _ClassVar[int]
+    OVERLAP_FIELD_NUMBER: _ClassVar[int]
+    CATCH_UP_FIELD_NUMBER: _ClassVar[int]
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    INPUT_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_TICK_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    PAUSED_FIELD_NUMBER: _ClassVar[int]
+    LAST_TICK_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    LAST_INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    TICKS_FIELD_NUMBER: _ClassVar[int]
+    SKIPPED_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    cron: str
+    every_seconds: float
+    timezone: str
+    overlap: str
+    catch_up: str
+    tenant_id: str
+    spec: str
+    input: bytes
+    created_at_ms: int
+    next_tick_at_ms: int
+    paused: bool
+    last_tick_at_ms: int
+    last_instance_id: str
+    ticks: int
+    skipped: int
+    def __init__(self, name: _Optional[str] = ..., cron: _Optional[str] = ..., every_seconds: _Optional[float] = ..., timezone: _Optional[str] = ..., overlap: _Optional[str] = ..., catch_up: _Optional[str] = ..., tenant_id: _Optional[str] = ..., spec: _Optional[str] = ..., input: _Optional[bytes] = ..., created_at_ms: _Optional[int] = ..., next_tick_at_ms: _Optional[int] = ..., paused: _Optional[bool] = ..., last_tick_at_ms: _Optional[int] = ..., last_instance_id: _Optional[str] = ..., ticks: _Optional[int] = ..., skipped: _Optional[int] = ...) -> None: ...
+
+class AddScheduleRequest(_message.Message):
+    __slots__ = ("name", "cron", "every_seconds", "timezone", "overlap", "catch_up", "tenant_id", "spec", "input", "replace")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CRON_FIELD_NUMBER: _ClassVar[int]
+    EVERY_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    TIMEZONE_FIELD_NUMBER: _ClassVar[int]
+    OVERLAP_FIELD_NUMBER: _ClassVar[int]
+    CATCH_UP_FIELD_NUMBER: _ClassVar[int]
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    INPUT_FIELD_NUMBER: _ClassVar[int]
+    REPLACE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    cron: str
+    every_seconds: float
+    timezone: str
+    overlap: str
+    catch_up: str
+    tenant_id: str
+    spec: str
+    input: bytes
+    replace: bool
+    def __init__(self, name: _Optional[str] = ..., cron: _Optional[str] = ..., every_seconds: _Optional[float] = ..., timezone: _Optional[str] = ..., overlap: _Optional[str] = ..., catch_up: _Optional[str] = ..., tenant_id: _Optional[str] = ..., spec: _Optional[str] = ..., input: _Optional[bytes] = ..., replace: _Optional[bool] = ...) -> None: ...
+
+class AddScheduleResponse(_message.Message):
+    __slots__ = ("success", "error", "schedule")
+    SUCCESS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    SCHEDULE_FIELD_NUMBER: _ClassVar[int]
+    success: bool
+    error: str
+    schedule: Schedule
+    def __init__(self, success: _Optional[bool] = ..., error: _Optional[str] = ..., schedule: _Optional[_Union[Schedule, _Mapping]] = ...) -> None: ...
+
+class ListSchedulesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListSchedulesResponse(_message.Message):
+    __slots__ = ("schedules",)
+    SCHEDULES_FIELD_NUMBER: _ClassVar[int]
+    schedules: _containers.RepeatedCompositeFieldContainer[Schedule]
+    def __init__(self, schedules: _Optional[_Iterable[_Union[Schedule, _Mapping]]] = ...) -> None: ...
+
+class ChangeScheduleRequest(_message.Message):
+    __slots__ = ("name", "action")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    action: ScheduleAction
+    def __init__(self, name: _Optional[str] = ..., action: _Optional[_Union[ScheduleAction, str]] = ...) -> None: ...
+
+class ChangeScheduleResponse(_message.Message):
+    __slots__ = ("success", "error", "schedule", "instance_id")
+    SUCCESS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    SCHEDULE_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    success: bool
+    error: str
+    schedule: Schedule
+    instance_id: str
+    def __init__(self, success: _Optional[bool] = ..., error: _Optional[str] = ..., schedule: _Optional[_Union[Schedule, _Mapping]] = ..., instance_id: _Optional[str] = ...) -> None: ...

@@ -199,7 +199,11 @@ def launch_to_wire(launch: records.Launch) -> mpb.Launch:
         max_failures=launch.max_failures,
         attempt=launch.attempt,
         failures=launch.failures,
+        queue=launch.queue,
+        priority=launch.priority,
     )
+    if launch.key is not None:
+        message.key = launch.key
     for field, name in _LAUNCH_TIMES:
         value = getattr(launch, name)
         if value is not None:
@@ -221,6 +225,11 @@ def launch_from_wire(instance_id: str, message: mpb.Launch) -> records.Launch:
         failures=message.failures,
         **{name: optional_time(message, field) for field, name in _LAUNCH_TIMES},
         **{name: _optional(message, field) for field, name in _LAUNCH_TEXTS},
+        # A server of a version before queues sends none: its launches are all
+        # in the default queue.
+        queue=message.queue or records.DEFAULT_QUEUE,
+        key=_optional(message, "key"),
+        priority=message.priority,
     )
 
 
@@ -338,3 +347,159 @@ def event_filter_to_wire(wanted: records.EventFilter, message: mpb.ListEventsReq
         message.created_after_ms = millis(wanted.created_after)
     if wanted.created_before is not None:
         message.created_before_ms = millis(wanted.created_before)
+
+
+# --- queues -------------------------------------------------------------------
+
+_QUEUE_FIELDS = (
+    ("concurrency", "concurrency"),
+    ("per_key", "per_key"),
+    ("rate_limit", "rate_limit"),
+    ("rate_period_seconds", "rate_period"),
+)
+QUEUE_CLEARABLE = ("concurrency", "per_key", "rate")
+"""The names a SetQueueRequest's ``clear`` may list."""
+
+
+def queue_to_wire(queue: records.Queue) -> mpb.Queue:
+    message = mpb.Queue(name=queue.name, paused=queue.paused)
+    for field, name in _QUEUE_FIELDS:
+        value = getattr(queue, name)
+        if value is not None:
+            setattr(message, field, value)
+    return message
+
+
+def queue_from_wire(message: mpb.Queue) -> records.Queue:
+    return records.Queue(
+        message.name,
+        paused=message.paused,
+        **{name: _optional(message, field) for field, name in _QUEUE_FIELDS},
+    )
+
+
+def queue_view_to_wire(view: records.QueueView) -> mpb.QueueView:
+    figures = view.figures
+    return mpb.QueueView(
+        queue=queue_to_wire(view.queue),
+        figures=mpb.QueueFigures(running=figures.running, due=figures.due, later=figures.later),
+    )
+
+
+def queue_view_from_wire(message: mpb.QueueView) -> records.QueueView:
+    figures = message.figures
+    return records.QueueView(
+        queue_from_wire(message.queue),
+        records.QueueFigures(figures.running, figures.due, figures.later),
+    )
+
+
+def queue_changes_to_wire(
+    name: str,
+    *,
+    concurrency: int | None = records.UNCHANGED,
+    per_key: int | None = records.UNCHANGED,
+    rate: tuple[int, float] | None = records.UNCHANGED,
+    paused: bool = records.UNCHANGED,
+) -> mpb.SetQueueRequest:
+    """A SetQueueRequest for the arguments of :meth:`runtara.admin.base.Admin.set_queue`:
+    a limit given is set, None puts it in ``clear``, UNCHANGED leaves it out."""
+    message = mpb.SetQueueRequest(name=name)
+    for field, value in (("concurrency", concurrency), ("per_key", per_key)):
+        if value is None:
+            message.clear.append(field)
+        elif value is not records.UNCHANGED:
+            setattr(message, field, value)
+    if rate is None:
+        message.clear.append("rate")
+    elif rate is not records.UNCHANGED:
+        message.rate_limit, message.rate_period_seconds = rate
+    if paused is not records.UNCHANGED:
+        message.paused = paused
+    return message
+
+
+def queue_changes_from_wire(message: mpb.SetQueueRequest) -> dict[str, object]:
+    """The keyword arguments of :func:`runtara.storage.queues.set_queue` a
+    SetQueueRequest asks for (the limits it leaves alone are not among them).
+
+    Raises ValueError for a request that cannot be read one way: an unknown name
+    in ``clear``, a limit both set and cleared, half of a rate.
+    """
+    clear = set(message.clear)
+    unknown = sorted(clear - set(QUEUE_CLEARABLE))
+    if unknown:
+        raise ValueError(
+            f"cannot clear {', '.join(unknown)}: a queue's limits are {', '.join(QUEUE_CLEARABLE)}"
+        )
+    changes: dict[str, object] = {}
+    for field in ("concurrency", "per_key"):
+        if message.HasField(field):
+            if field in clear:
+                raise ValueError(f"{field} is both set and cleared")
+            changes[field] = getattr(message, field)
+        elif field in clear:
+            changes[field] = None
+    has_limit, has_period = message.HasField("rate_limit"), message.HasField("rate_period_seconds")
+    if has_limit != has_period:
+        raise ValueError("a rate is rate_limit and rate_period_seconds together")
+    if has_limit:
+        if "rate" in clear:
+            raise ValueError("rate is both set and cleared")
+        changes["rate"] = (message.rate_limit, message.rate_period_seconds)
+    elif "rate" in clear:
+        changes["rate"] = None
+    if message.HasField("paused"):
+        changes["paused"] = message.paused
+    return changes
+
+
+# --- schedules ----------------------------------------------------------------
+
+_SCHEDULE_OPTIONAL = (
+    ("cron", "cron"),
+    ("every_seconds", "every"),
+    ("input", "input"),
+    ("last_instance_id", "last_instance_id"),
+)
+
+
+def schedule_to_wire(schedule: records.Schedule) -> mpb.Schedule:
+    message = mpb.Schedule(
+        name=schedule.name,
+        timezone=schedule.timezone,
+        overlap=schedule.overlap,
+        catch_up=schedule.catch_up,
+        tenant_id=schedule.tenant_id,
+        spec=schedule.spec,
+        created_at_ms=millis(schedule.created_at),
+        next_tick_at_ms=millis(schedule.next_tick_at),
+        paused=schedule.paused,
+        ticks=schedule.ticks,
+        skipped=schedule.skipped,
+    )
+    for field, name in _SCHEDULE_OPTIONAL:
+        value = getattr(schedule, name)
+        if value is not None:
+            setattr(message, field, value)
+    if schedule.last_tick_at is not None:
+        message.last_tick_at_ms = millis(schedule.last_tick_at)
+    return message
+
+
+def schedule_from_wire(message: mpb.Schedule) -> records.Schedule:
+    return records.Schedule(
+        name=message.name,
+        timezone=message.timezone,
+        overlap=message.overlap,
+        catch_up=message.catch_up,
+        tenant_id=message.tenant_id,
+        spec=message.spec,
+        created_at=from_millis(message.created_at_ms),
+        next_tick_at=from_millis(message.next_tick_at_ms),
+        paused=message.paused,
+        last_tick_at=optional_time(message, "last_tick_at_ms"),
+        ticks=message.ticks,
+        skipped=message.skipped,
+        **{name: _optional(message, field) for field, name in _SCHEDULE_OPTIONAL},
+    )
