@@ -12,9 +12,11 @@ instance, :class:`runtara.errors.StorageError` or
 from __future__ import annotations
 
 import abc
+import datetime as dt
 
 from runtara import records
 from runtara.launcher.spec import LaunchSpec
+from runtara.records import UNCHANGED
 
 
 class Admin(abc.ABC):
@@ -100,10 +102,16 @@ class Admin(abc.ABC):
         payload: bytes | None,
         *,
         replace: bool = False,
-    ) -> None:
-        """Store a pending instance with its launch specification; a launcher starts it.
+        not_before: dt.datetime | None = None,
+        delay: float | None = None,
+    ) -> bool:
+        """Store a pending instance with its launch specification; a launcher starts it
+        at ``not_before`` or ``delay`` seconds from now (at once if neither), as its
+        queue's limits allow.
 
-        OperationRefused if the id exists (unless it is finished and ``replace``).
+        Returns True if the id exists already with the same tenant, specification
+        and input (nothing changes). OperationRefused for any other existing id
+        (unless it is finished and ``replace``).
         """
 
     @abc.abstractmethod
@@ -129,6 +137,60 @@ class Admin(abc.ABC):
     def read_log(self, instance_id: str, stream: str, offset: int) -> tuple[bytes, int]:
         """Output of a launched instance (``stdout`` or ``stderr``) from ``offset``,
         and the offset after it."""
+
+    # --- queues -------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def set_queue(
+        self,
+        name: str,
+        *,
+        concurrency: int | None = UNCHANGED,
+        per_key: int | None = UNCHANGED,
+        rate: tuple[int, float] | None = UNCHANGED,
+        paused: bool = UNCHANGED,
+    ) -> records.Queue:
+        """Change the given limits of a queue (None removes one; ``rate`` is (starts,
+        seconds)) or pause or resume it; returns the queue as it now is."""
+
+    @abc.abstractmethod
+    def list_queues(self) -> list[records.QueueView]:
+        """Every queue with limits or launches (the default one always), by name."""
+
+    # --- schedules ----------------------------------------------------------------
+
+    @abc.abstractmethod
+    def add_schedule(
+        self,
+        name: str,
+        *,
+        cron: str | None,
+        every: float | None,
+        timezone: str,
+        overlap: str,
+        catch_up: str,
+        tenant_id: str,
+        spec: LaunchSpec,
+        payload: bytes | None,
+        replace: bool = False,
+    ) -> records.Schedule:
+        """Create a schedule (replace one of that name with ``replace``)."""
+
+    @abc.abstractmethod
+    def list_schedules(self) -> list[records.Schedule]:
+        """Every schedule, by name."""
+
+    @abc.abstractmethod
+    def pause_schedule(self, name: str, paused: bool) -> records.Schedule:
+        """Pause or resume a schedule; returns it as it now is."""
+
+    @abc.abstractmethod
+    def remove_schedule(self, name: str) -> None:
+        """Remove a schedule (OperationRefused if unknown); its instances stay."""
+
+    @abc.abstractmethod
+    def trigger_schedule(self, name: str) -> str:
+        """Start one instance of the schedule now; returns its id."""
 
     @abc.abstractmethod
     def close(self) -> None:

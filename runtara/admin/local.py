@@ -17,7 +17,8 @@ from runtara.admin.base import Admin
 from runtara.launcher import logs
 from runtara.launcher import spec as specs
 from runtara.launcher.spec import LaunchSpec
-from runtara.storage import base, launches, operations
+from runtara.records import UNCHANGED
+from runtara.storage import base, launches, operations, queues, schedules
 
 
 class LocalAdmin(Admin):
@@ -71,7 +72,10 @@ class LocalAdmin(Admin):
         )
 
     def instance_details(self, instance_id: str, recent_events: int = 10):
-        return self._read(lambda tx: operations.instance_details(tx, instance_id, recent_events))
+        now = self._now()
+        return self._read(
+            lambda tx: operations.instance_details(tx, instance_id, recent_events, now)
+        )
 
     def list_checkpoints(
         self, instance_id, checkpoint_filter=records.ALL_CHECKPOINTS, *, limit=100, offset=0
@@ -92,11 +96,22 @@ class LocalAdmin(Admin):
             )
         )
 
-    def start_instance(self, instance_id, tenant_id, spec: LaunchSpec, payload, *, replace=False):
+    def start_instance(
+        self,
+        instance_id,
+        tenant_id,
+        spec: LaunchSpec,
+        payload,
+        *,
+        replace=False,
+        not_before=None,
+        delay=None,
+    ):
         operations.require_id(instance_id, "instance_id")
         operations.require_id(tenant_id, "tenant_id")
         now = self._now()
-        self.storage.run(
+        due = launches.due_time(now, not_before, delay)
+        return self.storage.run(
             lambda tx: launches.start_instance(
                 tx,
                 instance_id,
@@ -106,6 +121,10 @@ class LocalAdmin(Admin):
                 spec.max_failures,
                 now,
                 replace=replace,
+                queue=spec.queue,
+                key=spec.key,
+                priority=spec.priority,
+                not_before=due,
             )
         )
 
@@ -141,6 +160,66 @@ class LocalAdmin(Admin):
         if self.runs_dir is None:
             return b"", 0
         return logs.read_from(logs.log_path(self.runs_dir, instance_id, stream), offset)
+
+    def set_queue(
+        self, name, *, concurrency=UNCHANGED, per_key=UNCHANGED, rate=UNCHANGED, paused=UNCHANGED
+    ):
+        return self.storage.run(
+            lambda tx: queues.set_queue(
+                tx, name, concurrency=concurrency, per_key=per_key, rate=rate, paused=paused
+            )
+        )
+
+    def list_queues(self):
+        now = self._now()
+        return self._read(lambda tx: queues.list_queues(tx, now))
+
+    def add_schedule(
+        self,
+        name,
+        *,
+        cron,
+        every,
+        timezone,
+        overlap,
+        catch_up,
+        tenant_id,
+        spec: LaunchSpec,
+        payload,
+        replace=False,
+    ):
+        now = self._now()
+        return self.storage.run(
+            lambda tx: schedules.add(
+                tx,
+                name,
+                cron=cron,
+                every=every,
+                timezone=timezone,
+                overlap=overlap,
+                catch_up=catch_up,
+                tenant_id=tenant_id,
+                spec=spec.to_json(),
+                payload=payload,
+                now=now,
+                replace=replace,
+            )
+        )
+
+    def list_schedules(self):
+        return self._read(lambda tx: tx.list_schedules())
+
+    def pause_schedule(self, name, paused):
+        now = self._now()
+        return self.storage.run(lambda tx: schedules.set_paused(tx, name, paused, now))
+
+    def remove_schedule(self, name):
+        if not self.storage.run(lambda tx: schedules.remove(tx, name)):
+            raise errors.OperationRefused(f"Schedule '{name}' not found")
+
+    def trigger_schedule(self, name):
+        now = self._now()
+        return self.storage.run(lambda tx: schedules.trigger(tx, name, now))
 
     def close(self) -> None:
         self.storage.close()

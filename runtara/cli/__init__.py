@@ -28,6 +28,8 @@ from runtara.cli import (
     health,
     inspect,
     launching,
+    queues,
+    schedules,
     serve,
     signals,
     storage,
@@ -69,6 +71,8 @@ COMMANDS: dict[str, Command] = {
         launching.retry, "go on with a failed or cancelled instance from its checkpoints"
     ),
     "stop": Command(launching.stop, "cancel an instance, terminating its process past a grace"),
+    "queue": Command(queues.queue, "set, list, pause and resume the queues instances start in"),
+    "schedule": Command(schedules.schedule, "start an instance at every tick of a schedule"),
     "logs": Command(launching.logs_command, "print a launched instance's stderr or stdout"),
     "bench": Command(bench.bench, "measure throughput and latency against baselines"),
     "completion": Command(

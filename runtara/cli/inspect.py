@@ -132,6 +132,8 @@ def show(argv: Sequence[str]) -> int:
         fields.append(("error", instance.error))
     if details.launch is not None:
         fields += _launch_fields(details.launch)
+    if details.wait_reason is not None:
+        fields.append(("waiting", details.wait_reason))
     width = max(len(name) for name, _ in fields)
     print("\n".join(f"{name.ljust(width)}  {value}" for name, value in fields))
     if details.recent_events:
@@ -145,6 +147,9 @@ def _launch_fields(launch: records.Launch) -> list[tuple[str, str]]:
         command = shlex.join(LaunchSpec.from_json(launch.spec).command)
     except errors.ConfigError as error:
         command = f"(none that can run: {error})"
+    queue = launch.queue + ("" if launch.key is None else f", key {launch.key}")
+    if launch.priority:
+        queue += f", priority {launch.priority}"
     process = "-"
     if launch.pid is not None and launch.claimed_by is not None:
         process = f"pid {launch.pid} on {launch.host} (since {render.when(launch.launched_at)})"
@@ -153,6 +158,7 @@ def _launch_fields(launch: records.Launch) -> list[tuple[str, str]]:
         next_launch += f" (back-off after {launch.failures} failure(s) in a row)"
     return [
         ("command", command),
+        ("queue", queue),
         ("launches", str(launch.attempt)),
         (
             "failures in a row",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import sys
@@ -10,7 +11,7 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
-from runtara import config, errors, records
+from runtara import clock, config, errors, records
 from runtara.cli import common
 from runtara.launcher import logs
 from runtara.launcher.spec import (
@@ -31,12 +32,66 @@ def start(argv: Sequence[str]) -> int:
     parser = common.Parser(
         prog=f"{common.PROG} start",
         description="Store a pending instance with how to launch it, and print its id; "
-        "the server's launcher starts it, relaunches it from its last checkpoint when its "
-        "process dies, and relaunches it when it is woken or resumed.",
+        "the server's launcher starts it (as its queue allows), relaunches it from its last "
+        "checkpoint when its process dies, and relaunches it when it is woken or resumed. "
+        "Starting an id again with the same specification and input changes nothing.",
         usage=f"{common.PROG} start [OPTIONS] -- COMMAND [ARG...]",
     )
     parser.add_argument("--id", help="instance id (default: a new unique one)")
     parser.add_argument("--tenant", default=DEFAULT_TENANT, help=f"tenant ({DEFAULT_TENANT})")
+    launch_arguments(parser)
+    parser.add_argument(
+        "--replace",
+        action="store_true",
+        help="start afresh (its checkpoints deleted) an id whose instance is finished; "
+        "`retry` goes on from them instead",
+    )
+    when = parser.add_mutually_exclusive_group()
+    when.add_argument(
+        "--at",
+        metavar="TIME",
+        type=common.checked(not_before_time),
+        help="launch no earlier than TIME: ISO 8601 with an offset (2026-12-24T18:00:00+01:00) "
+        "or now+DURATION",
+    )
+    when.add_argument(
+        "--delay",
+        metavar="DURATION",
+        type=common.checked(config.duration),
+        help="launch no earlier than DURATION from now (30s, 5m)",
+    )
+    parser.add_argument("--json", action="store_true", help="print the outcome as JSON")
+    parser.add_argument("command", nargs="+", help="the program to run, and its arguments")
+    common.add_target_arguments(parser)
+    arguments = parser.parse_args(argv)
+    spec = launch_spec(arguments)
+    payload = None if arguments.input is None else checked_input(read_input(arguments.input))
+    instance_id = arguments.id or f"{Path(spec.command[-1]).stem}-{uuid.uuid4().hex[:12]}"
+    with common.open_admin(arguments) as admin:
+        deduplicated = admin.start_instance(
+            instance_id,
+            arguments.tenant,
+            spec,
+            payload,
+            replace=arguments.replace,
+            not_before=arguments.at,
+            delay=arguments.delay,
+        )
+    if arguments.json:
+        print(json.dumps({"instance_id": instance_id, "deduplicated": deduplicated}))
+    else:
+        print(instance_id)
+        if deduplicated:
+            print(
+                f"{instance_id} was already there with the same specification and input: "
+                "nothing changed",
+                file=sys.stderr,
+            )
+    return 0
+
+
+def launch_arguments(parser: common.Parser) -> None:
+    """The options of how an instance is launched and queued (start, schedule add)."""
     _input_and_env(parser, "the instance's input", "set a variable; repeatable")
     parser.add_argument(
         "--cwd", help="working folder of the process (default: the folder start runs in)"
@@ -51,30 +106,49 @@ def start(argv: Sequence[str]) -> int:
         f"instance is failed ({DEFAULT_MAX_FAILURES}; --max-attempts is its former name)",
     )
     parser.add_argument(
-        "--replace",
-        action="store_true",
-        help="start afresh (its checkpoints deleted) an id whose instance is finished; "
-        "`retry` goes on from them instead",
+        "--queue",
+        default=records.DEFAULT_QUEUE,
+        help=f"the queue whose limits say when it may run ({records.DEFAULT_QUEUE})",
     )
-    parser.add_argument("command", nargs="+", help="the program to run, and its arguments")
-    common.add_target_arguments(parser)
-    arguments = parser.parse_args(argv)
-    spec = checked(
+    parser.add_argument(
+        "--key", help="concurrency key: the queue's --per-key limit counts each key apart"
+    )
+    parser.add_argument(
+        "--priority",
+        type=int,
+        default=0,
+        help="higher runs first within its queue (0); strict, no ageing",
+    )
+
+
+def launch_spec(arguments) -> LaunchSpec:
+    """The checked launch specification that the launch options describe."""
+    return checked(
         LaunchSpec(
             tuple(arguments.command),
             os.path.abspath(arguments.cwd or os.getcwd()),
             parse_env(arguments.env),
             arguments.max_failures,
+            arguments.queue,
+            arguments.key,
+            arguments.priority,
         )
     )
-    payload = None if arguments.input is None else checked_input(_input(arguments.input))
-    instance_id = arguments.id or f"{Path(spec.command[-1]).stem}-{uuid.uuid4().hex[:12]}"
-    with common.open_admin(arguments) as admin:
-        admin.start_instance(
-            instance_id, arguments.tenant, spec, payload, replace=arguments.replace
-        )
-    print(instance_id)
-    return 0
+
+
+def not_before_time(value: str) -> dt.datetime:
+    """``--at``: an ISO 8601 time with its offset, or ``now+DURATION``."""
+    if value.startswith("now+"):
+        return clock.utc_now() + dt.timedelta(seconds=config.duration(value[4:]))
+    try:
+        moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(
+            f"{value!r} is neither an ISO 8601 time (2026-12-24T18:00:00+01:00) nor now+DURATION"
+        ) from None
+    if moment.tzinfo is None:
+        raise ValueError(f"{value!r} has no offset: add one (Z, +01:00) to say whose clock it is")
+    return moment
 
 
 def _input_and_env(parser: common.Parser, input_help: str, env_help: str) -> None:
@@ -84,7 +158,7 @@ def _input_and_env(parser: common.Parser, input_help: str, env_help: str) -> Non
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE", help=env_help)
 
 
-def _input(value: str) -> bytes:
+def read_input(value: str) -> bytes:
     if value.startswith("@"):
         return common.payload(value)
     try:
@@ -117,7 +191,7 @@ def retry(argv: Sequence[str]) -> int:
     common.add_target_arguments(parser)
     arguments = parser.parse_args(argv)
     env = parse_env(arguments.env)
-    payload = None if arguments.input is None else checked_input(_input(arguments.input))
+    payload = None if arguments.input is None else checked_input(read_input(arguments.input))
     with common.open_admin(arguments) as admin:
         checkpoint_id = admin.retry_instance(arguments.instance, env, payload)
     origin = f"its checkpoint {checkpoint_id}" if checkpoint_id else "the start (no checkpoint)"

@@ -497,6 +497,7 @@ def launched(
         attempt=holder.attempt,
         pid=pid,
         host=host,
+        launcher=holder.claimed_by,
         failures=launch.failures,
     )
     return True

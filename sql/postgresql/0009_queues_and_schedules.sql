@@ -19,6 +19,7 @@ CREATE TABLE queues (
 );
 
 CREATE TABLE queue_starts (
+    id         BIGSERIAL PRIMARY KEY,
     queue      TEXT NOT NULL,
     expires_at TIMESTAMPTZ NOT NULL
 );

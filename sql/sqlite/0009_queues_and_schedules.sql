@@ -19,6 +19,7 @@ CREATE TABLE queues (
 );
 
 CREATE TABLE queue_starts (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
     queue      TEXT NOT NULL,
     expires_at TEXT NOT NULL
 );

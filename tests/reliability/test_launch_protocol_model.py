@@ -466,6 +466,7 @@ class LaunchProtocol(RuleBasedStateMachine):
                 "attempt": watch.holder.attempt,
                 "pid": pid,
                 "host": launcher.host,
+                "launcher": watch.holder.claimed_by,
                 "failures": expected.failures,
             }
         ]
