@@ -286,7 +286,6 @@ class Transaction(abc.ABC):
         """Launches ``claimed_by`` holds, whatever their claim's end; by instance id, at
         most ``limit``."""
 
-
     # --- queues -----------------------------------------------------------------
     # A claim that a queue's limits decide is taken with every queue row locked
     # (lock_queues, in name order, before any instance row): the launchers of

@@ -59,6 +59,8 @@ def list_queues(tx: base.Transaction, now: dt.datetime) -> list[records.QueueVie
     queues = {queue.name: queue for queue in tx.list_queues()}
     names = sorted({records.DEFAULT_QUEUE, *figures, *queues})
     return [
-        records.QueueView(queues.get(name, records.Queue(name)), figures.get(name, records.QueueFigures()))
+        records.QueueView(
+            queues.get(name, records.Queue(name)), figures.get(name, records.QueueFigures())
+        )
         for name in names
     ]
