@@ -8,7 +8,7 @@ states, read from its columns and its instance's status:
 state      claimed_by  claim         pid   next_launch_at  instance
 =========  ==========  ============  ====  ==============  =========================
 due        none        -             none  now or earlier  live
-waiting    none        -             none  later or none   suspended (sleeping, paused)
+waiting    none        -             none  later or none   pending (delayed), suspended
 claimed    L           in force      none  none            live
 running    L           in force      set   none            live
 lapsed     L           run out       any   none            live
@@ -22,13 +22,17 @@ compare-and-set of the launch row: ``update_launch(..., held_by=holder)``
 writes only if nobody moved the launch on (its ``claimed_by`` and ``attempt``)
 since it was read. Every transition first locks the instance's row
 (``get_instance``): instance rows are locked before launch rows, everywhere.
+A claim locks every queue row first (``lock_queues``), so the claims that a
+queue's limits decide are taken one launcher at a time.
 
 ==============  ===============================  =============================  ==========
 transition      from -> to                       who                            function
 ==============  ===============================  =============================  ==========
-start           (none) -> due                    an operator                    start_instance
+start           (none) -> due, or waiting        an operator, a schedule        start_instance
+                until its not-before time
 wake            (none) -> due                    a launcher with a wake command wake_sleepers
-claim           due -> claimed                   launcher L                     claim
+claim           due -> claimed                   launcher L, as the queue's     claim
+                                                 limits allow
 launched        claimed -> running               L                              launched
 renew           claimed, running -> same         L, for a process it watches    renew
 exited          claimed, running -> due,         L                              exited
