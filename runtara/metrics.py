@@ -18,9 +18,10 @@ Figures come three ways:
   process's CPU time and memory, sampled from the server by
   :meth:`Metrics.sample`: before every scrape in the process that answers it,
   and, with several server processes, every second in each of them;
-- the stored instances (by status, and how long the most silent running one
-  has been silent), read from the storage at scrape time in one read
-  transaction.
+- what the storage holds, read at scrape time in one read transaction: the
+  instances (by status, and how long the most silent running one has been
+  silent), the queues (running, waiting, paused, at their rate limit) and the
+  schedules (ticks, skipped ticks, the last and next tick).
 
 Several server processes: when the variable ``PROMETHEUS_MULTIPROC_DIR`` names
 a folder (``runtara-core --processes N`` creates one and hands it to its
@@ -44,12 +45,14 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING
 
+import attrs
 import prometheus_client
 from prometheus_client import exposition, multiprocess, values
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from runtara import clock, errors, records
+from runtara.storage import queues as stored_queues
 
 if TYPE_CHECKING:
     from runtara.storage.base import StorageDriver
@@ -88,8 +91,8 @@ class Metrics:
     ``figures`` returns the server's serving figures (the keys of
     ``ServerCore.snapshot``), ``storage_healthy`` whether the storage's last
     operations succeeded; ``storage`` is read at scrape time for the
-    instances. ``folder`` is the shared folder of several server processes, or
-    None for a server of one process.
+    instances, queues and schedules. ``folder`` is the shared folder of
+    several server processes, or None for a server of one process.
     """
 
     def __init__(
@@ -280,7 +283,7 @@ class Metrics:
                 self.registry.register(metric)
         else:
             self.registry.register(_ProcessFiles(folder))
-        self.registry.register(_StoredInstances(storage))
+        self.registry.register(_Stored(storage))
         self.processes.set(1)
 
     def child(self, metric, *labels: str):
@@ -339,41 +342,146 @@ def _alive(pid: int) -> bool:
     return True
 
 
-class _StoredInstances(Collector):
-    """Instances by status and the longest silence of a running one, read from
-    the storage at scrape time: one read transaction, one indexed count per status."""
+class _Stored(Collector):
+    """What the storage holds, read at scrape time in one read transaction: the
+    instances by status (one indexed count per status) and the longest silence
+    of a running one; every queue's figures (one grouped count) and whether a
+    rate-limited one is at its limit (one indexed count per such queue); every
+    schedule's row."""
 
     def __init__(self, storage: StorageDriver) -> None:
         self._storage = storage
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        now = clock.utc_now()
         try:
-            counts, most_silent = self._storage.run(_read_instances, write=False)
+            stored = self._storage.run(lambda tx: _read_stored(tx, now), write=False)
         except errors.StorageError as error:
-            logger.warning("metrics: cannot read the stored instances: %s", error)
+            logger.warning("metrics: cannot read the storage's figures: %s", error)
             return
         by_status = GaugeMetricFamily(
             "runtara_instances", "Stored instances, by status", labels=["status"]
         )
-        for status, count in counts.items():
+        for status, count in stored.counts.items():
             by_status.add_metric([status.value], count)
         yield by_status
         silence = 0.0
+        most_silent = stored.most_silent
         if most_silent is not None:
             last = most_silent.last_activity_at or most_silent.started_at
-            silence = max(0.0, (clock.utc_now() - (last or most_silent.created_at)).total_seconds())
+            silence = max(0.0, (now - (last or most_silent.created_at)).total_seconds())
         yield GaugeMetricFamily(
             "runtara_running_instances_max_silence_seconds",
             "Seconds since the running instance that has been silent longest sent its last "
             "request (0 when none runs)",
             value=silence,
         )
+        yield from _queue_families(stored.queues, stored.rate_limited)
+        yield from _schedule_families(stored.schedules)
 
 
-def _read_instances(tx) -> tuple[dict[records.InstanceStatus, int], records.Instance | None]:
+@attrs.frozen
+class _StoredFigures:
+    counts: dict[records.InstanceStatus, int]
+    most_silent: records.Instance | None
+    queues: list[records.QueueView]
+    rate_limited: dict[str, bool]
+    """By queue with a rate limit: whether it is reached (a due launch waits for it)."""
+    schedules: list[records.Schedule]
+
+
+def _read_stored(tx, now) -> _StoredFigures:
     counts = {status: tx.count_instances(status=status) for status in records.InstanceStatus}
-    silent = tx.list_stale_instances(clock.utc_now(), 1)
-    return counts, silent[0] if silent else None
+    silent = tx.list_stale_instances(now, 1)
+    views = stored_queues.list_queues(tx, now)
+    rate_limited = {
+        view.queue.name: tx.count_queue_starts(view.queue.name, now) >= view.queue.rate_limit
+        for view in views
+        if view.queue.rate_limit is not None
+    }
+    return _StoredFigures(
+        counts, silent[0] if silent else None, views, rate_limited, tx.list_schedules()
+    )
+
+
+def _queue_families(
+    views: list[records.QueueView], rate_limited: dict[str, bool]
+) -> Iterator[GaugeMetricFamily]:
+    label = ["queue"]
+    running = GaugeMetricFamily(
+        "runtara_queue_running",
+        "Launches of the queue claimed by a launcher (being started or running)",
+        labels=label,
+    )
+    waiting = GaugeMetricFamily(
+        "runtara_queue_waiting",
+        "Launches of the queue waiting to be claimed: due now, or due at a later time "
+        "(a delay, a back-off)",
+        labels=label,
+    )
+    due = GaugeMetricFamily(
+        "runtara_queue_due",
+        "Launches of the queue due now and not claimed yet (held back by its limits, "
+        "its pause, or the launchers' --max-running)",
+        labels=label,
+    )
+    paused = GaugeMetricFamily(
+        "runtara_queue_paused", "1 while the queue is paused, else 0", labels=label
+    )
+    limited = GaugeMetricFamily(
+        "runtara_queue_rate_limited",
+        "1 while the queue's rate limit is reached (no launch of it is claimed until a "
+        "start ages out), else 0; only for queues with a rate limit",
+        labels=label,
+    )
+    for view in views:
+        name, figures = [view.queue.name], view.figures
+        running.add_metric(name, figures.running)
+        waiting.add_metric(name, figures.due + figures.later)
+        due.add_metric(name, figures.due)
+        paused.add_metric(name, 1 if view.queue.paused else 0)
+        if view.queue.name in rate_limited:
+            limited.add_metric(name, 1 if rate_limited[view.queue.name] else 0)
+    yield from (running, waiting, due, paused, limited)
+
+
+def _schedule_families(
+    schedules: list[records.Schedule],
+) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+    label = ["schedule"]
+    ticks = CounterMetricFamily(
+        "runtara_schedule_ticks",
+        "Instances the schedule started (counted since it was created or last replaced)",
+        labels=label,
+    )
+    skipped = CounterMetricFamily(
+        "runtara_schedule_skipped",
+        "Ticks of the schedule that started nothing: its previous instance still ran, or "
+        "the tick was missed and not caught up",
+        labels=label,
+    )
+    last_tick = GaugeMetricFamily(
+        "runtara_schedule_last_tick_timestamp_seconds",
+        "Unix time of the schedule's last tick (absent before its first)",
+        labels=label,
+    )
+    next_tick = GaugeMetricFamily(
+        "runtara_schedule_next_tick_timestamp_seconds",
+        "Unix time of the schedule's next tick",
+        labels=label,
+    )
+    paused = GaugeMetricFamily(
+        "runtara_schedule_paused", "1 while the schedule is paused, else 0", labels=label
+    )
+    for schedule in schedules:
+        name = [schedule.name]
+        ticks.add_metric(name, schedule.ticks)
+        skipped.add_metric(name, schedule.skipped)
+        if schedule.last_tick_at is not None:
+            last_tick.add_metric(name, schedule.last_tick_at.timestamp())
+        next_tick.add_metric(name, schedule.next_tick_at.timestamp())
+        paused.add_metric(name, 1 if schedule.paused else 0)
+    yield from (ticks, skipped, last_tick, next_tick, paused)
 
 
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")

@@ -14,6 +14,10 @@
 ``GET /instances/ID/logs/STREAM``     read        a launched instance's ``stdout`` or ``stderr``
 ``POST /instances/ID/ACTION``         operate     ``pause``, ``resume``, ``cancel``, ``signal``,
                                                   ``retry``
+``GET /queues``                       read        every queue: limits, running, due, waiting
+``POST /queues/NAME/ACTION``          operate     ``pause``, ``resume``
+``GET /schedules``                    read        every schedule: ticks, next and last tick
+``POST /schedules/NAME/ACTION``       operate     ``pause``, ``resume``, ``trigger``
 ====================================  ==========  ===========================================
 
 A request without a usable credential is answered 401 (the login form for the
@@ -46,7 +50,7 @@ from runtara.http.access import (
     Refusal,
     same_site_path,
 )
-from runtara.http.console import ACTIONS, BadRequest, Console
+from runtara.http.console import ACTIONS, QUEUE_ACTIONS, SCHEDULE_ACTIONS, BadRequest, Console
 from runtara.http.messages import Request, Response, Viewer
 from runtara.http.probes import Readiness
 
@@ -60,6 +64,8 @@ STATIC = {
     "console.js": "text/javascript; charset=utf-8",
 }
 STATIC_CACHE = ("Cache-Control", "max-age=600")
+PAGES = ("instances", "queues", "schedules")
+"""The console's sections: a request for one without a credential gets the login form."""
 
 
 class HttpApp:
@@ -122,9 +128,21 @@ class HttpApp:
             return Response(200, body, content_type)
         if not segments and method == "GET":
             return messages.redirect("/instances")
-        if segments[:1] != ["instances"]:
+        section, rest = segments[0], segments[1:]
+        if section == "queues":
+            if not rest and method == "GET":
+                return self.console.queues(request)
+            if len(rest) == 2 and rest[1] in QUEUE_ACTIONS and method == "POST":
+                return self.console.queue_act(request, rest[0], rest[1])
             return self._not_found(request)
-        rest = segments[1:]
+        if section == "schedules":
+            if not rest and method == "GET":
+                return self.console.schedules(request)
+            if len(rest) == 2 and rest[1] in SCHEDULE_ACTIONS and method == "POST":
+                return self.console.schedule_act(request, rest[0], rest[1])
+            return self._not_found(request)
+        if section != "instances":
+            return self._not_found(request)
         if not rest and method == "GET":
             return self.console.instances(request)
         if len(rest) == 1 and method == "GET":
@@ -170,7 +188,7 @@ class HttpApp:
         headers = [("WWW-Authenticate", 'Bearer realm="runtara-core"')]
         if refusal.retry_after is not None:
             headers.append(("Retry-After", str(int(refusal.retry_after) + 1)))
-        if request.method == "GET" and (not request.segments or request.segments[0] == "instances"):
+        if request.method == "GET" and (not request.segments or request.segments[0] in PAGES):
             return self._login_form(
                 _here(request), _login_problem(refusal), refusal.status, *headers
             )

@@ -1,17 +1,19 @@
-"""The web console: what runs, what is stuck, what failed and why, and the
-operator's actions on one instance.
+"""The web console: what runs, what is stuck, what failed and why, the
+operator's actions on one instance, and the queues and schedules instances
+start through.
 
 Pages are rendered on the server from the storage, through
 :class:`runtara.admin.local.LocalAdmin` (the operators' interface, the same
 the command-line tools use), and read without JavaScript. A page showing
 something that still runs refreshes itself every :data:`REFRESH` seconds.
 
-Actions (pause, resume, cancel, a custom signal, retry) are form posts. A post
-without ``confirmed=yes`` answers with a confirmation page that posts again
-with it; with JavaScript the page asks in a dialog instead and posts
-confirmed at once. A done action redirects back to the instance's page,
-which says what was sent. Actions need the operate credential: to a viewer
-with the read one, the pages offer none.
+Actions (on an instance: pause, resume, cancel, a custom signal, retry; on a
+queue: pause, resume; on a schedule: pause, resume, trigger) are form posts.
+A post without ``confirmed=yes`` answers with a confirmation page that posts
+again with it; with JavaScript the page asks in a dialog instead and posts
+confirmed at once. A done action redirects back to the page it was asked
+from, which says what was done. Actions need the operate credential: to a
+viewer with the read one, the pages offer none.
 """
 
 from __future__ import annotations
@@ -61,6 +63,21 @@ _EXPLANATIONS = {
     "signal": "The instance takes this signal once, at its checkpoint with this id.",
     "retry": "The instance goes on from its last checkpoint (finished durable steps are not "
     "run again), launched at once with a fresh count of failures.",
+}
+
+
+QUEUE_ACTIONS = ("pause", "resume")
+SCHEDULE_ACTIONS = ("pause", "resume", "trigger")
+_QUEUE_EXPLANATIONS = {
+    "pause": "No more of the queue's instances are launched, by any server on this "
+    "storage, until it is resumed; those running go on.",
+    "resume": "The queue's due instances are launched again, as its limits allow.",
+}
+_SCHEDULE_EXPLANATIONS = {
+    "pause": "The schedule starts nothing at its ticks until it is resumed; the instances "
+    "it started go on.",
+    "resume": "The schedule starts an instance at its ticks again.",
+    "trigger": "One instance of the schedule is started now, besides its ticks.",
 }
 
 
@@ -119,8 +136,14 @@ class Console:
         refresh: int | None = None,
         **context,
     ) -> Response:
+        segments = request.segments
         page = templating.render(
-            template, refresh=refresh, now=self._now(), viewer=request.viewer, **context
+            template,
+            refresh=refresh,
+            now=self._now(),
+            viewer=request.viewer,
+            section=segments[0] if segments else "",
+            **context,
         )
         return messages.html(page, code)
 
@@ -219,6 +242,7 @@ class Console:
             pending=details.pending_signal,
             custom=details.custom_signals,
             launch=launch,
+            wait_reason=details.wait_reason,
             command=_command(launch),
             retryable=launch is not None
             and instance.status
@@ -309,15 +333,15 @@ class Console:
             return self._page(
                 request,
                 "confirm.html",
-                instance_id=instance_id,
-                action=action,
+                subject=instance_id,
                 question=_question(action, instance_id, checkpoint_id),
                 explanation=_EXPLANATIONS[action],
                 button=_button(action, instance_id),
+                danger=action == "cancel",
                 target=messages.path_of("instances", instance_id, action),
                 back=back,
                 payload=payload,
-                checkpoint_id=checkpoint_id,
+                checkpoint_id=checkpoint_id if action == "signal" else None,
             )
         try:
             if action == "signal":
@@ -345,6 +369,105 @@ class Console:
                 sent=action,
                 checkpoint_id=checkpoint_id if action == "signal" else None,
             )
+        )
+
+    # --- queues and schedules ---------------------------------------------------
+
+    def queues(self, request: Request) -> Response:
+        """Every queue: its limits, whether it is paused, how many of its instances
+        run, are due and wait for a later time; pause and resume."""
+        views = self.admin.list_queues()
+        busy = any(view.figures != records.QueueFigures() for view in views)
+        return self._page(
+            request,
+            "queues.html",
+            refresh=REFRESH if busy else None,
+            queues=views,
+            sent=_queue_sent(request.query.get("sent", ""), request.query.get("queue", "")),
+        )
+
+    def schedules(self, request: Request) -> Response:
+        """Every schedule: when it ticks, its next and last tick, the instance it
+        started last, its counts; pause, resume and trigger."""
+        found = self.admin.list_schedules()
+        query = request.query
+        return self._page(
+            request,
+            "schedules.html",
+            refresh=REFRESH if any(not schedule.paused for schedule in found) else None,
+            schedules=found,
+            sent=_schedule_sent(query.get("sent", ""), query.get("schedule", "")),
+            started=query.get("instance") if query.get("sent") == "trigger" else None,
+        )
+
+    def queue_act(self, request: Request, name: str, action: str) -> Response:
+        """Confirm, then pause or resume the queue ``name``."""
+        back = "/queues"
+        if not any(view.queue.name == name for view in self.admin.list_queues()):
+            return self.problem(request, 404, "No such queue", f"No queue is named {name!r}.", back)
+        if request.form.get("confirmed") != "yes":
+            return self._page(
+                request,
+                "confirm.html",
+                subject="queues",
+                question=f"{action.capitalize()} queue {name}?",
+                explanation=_QUEUE_EXPLANATIONS[action],
+                button=f"Yes, {action} queue {name}",
+                danger=False,
+                target=messages.path_of("queues", name, action),
+                back=back,
+                payload=None,
+                checkpoint_id=None,
+            )
+        try:
+            self.admin.set_queue(name, paused=action == "pause")
+        except errors.OperationRefused as refusal:
+            return self.problem(request, 409, f"Cannot {action} the queue", str(refusal), back)
+        except errors.RequestError as error:
+            raise BadRequest(str(error)) from None
+        logger.info("console: queue %r %s (from %s)", name, _done(action), request.client)
+        return messages.redirect(templating.link("queues", sent=action, queue=name))
+
+    def schedule_act(self, request: Request, name: str, action: str) -> Response:
+        """Confirm, then pause, resume or trigger the schedule ``name``."""
+        back = "/schedules"
+        if not any(schedule.name == name for schedule in self.admin.list_schedules()):
+            return self.problem(
+                request, 404, "No such schedule", f"No schedule is named {name!r}.", back
+            )
+        if request.form.get("confirmed") != "yes":
+            return self._page(
+                request,
+                "confirm.html",
+                subject="schedules",
+                question=f"{action.capitalize()} schedule {name}?",
+                explanation=_SCHEDULE_EXPLANATIONS[action],
+                button=f"Yes, {action} schedule {name}",
+                danger=False,
+                target=messages.path_of("schedules", name, action),
+                back=back,
+                payload=None,
+                checkpoint_id=None,
+            )
+        started = None
+        try:
+            if action == "trigger":
+                started = self.admin.trigger_schedule(name)
+            else:
+                self.admin.pause_schedule(name, action == "pause")
+        except errors.OperationRefused as refusal:
+            return self.problem(request, 409, f"Cannot {action} the schedule", str(refusal), back)
+        except errors.RequestError as error:
+            raise BadRequest(str(error)) from None
+        logger.info(
+            "console: schedule %r %s%s (from %s)",
+            name,
+            _done(action),
+            f": instance {started!r} started" if started is not None else "",
+            request.client,
+        )
+        return messages.redirect(
+            templating.link("schedules", sent=action, schedule=name, instance=started)
         )
 
 
@@ -405,4 +528,26 @@ def _sent(action: str, checkpoint_id: str) -> str | None:
         return f"{action.capitalize()} sent: the instance sees it at its next checkpoint or poll."
     if action == "retry":
         return "Retried: it is launched again and goes on from its last checkpoint."
+    return None
+
+
+def _done(action: str) -> str:
+    return {"pause": "paused", "resume": "resumed", "trigger": "triggered"}[action]
+
+
+def _queue_sent(action: str, name: str) -> str | None:
+    if action == "pause":
+        return f"Queue {name} paused: none of its instances is launched until it is resumed."
+    if action == "resume":
+        return f"Queue {name} resumed: its due instances are launched as its limits allow."
+    return None
+
+
+def _schedule_sent(action: str, name: str) -> str | None:
+    if action == "pause":
+        return f"Schedule {name} paused: it starts nothing until it is resumed."
+    if action == "resume":
+        return f"Schedule {name} resumed."
+    if action == "trigger":
+        return f"Schedule {name} triggered: started instance"
     return None

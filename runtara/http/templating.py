@@ -57,6 +57,17 @@ def size(count: int) -> str:
     raise AssertionError("unreachable")
 
 
+def duration(seconds: float | None) -> str:
+    """A span in the largest unit that gives a whole number: ``30 s``, ``5 min``,
+    ``2 h``, ``1 d`` (``1.5 s``, ``90 s`` otherwise), or ``-``."""
+    if seconds is None:
+        return "-"
+    for unit, span in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= span and seconds % span == 0:
+            return f"{int(seconds // span)} {unit}"
+    return f"{seconds:g} s"
+
+
 def shown(data: bytes | str | None, limit: int = TEXT_LIMIT) -> str:
     """Bytes as text (invalid UTF-8 replaced), cut to ``limit`` characters with a note."""
     if data is None:
@@ -80,7 +91,7 @@ _environment = jinja2.Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
-_environment.filters.update(when=when, ago=ago, size=size, shown=shown)
+_environment.filters.update(when=when, ago=ago, size=size, shown=shown, duration=duration)
 _environment.globals.update(link=link)
 
 
