@@ -16,7 +16,8 @@ clock, and the instance protocol through the driver's operation methods.
 - Processes register, save new checkpoints (progress), sleep leaving the
   process, complete, fail, obey a cancel or a pause as the SDK does, or are
   killed, at any moment.
-- Operators pause, resume, stop, give up a stop, and retry.
+- Operators pause, resume, stop, give up a stop, and retry, and change the
+  concurrency limit of the instances' queue.
 
 The model knows what each process did, so it knows what each transition must
 return and write. Checked after every step:
@@ -32,6 +33,8 @@ return and write. Checked after every step:
 - at most one launcher believes it holds a launch with a claim in force, and
   the launch is then held as it believes; attempt numbers never go down; no
   two ``launched`` events share an attempt number; a claimed launch is not due;
+  a claim takes the earliest due live launches as far as the queue's
+  concurrency leaves room, and never makes more claimed than it allows;
 - at a quiescent point (every process killed, every launcher back and done
   looking after what lapsed, the clock past every back-off) every live
   instance is waiting for a resume, and every finished one is not due and
@@ -69,7 +72,7 @@ from hypothesis.stateful import (
 from runtara import errors, records
 from runtara.config import StorageConfig
 from runtara.records import EventType, InstanceStatus, LaunchHolder, SignalType
-from runtara.storage import base, launches, operations, selection
+from runtara.storage import base, launches, operations, queues, selection
 from tests.support import sqlite_url
 
 EXAMPLES_VARIABLE = "RUNTARA_LAUNCH_MODEL_EXAMPLES"
@@ -94,6 +97,7 @@ STARTS = ["run"] * 5 + ["cannot start"] * 2 + ["malformed", "not yet", "unrecord
 """How a claimed launch is started: its process runs, its program cannot start, its
 specification is malformed, not yet (the launcher dies before it starts it), or
 unrecorded (the launcher dies after it started the process, before it recorded it)."""
+CONCURRENCY = st.sampled_from([None, None, 1, 2])
 ELAPSE = st.sampled_from([0, 0, 0.25, 1, 3, 11, 40]).map(lambda s: dt.timedelta(seconds=s))
 """How far the clock moves before a step."""
 ACTIONS = ["checkpoint"] * 4 + ["poll", "sleep", "complete", "fail", "crash", "crash"]
@@ -234,16 +238,35 @@ class LaunchProtocol(RuleBasedStateMachine):
 
     # --- operators -----------------------------------------------------------------
 
-    @initialize(limits=st.lists(st.integers(1, 3), min_size=1, max_size=INSTANCES))
-    def start(self, limits):
+    @initialize(
+        limits=st.lists(st.integers(1, 3), min_size=1, max_size=INSTANCES),
+        concurrency=CONCURRENCY,
+    )
+    def start(self, limits, concurrency):
+        self.queue = f"queue-{self.prefix}"
+        self.set_concurrency(concurrency)
         for index, max_failures in enumerate(limits):
             self.start_one(f"{self.prefix}-{index}", max_failures)
+
+    @rule(concurrency=CONCURRENCY)
+    def set_concurrency(self, concurrency):
+        """An operator changes the queue's limit (running instances are untouched)."""
+        name = self.queue
+        self.storage.run(lambda tx: queues.set_queue(tx, name, concurrency=concurrency))
+        self.concurrency = concurrency
 
     def start_one(self, instance_id: str, max_failures: int) -> None:
         now = self.now
         self.storage.run(
             lambda tx: launches.start_instance(
-                tx, instance_id, TENANT, '{"command": ["true"]}', None, max_failures, now
+                tx,
+                instance_id,
+                TENANT,
+                '{"command": ["true"]}',
+                None,
+                max_failures,
+                now,
+                queue=self.queue,
             )
         )
         self.expected[instance_id] = Expected(max_failures)
@@ -393,16 +416,30 @@ class LaunchProtocol(RuleBasedStateMachine):
             if s.launch.next_launch_at is not None
             and s.launch.next_launch_at <= now
             and (s.launch.claimed_until is None or s.launch.claimed_until <= now)
-        )[:limit]
+        )
+        held = sum(1 for s in before.values() if s.launch.claimed_by is not None)
+        room = limit if self.concurrency is None else min(limit, self.concurrency - held)
+        live = [i for _, i in due if not before[i].instance.status.is_terminal]
         claimed = self.storage.run(lambda tx: launches.claim(tx, name, now, LEASE, limit))
         got = {launch.instance_id: launch for launch, _ in claimed}
-        live = {i for _, i in due if not before[i].instance.status.is_terminal}
-        assert set(got) == live, f"claimed {sorted(got)} of the due {due}"
+        assert set(got) == set(live[: max(0, room)]), (
+            f"claimed {sorted(got)} of the due {due} with room for {room}"
+        )
         now_seen = self.snapshots()
-        for _, instance_id in due:
+        if self.concurrency is not None and got:
+            claimed_now = sum(1 for s in now_seen.values() if s.launch.claimed_by is not None)
+            assert claimed_now <= self.concurrency
+        for position, (_, instance_id) in enumerate(due):
             old, after = before[instance_id], now_seen[instance_id]
-            if instance_id not in got:  # a finished instance's due launch: released
-                assert after.launch.claimed_by is None and after.launch.next_launch_at is None
+            if instance_id not in got and position >= limit:
+                continue  # past the first pass: a finished one may have been released
+            if instance_id not in got:
+                if room <= 0:  # a full queue: not even a finished one's launch is looked at
+                    assert after.launch == old.launch
+                elif old.instance.status.is_terminal:  # a finished instance's due launch
+                    assert after.launch.claimed_by is None and after.launch.next_launch_at is None
+                else:  # the queue filled up before its turn
+                    assert after.launch == old.launch
                 continue
             assert after.launch.holder == LaunchHolder(name, old.launch.attempt + 1)
             assert got[instance_id].holder == after.launch.holder
