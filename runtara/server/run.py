@@ -19,7 +19,7 @@ from runtara import credentials as credentials_module
 from runtara.admin import retention, staleness
 from runtara.background import PeriodicTask
 from runtara.config import ServerConfig
-from runtara.launcher import launcher, processes
+from runtara.launcher import launcher, processes, scheduler
 from runtara.server import address_locks, supervisor
 from runtara.server.app import InstanceServer
 from runtara.storage import base, selection
@@ -310,7 +310,8 @@ def http_tasks(
 def maintenance_tasks(
     config: ServerConfig, storage: base.StorageDriver, server: InstanceServer, child_umask: int
 ) -> list[PeriodicTask]:
-    """The launcher, the stale-instance check and retention, as configured."""
+    """The launcher and the scheduler, the stale-instance check and retention, as
+    configured."""
     tasks = []
     host, port = server.address
     connect_to = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
@@ -341,6 +342,11 @@ def maintenance_tasks(
         task = PeriodicTask("launcher", runner.settings.tick, runner.tick, runner.stop)
         runner.poke = task.poke
         tasks.append(task)
+        # Every server that launches also fires due schedules: the store lets one of
+        # them start each tick.
+        firer = scheduler.Scheduler(storage)
+        firer.on_started = task.poke
+        tasks.append(PeriodicTask("scheduler", scheduler.INTERVAL, firer.tick))
         logger.info(
             "launcher %s: up to %d instance processes, output in %s",
             runner.id,
