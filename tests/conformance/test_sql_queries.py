@@ -65,10 +65,120 @@ def instance_row(instance_id, tenant_id, status, created, **columns) -> tuple:
 def launch_row(instance_id, spec, payload, max_failures, **columns) -> tuple:
     names = (
         "attempt failures resumed_from launched_at next_launch_at claimed_by claimed_until "
-        "pid pid_started host registration stop_deadline last_exit"
+        "pid pid_started host registration stop_deadline last_exit queue concurrency_key priority"
     ).split()
-    values = {"attempt": 0, "failures": 0, **columns}
+    values = {"attempt": 0, "failures": 0, "queue": "default", "priority": 0, **columns}
     return (instance_id, spec, payload, max_failures, *(values.get(name) for name in names))
+
+
+LAUNCH_ROW_COLUMNS = 20
+
+
+def new_launch(instance_id, next_launch_at, queue="default", key=None, priority=0) -> Step:
+    """Insert a launch due at ``next_launch_at`` (the instance must exist)."""
+    params = {
+        "instance_id": instance_id,
+        "spec": "{}",
+        "input": None,
+        "max_failures": 3,
+        "attempt": 0,
+        "next_launch_at": next_launch_at,
+        "queue": queue,
+        "concurrency_key": key,
+        "priority": priority,
+    }
+    return Step("insert_launch", params, 1)
+
+
+def claim(instance_id) -> Step:
+    """A launcher ``me`` claims the launch until at(300), as the launch protocol does."""
+    return Step(
+        "update_launch",
+        {
+            "instance_id": instance_id,
+            "claimed_by": "me",
+            "claimed_until": at(300),
+            "attempt": 1,
+            "next_launch_at": None,
+        },
+        1,
+        compose=("claimed_by", "claimed_until", "attempt", "next_launch_at"),
+        separator=", ",
+    )
+
+
+def due(now, limit=10) -> dict:
+    return {"now": now, "limit": limit}
+
+
+def queue(name, **limits) -> dict:
+    """put_queue's parameters, in the column order of the queue queries."""
+    return {
+        "name": name,
+        "concurrency": None,
+        "per_key": None,
+        "rate_limit": None,
+        "rate_period": None,
+        "paused": False,
+        **limits,
+    }
+
+
+def queue_row(name, **limits) -> tuple:
+    return tuple(int(v) if isinstance(v, bool) else v for v in queue(name, **limits).values())
+
+
+def schedule(name, **columns) -> dict:
+    """put_schedule's parameters, in the column order of the schedule queries."""
+    return {
+        "name": name,
+        "cron": None,
+        "every": None,
+        "timezone": "UTC",
+        "overlap": "skip",
+        "catch_up": "none",
+        "tenant_id": "t",
+        "spec": "{}",
+        "input": None,
+        "created_at": at(0),
+        "next_tick_at": at(0),
+        "paused": False,
+        "last_tick_at": None,
+        "last_instance_id": None,
+        "ticks": 0,
+        "skipped": 0,
+        **columns,
+    }
+
+
+def schedule_row(params: dict) -> tuple:
+    return tuple(int(v) if isinstance(v, bool) else v for v in params.values())
+
+
+NIGHTLY = schedule(
+    "nightly",
+    cron="0 9 * * *",
+    timezone="Europe/Paris",
+    catch_up="one",
+    spec='{"command": ["x"]}',
+    input=BINARY,
+    created_at=at(1),
+    next_tick_at=at(100),
+)
+NIGHTLY_TICKED = {
+    **NIGHTLY,
+    "overlap": "cancel-previous",
+    "next_tick_at": at(200),
+    "last_tick_at": at(100),
+    "last_instance_id": "nightly@2026-03-01T12:01:40Z",
+    "ticks": 1,
+    "skipped": 2,
+}
+HOURLY = schedule(
+    "hourly", every=3600.0, overlap="allow", catch_up="all", tenant_id="u", next_tick_at=at(50)
+)
+ALSO = schedule("also", every=60.0, next_tick_at=at(100))
+OFF = schedule("off", every=60.0, next_tick_at=at(10), paused=True)
 
 
 LAUNCH_COLUMNS = tuple(field.name for field in attrs.fields(records.LaunchUpdate))
@@ -233,6 +343,9 @@ SCRIPT = [
             "max_failures": 3,
             "attempt": 0,
             "next_launch_at": at(20),
+            "queue": "default",
+            "concurrency_key": None,
+            "priority": 0,
         },
         1,
     ),
@@ -245,6 +358,9 @@ SCRIPT = [
             "max_failures": 5,
             "attempt": 0,
             "next_launch_at": at(30),
+            "queue": "default",
+            "concurrency_key": "k3",
+            "priority": 0,
         },
         1,
     ),
@@ -352,6 +468,7 @@ SCRIPT = [
                 registration=7,
                 stop_deadline=at(60),
                 last_exit="exited with code 1",
+                concurrency_key="k3",
             )
         ],
     ),
@@ -377,7 +494,7 @@ SCRIPT = [
     Step(
         "list_lapsed_launches",
         {"now": at(50), "due_before": at(0), "limit": 10},
-        lambda rows: ids(rows) == ["i2", "i3"] and len(rows[0]) == 17,
+        lambda rows: ids(rows) == ["i2", "i3"] and len(rows[0]) == LAUNCH_ROW_COLUMNS,
     ),
     Step(
         "update_launch",
@@ -411,6 +528,187 @@ SCRIPT = [
     ),
     Step("list_finished_before", {"cutoff": at(6), "limit": 10}, [("i1",)]),
     Step("list_finished_before", {"cutoff": at(5), "limit": 10}, []),
+    # --- queues: the order of due launches (no queue rows: no limits)
+    *(
+        Step("create_instance", {"instance_id": name, "tenant_id": "q", "now": at(100)}, 1)
+        for name in ("a1", "a2", "a3", "a4", "a5", "h1", "c1", "c2", "k1", "k2", "k3", "k4", "r1")
+    ),
+    new_launch("a1", at(100), key="x"),
+    new_launch("a2", at(101), key="x"),
+    new_launch("a3", at(102), key="y"),
+    new_launch("a4", at(110), priority=5),
+    new_launch("a5", at(100.5), queue="other", key="x"),
+    Step(
+        "get_launch",
+        {"instance_id": "a5"},
+        [
+            launch_row(
+                "a5", "{}", None, 3, next_launch_at=at(100.5), queue="other", concurrency_key="x"
+            )
+        ],
+    ),
+    # the highest priority first, however late; then each (queue, priority, key)
+    # gives its earliest in turn: a2 waits behind a3 (key y) and a5 (key x of
+    # another queue), though due before them
+    Step("select_due_launches", due(at(200)), [("a4",), ("a1",), ("a5",), ("a3",), ("a2",)]),
+    Step("select_due_launches", due(at(200), limit=2), [("a4",), ("a1",)]),
+    Step("select_due_launches", due(at(101)), [("a1",), ("a5",), ("a2",)]),
+    # deleting an instance takes its launch
+    *(Step("delete_instance", {"instance_id": name}, 1) for name in ("a1", "a2", "a3", "a4", "a5")),
+    Step("get_launch", {"instance_id": "a1"}, []),
+    Step("select_due_launches", due(at(200)), []),
+    # --- queues: their rows
+    Step("get_queue", {"name": "slow"}, []),
+    Step("list_queues", {}, []),
+    Step("lock_queues", {}, []),
+    Step("put_queue", queue("slow", concurrency=2, paused=True), 1),
+    Step("get_queue", {"name": "slow"}, [queue_row("slow", concurrency=2, paused=True)]),
+    Step("put_queue", queue("slow", concurrency=1), 1),  # an upsert: replaces every limit
+    Step("get_queue", {"name": "slow"}, [queue_row("slow", concurrency=1)]),
+    Step("put_queue", queue("keyed", per_key=1), 1),
+    Step("put_queue", queue("rated", rate_limit=1, rate_period=10.0), 1),
+    Step("put_queue", queue("held", paused=True), 1),
+    Step(
+        "list_queues",
+        {},
+        [
+            queue_row("held", paused=True),
+            queue_row("keyed", per_key=1),
+            queue_row("rated", rate_limit=1, rate_period=10.0),
+            queue_row("slow", concurrency=1),
+        ],
+    ),
+    Step(
+        "get_queue_for_update",
+        {"name": "rated"},
+        [queue_row("rated", rate_limit=1, rate_period=10.0)],
+    ),
+    Step("get_queue_for_update", {"name": "nope"}, []),
+    Step("get_queue", {"name": "default"}, []),
+    Step("lock_queues", {}, [("held",), ("keyed",), ("rated",), ("slow",)]),
+    # --- queues: their limits hold due launches back
+    new_launch("h1", at(120), queue="held"),
+    new_launch("c1", at(121), queue="slow"),
+    new_launch("c2", at(122), queue="slow"),
+    new_launch("k1", at(123), queue="keyed", key="x"),
+    new_launch("k2", at(124), queue="keyed", key="x"),
+    new_launch("k3", at(125), queue="keyed", key="y"),
+    new_launch("k4", at(126), queue="keyed"),
+    new_launch("r1", at(127), queue="rated"),
+    # nothing claimed yet: only the paused queue's h1 is left out
+    Step(
+        "select_due_launches",
+        due(at(200)),
+        [("c1",), ("k1",), ("k3",), ("k4",), ("r1",), ("c2",), ("k2",)],
+    ),
+    Step("count_queue_claimed", {"queue": "slow"}, [(0,)]),
+    Step("count_key_claimed", {"queue": "keyed", "concurrency_key": "x"}, [(0,)]),
+    Step("count_queue_starts", {"queue": "rated", "now": at(200)}, [(0,)]),
+    claim("c1"),
+    claim("k1"),
+    Step("insert_queue_start", {"queue": "rated", "expires_at": at(210)}, 1),
+    Step("count_queue_claimed", {"queue": "slow"}, [(1,)]),
+    Step("count_queue_claimed", {"queue": "keyed"}, [(1,)]),
+    Step("count_queue_claimed", {"queue": "held"}, [(0,)]),
+    Step("count_key_claimed", {"queue": "keyed", "concurrency_key": "x"}, [(1,)]),
+    Step("count_key_claimed", {"queue": "keyed", "concurrency_key": "y"}, [(0,)]),
+    Step("count_key_claimed", {"queue": "slow", "concurrency_key": "x"}, [(0,)]),
+    Step("count_queue_starts", {"queue": "rated", "now": at(209)}, [(1,)]),
+    Step("count_queue_starts", {"queue": "rated", "now": at(210)}, [(0,)]),
+    Step("count_queue_starts", {"queue": "slow", "now": at(200)}, [(0,)]),
+    Step(
+        "get_launch",
+        {"instance_id": "k1"},
+        [
+            launch_row(
+                "k1",
+                "{}",
+                None,
+                3,
+                attempt=1,
+                claimed_by="me",
+                claimed_until=at(300),
+                queue="keyed",
+                concurrency_key="x",
+            )
+        ],
+    ),
+    Step(
+        "list_claimed_launches",
+        {"claimed_by": "me", "limit": 10},
+        lambda rows: (
+            ids(rows) == ["c1", "k1"]
+            and [row[LAUNCH_ROW_COLUMNS - 3 :] for row in rows]
+            == [("slow", None, 0), ("keyed", "x", 0)]
+        ),
+    ),
+    # slow is full (c2 held back), key x of keyed is full (k2 held back, not k3
+    # nor the keyless k4), and rated started one in the last 10 seconds (r1)
+    Step("select_due_launches", due(at(200)), [("k3",), ("k4",)]),
+    # once the start expires, the rate limit lets r1 through
+    Step("select_due_launches", due(at(210)), [("k3",), ("k4",), ("r1",)]),
+    # resuming held and letting slow run two: h1 and c2 come back (c2 takes
+    # the first turn of slow: the claimed c1 is no candidate)
+    Step("put_queue", queue("held"), 1),
+    Step("put_queue", queue("slow", concurrency=2), 1),
+    Step("get_queue", {"name": "held"}, [queue_row("held")]),
+    Step(
+        "select_due_launches",
+        due(at(210)),
+        [("h1",), ("c2",), ("k3",), ("k4",), ("r1",)],
+    ),
+    # per queue: claimed, due now, due later (at(125): k4 and r1 are later)
+    Step(
+        "queue_figures",
+        {"now": at(125)},
+        [("held", 0, 1, 0), ("keyed", 1, 2, 1), ("rated", 0, 0, 1), ("slow", 1, 1, 0)],
+    ),
+    Step(
+        "queue_figures",
+        {"now": at(0)},
+        [("held", 0, 0, 1), ("keyed", 1, 0, 3), ("rated", 0, 0, 1), ("slow", 1, 0, 1)],
+    ),
+    # the claims ran out at(300): c1 and k1 are lapsed, with the running i3
+    Step(
+        "list_lapsed_launches",
+        {"now": at(300), "due_before": at(0), "limit": 10},
+        lambda rows: ids(rows) == ["c1", "i3", "k1"] and len(rows[0]) == LAUNCH_ROW_COLUMNS,
+    ),
+    Step("delete_expired_queue_starts", {"queue": "rated", "now": at(209)}, 0),
+    Step("delete_expired_queue_starts", {"queue": "slow", "now": at(210)}, 0),
+    Step("delete_expired_queue_starts", {"queue": "rated", "now": at(210)}, 1),
+    Step("count_queue_starts", {"queue": "rated", "now": at(0)}, [(0,)]),
+    # --- schedules
+    Step("get_schedule", {"name": "nightly"}, []),
+    Step("list_schedules", {}, []),
+    Step("put_schedule", NIGHTLY, 1),
+    Step("put_schedule", HOURLY, 1),
+    Step("put_schedule", ALSO, 1),
+    Step("put_schedule", OFF, 1),
+    Step("get_schedule", {"name": "nightly"}, [schedule_row(NIGHTLY)]),
+    Step("get_schedule", {"name": "hourly"}, [schedule_row(HOURLY)]),
+    # due first those due longest, then by name; the paused off never
+    Step("select_due_schedules", due(at(100)), [("hourly",), ("also",), ("nightly",)]),
+    Step("select_due_schedules", due(at(100), limit=2), [("hourly",), ("also",)]),
+    Step("select_due_schedules", due(at(99)), [("hourly",)]),
+    Step("select_due_schedules", due(at(49)), []),
+    # after a tick: the upsert replaces every column
+    Step("put_schedule", NIGHTLY_TICKED, 1),
+    Step("get_schedule_for_update", {"name": "nightly"}, [schedule_row(NIGHTLY_TICKED)]),
+    Step("get_schedule_for_update", {"name": "nope"}, []),
+    Step("select_due_schedules", due(at(100)), [("hourly",), ("also",)]),
+    Step("select_due_schedules", due(at(200)), [("hourly",), ("also",), ("nightly",)]),
+    Step(
+        "list_schedules",
+        {},
+        [schedule_row(s) for s in (ALSO, HOURLY, NIGHTLY_TICKED, OFF)],
+    ),
+    Step("put_schedule", {**OFF, "paused": False}, 1),
+    Step("select_due_schedules", due(at(100), limit=1), [("off",)]),
+    Step("delete_schedule", {"name": "hourly"}, 1),
+    Step("delete_schedule", {"name": "hourly"}, 0),
+    Step("get_schedule", {"name": "hourly"}, []),
+    Step("list_schedules", {}, lambda rows: ids(rows) == ["also", "nightly", "off"]),
     # --- checkpoints
     Step(
         "insert_checkpoint",
