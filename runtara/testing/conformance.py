@@ -1222,6 +1222,117 @@ class DriverConformance:
         assert storage.run(lambda tx: tx.get_pending_signal("job")) is None
         assert storage.run(lambda tx: tx.get_launch("job")).stop_deadline is None
 
+    # --- queues and schedules -------------------------------------------------
+
+    def queued(self, tx, name, due, queue="q", key=None, priority=0, claimed_by=None):
+        tx.create_instance(name, "tenant", T0)
+        tx.insert_launch(
+            self.launch(name, next_launch_at=due, queue=queue, key=key, priority=priority)
+        )
+        if claimed_by is not None:
+            tx.update_launch(
+                name,
+                records.LaunchUpdate(
+                    claimed_by=claimed_by, claimed_until=at(500), next_launch_at=None
+                ),
+            )
+
+    def test_queue_rows_round_trip(self, storage):
+        assert storage.run(lambda tx: tx.get_queue("q"), write=False) is None
+        first = records.Queue("q", concurrency=2, per_key=1, rate_limit=5, rate_period=60.0)
+        storage.run(lambda tx: tx.put_queue(first))
+        assert storage.run(lambda tx: tx.get_queue("q", lock=True)) == first
+        paused = records.Queue("q", paused=True)
+        storage.run(lambda tx: tx.put_queue(paused))
+        storage.run(lambda tx: tx.put_queue(records.Queue("a", concurrency=1)))
+        storage.run(lambda tx: tx.lock_queues())
+        assert storage.run(lambda tx: tx.list_queues(), write=False) == [
+            records.Queue("a", concurrency=1),
+            paused,
+        ]
+
+    def test_due_launches_come_by_priority_then_key_turns_then_due_time(self, storage):
+        def setup(tx):
+            self.queued(tx, "a1", at(1), key="a")
+            self.queued(tx, "a2", at(2), key="a")
+            self.queued(tx, "a3", at(3), key="a")
+            self.queued(tx, "b1", at(4), key="b")
+            self.queued(tx, "urgent", at(9), priority=5)
+            self.queued(tx, "later", at(500), priority=9)
+
+        storage.run(setup)
+        due = storage.run(lambda tx: tx.list_due_launches(now=at(100), limit=10))
+        assert due == ["urgent", "a1", "b1", "a2", "a3"]
+
+    def test_due_launches_leave_out_what_a_queue_holds_back(self, storage):
+        def setup(tx):
+            tx.put_queue(records.Queue("paused", paused=True))
+            tx.put_queue(records.Queue("full", concurrency=1))
+            tx.put_queue(records.Queue("keyed", per_key=1))
+            tx.put_queue(records.Queue("rated", rate_limit=1, rate_period=10.0))
+            self.queued(tx, "p", at(1), queue="paused")
+            self.queued(tx, "f-running", at(1), queue="full", claimed_by="L")
+            self.queued(tx, "f", at(1), queue="full")
+            self.queued(tx, "k-running", at(1), queue="keyed", key="x", claimed_by="L")
+            self.queued(tx, "kx", at(2), queue="keyed", key="x")
+            self.queued(tx, "ky", at(3), queue="keyed", key="y")
+            self.queued(tx, "r", at(4), queue="rated")
+            tx.record_queue_start("rated", at(50), at(60))
+
+        storage.run(setup)
+
+        def due(now):
+            return storage.run(lambda tx: tx.list_due_launches(now=now, limit=10))
+
+        assert due(at(55)) == ["ky"]
+        assert due(at(60)) == ["ky", "r"]
+        counts = storage.run(
+            lambda tx: (
+                tx.count_claimed("full"),
+                tx.count_claimed("keyed", "x"),
+                tx.count_claimed("keyed", "y"),
+                tx.count_queue_starts("rated", at(59)),
+                tx.count_queue_starts("rated", at(60)),
+            ),
+            write=False,
+        )
+        assert counts == (1, 1, 0, 1, 0)
+        figures = storage.run(lambda tx: tx.queue_figures(at(2.5)), write=False)
+        assert figures["full"] == records.QueueFigures(running=1, due=1, later=0)
+        assert figures["keyed"] == records.QueueFigures(running=1, due=1, later=1)
+
+    def test_schedule_rows_round_trip_and_due_ones_are_listed(self, storage):
+        def schedule(name, next_tick, **fields):
+            return records.Schedule(
+                name=name,
+                cron=None,
+                every=60.0,
+                timezone="UTC",
+                overlap="skip",
+                catch_up="one",
+                tenant_id="tenant",
+                spec='{"command": ["x"]}',
+                input=b'{"a": 1}',
+                created_at=T0,
+                next_tick_at=next_tick,
+                **fields,
+            )
+
+        storage.run(lambda tx: tx.put_schedule(schedule("b", at(10))))
+        storage.run(lambda tx: tx.put_schedule(schedule("a", at(20))))
+        storage.run(lambda tx: tx.put_schedule(schedule("paused", at(1), paused=True)))
+        assert storage.run(lambda tx: tx.get_schedule("b"), write=False) == schedule("b", at(10))
+        assert storage.run(lambda tx: tx.get_schedule("nope", lock=True)) is None
+        assert storage.run(lambda tx: tx.list_due_schedules(now=at(30), limit=10)) == ["b", "a"]
+        assert storage.run(lambda tx: tx.list_due_schedules(now=at(15), limit=10)) == ["b"]
+        moved = schedule("b", at(70), last_tick_at=at(10), last_instance_id="b@x", ticks=1)
+        storage.run(lambda tx: tx.put_schedule(moved))
+        assert storage.run(lambda tx: tx.get_schedule("b", lock=True)) == moved
+        names = [each.name for each in storage.run(lambda tx: tx.list_schedules(), write=False)]
+        assert names == ["a", "b", "paused"]
+        assert storage.run(lambda tx: tx.delete_schedule("a"))
+        assert not storage.run(lambda tx: tx.delete_schedule("a"))
+
     # --- two processes --------------------------------------------------------
 
     @pytest.fixture
