@@ -51,9 +51,10 @@ def instances(argv: Sequence[str]) -> int:
             limit=arguments.limit,
             offset=arguments.offset,
         )
-    if arguments.json:
-        print(render.to_json(page))
-        return 0
+        if arguments.json:
+            print(render.to_json(page))
+            return 0
+        waits = _wait_reasons(admin, page.items)
     rows = [
         [
             i.instance_id,
@@ -64,25 +65,26 @@ def instances(argv: Sequence[str]) -> int:
             i.checkpoint_id or "-",
             render.when(i.last_activity_at),
         ]
+        + ([waits.get(i.instance_id) or "-"] if waits else [])
         for i in page.items
     ]
     if rows:
-        print(
-            render.table(
-                [
-                    "INSTANCE",
-                    "TENANT",
-                    "STATUS",
-                    "CREATED",
-                    "FINISHED",
-                    "CHECKPOINT",
-                    "LAST ACTIVITY",
-                ],
-                rows,
-            )
-        )
+        headers = ["INSTANCE", "TENANT", "STATUS", "CREATED", "FINISHED", "CHECKPOINT"]
+        headers.append("LAST ACTIVITY")
+        print(render.table(headers + (["WAITING FOR"] if waits else []), rows))
     print(render.page_footer(len(rows), arguments.offset, page.total, "instances"))
     return 0
+
+
+def _wait_reasons(admin, shown: list[records.Instance]) -> dict[str, str]:
+    """Why each pending instance shown waits (one look each: pending ones only)."""
+    reasons = {}
+    for instance in shown:
+        if instance.status is records.InstanceStatus.PENDING:
+            details = admin.instance_details(instance.instance_id, recent_events=0)
+            if details is not None and details.wait_reason is not None:
+                reasons[instance.instance_id] = details.wait_reason
+    return reasons
 
 
 def show(argv: Sequence[str]) -> int:

@@ -151,6 +151,9 @@ def test_a_priority_5_started_after_three_priority_0_runs_first(either):
     ids += start_tracked(either, 1, "--priority", "5", prefix="urgent")
     shown = run_cli("show", "job-0", "--database-url", either.url, cwd=either.folder)
     assert "queue payments is paused" in shown.stdout
+    listed = run_cli("instances", "--database-url", either.url, cwd=either.folder).stdout
+    assert "WAITING FOR" in listed.splitlines()[0]
+    assert listed.count("queue payments is paused") == 4
     listed = json.loads(queue_cli(either, "list", "--json").stdout)
     payments = next(view for view in listed if view["queue"]["name"] == "payments")
     assert payments["figures"]["due"] == 4 and payments["queue"]["paused"] is True
