@@ -306,9 +306,8 @@ last_exit = %(last_exit)s
 -- name: select_due_launches
 -- Locks the instances' rows, skipping those another transaction holds:
 -- instance rows are locked before launch rows everywhere. Leaves out launches
--- whose queue is paused or
--- at a limit; the highest priority first, then one of each concurrency key in
--- turn (round-robin), then the earliest due.
+-- whose queue is paused or at a limit; the highest priority first, then one of
+-- each concurrency key in turn (round-robin), then the earliest due.
 SELECT c.instance_id FROM (
     SELECT l.instance_id, l.priority, l.next_launch_at,
            ROW_NUMBER() OVER (PARTITION BY l.queue, l.priority, l.concurrency_key
@@ -471,8 +470,9 @@ FOR UPDATE SKIP LOCKED
 INSERT INTO schedules (name, cron, every, timezone, overlap, catch_up, tenant_id, spec, input,
                        created_at, next_tick_at, paused, last_tick_at, last_instance_id, ticks,
                        skipped)
-VALUES (%(name)s, %(cron)s, %(every)s, %(timezone)s, %(overlap)s, %(catch_up)s, %(tenant_id)s, %(spec)s, %(input)s,
-        %(created_at)s, %(next_tick_at)s, %(paused)s, %(last_tick_at)s, %(last_instance_id)s, %(ticks)s, %(skipped)s)
+VALUES (%(name)s, %(cron)s, %(every)s, %(timezone)s, %(overlap)s, %(catch_up)s,
+        %(tenant_id)s, %(spec)s, %(input)s, %(created_at)s, %(next_tick_at)s, %(paused)s,
+        %(last_tick_at)s, %(last_instance_id)s, %(ticks)s, %(skipped)s)
 ON CONFLICT (name) DO UPDATE SET cron = excluded.cron, every = excluded.every,
     timezone = excluded.timezone, overlap = excluded.overlap, catch_up = excluded.catch_up,
     tenant_id = excluded.tenant_id, spec = excluded.spec, input = excluded.input,
