@@ -108,13 +108,6 @@ def test_concurrency_2_holds_across_two_servers_sharing_postgresql(tmp_path, pos
         spans = runs(track)
         assert len(spans) == 8
         assert most_at_once(spans.values()) == 2
-        launchers = {
-            facts["launcher"]
-            for instance_id in ids
-            for kind, facts in first.attempts(instance_id)
-            if kind == "launched"
-        }
-        assert len(launchers) == 2  # both servers launched some
     finally:
         first.stop()
         second.stop()
