@@ -259,6 +259,14 @@ class Metrics:
                 registry=None,
             )
         )
+        self.queue_starts = made(
+            prometheus_client.Counter(
+                "runtara_queue_started",
+                "Instance processes the launcher started, by the instance's queue",
+                ["queue"],
+                registry=None,
+            )
+        )
         self.launch_ends = made(
             prometheus_client.Counter(
                 "runtara_launch_exits",
@@ -594,6 +602,13 @@ def launch_attempted(started: bool) -> None:
     active = _active
     if active is not None:
         active.child(active.launches, "started" if started else "failed").inc()
+
+
+def queue_started(queue: str) -> None:
+    """The launcher started the process of an instance of ``queue``."""
+    active = _active
+    if active is not None:
+        active.child(active.queue_starts, queue).inc()
 
 
 def launch_ended(outcome: str) -> None:

@@ -489,6 +489,7 @@ class Launcher:
             return
         self.launched += 1
         metrics.launch_attempted(True)
+        metrics.queue_started(launch.queue)
         self._watched[launch.instance_id] = _Watched(
             launch.instance_id,
             holder,

@@ -107,6 +107,13 @@ def test_queues_and_schedules_are_scraped_from_the_storage(site):
     )
     assert value(samples, "runtara_queue_waiting", queue="batch") == 2  # one due, one later
     assert value(samples, "runtara_queue_due", queue="batch") == 1
+    wait_for(
+        lambda: (
+            value(found := scrape(serving), "runtara_queue_started_total", queue="batch") == 1
+            and value(found, "runtara_queue_started_total", queue=ODD_QUEUE) == 1
+        ),
+        10,
+    )
     assert value(samples, "runtara_queue_waiting", queue=ODD_QUEUE) == 1
     assert value(samples, "runtara_queue_rate_limited", queue=ODD_QUEUE) == 1
     assert ("runtara_queue_rate_limited", (("queue", "batch"),)) not in samples  # no rate
