@@ -1,4 +1,5 @@
-"""``start``, ``retry``, ``stop`` and ``logs``: running instances with the server's launcher."""
+"""``start``, ``retry``, ``fork``, ``stop`` and ``logs``: running instances with the server's
+launcher."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from runtara import clock, config, errors, records
-from runtara.cli import common
+from runtara.cli import bulk, common
 from runtara.launcher import logs
 from runtara.launcher.spec import (
     DEFAULT_MAX_FAILURES,
@@ -184,14 +185,19 @@ def retry(argv: Sequence[str]) -> int:
         prog=f"{common.PROG} retry",
         description="Make a failed or cancelled instance go on from its last checkpoint: the "
         "same id, its checkpoints kept (finished durable steps are not run again), a fresh "
-        "count of failures; the server's launcher launches it at once.",
+        "count of failures; the server's launcher launches it at once. With filters instead "
+        "of an id, every failed or cancelled instance they match.",
     )
-    parser.add_argument("instance", help="instance id")
+    parser.add_argument("instance", nargs="?", help="instance id (or filters, below)")
     _input_and_env(parser, "a new input", "set a variable of its launch environment; repeatable")
+    bulk.add_arguments(parser)
     common.add_target_arguments(parser)
     arguments = parser.parse_args(argv)
+    wanted = bulk.chosen(parser, arguments)
     env = parse_env(arguments.env)
     payload = None if arguments.input is None else checked_input(read_input(arguments.input))
+    if wanted is not None:
+        return bulk.retry(arguments, wanted, env, payload)
     with common.open_admin(arguments) as admin:
         checkpoint_id = admin.retry_instance(arguments.instance, env, payload)
     origin = f"its checkpoint {checkpoint_id}" if checkpoint_id else "the start (no checkpoint)"
@@ -199,13 +205,59 @@ def retry(argv: Sequence[str]) -> int:
     return 0
 
 
+LATEST = "last"
+"""``fork --from last``: the instance's latest checkpoint."""
+
+
+def fork(argv: Sequence[str]) -> int:
+    parser = common.Parser(
+        prog=f"{common.PROG} fork",
+        description="Store a new instance that runs again from a checkpoint of INSTANCE, and "
+        "print its id: it gets copies of the checkpoints INSTANCE saved up to and including "
+        "that one (the durable steps they hold are not run again) and INSTANCE's launch "
+        "(command, folder, environment, input, queue, key, priority); the server's launcher "
+        "launches it at once. INSTANCE itself is not changed, whatever its status.",
+    )
+    parser.add_argument("instance", help="the instance to fork")
+    parser.add_argument(
+        "--from",
+        dest="checkpoint",
+        required=True,
+        metavar="CHECKPOINT",
+        help=f"the checkpoint to run again from, or `{LATEST}` for the latest one",
+    )
+    parser.add_argument("--id", help="the new instance's id (default: INSTANCE-fork-<8 hex>)")
+    _input_and_env(parser, "a new input", "set a variable of its launch environment; repeatable")
+    parser.add_argument("--json", action="store_true", help="print the outcome as JSON")
+    common.add_target_arguments(parser)
+    arguments = parser.parse_args(argv)
+    env = parse_env(arguments.env)
+    payload = None if arguments.input is None else checked_input(read_input(arguments.input))
+    checkpoint = None if arguments.checkpoint == LATEST else arguments.checkpoint
+    with common.open_admin(arguments) as admin:
+        new_id, forked_at = admin.fork_instance(
+            arguments.instance, checkpoint, arguments.id, env, payload
+        )
+    if arguments.json:
+        print(
+            json.dumps(
+                {"instance_id": new_id, "forked_from": arguments.instance, "checkpoint": forked_at}
+            )
+        )
+    else:
+        print(new_id)
+        print(f"{new_id}: forked from {arguments.instance} at {forked_at}", file=sys.stderr)
+    return 0
+
+
 def stop(argv: Sequence[str]) -> int:
     parser = common.Parser(
         prog=f"{common.PROG} stop",
         description="Send cancel, wait for the instance to end, and past the grace have its "
-        "process terminated (SIGTERM, then SIGKILL) and the instance recorded cancelled.",
+        "process terminated (SIGTERM, then SIGKILL) and the instance recorded cancelled. "
+        "With filters instead of an id, every live instance they match.",
     )
-    parser.add_argument("instance", help="instance id")
+    parser.add_argument("instance", nargs="?", help="instance id (or filters, below)")
     parser.add_argument(
         "--grace",
         type=common.checked(config.duration),
@@ -213,8 +265,12 @@ def stop(argv: Sequence[str]) -> int:
         metavar="DURATION",
         help="how long the instance has to acknowledge the cancel (30s)",
     )
+    bulk.add_arguments(parser)
     common.add_target_arguments(parser)
     arguments = parser.parse_args(argv)
+    wanted = bulk.chosen(parser, arguments)
+    if wanted is not None:
+        return bulk.stop(arguments, wanted, arguments.grace)
     with common.open_admin(arguments) as admin:
         launched = admin.stop_instance(arguments.instance, arguments.grace)
         deadline = time.monotonic() + arguments.grace + (STOP_MARGIN if launched else 0)

@@ -5,21 +5,26 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from runtara import records
-from runtara.cli import common
+from runtara.cli import bulk, common
 
 
 def signal(argv: Sequence[str]) -> int:
     parser = common.Parser(
         prog=f"{common.PROG} signal",
         description="Send cancel, pause or resume to an instance; it replaces any pending "
-        "signal, and the instance sees it on its next Checkpoint or PollSignals.",
+        "signal, and the instance sees it on its next Checkpoint or PollSignals. With "
+        "filters instead of an id, to every live instance they match.",
     )
-    parser.add_argument("instance", help="instance id")
+    parser.add_argument("instance", nargs="?", help="instance id (or filters, below)")
     parser.add_argument("kind", choices=[kind.value for kind in records.SignalType])
     parser.add_argument("--payload", help="TEXT, or @FILE for a file's bytes")
+    bulk.add_arguments(parser)
     common.add_target_arguments(parser)
     arguments = parser.parse_args(argv)
+    wanted = bulk.chosen(parser, arguments)
     data = common.payload(arguments.payload)
+    if wanted is not None:
+        return bulk.signal(arguments, wanted, records.SignalType(arguments.kind), data)
     with common.open_admin(arguments) as admin:
         admin.send_signal(arguments.instance, records.SignalType(arguments.kind), data)
     print(f"{arguments.kind} sent to {arguments.instance}")
