@@ -49,6 +49,9 @@ stop            any live -> deadline set,        an operator                    
 stop unanswered any live -> done (cancelled);    an operator, past the grace    cancel_unanswered
                 a claim in force is kept
 retry           done (failed, cancelled) -> due  an operator                    retry
+fork            (none) -> due, a new instance    an operator                    fork
+                with copies of another's
+                checkpoints
 ==============  ===============================  =============================  ==========
 
 The restart policy counts failures, not launches: an attempt that ends with
@@ -64,6 +67,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import json
+import secrets
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -164,16 +168,19 @@ def start_instance(
     then the old instance goes, with everything it owned (to go on from its
     checkpoints instead, see :func:`retry`).
     """
-    existing = tx.get_instance(instance_id)
-    if existing is not None:
+    def same_start(existing: records.Instance) -> bool:
         launch = tx.get_launch(instance_id)
-        same = (
+        return (
             launch is not None
             and existing.tenant_id == tenant_id
             and launch.spec == spec
             and launch.input == payload
         )
-        if same and not replace:
+
+    existing = tx.get_instance(instance_id)
+    if existing is not None:
+        launch = tx.get_launch(instance_id)
+        if not replace and same_start(existing):
             return True
         if not existing.status.is_terminal:
             raise errors.OperationRefused(
@@ -187,6 +194,10 @@ def start_instance(
             )
         tx.delete_instance(instance_id)
     if not tx.create_instance(instance_id, tenant_id, now):
+        # Another start of this id committed meanwhile: the same start is answered alike.
+        existing = tx.get_instance(instance_id)
+        if existing is not None and not replace and same_start(existing):
+            return True
         raise errors.OperationRefused(f"Instance '{instance_id}' was just created by another call")
     due = now if not_before is None or not_before < now else not_before
     tx.insert_launch(
@@ -284,6 +295,81 @@ def retry(
         changed=sorted(update.changes().keys() & {"spec", "input"}),
     )
     return instance
+
+
+def fork_id(source_id: str) -> str:
+    """The id a fork of ``source_id`` gets unless one is given: ``<source>-fork-<8 hex>``."""
+    return f"{source_id}-fork-{secrets.token_hex(4)}"
+
+
+def fork(
+    tx: base.Transaction,
+    source_id: str,
+    checkpoint_id: str | None,
+    new_id: str,
+    now: dt.datetime,
+    *,
+    respec: Callable[[str], str] | None = None,
+    payload: bytes | None = records.UNCHANGED,
+) -> str:
+    """Store the new instance ``new_id``, pending and due at once, that runs again
+    from ``source_id``'s checkpoint ``checkpoint_id`` (None: its latest).
+
+    It gets copies of the source's checkpoints saved up to and including that one,
+    in the order they were saved (byte for byte, with their times), the source's
+    tenant, and its launch: its specification (made anew by ``respec``), input
+    (replaced by ``payload``), restart policy, queue, key and priority, with a
+    fresh count of attempts and failures. Its ``checkpoint_id`` is the one forked
+    from, so that its process resumes there as a retried one does, and its
+    launch names its origin. The source is not changed, whatever its status.
+    Refused for an unknown source or checkpoint, a source without a launch, and
+    a ``new_id`` that exists. Returns the checkpoint forked from.
+    """
+    source, launch = _locked(tx, source_id)
+    if source is None:
+        raise errors.OperationRefused(f"Instance '{source_id}' not found")
+    if launch is None:
+        raise errors.OperationRefused(
+            f"Instance '{source_id}' was not started with `runtara-core start`: "
+            "no launch specification says how to run a fork of it"
+        )
+    if checkpoint_id is None:
+        checkpoint_id = source.checkpoint_id
+        if checkpoint_id is None:
+            raise errors.OperationRefused(
+                f"Instance '{source_id}' has no checkpoint to fork from"
+            )
+    if tx.get_checkpoint(source_id, checkpoint_id) is None:
+        raise errors.OperationRefused(
+            f"Instance '{source_id}' has no checkpoint '{checkpoint_id}'"
+        )
+    if tx.get_instance(new_id) is not None:
+        raise errors.OperationRefused(f"Instance '{new_id}' already exists")
+    # list_checkpoints is newest first (ties: the last stored first): reversed, the
+    # order they were saved in.
+    saved = tx.list_checkpoints(source_id, limit=tx.count_checkpoints(source_id))[::-1]
+    upto = next(n for n, info in enumerate(saved) if info.checkpoint_id == checkpoint_id)
+    if not tx.create_instance(new_id, source.tenant_id, now):
+        raise errors.OperationRefused(f"Instance '{new_id}' was just created by another call")
+    for info in saved[: upto + 1]:
+        stored = tx.get_checkpoint(source_id, info.checkpoint_id)
+        tx.insert_checkpoint(new_id, stored.checkpoint_id, stored.state, stored.created_at)
+    tx.update_instance(new_id, InstanceUpdate(checkpoint_id=checkpoint_id))
+    tx.insert_launch(
+        records.Launch(
+            new_id,
+            launch.spec if respec is None else respec(launch.spec),
+            launch.input if payload is records.UNCHANGED else payload,
+            launch.max_failures,
+            next_launch_at=now,
+            queue=launch.queue,
+            key=launch.key,
+            priority=launch.priority,
+            origin_instance=source_id,
+            origin_checkpoint=checkpoint_id,
+        )
+    )
+    return checkpoint_id
 
 
 def resume(tx: base.Transaction, instance_id: str, now: dt.datetime) -> None:

@@ -209,3 +209,28 @@ def test_launchers_claiming_at_once_never_exceed_a_concurrency(storage, database
 def _reason(tx, instance_id, now):
     instance, launch = tx.get_instance(instance_id), tx.get_launch(instance_id)
     return launches.wait_reason(tx, instance, launch, now)
+
+
+def test_the_same_start_sent_twice_at_once_answers_both_and_stores_one(storage, database_url):
+    drivers = [
+        selection.open_driver(StorageConfig(database_url=database_url), workers=2) for _ in range(2)
+    ]
+    barrier = threading.Barrier(2)
+    answers: list[object] = [None, None]
+
+    def starter(index):
+        barrier.wait()
+        try:
+            answers[index] = start(drivers[index], "deploy", payload=b"{}")
+        except errors.OperationRefused as refusal:
+            answers[index] = refusal
+
+    threads = [threading.Thread(target=starter, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for driver in drivers:
+        driver.close()
+    assert sorted(answers) == [False, True]
+    assert storage.run(lambda tx: tx.count_instances(), write=False) == 1
