@@ -329,9 +329,8 @@ def _line(error: str | None) -> str:
 def retry(
     arguments: argparse.Namespace, wanted: Filter, env: dict[str, str], payload: bytes | None
 ) -> int:
-    def one(admin: Admin, instance_id: str) -> str | None:
-        checkpoint_id = admin.retry_instance(instance_id, env, payload)
-        return f"from {checkpoint_id}" if checkpoint_id else "from the start"
+    def one(admin: Admin, instance_id: str) -> None:
+        admin.retry_instance(instance_id, env, payload)
 
     return run(arguments, wanted, "retry", one, applies=RETRYABLE)
 
