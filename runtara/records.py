@@ -293,6 +293,10 @@ class Launch:
     """Its concurrency key within the queue (the queue's ``per_key`` limit counts it)."""
     priority: int = 0
     """Higher is claimed first within its queue."""
+    origin_instance: str | None = None
+    """Set on a fork (``runtara-core fork``): the instance it was forked from."""
+    origin_checkpoint: str | None = None
+    """Set on a fork: the checkpoint of ``origin_instance`` it runs again from."""
 
     @property
     def holder(self) -> LaunchHolder:

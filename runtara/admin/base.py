@@ -124,6 +124,24 @@ class Admin(abc.ABC):
         from (None: it starts over). OperationRefused when it cannot be retried."""
 
     @abc.abstractmethod
+    def fork_instance(
+        self,
+        instance_id: str,
+        checkpoint_id: str | None,
+        new_id: str | None,
+        env: dict[str, str],
+        payload: bytes | None,
+    ) -> tuple[str, str]:
+        """Store a new instance that runs again from ``instance_id``'s checkpoint
+        ``checkpoint_id`` (None: its latest) with copies of the checkpoints saved up
+        to it, launched as ``instance_id`` is (``env`` set on top of its launch
+        environment, ``payload`` unless None as its input), due at once; the
+        original is not changed. ``new_id`` None: ``<instance_id>-fork-<8 hex>``.
+        Returns the new id and the checkpoint forked from. OperationRefused for an
+        unknown instance or checkpoint, one without a launch, an existing
+        ``new_id``."""
+
+    @abc.abstractmethod
     def stop_instance(self, instance_id: str, grace: float) -> bool:
         """Send cancel, and give the instance ``grace`` seconds to end by itself, past
         which a launcher terminates its process. True if a launcher watches it."""

@@ -144,6 +144,33 @@ class LocalAdmin(Admin):
         )
         return instance.checkpoint_id
 
+    def fork_instance(
+        self,
+        instance_id: str,
+        checkpoint_id: str | None,
+        new_id: str | None,
+        env: dict[str, str],
+        payload: bytes | None,
+    ) -> tuple[str, str]:
+        operations.require_id(instance_id, "instance_id")
+        new_id = launches.fork_id(instance_id) if new_id is None else new_id
+        operations.require_id(new_id, "new_id")
+        if checkpoint_id is not None:
+            operations.require_id(checkpoint_id, "checkpoint_id")
+        now = self._now()
+        forked_at = self.storage.run(
+            lambda tx: launches.fork(
+                tx,
+                instance_id,
+                checkpoint_id,
+                new_id,
+                now,
+                respec=(lambda stored: specs.with_env(stored, env)) if env else None,
+                payload=records.UNCHANGED if payload is None else payload,
+            )
+        )
+        return new_id, forked_at
+
     def stop_instance(self, instance_id: str, grace: float) -> bool:
         now = self._now()
         return self.storage.run(

@@ -180,6 +180,21 @@ class RemoteAdmin(Admin):
             raise errors.OperationRefused(reply.error)
         return reply.checkpoint_id if reply.HasField("checkpoint_id") else None
 
+    def fork_instance(self, instance_id, checkpoint_id, new_id, env, payload):
+        request = mpb.ForkInstanceRequest(
+            instance_id=instance_id, env=[f"{name}={value}" for name, value in env.items()]
+        )
+        if checkpoint_id is not None:
+            request.checkpoint_id = checkpoint_id
+        if new_id is not None:
+            request.new_id = new_id
+        if payload is not None:
+            request.input = payload
+        reply = self._call(fork_instance=request).fork_instance
+        if not reply.success:
+            raise errors.OperationRefused(reply.error)
+        return reply.instance_id, reply.checkpoint_id
+
     def stop_instance(self, instance_id: str, grace: float) -> bool:
         return self._stop(
             mpb.StopInstanceRequest(instance_id=instance_id, grace_ms=round(grace * 1000))

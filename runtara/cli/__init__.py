@@ -70,6 +70,9 @@ COMMANDS: dict[str, Command] = {
     "retry": Command(
         launching.retry, "go on with a failed or cancelled instance from its checkpoints"
     ),
+    "fork": Command(
+        launching.fork, "run a new instance again from a checkpoint of another, copied"
+    ),
     "stop": Command(launching.stop, "cancel an instance, terminating its process past a grace"),
     "queue": Command(queues.queue, "set, list, pause and resume the queues instances start in"),
     "schedule": Command(schedules.schedule, "start an instance at every tick of a schedule"),

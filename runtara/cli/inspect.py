@@ -158,7 +158,11 @@ def _launch_fields(launch: records.Launch) -> list[tuple[str, str]]:
     next_launch = render.when(launch.next_launch_at)
     if launch.next_launch_at is not None and launch.failures:
         next_launch += f" (back-off after {launch.failures} failure(s) in a row)"
+    origin = []
+    if launch.origin_instance is not None:
+        origin = [("forked from", f"{launch.origin_instance} at {launch.origin_checkpoint}")]
     return [
+        *origin,
         ("command", command),
         ("queue", queue),
         ("launches", str(launch.attempt)),

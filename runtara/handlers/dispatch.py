@@ -86,6 +86,7 @@ MANAGEMENT_OPERATIONS = _table(
     ("stop_instance", management.stop_instance, "STOP_INSTANCE_ERROR", Role.OPERATE),
     ("read_log", management.read_log, "READ_LOG_ERROR"),
     ("retry_instance", management.retry_instance, "RETRY_INSTANCE_ERROR", Role.OPERATE),
+    ("fork_instance", management.fork_instance, "FORK_INSTANCE_ERROR", Role.OPERATE),
     ("set_queue", management.set_queue, "SET_QUEUE_ERROR", Role.OPERATE),
     ("list_queues", management.list_queues, "LIST_QUEUES_ERROR"),
     ("add_schedule", management.add_schedule, "ADD_SCHEDULE_ERROR", Role.OPERATE),

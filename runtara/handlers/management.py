@@ -294,6 +294,43 @@ def retry_instance(request: mpb.RetryInstanceRequest, services: Services) -> mpb
     return mpb.RpcResponse(retry_instance=reply)
 
 
+def fork_instance(request: mpb.ForkInstanceRequest, services: Services) -> mpb.RpcResponse:
+    try:
+        operations.require_id(request.instance_id, "instance_id")
+        new_id = (
+            request.new_id if request.HasField("new_id") else launches.fork_id(request.instance_id)
+        )
+        operations.require_id(new_id, "new_id")
+        checkpoint_id = request.checkpoint_id if request.HasField("checkpoint_id") else None
+        if checkpoint_id is not None:
+            operations.require_id(checkpoint_id, "checkpoint_id")
+        env = spec.parse_env(list(request.env))
+        payload = (
+            spec.checked_input(request.input) if request.HasField("input") else records.UNCHANGED
+        )
+        now = services.now()
+        forked_at = services.storage.run(
+            lambda tx: launches.fork(
+                tx,
+                request.instance_id,
+                checkpoint_id,
+                new_id,
+                now,
+                respec=(lambda stored: spec.with_env(stored, env)) if env else None,
+                payload=payload,
+            )
+        )
+    except (errors.OperationRefused, errors.ConfigError) as refusal:
+        return mpb.RpcResponse(
+            fork_instance=mpb.ForkInstanceResponse(success=False, error=str(refusal))
+        )
+    return mpb.RpcResponse(
+        fork_instance=mpb.ForkInstanceResponse(
+            success=True, instance_id=new_id, checkpoint_id=forked_at
+        )
+    )
+
+
 def read_log(request: mpb.ReadLogRequest, services: Services) -> mpb.RpcResponse:
     if request.stream not in logs.STREAMS or services.runs_dir is None:
         return mpb.RpcResponse(read_log=mpb.ReadLogResponse())

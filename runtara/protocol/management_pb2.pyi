@@ -47,7 +47,7 @@ SCHEDULE_REMOVE: ScheduleAction
 SCHEDULE_TRIGGER: ScheduleAction
 
 class RpcRequest(_message.Message):
-    __slots__ = ("health_check", "send_signal", "get_instance_status", "list_instances", "list_checkpoints", "get_checkpoint", "send_custom_signal", "get_instance", "list_events", "get_stats", "start_instance", "stop_instance", "read_log", "retry_instance", "set_queue", "list_queues", "add_schedule", "list_schedules", "change_schedule", "token")
+    __slots__ = ("health_check", "send_signal", "get_instance_status", "list_instances", "list_checkpoints", "get_checkpoint", "send_custom_signal", "get_instance", "list_events", "get_stats", "start_instance", "stop_instance", "read_log", "retry_instance", "set_queue", "list_queues", "add_schedule", "list_schedules", "change_schedule", "fork_instance", "token")
     HEALTH_CHECK_FIELD_NUMBER: _ClassVar[int]
     SEND_SIGNAL_FIELD_NUMBER: _ClassVar[int]
     GET_INSTANCE_STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -67,6 +67,7 @@ class RpcRequest(_message.Message):
     ADD_SCHEDULE_FIELD_NUMBER: _ClassVar[int]
     LIST_SCHEDULES_FIELD_NUMBER: _ClassVar[int]
     CHANGE_SCHEDULE_FIELD_NUMBER: _ClassVar[int]
+    FORK_INSTANCE_FIELD_NUMBER: _ClassVar[int]
     TOKEN_FIELD_NUMBER: _ClassVar[int]
     health_check: HealthCheckRequest
     send_signal: SendSignalRequest
@@ -87,11 +88,12 @@ class RpcRequest(_message.Message):
     add_schedule: AddScheduleRequest
     list_schedules: ListSchedulesRequest
     change_schedule: ChangeScheduleRequest
+    fork_instance: ForkInstanceRequest
     token: str
-    def __init__(self, health_check: _Optional[_Union[HealthCheckRequest, _Mapping]] = ..., send_signal: _Optional[_Union[SendSignalRequest, _Mapping]] = ..., get_instance_status: _Optional[_Union[GetInstanceStatusRequest, _Mapping]] = ..., list_instances: _Optional[_Union[ListInstancesRequest, _Mapping]] = ..., list_checkpoints: _Optional[_Union[ListCheckpointsRequest, _Mapping]] = ..., get_checkpoint: _Optional[_Union[GetCheckpointRequest, _Mapping]] = ..., send_custom_signal: _Optional[_Union[SendCustomSignalRequest, _Mapping]] = ..., get_instance: _Optional[_Union[GetInstanceRequest, _Mapping]] = ..., list_events: _Optional[_Union[ListEventsRequest, _Mapping]] = ..., get_stats: _Optional[_Union[GetStatsRequest, _Mapping]] = ..., start_instance: _Optional[_Union[StartInstanceRequest, _Mapping]] = ..., stop_instance: _Optional[_Union[StopInstanceRequest, _Mapping]] = ..., read_log: _Optional[_Union[ReadLogRequest, _Mapping]] = ..., retry_instance: _Optional[_Union[RetryInstanceRequest, _Mapping]] = ..., set_queue: _Optional[_Union[SetQueueRequest, _Mapping]] = ..., list_queues: _Optional[_Union[ListQueuesRequest, _Mapping]] = ..., add_schedule: _Optional[_Union[AddScheduleRequest, _Mapping]] = ..., list_schedules: _Optional[_Union[ListSchedulesRequest, _Mapping]] = ..., change_schedule: _Optional[_Union[ChangeScheduleRequest, _Mapping]] = ..., token: _Optional[str] = ...) -> None: ...
+    def __init__(self, health_check: _Optional[_Union[HealthCheckRequest, _Mapping]] = ..., send_signal: _Optional[_Union[SendSignalRequest, _Mapping]] = ..., get_instance_status: _Optional[_Union[GetInstanceStatusRequest, _Mapping]] = ..., list_instances: _Optional[_Union[ListInstancesRequest, _Mapping]] = ..., list_checkpoints: _Optional[_Union[ListCheckpointsRequest, _Mapping]] = ..., get_checkpoint: _Optional[_Union[GetCheckpointRequest, _Mapping]] = ..., send_custom_signal: _Optional[_Union[SendCustomSignalRequest, _Mapping]] = ..., get_instance: _Optional[_Union[GetInstanceRequest, _Mapping]] = ..., list_events: _Optional[_Union[ListEventsRequest, _Mapping]] = ..., get_stats: _Optional[_Union[GetStatsRequest, _Mapping]] = ..., start_instance: _Optional[_Union[StartInstanceRequest, _Mapping]] = ..., stop_instance: _Optional[_Union[StopInstanceRequest, _Mapping]] = ..., read_log: _Optional[_Union[ReadLogRequest, _Mapping]] = ..., retry_instance: _Optional[_Union[RetryInstanceRequest, _Mapping]] = ..., set_queue: _Optional[_Union[SetQueueRequest, _Mapping]] = ..., list_queues: _Optional[_Union[ListQueuesRequest, _Mapping]] = ..., add_schedule: _Optional[_Union[AddScheduleRequest, _Mapping]] = ..., list_schedules: _Optional[_Union[ListSchedulesRequest, _Mapping]] = ..., change_schedule: _Optional[_Union[ChangeScheduleRequest, _Mapping]] = ..., fork_instance: _Optional[_Union[ForkInstanceRequest, _Mapping]] = ..., token: _Optional[str] = ...) -> None: ...
 
 class RpcResponse(_message.Message):
-    __slots__ = ("health_check", "send_signal", "get_instance_status", "list_instances", "list_checkpoints", "get_checkpoint", "send_custom_signal", "error", "get_instance", "list_events", "get_stats", "start_instance", "stop_instance", "read_log", "retry_instance", "set_queue", "list_queues", "add_schedule", "list_schedules", "change_schedule")
+    __slots__ = ("health_check", "send_signal", "get_instance_status", "list_instances", "list_checkpoints", "get_checkpoint", "send_custom_signal", "error", "get_instance", "list_events", "get_stats", "start_instance", "stop_instance", "read_log", "retry_instance", "set_queue", "list_queues", "add_schedule", "list_schedules", "change_schedule", "fork_instance")
     HEALTH_CHECK_FIELD_NUMBER: _ClassVar[int]
     SEND_SIGNAL_FIELD_NUMBER: _ClassVar[int]
     GET_INSTANCE_STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -112,6 +114,7 @@ class RpcResponse(_message.Message):
     ADD_SCHEDULE_FIELD_NUMBER: _ClassVar[int]
     LIST_SCHEDULES_FIELD_NUMBER: _ClassVar[int]
     CHANGE_SCHEDULE_FIELD_NUMBER: _ClassVar[int]
+    FORK_INSTANCE_FIELD_NUMBER: _ClassVar[int]
     health_check: HealthCheckResponse
     send_signal: SendSignalResponse
     get_instance_status: GetInstanceStatusResponse
@@ -132,7 +135,8 @@ class RpcResponse(_message.Message):
     add_schedule: AddScheduleResponse
     list_schedules: ListSchedulesResponse
     change_schedule: ChangeScheduleResponse
-    def __init__(self, health_check: _Optional[_Union[HealthCheckResponse, _Mapping]] = ..., send_signal: _Optional[_Union[SendSignalResponse, _Mapping]] = ..., get_instance_status: _Optional[_Union[GetInstanceStatusResponse, _Mapping]] = ..., list_instances: _Optional[_Union[ListInstancesResponse, _Mapping]] = ..., list_checkpoints: _Optional[_Union[ListCheckpointsResponse, _Mapping]] = ..., get_checkpoint: _Optional[_Union[GetCheckpointResponse, _Mapping]] = ..., send_custom_signal: _Optional[_Union[SendCustomSignalResponse, _Mapping]] = ..., error: _Optional[_Union[RpcError, _Mapping]] = ..., get_instance: _Optional[_Union[GetInstanceResponse, _Mapping]] = ..., list_events: _Optional[_Union[ListEventsResponse, _Mapping]] = ..., get_stats: _Optional[_Union[GetStatsResponse, _Mapping]] = ..., start_instance: _Optional[_Union[StartInstanceResponse, _Mapping]] = ..., stop_instance: _Optional[_Union[StopInstanceResponse, _Mapping]] = ..., read_log: _Optional[_Union[ReadLogResponse, _Mapping]] = ..., retry_instance: _Optional[_Union[RetryInstanceResponse, _Mapping]] = ..., set_queue: _Optional[_Union[SetQueueResponse, _Mapping]] = ..., list_queues: _Optional[_Union[ListQueuesResponse, _Mapping]] = ..., add_schedule: _Optional[_Union[AddScheduleResponse, _Mapping]] = ..., list_schedules: _Optional[_Union[ListSchedulesResponse, _Mapping]] = ..., change_schedule: _Optional[_Union[ChangeScheduleResponse, _Mapping]] = ...) -> None: ...
+    fork_instance: ForkInstanceResponse
+    def __init__(self, health_check: _Optional[_Union[HealthCheckResponse, _Mapping]] = ..., send_signal: _Optional[_Union[SendSignalResponse, _Mapping]] = ..., get_instance_status: _Optional[_Union[GetInstanceStatusResponse, _Mapping]] = ..., list_instances: _Optional[_Union[ListInstancesResponse, _Mapping]] = ..., list_checkpoints: _Optional[_Union[ListCheckpointsResponse, _Mapping]] = ..., get_checkpoint: _Optional[_Union[GetCheckpointResponse, _Mapping]] = ..., send_custom_signal: _Optional[_Union[SendCustomSignalResponse, _Mapping]] = ..., error: _Optional[_Union[RpcError, _Mapping]] = ..., get_instance: _Optional[_Union[GetInstanceResponse, _Mapping]] = ..., list_events: _Optional[_Union[ListEventsResponse, _Mapping]] = ..., get_stats: _Optional[_Union[GetStatsResponse, _Mapping]] = ..., start_instance: _Optional[_Union[StartInstanceResponse, _Mapping]] = ..., stop_instance: _Optional[_Union[StopInstanceResponse, _Mapping]] = ..., read_log: _Optional[_Union[ReadLogResponse, _Mapping]] = ..., retry_instance: _Optional[_Union[RetryInstanceResponse, _Mapping]] = ..., set_queue: _Optional[_Union[SetQueueResponse, _Mapping]] = ..., list_queues: _Optional[_Union[ListQueuesResponse, _Mapping]] = ..., add_schedule: _Optional[_Union[AddScheduleResponse, _Mapping]] = ..., list_schedules: _Optional[_Union[ListSchedulesResponse, _Mapping]] = ..., change_schedule: _Optional[_Union[ChangeScheduleResponse, _Mapping]] = ..., fork_instance: _Optional[_Union[ForkInstanceResponse, _Mapping]] = ...) -> None: ...
 
 class RpcError(_message.Message):
     __slots__ = ("code", "message")
@@ -375,7 +379,7 @@ class GetInstanceResponse(_message.Message):
     def __init__(self, found: _Optional[bool] = ..., instance: _Optional[_Union[InstanceSummary, _Mapping]] = ..., pending_signal: _Optional[_Union[PendingSignal, _Mapping]] = ..., custom_signals: _Optional[_Iterable[_Union[PendingCustomSignal, _Mapping]]] = ..., recent_events: _Optional[_Iterable[_Union[Event, _Mapping]]] = ..., launch: _Optional[_Union[Launch, _Mapping]] = ..., wait_reason: _Optional[str] = ...) -> None: ...
 
 class Launch(_message.Message):
-    __slots__ = ("spec", "max_failures", "attempt", "failures", "next_launch_at_ms", "claimed_by", "claimed_until_ms", "pid", "host", "stop_deadline_ms", "last_exit", "launched_at_ms", "resumed_from", "queue", "key", "priority")
+    __slots__ = ("spec", "max_failures", "attempt", "failures", "next_launch_at_ms", "claimed_by", "claimed_until_ms", "pid", "host", "stop_deadline_ms", "last_exit", "launched_at_ms", "resumed_from", "queue", "key", "priority", "origin_instance", "origin_checkpoint")
     SPEC_FIELD_NUMBER: _ClassVar[int]
     MAX_FAILURES_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
@@ -392,6 +396,8 @@ class Launch(_message.Message):
     QUEUE_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
     PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    ORIGIN_INSTANCE_FIELD_NUMBER: _ClassVar[int]
+    ORIGIN_CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
     spec: str
     max_failures: int
     attempt: int
@@ -408,7 +414,9 @@ class Launch(_message.Message):
     queue: str
     key: str
     priority: int
-    def __init__(self, spec: _Optional[str] = ..., max_failures: _Optional[int] = ..., attempt: _Optional[int] = ..., failures: _Optional[int] = ..., next_launch_at_ms: _Optional[int] = ..., claimed_by: _Optional[str] = ..., claimed_until_ms: _Optional[int] = ..., pid: _Optional[int] = ..., host: _Optional[str] = ..., stop_deadline_ms: _Optional[int] = ..., last_exit: _Optional[str] = ..., launched_at_ms: _Optional[int] = ..., resumed_from: _Optional[str] = ..., queue: _Optional[str] = ..., key: _Optional[str] = ..., priority: _Optional[int] = ...) -> None: ...
+    origin_instance: str
+    origin_checkpoint: str
+    def __init__(self, spec: _Optional[str] = ..., max_failures: _Optional[int] = ..., attempt: _Optional[int] = ..., failures: _Optional[int] = ..., next_launch_at_ms: _Optional[int] = ..., claimed_by: _Optional[str] = ..., claimed_until_ms: _Optional[int] = ..., pid: _Optional[int] = ..., host: _Optional[str] = ..., stop_deadline_ms: _Optional[int] = ..., last_exit: _Optional[str] = ..., launched_at_ms: _Optional[int] = ..., resumed_from: _Optional[str] = ..., queue: _Optional[str] = ..., key: _Optional[str] = ..., priority: _Optional[int] = ..., origin_instance: _Optional[str] = ..., origin_checkpoint: _Optional[str] = ...) -> None: ...
 
 class ListEventsRequest(_message.Message):
     __slots__ = ("instance_id", "event_type", "subtype", "created_after_ms", "created_before_ms", "payload_contains", "limit", "offset")
@@ -558,6 +566,32 @@ class RetryInstanceResponse(_message.Message):
     error: str
     checkpoint_id: str
     def __init__(self, success: _Optional[bool] = ..., error: _Optional[str] = ..., checkpoint_id: _Optional[str] = ...) -> None: ...
+
+class ForkInstanceRequest(_message.Message):
+    __slots__ = ("instance_id", "checkpoint_id", "new_id", "env", "input")
+    INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINT_ID_FIELD_NUMBER: _ClassVar[int]
+    NEW_ID_FIELD_NUMBER: _ClassVar[int]
+    ENV_FIELD_NUMBER: _ClassVar[int]
+    INPUT_FIELD_NUMBER: _ClassVar[int]
+    instance_id: str
+    checkpoint_id: str
+    new_id: str
+    env: _containers.RepeatedScalarFieldContainer[str]
+    input: bytes
+    def __init__(self, instance_id: _Optional[str] = ..., checkpoint_id: _Optional[str] = ..., new_id: _Optional[str] = ..., env: _Optional[_Iterable[str]] = ..., input: _Optional[bytes] = ...) -> None: ...
+
+class ForkInstanceResponse(_message.Message):
+    __slots__ = ("success", "error", "instance_id", "checkpoint_id")
+    SUCCESS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINT_ID_FIELD_NUMBER: _ClassVar[int]
+    success: bool
+    error: str
+    instance_id: str
+    checkpoint_id: str
+    def __init__(self, success: _Optional[bool] = ..., error: _Optional[str] = ..., instance_id: _Optional[str] = ..., checkpoint_id: _Optional[str] = ...) -> None: ...
 
 class Queue(_message.Message):
     __slots__ = ("name", "concurrency", "per_key", "rate_limit", "rate_period_seconds", "paused")

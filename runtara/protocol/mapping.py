@@ -190,6 +190,10 @@ _LAUNCH_TIMES = (
 )
 _LAUNCH_TEXTS = (("claimed_by", "claimed_by"), ("host", "host"), ("pid", "pid"))
 _LAUNCH_TEXTS += (("last_exit", "last_exit"), ("resumed_from", "resumed_from"))
+_LAUNCH_TEXTS += (
+    ("origin_instance", "origin_instance"),
+    ("origin_checkpoint", "origin_checkpoint"),
+)
 
 
 def launch_to_wire(launch: records.Launch) -> mpb.Launch:

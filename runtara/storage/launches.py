@@ -168,6 +168,7 @@ def start_instance(
     then the old instance goes, with everything it owned (to go on from its
     checkpoints instead, see :func:`retry`).
     """
+
     def same_start(existing: records.Instance) -> bool:
         launch = tx.get_launch(instance_id)
         return (
@@ -336,13 +337,9 @@ def fork(
     if checkpoint_id is None:
         checkpoint_id = source.checkpoint_id
         if checkpoint_id is None:
-            raise errors.OperationRefused(
-                f"Instance '{source_id}' has no checkpoint to fork from"
-            )
+            raise errors.OperationRefused(f"Instance '{source_id}' has no checkpoint to fork from")
     if tx.get_checkpoint(source_id, checkpoint_id) is None:
-        raise errors.OperationRefused(
-            f"Instance '{source_id}' has no checkpoint '{checkpoint_id}'"
-        )
+        raise errors.OperationRefused(f"Instance '{source_id}' has no checkpoint '{checkpoint_id}'")
     if tx.get_instance(new_id) is not None:
         raise errors.OperationRefused(f"Instance '{new_id}' already exists")
     # list_checkpoints is newest first (ties: the last stored first): reversed, the

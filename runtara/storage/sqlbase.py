@@ -368,7 +368,8 @@ class SqlTransaction(base.Transaction):
     def _launch(self, row: Any) -> records.Launch:
         """Columns: id, spec, input, max_failures, attempt, failures, resumed_from,
         launched_at, next_launch_at, claimed_by, claimed_until, pid, pid_started, host,
-        registration, stop_deadline, last_exit, queue, concurrency_key, priority."""
+        registration, stop_deadline, last_exit, queue, concurrency_key, priority,
+        origin_instance, origin_checkpoint."""
         time = self._read_time
         return records.Launch(
             instance_id=row[0],
@@ -391,6 +392,8 @@ class SqlTransaction(base.Transaction):
             queue=row[17],
             key=row[18],
             priority=row[19],
+            origin_instance=row[20],
+            origin_checkpoint=row[21],
         )
 
     def insert_launch(self, launch: records.Launch) -> None:
@@ -406,6 +409,8 @@ class SqlTransaction(base.Transaction):
                 "queue": launch.queue,
                 "concurrency_key": launch.key,
                 "priority": launch.priority,
+                "origin_instance": launch.origin_instance,
+                "origin_checkpoint": launch.origin_checkpoint,
             },
         )
 

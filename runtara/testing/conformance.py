@@ -1116,6 +1116,70 @@ class DriverConformance:
         due = storage.run(lambda tx: tx.list_due_sleepers(due_before=at(100), limit=10))
         assert [i.instance_id for i in due] == ["plain"]
 
+    def test_a_fork_copies_the_checkpoints_saved_up_to_one_and_names_its_origin(self, storage):
+        storage.run(
+            lambda tx: launches.start_instance(
+                tx, "src", "t", '{"command": ["x"]}', b"in", 4, at(0), queue="q", key="k"
+            )
+        )
+        storage.register_instance("src", "t", None, at(1))
+        # "b" is saved before "a" at the same time: the order they were saved in counts
+        for name, when in (("z", 2), ("b", 3), ("a", 3), ("c", 4), ("d", 5)):
+            storage.checkpoint("src", name, name.encode() * 3, at(when))
+        storage.record_event("src", records.EventType.FAILED, b"boom", at(6))
+        before = storage.run(lambda tx: tx.list_checkpoints("src"), write=False)
+
+        def fork(checkpoint, new_id, **options):
+            return storage.run(
+                lambda tx: launches.fork(tx, "src", checkpoint, new_id, at(10), **options)
+            )
+
+        assert fork("b", "f1") == "b"
+        got = storage.run(lambda tx: tx.list_checkpoints("f1"), write=False)
+        assert [c.checkpoint_id for c in got] == ["b", "z"]
+        assert storage.run(lambda tx: tx.get_checkpoint("f1", "b")).state == b"bbb"
+        instance = self.status(storage, "f1")
+        assert (instance.status, instance.tenant_id, instance.checkpoint_id) == (
+            InstanceStatus.PENDING,
+            "t",
+            "b",
+        )
+        launch = storage.run(lambda tx: tx.get_launch("f1"))
+        assert launch == records.Launch(
+            "f1",
+            '{"command": ["x"]}',
+            b"in",
+            4,
+            next_launch_at=at(10),
+            queue="q",
+            key="k",
+            origin_instance="src",
+            origin_checkpoint="b",
+        )
+        # the latest, a new specification and input
+        assert fork(None, "f2", respec=lambda spec: "{}", payload=None) == "d"
+        got = storage.run(lambda tx: tx.list_checkpoints("f2"), write=False)
+        assert [c.checkpoint_id for c in got] == ["d", "c", "a", "b", "z"]
+        launch = storage.run(lambda tx: tx.get_launch("f2"))
+        assert (launch.spec, launch.input, launch.origin_checkpoint) == ("{}", None, "d")
+        for checkpoint, new_id, refusal in (
+            ("b", "f1", "'f1' already exists"),
+            ("b", "src", "'src' already exists"),
+            ("nope", "f3", "no checkpoint 'nope'"),
+        ):
+            with pytest.raises(errors.OperationRefused, match=refusal):
+                fork(checkpoint, new_id)
+        with pytest.raises(errors.OperationRefused, match="not found"):
+            storage.run(lambda tx: launches.fork(tx, "nope", None, "f3", at(10)))
+        storage.register_instance("bare", "t", None, at(1))
+        with pytest.raises(errors.OperationRefused, match="not started with"):
+            storage.run(lambda tx: launches.fork(tx, "bare", None, "f3", at(10)))
+        assert self.status(storage, "f3") is None
+        # the source is as it was
+        assert storage.run(lambda tx: tx.list_checkpoints("src"), write=False) == before
+        assert self.status(storage, "src").status is InstanceStatus.FAILED
+        assert storage.run(lambda tx: tx.get_launch("src")).origin_instance is None
+
     def test_start_then_exits_follow_the_restart_policy(self, storage):
         storage.run(lambda tx: launches.start_instance(tx, "job", "t", "{}", b"in", 2, at(0)))
         with pytest.raises(errors.OperationRefused, match="already exists"):

@@ -65,13 +65,14 @@ def instance_row(instance_id, tenant_id, status, created, **columns) -> tuple:
 def launch_row(instance_id, spec, payload, max_failures, **columns) -> tuple:
     names = (
         "attempt failures resumed_from launched_at next_launch_at claimed_by claimed_until "
-        "pid pid_started host registration stop_deadline last_exit queue concurrency_key priority"
+        "pid pid_started host registration stop_deadline last_exit queue concurrency_key priority "
+        "origin_instance origin_checkpoint"
     ).split()
     values = {"attempt": 0, "failures": 0, "queue": "default", "priority": 0, **columns}
     return (instance_id, spec, payload, max_failures, *(values.get(name) for name in names))
 
 
-LAUNCH_ROW_COLUMNS = 20
+LAUNCH_ROW_COLUMNS = 22
 
 
 def new_launch(instance_id, next_launch_at, queue="default", key=None, priority=0) -> Step:
@@ -86,6 +87,8 @@ def new_launch(instance_id, next_launch_at, queue="default", key=None, priority=
         "queue": queue,
         "concurrency_key": key,
         "priority": priority,
+        "origin_instance": None,
+        "origin_checkpoint": None,
     }
     return Step("insert_launch", params, 1)
 
@@ -346,6 +349,8 @@ SCRIPT = [
             "queue": "default",
             "concurrency_key": None,
             "priority": 0,
+            "origin_instance": None,
+            "origin_checkpoint": None,
         },
         1,
     ),
@@ -361,6 +366,9 @@ SCRIPT = [
             "queue": "default",
             "concurrency_key": "k3",
             "priority": 0,
+            # i3 is a fork of i2 at its checkpoint cp0
+            "origin_instance": "i2",
+            "origin_checkpoint": "cp0",
         },
         1,
     ),
@@ -469,6 +477,8 @@ SCRIPT = [
                 stop_deadline=at(60),
                 last_exit="exited with code 1",
                 concurrency_key="k3",
+                origin_instance="i2",
+                origin_checkpoint="cp0",
             )
         ],
     ),
@@ -638,7 +648,7 @@ SCRIPT = [
         {"claimed_by": "me", "limit": 10},
         lambda rows: (
             ids(rows) == ["c1", "k1"]
-            and [row[LAUNCH_ROW_COLUMNS - 3 :] for row in rows]
+            and [row[LAUNCH_ROW_COLUMNS - 5 : LAUNCH_ROW_COLUMNS - 2] for row in rows]
             == [("slow", None, 0), ("keyed", "x", 0)]
         ),
     ),
