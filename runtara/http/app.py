@@ -9,6 +9,8 @@
 ``POST /logout``                      anyone      ends the browser's session
 ``GET /metrics``                      read        the Prometheus exposition
 ``GET /instances``                    read        the list (``status``, ``tenant``, ``id``, ``page``)
+``POST /instances``                   operate     ``cancel`` or ``retry`` the ``pick.N`` ids, or all
+                                                  ``matching`` the list's filter
 ``GET /instances/ID``                 read        one instance (``events``, ``checkpoints``: pages)
 ``GET /instances/ID/checkpoints/CP``  read        a checkpoint's state, as a file
 ``GET /instances/ID/logs/STREAM``     read        a launched instance's ``stdout`` or ``stderr``
@@ -145,6 +147,8 @@ class HttpApp:
             return self._not_found(request)
         if not rest and method == "GET":
             return self.console.instances(request)
+        if not rest and method == "POST":
+            return self.console.bulk(request)
         if len(rest) == 1 and method == "GET":
             return self.console.instance(request, rest[0])
         if len(rest) == 2 and rest[1] in ACTIONS and method == "POST":

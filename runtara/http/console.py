@@ -7,8 +7,9 @@ Pages are rendered on the server from the storage, through
 the command-line tools use), and read without JavaScript. A page showing
 something that still runs refreshes itself every :data:`REFRESH` seconds.
 
-Actions (on an instance: pause, resume, cancel, a custom signal, retry; on a
-queue: pause, resume; on a schedule: pause, resume, trigger) are form posts.
+Actions (on an instance: pause, resume, cancel, a custom signal, retry, fork; on the
+instances ticked in the list, or all those matching its filter: cancel, retry;
+on a queue: pause, resume; on a schedule: pause, resume, trigger) are form posts.
 A post without ``confirmed=yes`` answers with a confirmation page that posts
 again with it; with JavaScript the page asks in a dialog instead and posts
 confirmed at once. A done action redirects back to the page it was asked
@@ -53,7 +54,7 @@ SIGNALS = {
     "resume": records.SignalType.RESUME,
     "cancel": records.SignalType.CANCEL,
 }
-ACTIONS = (*SIGNALS, "signal", "retry")
+ACTIONS = (*SIGNALS, "signal", "retry", "fork")
 _EXPLANATIONS = {
     "pause": "The instance is asked to pause at its next checkpoint or signal poll; it "
     "acknowledges and suspends, and a resume runs it again.",
@@ -63,8 +64,34 @@ _EXPLANATIONS = {
     "signal": "The instance takes this signal once, at its checkpoint with this id.",
     "retry": "The instance goes on from its last checkpoint (finished durable steps are not "
     "run again), launched at once with a fresh count of failures.",
+    "fork": "A new instance runs again from this checkpoint, with copies of the checkpoints "
+    "saved up to it (their durable steps are not run again) and this instance's launch; "
+    "this instance is not changed.",
 }
 
+
+BULK_ACTIONS = {
+    "cancel": frozenset(
+        {
+            records.InstanceStatus.PENDING,
+            records.InstanceStatus.RUNNING,
+            records.InstanceStatus.SUSPENDED,
+        }
+    ),
+    "retry": frozenset({records.InstanceStatus.FAILED, records.InstanceStatus.CANCELLED}),
+}
+"""The actions on many instances, and the statuses each chooses among."""
+BULK_GRACE = 30.0
+"""Seconds a cancelled instance has to end by itself before its process is terminated."""
+BULK_SHOWN = 20
+"""Ids listed on the confirmation of an action on many instances."""
+_BULK_EXPLANATIONS = {
+    "cancel": "Each instance is asked to stop; one that has not ended within "
+    f"{BULK_GRACE:g} s has its process terminated. Pending and suspended ones are cancelled "
+    "at once. A cancelled instance never runs again.",
+    "retry": "Each instance goes on from its last checkpoint (finished durable steps are not "
+    "run again), launched with a fresh count of failures.",
+}
 
 QUEUE_ACTIONS = ("pause", "resume")
 SCHEDULE_ACTIONS = ("pause", "resume", "trigger")
@@ -206,6 +233,7 @@ class Console:
             counts=counts,
             message=message,
             notes={instance.instance_id: note(instance, now) for instance in found.items},
+            done=_bulk_done(query),
         )
 
     def instance(self, request: Request, instance_id: str) -> Response:
@@ -247,6 +275,7 @@ class Console:
             retryable=launch is not None
             and instance.status
             in (records.InstanceStatus.FAILED, records.InstanceStatus.CANCELLED),
+            forkable=launch is not None and instance.checkpoint_id is not None,
             events=events,
             event_pages=pages(
                 event_page,
@@ -320,7 +349,9 @@ class Console:
 
     def act(self, request: Request, instance_id: str, action: str) -> Response:
         """Confirm, then send ``action`` (pause, resume, cancel, or signal: a
-        custom signal for the form's checkpoint id) to the instance, or retry it."""
+        custom signal for the form's checkpoint id) to the instance, retry it, or fork
+        it from the form's checkpoint id (its latest without one): then the new
+        instance's page follows."""
         form = request.form
         payload = form.get("payload", "")
         checkpoint_id = form.get("checkpoint_id", "").strip()
@@ -340,14 +371,19 @@ class Console:
                 danger=action == "cancel",
                 target=messages.path_of("instances", instance_id, action),
                 back=back,
-                payload=payload,
-                checkpoint_id=checkpoint_id if action == "signal" else None,
+                payload=None if action == "fork" else payload,
+                checkpoint_id=checkpoint_id if action in ("signal", "fork") else None,
             )
+        forked = None
         try:
             if action == "signal":
                 self.admin.send_custom_signal(instance_id, checkpoint_id, payload.encode())
             elif action == "retry":
                 self.admin.retry_instance(instance_id, {}, None)
+            elif action == "fork":
+                forked = self.admin.fork_instance(
+                    instance_id, checkpoint_id or None, None, {}, None
+                )
             else:
                 self.admin.send_signal(instance_id, SIGNALS[action], payload.encode())
         except errors.OperationRefused as refusal:
@@ -357,11 +393,15 @@ class Console:
         logger.info(
             "console: %s %s instance %r%s (from %s)",
             "custom signal" if action == "signal" else action,
-            "of" if action == "retry" else "sent to",
+            "of" if action in ("retry", "fork") else "sent to",
             instance_id,
             f" for checkpoint {checkpoint_id!r}" if action == "signal" else "",
             request.client,
         )
+        if forked is not None:
+            new_id, _ = forked
+            logger.info("console: %r forked as %r (from %s)", instance_id, new_id, request.client)
+            return messages.redirect(templating.link("instances", new_id, sent="fork"))
         return messages.redirect(
             templating.link(
                 "instances",
@@ -370,6 +410,102 @@ class Console:
                 checkpoint_id=checkpoint_id if action == "signal" else None,
             )
         )
+
+    def bulk(self, request: Request) -> Response:
+        """Cancel or retry the instances ticked in the list, or all those matching its
+        filter (created before the confirmation was asked): confirm with their count,
+        then act on each and go back to the list, which says how many were done."""
+        form = request.form
+        action = form.get("action", "")
+        if action not in BULK_ACTIONS:
+            raise BadRequest(f"action must be one of {', '.join(BULK_ACTIONS)}, not {action!r}")
+        status_name, tenant = form.get("status", ""), form.get("tenant", "").strip()
+        if status_name and status_name not in STATUSES:
+            raise BadRequest(f"status must be one of {', '.join(STATUSES)}, not {status_name!r}")
+        back = templating.link("instances", status=status_name, tenant=tenant)
+        fields: dict[str, str] = {"action": action, "status": status_name, "tenant": tenant}
+        if form.get("matching") == "yes":
+            before = _moment(form.get("before", "")) or self._now()
+            ids = self._matching(status_name, tenant, BULK_ACTIONS[action], before)
+            fields.update(matching="yes", before=before.isoformat())
+        else:
+            ids = list(dict.fromkeys(v for k, v in form.items() if k.startswith("pick.") and v))
+            fields.update({f"pick.{n}": instance_id for n, instance_id in enumerate(ids)})
+        if not ids:
+            return self.problem(
+                request,
+                400,
+                "Nothing selected",
+                f"No instance to {action}: tick some in the list, or all matching its filter "
+                f"({'live' if action == 'cancel' else 'failed or cancelled'} ones are chosen).",
+                back,
+            )
+        if form.get("confirmed") != "yes":
+            count = f"{len(ids)} instance{'s' * (len(ids) != 1)}"
+            shown = ", ".join(ids[:BULK_SHOWN]) + (" …" if len(ids) > BULK_SHOWN else "")
+            return self._page(
+                request,
+                "confirm.html",
+                subject="instances",
+                question=f"{action.capitalize()} {count}?",
+                explanation=f"{shown}. {_BULK_EXPLANATIONS[action]}",
+                button=f"Yes, {action} {count}",
+                danger=action == "cancel",
+                target="/instances",
+                back=back,
+                payload=None,
+                checkpoint_id=None,
+                fields=fields,
+            )
+        done = {"ok": 0, "refused": 0}
+        for instance_id in ids:
+            try:
+                if action == "retry":
+                    self.admin.retry_instance(instance_id, {}, None)
+                else:
+                    self.admin.stop_instance(instance_id, BULK_GRACE)
+            except (errors.OperationRefused, errors.RequestError) as refusal:
+                done["refused"] += 1
+                logger.info("console: %s of instance %r refused: %s", action, instance_id, refusal)
+            else:
+                done["ok"] += 1
+        logger.info(
+            "console: %s of %d instances: %d done, %d refused (from %s)",
+            action,
+            len(ids),
+            done["ok"],
+            done["refused"],
+            request.client,
+        )
+        return messages.redirect(
+            templating.link("instances", status=status_name, tenant=tenant, bulk=action, **done)
+        )
+
+    def _matching(
+        self,
+        status_name: str,
+        tenant: str,
+        applies: frozenset[records.InstanceStatus],
+        before: dt.datetime,
+    ) -> list[str]:
+        """The ids of the instances the list's filter shows whose status is in
+        ``applies``, created at or before ``before``, newest first."""
+        statuses = [records.InstanceStatus(status_name)] if status_name else sorted(applies)
+        found: list[records.Instance] = []
+        for status in statuses:
+            if status not in applies:
+                continue
+            offset = 0
+            while True:
+                page = self.admin.list_instances(
+                    tenant_id=tenant or None, status=status, limit=PAGE, offset=offset
+                )
+                found.extend(i for i in page.items if i.created_at <= before)
+                offset += len(page.items)
+                if not page.items or offset >= page.total:
+                    break
+        found.sort(key=lambda i: (i.created_at, i.instance_id), reverse=True)
+        return list(dict.fromkeys(i.instance_id for i in found))
 
     # --- queues and schedules ---------------------------------------------------
 
@@ -518,6 +654,9 @@ def _button(action: str, instance_id: str) -> str:
 def _question(action: str, instance_id: str, checkpoint_id: str) -> str:
     if action == "signal":
         return f"Send a custom signal for checkpoint {checkpoint_id!r} to {instance_id}?"
+    if action == "fork":
+        at = f"checkpoint {checkpoint_id!r}" if checkpoint_id else "its latest checkpoint"
+        return f"Fork {instance_id} from {at}?"
     return f"{action.capitalize()} {instance_id}?"
 
 
@@ -528,7 +667,33 @@ def _sent(action: str, checkpoint_id: str) -> str | None:
         return f"{action.capitalize()} sent: the instance sees it at its next checkpoint or poll."
     if action == "retry":
         return "Retried: it is launched again and goes on from its last checkpoint."
+    if action == "fork":
+        return "Forked: this new instance is launched and runs again from the checkpoint named."
     return None
+
+
+def _moment(raw: str) -> dt.datetime | None:
+    if not raw:
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(raw)
+    except ValueError:
+        raise BadRequest(f"before must be an ISO time, not {raw!r}") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)
+
+
+def _bulk_done(query) -> str | None:
+    """What the list says after an action on many instances."""
+    action = query.get("bulk", "")
+    if action not in BULK_ACTIONS:
+        return None
+    ok, refused = query.get("ok", "0"), query.get("refused", "0")
+    if not (ok.isdigit() and refused.isdigit()):
+        return None
+    said = "Retried" if action == "retry" else "Cancel sent to"
+    return f"{said} {ok} instance{'s' * (ok != '1')}" + (
+        f"; {refused} refused (the log says why)." if refused != "0" else "."
+    )
 
 
 def _done(action: str) -> str:
