@@ -27,7 +27,7 @@ from pathlib import Path
 
 import attrs
 
-from runtara import clock, errors, records
+from runtara import clock, errors, records, tracing
 from runtara.admin.local import LocalAdmin
 from runtara.http import messages, templating
 from runtara.http.messages import Request, Response
@@ -294,6 +294,7 @@ class Console:
             ),
             logs=self._log_tails(instance_id) if launch is not None else None,
             sent=_sent(query.get("sent", ""), query.get("checkpoint_id", "")),
+            trace_id=tracing.trace_id_hex(instance_id),
         )
 
     def checkpoint(self, request: Request, instance_id: str, checkpoint_id: str) -> Response:

@@ -45,7 +45,7 @@ from pathlib import Path
 
 import attrs
 
-from runtara import clock, errors, metrics, records
+from runtara import clock, errors, metrics, records, tracing
 from runtara.launcher import cgroups, containment, logs, processes
 from runtara.launcher.spec import DEFAULT_MAX_FAILURES, LaunchSpec
 from runtara.storage import base, launches
@@ -110,6 +110,8 @@ class _Watched:
     terminated_at: float | None = None
     ended: processes.Exit | None = None
     """How it ended, once known, until that is recorded."""
+    span: tracing.AttemptSpan | None = None
+    """The attempt's span, when traces are on."""
 
 
 class Launcher:
@@ -133,6 +135,8 @@ class Launcher:
         self.failed_launches = 0
         self.poke: Callable[[], object] = lambda: None
         """Called (on another thread) when a process this launcher started ends."""
+        self.tracing = tracing.setup("runtara-core")
+        """The attempts' spans (None: traces are off, see :mod:`runtara.tracing`)."""
 
     @property
     def running(self) -> int:
@@ -156,6 +160,8 @@ class Launcher:
         the ended ones left running is killed."""
         self._watched.clear()
         self._leftovers.kill()
+        if self.tracing is not None:
+            self.tracing.flush()
 
     def _backoff(self) -> launches.Backoff:
         settings = self.settings
@@ -220,6 +226,11 @@ class Launcher:
         )
         metrics.launch_ended(outcome.value)
         failing = outcome in (launches.Outcome.RELAUNCH, launches.Outcome.FAILED)
+        if watched.span is not None:
+            watched.span.end(
+                how, code=ended.code, signal=ended.signal, outcome=outcome.value, failing=failing
+            )
+            watched.span = None
         (logger.warning if failing else logger.info)(
             "instance %r attempt %d %s: %s",
             watched.instance_id,
@@ -295,6 +306,8 @@ class Launcher:
                 # Another launcher took the launch over (this one was too slow to
                 # renew): the process is its to watch now.
                 del self._watched[watched.instance_id]
+                if watched.span is not None:
+                    watched.span.end("another launcher took over watching it")
                 logger.warning(
                     "instance %r: another launcher took over watching pid %d",
                     watched.instance_id,
@@ -347,7 +360,7 @@ class Launcher:
         local = launch.claimed_by is not None and launch.host == self.host
         if local and processes.alive(launch.pid, launch.pid_started):
             if self.running < self.settings.max_running:
-                self._adopt(launch, now, lease)
+                self._adopt(launch, instance, now, lease)
             return
         if instance.status.is_terminal:
             how = "ended while no server watched it"
@@ -376,13 +389,31 @@ class Launcher:
                 extra={"instance_id": launch.instance_id, "action": "lost"},
             )
 
-    def _adopt(self, launch: records.Launch, now: dt.datetime, lease: dt.timedelta) -> None:
+    def _adopt(
+        self,
+        launch: records.Launch,
+        instance: records.Instance,
+        now: dt.datetime,
+        lease: dt.timedelta,
+    ) -> None:
         adopted = self._run(
             lambda tx: launches.adopt(tx, launch.instance_id, launch.holder, self.id, now, lease)
         )
         if adopted is None:
             return
         folder = logs.run_folder(self.settings.runs_dir, launch.instance_id)
+        span = None
+        if self.tracing is not None:
+            # the same span (its id derives from the attempt) that the server which
+            # launched it began: ended here, with its start
+            began = launch.launched_at.timestamp() if launch.launched_at else None
+            span = self.tracing.attempt(
+                launch.instance_id,
+                instance.tenant_id,
+                launch.attempt,
+                int(began * 1e9) if began is not None else None,
+                adopted=True,
+            )
         self._watched[launch.instance_id] = _Watched(
             launch.instance_id,
             adopted.holder,
@@ -391,6 +422,7 @@ class Launcher:
             members=containment.Members.adopted(
                 launch.pid, launch.pid_started, folder.name, launch.attempt
             ),
+            span=span,
         )
         logger.info(
             "instance %r: watching its running process %d again",
@@ -461,8 +493,13 @@ class Launcher:
         if self._cgroup_parent is not None:
             # an earlier attempt may have ended while no launcher watched it
             cgroups.sweep_orphans(self._cgroup_parent, keep=self._leftovers.groups())
+        span = None
+        if self.tracing is not None:
+            span = self.tracing.attempt(launch.instance_id, instance.tenant_id, launch.attempt)
         try:
             environment = self._environment(launch, instance, spec, folder)
+            if span is not None:
+                environment[tracing.TRACEPARENT] = span.traceparent
             attempt = processes.spawn(
                 spec,
                 environment,
@@ -484,7 +521,9 @@ class Launcher:
                 error,
                 extra={"instance_id": launch.instance_id, "tenant": instance.tenant_id},
             )
-            watched = _Watched(launch.instance_id, holder, 0, None, ended=processes.Exit(None))
+            watched = _Watched(
+                launch.instance_id, holder, 0, None, ended=processes.Exit(None), span=span
+            )
             self._record_exit(watched, watched.ended, f"could not start: {error}")
             return
         self.launched += 1
@@ -497,6 +536,7 @@ class Launcher:
             attempt.started,
             attempt,
             members=containment.Members(attempt.pid, attempt.started, attempt.group),
+            span=span,
         )
         threading.Thread(
             target=self._wake_on_exit, args=(attempt,), name="runtara-reaper", daemon=True

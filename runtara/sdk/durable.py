@@ -23,6 +23,7 @@ from typing import Any
 
 import attrs
 
+from runtara import tracing
 from runtara.sdk import _immediate, current, exceptions, step_state
 from runtara.sdk.async_instance import AsyncInstance
 from runtara.sdk.instance import Instance
@@ -90,17 +91,30 @@ def durable(
                 instance = current.require(AsyncInstance, user)
                 checkpoint_id, call = call_of(args, kwargs)
                 body = functools.partial(function, *args, **kwargs)
-                return await _cached(instance, step, checkpoint_id, call, body, asyncio.sleep)
+                spans = tracing.for_steps()
+                if spans is None:
+                    return await _cached(instance, step, checkpoint_id, call, body, asyncio.sleep)
+                with spans.step(name, instance.instance_id, checkpoint_id) as span:
+                    return await _cached(
+                        instance, step, checkpoint_id, call, body, asyncio.sleep, span
+                    )
 
             return run_async
 
         @functools.wraps(function)
         def run(*args: Any, **kwargs: Any) -> Any:
-            instance = _immediate.Immediate(current.require(Instance, user))
+            registered = current.require(Instance, user)
+            instance = _immediate.Immediate(registered)
             checkpoint_id, call = call_of(args, kwargs)
             body = _immediate.immediate(functools.partial(function, *args, **kwargs))
             pause = _immediate.immediate(time.sleep)
-            return _immediate.run_now(_cached(instance, step, checkpoint_id, call, body, pause))
+            spans = tracing.for_steps()
+            if spans is None:
+                return _immediate.run_now(_cached(instance, step, checkpoint_id, call, body, pause))
+            with spans.step(name, registered.instance_id, checkpoint_id) as span:
+                return _immediate.run_now(
+                    _cached(instance, step, checkpoint_id, call, body, pause, span)
+                )
 
         return run
 
@@ -133,12 +147,16 @@ async def _cached(
     call: step_state.Call,
     body: Callable[[], Awaitable[Any]],
     pause: Callable[[float], Awaitable[None]],
+    span: Any = None,
 ) -> Any:
     """The step's stored value, or run it (with retries) and store its value.
 
-    ``instance`` has AsyncInstance's coroutine methods; ``pause`` waits.
+    ``instance`` has AsyncInstance's coroutine methods; ``pause`` waits; ``span``:
+    the step's span, when traces are on (see :mod:`runtara.tracing`).
     """
     stored = await instance.get_checkpoint(key)
+    if span is not None:
+        span.set_attribute(tracing.STEP_STORED, stored is not None)
     if stored is not None:
         return _result_for(step, key, call, stored)
     attempt = 1
@@ -154,6 +172,8 @@ async def _cached(
             attempt += 1
             wait = step.retry.wait_before(attempt)
             logger.warning("%s failed (%s); attempt %d in %.3f s", key, error, attempt, wait)
+            if span is not None:
+                span.add_event("runtara.retry", {"runtara.retry.attempt": attempt})
             await pause(wait)
             await instance.record_retry_attempt(key, attempt, str(error))
     encoded = step_state.encode(key, call, value)
