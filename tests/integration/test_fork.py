@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +15,7 @@ from tests.integration.test_launcher import Launching
 from tests.integration.test_management_queues import remote
 from tests.support import LoopbackServer, run_cli, sqlite_url
 
+HERE = Path(__file__).parent
 STEP_KEYS = [f"durable::step::{number}" for number in range(1, 6)]
 
 
@@ -202,6 +204,18 @@ def test_a_fork_through_the_management_service(database_url):
             with pytest.raises(errors.OperationRefused, match="no checkpoint 'nope'"):
                 admin.fork_instance("src", "nope", None, {}, None)
             assert admin.instance_details("src").instance.status is records.InstanceStatus.RUNNING
+        through = run_cli(
+            "fork", "src", "--from", "one", "--id", "via-cli", *server.management_target(), cwd=HERE
+        )
+        assert through.returncode == 0, through.stderr
+        assert (through.stdout, through.stderr) == (
+            "via-cli\n",
+            "via-cli: forked from src at one\n",
+        )
+        read_only = run_cli(
+            "fork", "src", "--from", "one", *server.management_target("read"), cwd=HERE
+        )
+        assert read_only.returncode == 1 and "needs the operate credential" in read_only.stderr
         with (
             remote(server, "read") as reader,
             pytest.raises(errors.AccessDenied, match="fork_instance needs the operate"),
