@@ -53,8 +53,9 @@ class Credentials:
 
 
 def generate() -> Credentials:
-    """Two fresh random tokens (256 bits each)."""
-    return Credentials(read=secrets.token_urlsafe(32), operate=secrets.token_urlsafe(32))
+    """Two fresh random tokens (256 bits each), in hex: never starting with ``-``,
+    which a command line would take for an option (``--token -x...``)."""
+    return Credentials(read=secrets.token_hex(32), operate=secrets.token_hex(32))
 
 
 def problem(token: str) -> str | None:
