@@ -1,4 +1,4 @@
-"""``stop``, ``retry`` and ``signal`` on many instances chosen by filters.
+"""``stop``, ``retry``, ``signal`` and ``fork`` on many instances chosen by filters.
 
 The selection is made first and fixed: :func:`select` pages through
 ``list_instances`` (newest first) and keeps the ids that match, so acting on
@@ -8,7 +8,8 @@ of :data:`BATCH`, printing one outcome per instance as it goes.
 Each action chooses only among the instances it applies to (``retry`` among
 failed and cancelled ones, ``stop`` and ``signal`` among live ones), so a
 rerun after an interruption skips what the first run changed: a retried
-instance is pending, a stopped one cancelled.
+instance is pending, a stopped one cancelled. ``fork`` is the exception: it
+leaves each instance as it was, so a rerun forks the same ones again.
 """
 
 from __future__ import annotations
@@ -36,12 +37,23 @@ POLL = 0.2
 Status = records.InstanceStatus
 LIVE = frozenset({Status.PENDING, Status.RUNNING, Status.SUSPENDED})
 RETRYABLE = frozenset({Status.FAILED, Status.CANCELLED})
-APPLIES = {"retry": RETRYABLE, "stop": LIVE, "signal": LIVE}
+ANY = frozenset(Status)
+APPLIES = {"retry": RETRYABLE, "stop": LIVE, "signal": LIVE, "fork": ANY}
 """The statuses each action chooses among."""
 
-Action = Callable[[Admin, str], str | None]
-"""Acts on one instance; returns a note for the outcome, raises OperationRefused
-when the instance cannot take the action."""
+
+@attrs.frozen
+class Done:
+    """What an action did to one instance, beyond ``ok``."""
+
+    note: str | None
+    fields: dict[str, str]
+    """Added to the instance's JSON outcome."""
+
+
+Action = Callable[[Admin, str], str | Done | None]
+"""Acts on one instance; returns a note (or a :class:`Done`) for the outcome, raises
+OperationRefused when the instance cannot take the action."""
 
 
 @attrs.frozen
@@ -81,10 +93,21 @@ class Outcome:
     outcome: str
     """``ok``, ``refused`` or ``error``."""
     reason: str | None = None
+    fields: dict[str, str] = attrs.field(factory=dict)
+    """Added to its JSON line (``fork``: the new id and the checkpoint)."""
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "instance_id": self.instance_id,
+            "outcome": self.outcome,
+            "reason": self.reason,
+            **self.fields,
+        }
 
 
-def add_arguments(parser: common.Parser) -> None:
-    """The filters choosing instances instead of an id, and how to act on them."""
+def add_arguments(parser: common.Parser, *, with_json: bool = True) -> None:
+    """The filters choosing instances instead of an id, and how to act on them;
+    ``with_json`` False for a command whose own ``--json`` serves both."""
     group = parser.add_argument_group(
         "choosing instances by filters (instead of an id)",
         "Instances matching all the filters given are chosen first, then acted on in "
@@ -112,9 +135,10 @@ def add_arguments(parser: common.Parser) -> None:
     group.add_argument(
         "--yes", action="store_true", help=f"act on more than {CONFIRM_ABOVE} instances"
     )
-    group.add_argument(
-        "--json", action="store_true", help="one JSON object per instance, then a summary"
-    )
+    if with_json:
+        group.add_argument(
+            "--json", action="store_true", help="one JSON object per instance, then a summary"
+        )
 
 
 _FILTERS = (
@@ -129,9 +153,12 @@ _FILTERS = (
 _BULK_ONLY = ("limit", "dry_run", "yes", "json")
 
 
-def chosen(parser: common.Parser, arguments: argparse.Namespace) -> Filter | None:
+def chosen(
+    parser: common.Parser, arguments: argparse.Namespace, *, shared: Sequence[str] = ()
+) -> Filter | None:
     """The filter the arguments give, or None when they name one instance; a usage
-    error (exit 2) for both or neither."""
+    error (exit 2) for both or neither. ``shared``: options of :data:`_BULK_ONLY`
+    the command also takes with an id."""
     given = [name for name in _FILTERS if getattr(arguments, name) is not None]
     if arguments.instance is not None:
         if given:
@@ -139,7 +166,7 @@ def chosen(parser: common.Parser, arguments: argparse.Namespace) -> Filter | Non
                 "give an instance id or filters, not both "
                 f"(--{given[0].replace('_', '-')} was given with {arguments.instance!r})"
             )
-        extra = [name for name in _BULK_ONLY if getattr(arguments, name)]
+        extra = [name for name in _BULK_ONLY if name not in shared and getattr(arguments, name)]
         if extra:
             parser.error(f"--{extra[0].replace('_', '-')} goes with filters, not an instance id")
         return None
@@ -215,7 +242,7 @@ def act(
             outcome = _one(admin, instance_id, action)
             outcomes.append(outcome)
             if as_json:
-                print(render.to_json_line(outcome))
+                print(render.to_json_line(outcome.to_json()))
             else:
                 said = outcome.outcome + (f": {outcome.reason}" if outcome.reason else "")
                 print(f"{instance_id.ljust(width)}  {said}")
@@ -228,12 +255,14 @@ def act(
 
 def _one(admin: Admin, instance_id: str, action: Action) -> Outcome:
     try:
-        note = action(admin, instance_id)
+        done = action(admin, instance_id)
     except errors.OperationRefused as refusal:
         return Outcome(instance_id, "refused", str(refusal))
     except (errors.StorageError, errors.ClientError, errors.RequestError) as error:
         return Outcome(instance_id, "error", str(error))
-    return Outcome(instance_id, "ok", note)
+    if isinstance(done, Done):
+        return Outcome(instance_id, "ok", done.note, dict(done.fields))
+    return Outcome(instance_id, "ok", done)
 
 
 def run(
@@ -313,7 +342,7 @@ def _summary(outcomes: list[Outcome], verb: str, as_json: bool) -> None:
 
 
 def _done(verb: str) -> str:
-    return {"retry": "retried", "stop": "stopped"}.get(verb, f"sent {verb}")
+    return {"retry": "retried", "stop": "stopped", "fork": "forked"}.get(verb, f"sent {verb}")
 
 
 def _line(error: str | None) -> str:
@@ -333,6 +362,22 @@ def retry(
         admin.retry_instance(instance_id, env, payload)
 
     return run(arguments, wanted, "retry", one, applies=RETRYABLE)
+
+
+def fork(
+    arguments: argparse.Namespace, wanted: Filter, env: dict[str, str], payload: bytes | None
+) -> int:
+    """Fork each from its latest checkpoint, as a new instance with a new id; each
+    instance chosen is left as it was (so a rerun forks them again)."""
+
+    def one(admin: Admin, instance_id: str) -> Done:
+        new_id, checkpoint = admin.fork_instance(instance_id, None, None, env, payload)
+        return Done(
+            f"forked as {new_id} from {checkpoint}",
+            {"new_instance_id": new_id, "checkpoint": checkpoint},
+        )
+
+    return run(arguments, wanted, "fork", one, applies=ANY)
 
 
 def signal(

@@ -216,9 +216,11 @@ def fork(argv: Sequence[str]) -> int:
         "print its id: it gets copies of the checkpoints INSTANCE saved up to and including "
         "that one (the durable steps they hold are not run again) and INSTANCE's launch "
         "(command, folder, environment, input, queue, key, priority); the server's launcher "
-        "launches it at once. INSTANCE itself is not changed, whatever its status.",
+        "launches it at once. INSTANCE itself is not changed, whatever its status. With "
+        f"filters instead of an id (and --from {LATEST}), each instance they match, from its "
+        "latest checkpoint: a rerun forks them all again.",
     )
-    parser.add_argument("instance", help="the instance to fork")
+    parser.add_argument("instance", nargs="?", help="the instance to fork (or filters, below)")
     parser.add_argument(
         "--from",
         dest="checkpoint",
@@ -226,13 +228,32 @@ def fork(argv: Sequence[str]) -> int:
         metavar="CHECKPOINT",
         help=f"the checkpoint to run again from, or `{LATEST}` for the latest one",
     )
-    parser.add_argument("--id", help="the new instance's id (default: INSTANCE-fork-<8 hex>)")
+    parser.add_argument(
+        "--id", help="the new instance's id (default: INSTANCE-fork-<8 hex>; not with filters)"
+    )
     _input_and_env(parser, "a new input", "set a variable of its launch environment; repeatable")
-    parser.add_argument("--json", action="store_true", help="print the outcome as JSON")
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print the outcome as JSON (with filters: one object per instance, then a summary)",
+    )
+    bulk.add_arguments(parser, with_json=False)
     common.add_target_arguments(parser)
     arguments = parser.parse_args(argv)
+    wanted = bulk.chosen(parser, arguments, shared=("json",))
+    if wanted is not None:
+        if arguments.checkpoint != LATEST:
+            parser.error(
+                f"with filters only --from {LATEST} is allowed (each instance's latest "
+                f"checkpoint): a checkpoint such as {arguments.checkpoint!r} is not one that "
+                "many instances share"
+            )
+        if arguments.id is not None:
+            parser.error("--id goes with an instance id, not filters (each fork gets a new id)")
     env = parse_env(arguments.env)
     payload = None if arguments.input is None else checked_input(read_input(arguments.input))
+    if wanted is not None:
+        return bulk.fork(arguments, wanted, env, payload)
     checkpoint = None if arguments.checkpoint == LATEST else arguments.checkpoint
     with common.open_admin(arguments) as admin:
         new_id, forked_at = admin.fork_instance(

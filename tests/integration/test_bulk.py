@@ -169,3 +169,32 @@ def test_stop_by_tenant_cancels_that_tenants_instances_only(launching):
     # a rerun finds nothing live left in x
     rerun = cli(launching, "stop", "--tenant", "x", "--yes")
     assert rerun.returncode == 0 and "no instance matches" in rerun.stdout
+
+
+def test_retry_by_filters_through_the_management_service(launching):
+    ids = start_broken(launching, 3, prefix="remote")
+    (launching.folder / "BROKEN").unlink()
+    remote = launching.server.management_target()
+    read_only = run_cli(
+        "retry",
+        "--status",
+        "failed",
+        "--yes",
+        *launching.server.management_target("read"),
+        cwd=launching.folder,
+    )
+    assert read_only.returncode == 1, read_only.stderr
+    assert "needs the operate credential" in read_only.stderr + read_only.stdout
+    assert all(launching.instance(i).status is Status.FAILED for i in ids)
+
+    done = run_cli("retry", "--status", "failed", "--yes", "--json", *remote, cwd=launching.folder)
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    assert lines[-1] == {"summary": {"matched": 3, "ok": 3, "refused": 0, "error": 0}}
+    assert sorted(o["instance_id"] for o in lines[:-1]) == ids
+    assert {o["outcome"] for o in lines[:-1]} == {"ok"}
+    for instance_id in ids:
+        assert launching.finished(instance_id).status is Status.COMPLETED
+        assert retried(launching, instance_id) == 1
+    rerun = run_cli("retry", "--status", "failed", "--yes", *remote, cwd=launching.folder)
+    assert rerun.returncode == 0 and "no instance matches" in rerun.stdout
