@@ -3,7 +3,10 @@
 A credential is a secret token. The *read* one lets its holder look: the
 metrics, the health details, the console's pages, the inspection requests. The
 *operate* one lets its holder act as well: start, stop, retry, signals,
-pruning. A server always has both: the configured ones (from a file, the
+pruning. A third kind, the *child* credential of one instance (an HMAC of the
+operate token and its id, given to the processes the launcher starts for it),
+lets those processes start and read that instance's children, nothing else.
+A server always has both: the configured ones (from a file, the
 environment or, with a warning, the command line), or ones it generates at
 start and writes to its runtime file, readable by its user alone, where the
 tools find them. Comparisons take the same time whatever the guess.
@@ -12,6 +15,7 @@ tools find them. Comparisons take the same time whatever the guess.
 from __future__ import annotations
 
 import enum
+import hashlib
 import hmac
 import secrets
 from pathlib import Path
@@ -48,8 +52,28 @@ class Credentials:
             return Role.OPERATE
         return Role.READ if read else None
 
+    def child(self, instance_id: str) -> str:
+        """The child credential of ``instance_id``, given to its processes as
+        ``RUNTARA_CHILD_TOKEN``: it allows only starting and reading that instance's
+        own children (StartChild, GetChild naming it as the parent)."""
+        return child_token(self.operate, instance_id)
+
+    def is_child_of(self, presented: str | bytes | None, parent_id: str) -> bool:
+        """Whether ``presented`` is ``parent_id``'s child credential (constant time)."""
+        if not presented or not parent_id:
+            return False
+        given = presented if isinstance(presented, bytes) else presented.encode("utf-8", "replace")
+        return hmac.compare_digest(given, self.child(parent_id).encode())
+
     def __repr__(self) -> str:
         return "Credentials(read=..., operate=...)"  # never in a log or a traceback
+
+
+def child_token(operate: str, instance_id: str) -> str:
+    """hex(HMAC-SHA256(operate token, b"child:" + instance id))."""
+    return hmac.new(
+        operate.encode(), b"child:" + instance_id.encode("utf-8"), hashlib.sha256
+    ).hexdigest()
 
 
 def generate() -> Credentials:

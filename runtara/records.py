@@ -202,6 +202,8 @@ class InstanceDetails:
     """How it is launched, for an instance started with ``runtara-core start``."""
     wait_reason: str | None = None
     """Why a started instance is not running yet (queue paused or full, a delay...)."""
+    children: list[str] = attrs.field(factory=list)
+    """The ids of the instances it started as its children (``start_child``)."""
 
 
 class _Unchanged:
@@ -297,6 +299,10 @@ class Launch:
     """Set on a fork (``runtara-core fork``): the instance it was forked from."""
     origin_checkpoint: str | None = None
     """Set on a fork: the checkpoint of ``origin_instance`` it runs again from."""
+    parent_instance: str | None = None
+    """Set on a child instance (the SDK's ``start_child``): the instance that started it."""
+    on_parent_cancel: str | None = None
+    """Set on a child: ``cancel`` (stopped when its parent is) or ``abandon`` (left running)."""
 
     @property
     def holder(self) -> LaunchHolder:

@@ -376,6 +376,7 @@ class RemoteAdmin(Admin):
             if reply.HasField("launch")
             else None,
             reply.wait_reason if reply.HasField("wait_reason") else None,
+            list(reply.children),
         )
 
     def _require_instance(self, instance_id: str) -> None:

@@ -136,6 +136,8 @@ def show(argv: Sequence[str]) -> int:
         fields += _launch_fields(details.launch)
     if details.wait_reason is not None:
         fields.append(("waiting", details.wait_reason))
+    if details.children:
+        fields.append(("children", ", ".join(details.children)))
     width = max(len(name) for name, _ in fields)
     print("\n".join(f"{name.ljust(width)}  {value}" for name, value in fields))
     if details.recent_events:
@@ -161,6 +163,10 @@ def _launch_fields(launch: records.Launch) -> list[tuple[str, str]]:
     origin = []
     if launch.origin_instance is not None:
         origin = [("forked from", f"{launch.origin_instance} at {launch.origin_checkpoint}")]
+    if launch.parent_instance is not None:
+        origin.append(
+            ("parent", f"{launch.parent_instance} (on its cancel: {launch.on_parent_cancel})")
+        )
     return [
         *origin,
         ("command", command),

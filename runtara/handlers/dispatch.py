@@ -87,6 +87,8 @@ MANAGEMENT_OPERATIONS = _table(
     ("read_log", management.read_log, "READ_LOG_ERROR"),
     ("retry_instance", management.retry_instance, "RETRY_INSTANCE_ERROR", Role.OPERATE),
     ("fork_instance", management.fork_instance, "FORK_INSTANCE_ERROR", Role.OPERATE),
+    ("start_child", management.start_child, "START_CHILD_ERROR", Role.OPERATE),
+    ("get_child", management.get_child, "GET_CHILD_ERROR"),
     ("set_queue", management.set_queue, "SET_QUEUE_ERROR", Role.OPERATE),
     ("list_queues", management.list_queues, "LIST_QUEUES_ERROR"),
     ("add_schedule", management.add_schedule, "ADD_SCHEDULE_ERROR", Role.OPERATE),
@@ -95,6 +97,9 @@ MANAGEMENT_OPERATIONS = _table(
 )
 """The management protocol's operations; those that change something need the
 operate credential, the others the read one (or the operate one)."""
+
+CHILD_OPERATIONS = frozenset({"start_child", "get_child"})
+"""The only operations the child credential of the request's ``parent_id`` allows."""
 
 
 @attrs.frozen

@@ -130,6 +130,7 @@ def get_instance(request: mpb.GetInstanceRequest, services: Services) -> mpb.Rpc
         instance=mapping.instance_to_wire(details.instance),
         custom_signals=[mapping.custom_signal_to_wire(s) for s in details.custom_signals],
         recent_events=[mapping.event_to_wire(e) for e in details.recent_events],
+        children=details.children,
     )
     if details.pending_signal is not None:
         reply.pending_signal.CopyFrom(mapping.pending_signal_to_wire(details.pending_signal))
@@ -329,6 +330,57 @@ def fork_instance(request: mpb.ForkInstanceRequest, services: Services) -> mpb.R
             success=True, instance_id=new_id, checkpoint_id=forked_at
         )
     )
+
+
+def start_child(request: mpb.StartChildRequest, services: Services) -> mpb.RpcResponse:
+    """Start a child of a live instance (see :func:`launches.start_child`)."""
+    try:
+        operations.require_id(request.parent_id, "parent_id")
+        operations.require_id(request.child_id, "child_id")
+        env = spec.parse_env(list(request.env))
+        payload = spec.checked_input(request.input) if request.HasField("input") else None
+        now = services.now()
+        deduplicated = services.storage.run(
+            lambda tx: launches.start_child(
+                tx,
+                request.parent_id,
+                request.child_id,
+                list(request.command) or None,
+                env,
+                payload,
+                request.on_parent_cancel or "cancel",
+                now,
+                checked=lambda text: spec.checked(spec.LaunchSpec.from_json(text)).to_json(),
+            )
+        )
+    except (errors.OperationRefused, errors.ConfigError) as refusal:
+        return mpb.RpcResponse(
+            start_child=mpb.StartChildResponse(success=False, error=str(refusal))
+        )
+    return mpb.RpcResponse(
+        start_child=mpb.StartChildResponse(success=True, deduplicated=deduplicated)
+    )
+
+
+def get_child(request: mpb.GetChildRequest, services: Services) -> mpb.RpcResponse:
+    """A child's status, output and error; not found for an instance that is not
+    ``parent_id``'s child."""
+
+    def read(tx):
+        launch = tx.get_launch(request.child_id)
+        if launch is None or launch.parent_instance != request.parent_id:
+            return None
+        return tx.get_instance(request.child_id)
+
+    instance = _read(services, read) if request.parent_id else None
+    if instance is None:
+        return mpb.RpcResponse(get_child=mpb.GetChildResponse(found=False))
+    reply = mpb.GetChildResponse(found=True, status=mapping.status_to_wire(instance.status))
+    if instance.output is not None:
+        reply.output = instance.output
+    if instance.error is not None:
+        reply.error = instance.error
+    return mpb.RpcResponse(get_child=reply)
 
 
 def read_log(request: mpb.ReadLogRequest, services: Services) -> mpb.RpcResponse:

@@ -46,6 +46,7 @@ from pathlib import Path
 import attrs
 
 from runtara import clock, errors, metrics, records, tracing
+from runtara.credentials import Credentials
 from runtara.launcher import cgroups, containment, logs, processes
 from runtara.launcher.spec import DEFAULT_MAX_FAILURES, LaunchSpec
 from runtara.storage import base, launches
@@ -87,6 +88,12 @@ class Settings:
     wake_grace: float = 5.0
     """How long past its wake time a sleeper waits for a live process's own timer."""
     wake_batch: int = 10
+    management_addr: str | None = None
+    """Where instances reach the management service (RUNTARA_MANAGEMENT_ADDR), to
+    start and wait for their children."""
+    credentials: Credentials | None = None
+    """The server's; each process gets its instance's child credential only
+    (RUNTARA_CHILD_TOKEN), never these."""
     child_umask: int = -1
     """The umask instance processes get (-1: the server's own, which keeps the
     server's files private; the server passes the one it was started with)."""
@@ -601,6 +608,11 @@ class Launcher:
         )
         if self.settings.skip_cert_verification:
             environment["RUNTARA_SKIP_CERT_VERIFICATION"] = "true"
+        if self.settings.management_addr is not None and self.settings.credentials is not None:
+            environment["RUNTARA_MANAGEMENT_ADDR"] = self.settings.management_addr
+            environment["RUNTARA_CHILD_TOKEN"] = self.settings.credentials.child(
+                instance.instance_id
+            )
         if instance.checkpoint_id is not None:
             environment["RUNTARA_CHECKPOINT_ID"] = instance.checkpoint_id
         if launch.input is not None:

@@ -47,7 +47,7 @@ SCHEDULE_REMOVE: ScheduleAction
 SCHEDULE_TRIGGER: ScheduleAction
 
 class RpcRequest(_message.Message):
-    __slots__ = ("health_check", "send_signal", "get_instance_status", "list_instances", "list_checkpoints", "get_checkpoint", "send_custom_signal", "get_instance", "list_events", "get_stats", "start_instance", "stop_instance", "read_log", "retry_instance", "set_queue", "list_queues", "add_schedule", "list_schedules", "change_schedule", "fork_instance", "token")
+    __slots__ = ("health_check", "send_signal", "get_instance_status", "list_instances", "list_checkpoints", "get_checkpoint", "send_custom_signal", "get_instance", "list_events", "get_stats", "start_instance", "stop_instance", "read_log", "retry_instance", "set_queue", "list_queues", "add_schedule", "list_schedules", "change_schedule", "fork_instance", "start_child", "get_child", "token")
     HEALTH_CHECK_FIELD_NUMBER: _ClassVar[int]
     SEND_SIGNAL_FIELD_NUMBER: _ClassVar[int]
     GET_INSTANCE_STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -68,6 +68,8 @@ class RpcRequest(_message.Message):
     LIST_SCHEDULES_FIELD_NUMBER: _ClassVar[int]
     CHANGE_SCHEDULE_FIELD_NUMBER: _ClassVar[int]
     FORK_INSTANCE_FIELD_NUMBER: _ClassVar[int]
+    START_CHILD_FIELD_NUMBER: _ClassVar[int]
+    GET_CHILD_FIELD_NUMBER: _ClassVar[int]
     TOKEN_FIELD_NUMBER: _ClassVar[int]
     health_check: HealthCheckRequest
     send_signal: SendSignalRequest
@@ -89,11 +91,13 @@ class RpcRequest(_message.Message):
     list_schedules: ListSchedulesRequest
     change_schedule: ChangeScheduleRequest
     fork_instance: ForkInstanceRequest
+    start_child: StartChildRequest
+    get_child: GetChildRequest
     token: str
-    def __init__(self, health_check: _Optional[_Union[HealthCheckRequest, _Mapping]] = ..., send_signal: _Optional[_Union[SendSignalRequest, _Mapping]] = ..., get_instance_status: _Optional[_Union[GetInstanceStatusRequest, _Mapping]] = ..., list_instances: _Optional[_Union[ListInstancesRequest, _Mapping]] = ..., list_checkpoints: _Optional[_Union[ListCheckpointsRequest, _Mapping]] = ..., get_checkpoint: _Optional[_Union[GetCheckpointRequest, _Mapping]] = ..., send_custom_signal: _Optional[_Union[SendCustomSignalRequest, _Mapping]] = ..., get_instance: _Optional[_Union[GetInstanceRequest, _Mapping]] = ..., list_events: _Optional[_Union[ListEventsRequest, _Mapping]] = ..., get_stats: _Optional[_Union[GetStatsRequest, _Mapping]] = ..., start_instance: _Optional[_Union[StartInstanceRequest, _Mapping]] = ..., stop_instance: _Optional[_Union[StopInstanceRequest, _Mapping]] = ..., read_log: _Optional[_Union[ReadLogRequest, _Mapping]] = ..., retry_instance: _Optional[_Union[RetryInstanceRequest, _Mapping]] = ..., set_queue: _Optional[_Union[SetQueueRequest, _Mapping]] = ..., list_queues: _Optional[_Union[ListQueuesRequest, _Mapping]] = ..., add_schedule: _Optional[_Union[AddScheduleRequest, _Mapping]] = ..., list_schedules: _Optional[_Union[ListSchedulesRequest, _Mapping]] = ..., change_schedule: _Optional[_Union[ChangeScheduleRequest, _Mapping]] = ..., fork_instance: _Optional[_Union[ForkInstanceRequest, _Mapping]] = ..., token: _Optional[str] = ...) -> None: ...
+    def __init__(self, health_check: _Optional[_Union[HealthCheckRequest, _Mapping]] = ..., send_signal: _Optional[_Union[SendSignalRequest, _Mapping]] = ..., get_instance_status: _Optional[_Union[GetInstanceStatusRequest, _Mapping]] = ..., list_instances: _Optional[_Union[ListInstancesRequest, _Mapping]] = ..., list_checkpoints: _Optional[_Union[ListCheckpointsRequest, _Mapping]] = ..., get_checkpoint: _Optional[_Union[GetCheckpointRequest, _Mapping]] = ..., send_custom_signal: _Optional[_Union[SendCustomSignalRequest, _Mapping]] = ..., get_instance: _Optional[_Union[GetInstanceRequest, _Mapping]] = ..., list_events: _Optional[_Union[ListEventsRequest, _Mapping]] = ..., get_stats: _Optional[_Union[GetStatsRequest, _Mapping]] = ..., start_instance: _Optional[_Union[StartInstanceRequest, _Mapping]] = ..., stop_instance: _Optional[_Union[StopInstanceRequest, _Mapping]] = ..., read_log: _Optional[_Union[ReadLogRequest, _Mapping]] = ..., retry_instance: _Optional[_Union[RetryInstanceRequest, _Mapping]] = ..., set_queue: _Optional[_Union[SetQueueRequest, _Mapping]] = ..., list_queues: _Optional[_Union[ListQueuesRequest, _Mapping]] = ..., add_schedule: _Optional[_Union[AddScheduleRequest, _Mapping]] = ..., list_schedules: _Optional[_Union[ListSchedulesRequest, _Mapping]] = ..., change_schedule: _Optional[_Union[ChangeScheduleRequest, _Mapping]] = ..., fork_instance: _Optional[_Union[ForkInstanceRequest, _Mapping]] = ..., start_child: _Optional[_Union[StartChildRequest, _Mapping]] = ..., get_child: _Optional[_Union[GetChildRequest, _Mapping]] = ..., token: _Optional[str] = ...) -> None: ...
 
 class RpcResponse(_message.Message):
-    __slots__ = ("health_check", "send_signal", "get_instance_status", "list_instances", "list_checkpoints", "get_checkpoint", "send_custom_signal", "error", "get_instance", "list_events", "get_stats", "start_instance", "stop_instance", "read_log", "retry_instance", "set_queue", "list_queues", "add_schedule", "list_schedules", "change_schedule", "fork_instance")
+    __slots__ = ("health_check", "send_signal", "get_instance_status", "list_instances", "list_checkpoints", "get_checkpoint", "send_custom_signal", "error", "get_instance", "list_events", "get_stats", "start_instance", "stop_instance", "read_log", "retry_instance", "set_queue", "list_queues", "add_schedule", "list_schedules", "change_schedule", "fork_instance", "start_child", "get_child")
     HEALTH_CHECK_FIELD_NUMBER: _ClassVar[int]
     SEND_SIGNAL_FIELD_NUMBER: _ClassVar[int]
     GET_INSTANCE_STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -115,6 +119,8 @@ class RpcResponse(_message.Message):
     LIST_SCHEDULES_FIELD_NUMBER: _ClassVar[int]
     CHANGE_SCHEDULE_FIELD_NUMBER: _ClassVar[int]
     FORK_INSTANCE_FIELD_NUMBER: _ClassVar[int]
+    START_CHILD_FIELD_NUMBER: _ClassVar[int]
+    GET_CHILD_FIELD_NUMBER: _ClassVar[int]
     health_check: HealthCheckResponse
     send_signal: SendSignalResponse
     get_instance_status: GetInstanceStatusResponse
@@ -136,7 +142,9 @@ class RpcResponse(_message.Message):
     list_schedules: ListSchedulesResponse
     change_schedule: ChangeScheduleResponse
     fork_instance: ForkInstanceResponse
-    def __init__(self, health_check: _Optional[_Union[HealthCheckResponse, _Mapping]] = ..., send_signal: _Optional[_Union[SendSignalResponse, _Mapping]] = ..., get_instance_status: _Optional[_Union[GetInstanceStatusResponse, _Mapping]] = ..., list_instances: _Optional[_Union[ListInstancesResponse, _Mapping]] = ..., list_checkpoints: _Optional[_Union[ListCheckpointsResponse, _Mapping]] = ..., get_checkpoint: _Optional[_Union[GetCheckpointResponse, _Mapping]] = ..., send_custom_signal: _Optional[_Union[SendCustomSignalResponse, _Mapping]] = ..., error: _Optional[_Union[RpcError, _Mapping]] = ..., get_instance: _Optional[_Union[GetInstanceResponse, _Mapping]] = ..., list_events: _Optional[_Union[ListEventsResponse, _Mapping]] = ..., get_stats: _Optional[_Union[GetStatsResponse, _Mapping]] = ..., start_instance: _Optional[_Union[StartInstanceResponse, _Mapping]] = ..., stop_instance: _Optional[_Union[StopInstanceResponse, _Mapping]] = ..., read_log: _Optional[_Union[ReadLogResponse, _Mapping]] = ..., retry_instance: _Optional[_Union[RetryInstanceResponse, _Mapping]] = ..., set_queue: _Optional[_Union[SetQueueResponse, _Mapping]] = ..., list_queues: _Optional[_Union[ListQueuesResponse, _Mapping]] = ..., add_schedule: _Optional[_Union[AddScheduleResponse, _Mapping]] = ..., list_schedules: _Optional[_Union[ListSchedulesResponse, _Mapping]] = ..., change_schedule: _Optional[_Union[ChangeScheduleResponse, _Mapping]] = ..., fork_instance: _Optional[_Union[ForkInstanceResponse, _Mapping]] = ...) -> None: ...
+    start_child: StartChildResponse
+    get_child: GetChildResponse
+    def __init__(self, health_check: _Optional[_Union[HealthCheckResponse, _Mapping]] = ..., send_signal: _Optional[_Union[SendSignalResponse, _Mapping]] = ..., get_instance_status: _Optional[_Union[GetInstanceStatusResponse, _Mapping]] = ..., list_instances: _Optional[_Union[ListInstancesResponse, _Mapping]] = ..., list_checkpoints: _Optional[_Union[ListCheckpointsResponse, _Mapping]] = ..., get_checkpoint: _Optional[_Union[GetCheckpointResponse, _Mapping]] = ..., send_custom_signal: _Optional[_Union[SendCustomSignalResponse, _Mapping]] = ..., error: _Optional[_Union[RpcError, _Mapping]] = ..., get_instance: _Optional[_Union[GetInstanceResponse, _Mapping]] = ..., list_events: _Optional[_Union[ListEventsResponse, _Mapping]] = ..., get_stats: _Optional[_Union[GetStatsResponse, _Mapping]] = ..., start_instance: _Optional[_Union[StartInstanceResponse, _Mapping]] = ..., stop_instance: _Optional[_Union[StopInstanceResponse, _Mapping]] = ..., read_log: _Optional[_Union[ReadLogResponse, _Mapping]] = ..., retry_instance: _Optional[_Union[RetryInstanceResponse, _Mapping]] = ..., set_queue: _Optional[_Union[SetQueueResponse, _Mapping]] = ..., list_queues: _Optional[_Union[ListQueuesResponse, _Mapping]] = ..., add_schedule: _Optional[_Union[AddScheduleResponse, _Mapping]] = ..., list_schedules: _Optional[_Union[ListSchedulesResponse, _Mapping]] = ..., change_schedule: _Optional[_Union[ChangeScheduleResponse, _Mapping]] = ..., fork_instance: _Optional[_Union[ForkInstanceResponse, _Mapping]] = ..., start_child: _Optional[_Union[StartChildResponse, _Mapping]] = ..., get_child: _Optional[_Union[GetChildResponse, _Mapping]] = ...) -> None: ...
 
 class RpcError(_message.Message):
     __slots__ = ("code", "message")
@@ -361,7 +369,7 @@ class PendingCustomSignal(_message.Message):
     def __init__(self, checkpoint_id: _Optional[str] = ..., payload: _Optional[bytes] = ..., created_at_ms: _Optional[int] = ...) -> None: ...
 
 class GetInstanceResponse(_message.Message):
-    __slots__ = ("found", "instance", "pending_signal", "custom_signals", "recent_events", "launch", "wait_reason")
+    __slots__ = ("found", "instance", "pending_signal", "custom_signals", "recent_events", "launch", "wait_reason", "children")
     FOUND_FIELD_NUMBER: _ClassVar[int]
     INSTANCE_FIELD_NUMBER: _ClassVar[int]
     PENDING_SIGNAL_FIELD_NUMBER: _ClassVar[int]
@@ -369,6 +377,7 @@ class GetInstanceResponse(_message.Message):
     RECENT_EVENTS_FIELD_NUMBER: _ClassVar[int]
     LAUNCH_FIELD_NUMBER: _ClassVar[int]
     WAIT_REASON_FIELD_NUMBER: _ClassVar[int]
+    CHILDREN_FIELD_NUMBER: _ClassVar[int]
     found: bool
     instance: InstanceSummary
     pending_signal: PendingSignal
@@ -376,10 +385,11 @@ class GetInstanceResponse(_message.Message):
     recent_events: _containers.RepeatedCompositeFieldContainer[Event]
     launch: Launch
     wait_reason: str
-    def __init__(self, found: _Optional[bool] = ..., instance: _Optional[_Union[InstanceSummary, _Mapping]] = ..., pending_signal: _Optional[_Union[PendingSignal, _Mapping]] = ..., custom_signals: _Optional[_Iterable[_Union[PendingCustomSignal, _Mapping]]] = ..., recent_events: _Optional[_Iterable[_Union[Event, _Mapping]]] = ..., launch: _Optional[_Union[Launch, _Mapping]] = ..., wait_reason: _Optional[str] = ...) -> None: ...
+    children: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, found: _Optional[bool] = ..., instance: _Optional[_Union[InstanceSummary, _Mapping]] = ..., pending_signal: _Optional[_Union[PendingSignal, _Mapping]] = ..., custom_signals: _Optional[_Iterable[_Union[PendingCustomSignal, _Mapping]]] = ..., recent_events: _Optional[_Iterable[_Union[Event, _Mapping]]] = ..., launch: _Optional[_Union[Launch, _Mapping]] = ..., wait_reason: _Optional[str] = ..., children: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Launch(_message.Message):
-    __slots__ = ("spec", "max_failures", "attempt", "failures", "next_launch_at_ms", "claimed_by", "claimed_until_ms", "pid", "host", "stop_deadline_ms", "last_exit", "launched_at_ms", "resumed_from", "queue", "key", "priority", "origin_instance", "origin_checkpoint")
+    __slots__ = ("spec", "max_failures", "attempt", "failures", "next_launch_at_ms", "claimed_by", "claimed_until_ms", "pid", "host", "stop_deadline_ms", "last_exit", "launched_at_ms", "resumed_from", "queue", "key", "priority", "origin_instance", "origin_checkpoint", "parent_instance", "on_parent_cancel")
     SPEC_FIELD_NUMBER: _ClassVar[int]
     MAX_FAILURES_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
@@ -398,6 +408,8 @@ class Launch(_message.Message):
     PRIORITY_FIELD_NUMBER: _ClassVar[int]
     ORIGIN_INSTANCE_FIELD_NUMBER: _ClassVar[int]
     ORIGIN_CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
+    PARENT_INSTANCE_FIELD_NUMBER: _ClassVar[int]
+    ON_PARENT_CANCEL_FIELD_NUMBER: _ClassVar[int]
     spec: str
     max_failures: int
     attempt: int
@@ -416,7 +428,9 @@ class Launch(_message.Message):
     priority: int
     origin_instance: str
     origin_checkpoint: str
-    def __init__(self, spec: _Optional[str] = ..., max_failures: _Optional[int] = ..., attempt: _Optional[int] = ..., failures: _Optional[int] = ..., next_launch_at_ms: _Optional[int] = ..., claimed_by: _Optional[str] = ..., claimed_until_ms: _Optional[int] = ..., pid: _Optional[int] = ..., host: _Optional[str] = ..., stop_deadline_ms: _Optional[int] = ..., last_exit: _Optional[str] = ..., launched_at_ms: _Optional[int] = ..., resumed_from: _Optional[str] = ..., queue: _Optional[str] = ..., key: _Optional[str] = ..., priority: _Optional[int] = ..., origin_instance: _Optional[str] = ..., origin_checkpoint: _Optional[str] = ...) -> None: ...
+    parent_instance: str
+    on_parent_cancel: str
+    def __init__(self, spec: _Optional[str] = ..., max_failures: _Optional[int] = ..., attempt: _Optional[int] = ..., failures: _Optional[int] = ..., next_launch_at_ms: _Optional[int] = ..., claimed_by: _Optional[str] = ..., claimed_until_ms: _Optional[int] = ..., pid: _Optional[int] = ..., host: _Optional[str] = ..., stop_deadline_ms: _Optional[int] = ..., last_exit: _Optional[str] = ..., launched_at_ms: _Optional[int] = ..., resumed_from: _Optional[str] = ..., queue: _Optional[str] = ..., key: _Optional[str] = ..., priority: _Optional[int] = ..., origin_instance: _Optional[str] = ..., origin_checkpoint: _Optional[str] = ..., parent_instance: _Optional[str] = ..., on_parent_cancel: _Optional[str] = ...) -> None: ...
 
 class ListEventsRequest(_message.Message):
     __slots__ = ("instance_id", "event_type", "subtype", "created_after_ms", "created_before_ms", "payload_contains", "limit", "offset")
@@ -764,3 +778,49 @@ class ChangeScheduleResponse(_message.Message):
     schedule: Schedule
     instance_id: str
     def __init__(self, success: _Optional[bool] = ..., error: _Optional[str] = ..., schedule: _Optional[_Union[Schedule, _Mapping]] = ..., instance_id: _Optional[str] = ...) -> None: ...
+
+class StartChildRequest(_message.Message):
+    __slots__ = ("parent_id", "child_id", "command", "env", "input", "on_parent_cancel")
+    PARENT_ID_FIELD_NUMBER: _ClassVar[int]
+    CHILD_ID_FIELD_NUMBER: _ClassVar[int]
+    COMMAND_FIELD_NUMBER: _ClassVar[int]
+    ENV_FIELD_NUMBER: _ClassVar[int]
+    INPUT_FIELD_NUMBER: _ClassVar[int]
+    ON_PARENT_CANCEL_FIELD_NUMBER: _ClassVar[int]
+    parent_id: str
+    child_id: str
+    command: _containers.RepeatedScalarFieldContainer[str]
+    env: _containers.RepeatedScalarFieldContainer[str]
+    input: bytes
+    on_parent_cancel: str
+    def __init__(self, parent_id: _Optional[str] = ..., child_id: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., env: _Optional[_Iterable[str]] = ..., input: _Optional[bytes] = ..., on_parent_cancel: _Optional[str] = ...) -> None: ...
+
+class StartChildResponse(_message.Message):
+    __slots__ = ("success", "error", "deduplicated")
+    SUCCESS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    DEDUPLICATED_FIELD_NUMBER: _ClassVar[int]
+    success: bool
+    error: str
+    deduplicated: bool
+    def __init__(self, success: _Optional[bool] = ..., error: _Optional[str] = ..., deduplicated: _Optional[bool] = ...) -> None: ...
+
+class GetChildRequest(_message.Message):
+    __slots__ = ("parent_id", "child_id")
+    PARENT_ID_FIELD_NUMBER: _ClassVar[int]
+    CHILD_ID_FIELD_NUMBER: _ClassVar[int]
+    parent_id: str
+    child_id: str
+    def __init__(self, parent_id: _Optional[str] = ..., child_id: _Optional[str] = ...) -> None: ...
+
+class GetChildResponse(_message.Message):
+    __slots__ = ("found", "status", "output", "error")
+    FOUND_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    found: bool
+    status: InstanceStatus
+    output: bytes
+    error: str
+    def __init__(self, found: _Optional[bool] = ..., status: _Optional[_Union[InstanceStatus, str]] = ..., output: _Optional[bytes] = ..., error: _Optional[str] = ...) -> None: ...

@@ -193,6 +193,8 @@ _LAUNCH_TEXTS += (("last_exit", "last_exit"), ("resumed_from", "resumed_from"))
 _LAUNCH_TEXTS += (
     ("origin_instance", "origin_instance"),
     ("origin_checkpoint", "origin_checkpoint"),
+    ("parent_instance", "parent_instance"),
+    ("on_parent_cancel", "on_parent_cancel"),
 )
 
 

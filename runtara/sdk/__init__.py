@@ -34,6 +34,7 @@ from runtara.errors import (
 )
 from runtara.records import InstanceStatus, SignalType
 from runtara.sdk.async_instance import AsyncInstance
+from runtara.sdk.children import ChildFailed, ChildTimeout
 from runtara.sdk.config import SdkConfig
 from runtara.sdk.durable import durable
 from runtara.sdk.exceptions import (
@@ -58,6 +59,8 @@ __all__ = [
     "BadResponse",
     "Cancelled",
     "CheckpointResult",
+    "ChildFailed",
+    "ChildTimeout",
     "ClientError",
     "ConfigError",
     "ConnectFailed",

@@ -8,12 +8,12 @@ cannot drift apart.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from runtara import errors
 from runtara.client.loop_thread import LoopThread
-from runtara.sdk import current
+from runtara.sdk import children, current
 from runtara.sdk.async_instance import AsyncInstance
 from runtara.sdk.config import SdkConfig
 
@@ -76,11 +76,51 @@ class Instance:
     acknowledge_signal = _blocking(AsyncInstance.acknowledge_signal)
     status = _blocking(AsyncInstance.status)
 
+    def start_child(
+        self,
+        child_id: str,
+        *,
+        command: Sequence[str] | None = None,
+        input: Any = None,
+        env: dict[str, str] | None = None,
+        on_parent_cancel: str = "cancel",
+    ) -> str:
+        """Start the child instance ``child_id`` once (a durable step keyed by its id,
+        over an idempotent start): by default with this instance's own launch
+        specification, ``command`` (a list) replacing its command, ``env`` set on
+        top of its environment, ``input`` (JSON) as its input. ``on_parent_cancel``:
+        ``"cancel"`` stops it when this instance is stopped or cancelled,
+        ``"abandon"`` leaves it running. Returns ``child_id``."""
+        return children.start_child(
+            self,
+            child_id,
+            command=command,
+            input=input,
+            env=env,
+            on_parent_cancel=on_parent_cancel,
+        )
+
+    def wait_child(self, child_id: str, timeout: float | None = None) -> Any:
+        """The child's output (JSON-decoded, None for none) once it completed; raises
+        :class:`ChildFailed` if it failed or was cancelled, :class:`ChildTimeout`
+        past ``timeout`` seconds (counted from the first wait, across relaunches).
+        While the child runs, this instance sleeps durably and leaves its process
+        (``sleep(..., exit=True)``, 1 s doubling to 10 s), to be relaunched."""
+        return children.wait_child(self, child_id, timeout)
+
+    def wait_children(self, child_ids: Sequence[str], timeout: float | None = None) -> list[Any]:
+        """The outputs of ``child_ids``, in order (see :meth:`wait_child`)."""
+        return [self.wait_child(child_id, timeout) for child_id in child_ids]
+
     def close(self) -> None:
         """Stop the heartbeat, close the connection and the loop thread (idempotent)."""
         if self._thread.loop.is_closed():
             return
         try:
+            client = getattr(self, "_children_client", None)
+            if client is not None:
+                self._children_client = None
+                self._thread.run(client.close())
             self._thread.run(self._async.close())
         finally:
             self._thread.stop()

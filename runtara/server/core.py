@@ -448,13 +448,17 @@ class ServerCore:
             return codes.UNAUTHENTICATED, (
                 f"too many failed credential checks from {source}: try again in {waiting:.0f}s"
             )
+        kind = request.WhichOneof("request")
+        if kind in dispatch.CHILD_OPERATIONS and service.credentials.is_child_of(
+            request.token, getattr(request, kind).parent_id
+        ):
+            return None
         role = service.credentials.role_of(request.token)
         if role is None:
             said = self._failed_checks.failed(source, now)
             if said is not None:
                 logger.warning("%s: %s", service.name, said, extra=_refusal_context(request))
             return codes.UNAUTHENTICATED, "missing or wrong management credential"
-        kind = request.WhichOneof("request")
         operation = service.operations.get(kind) if kind is not None else None
         if operation is not None and role < operation.role:
             return codes.PERMISSION_DENIED, (

@@ -148,7 +148,9 @@ def serve(config: ServerConfig) -> int:
         else "",
     )
     # With several server processes, process 0 alone launches and maintains.
-    tasks = maintenance_tasks(config, storage, server, started_umask) if not index else []
+    tasks = (
+        maintenance_tasks(config, storage, server, started_umask, credentials) if not index else []
+    )
     if server.shared_figures is not None:
         tasks.append(PeriodicTask("figures", FIGURES_INTERVAL, server.publish_figures))
     try:
@@ -307,20 +309,32 @@ def http_tasks(
     return tasks
 
 
+def _connect_addr(host: str, port: int) -> str:
+    """Where a process on this machine reaches an address the server listens on."""
+    connect_to = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+    return f"[{connect_to}]:{port}" if ":" in connect_to else f"{connect_to}:{port}"
+
+
 def maintenance_tasks(
-    config: ServerConfig, storage: base.StorageDriver, server: InstanceServer, child_umask: int
+    config: ServerConfig,
+    storage: base.StorageDriver,
+    server: InstanceServer,
+    child_umask: int,
+    credentials: credentials_module.Credentials | None = None,
 ) -> list[PeriodicTask]:
     """The launcher and the scheduler, the stale-instance check and retention, as
     configured."""
     tasks = []
     host, port = server.address
-    connect_to = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
-    server_addr = f"[{connect_to}]:{port}" if ":" in connect_to else f"{connect_to}:{port}"
+    server_addr = _connect_addr(host, port)
+    management = server.management_address
     if config.launcher:
         runner = launcher.Launcher(
             storage,
             launcher.Settings(
                 server_addr=server_addr,
+                management_addr=None if management is None else _connect_addr(*management[:2]),
+                credentials=credentials,
                 skip_cert_verification=server.identity.self_signed,
                 runs_dir=config.runs_dir.absolute(),
                 # The same name after a restart: the restarted server adopts its

@@ -286,6 +286,11 @@ class Transaction(abc.ABC):
         """Launches ``claimed_by`` holds, whatever their claim's end; by instance id, at
         most ``limit``."""
 
+    @abc.abstractmethod
+    def list_children(self, parent_instance: str) -> list[records.Launch]:
+        """The launches of the instances ``parent_instance`` started as its children
+        (their ``parent_instance``), by instance id."""
+
     # --- queues -----------------------------------------------------------------
     # A claim that a queue's limits decide is taken with every queue row locked
     # (lock_queues, in name order, before any instance row): the launchers of

@@ -52,7 +52,13 @@ retry           done (failed, cancelled) -> due  an operator                    
 fork            (none) -> due, a new instance    an operator                    fork
                 with copies of another's
                 checkpoints
+start child     (none) -> due, a child naming    a workflow (its child          start_child
+                its parent                       credential)
 ==============  ===============================  =============================  ==========
+
+A stop (``request_stop``, ``cancel_unanswered``, a cancel signal) also stops
+the live children whose ``on_parent_cancel`` is ``cancel``, recursively
+(``stop_children``); ``abandon`` ones are left running.
 
 The restart policy counts failures, not launches: an attempt that ends with
 its instance finished or cancelled, or suspended by the attempt's own process
@@ -78,6 +84,9 @@ from runtara.records import EventType, InstanceStatus, InstanceUpdate, LaunchUpd
 
 if TYPE_CHECKING:
     from runtara.storage import base
+
+STOP_GRACE = dt.timedelta(seconds=30)
+"""The grace of a stop a cancel makes without one (a child's, a cancel signal's)."""
 
 RELEASED = LaunchUpdate(claimed_by=None, claimed_until=None, pid=None, pid_started=None, host=None)
 """A launch no launcher watches any more."""
@@ -158,9 +167,12 @@ def start_instance(
     key: str | None = None,
     priority: int = 0,
     not_before: dt.datetime | None = None,
+    parent: str | None = None,
+    on_parent_cancel: str | None = None,
 ) -> bool:
     """Store a pending instance with its launch specification, due at ``not_before``
-    (at once if None or past), in ``queue`` with concurrency ``key`` and ``priority``.
+    (at once if None or past), in ``queue`` with concurrency ``key`` and ``priority``;
+    a child instance names its ``parent`` and its ``on_parent_cancel`` policy.
 
     Starting again an id that exists with the same tenant, specification and
     input changes nothing and returns True (deduplicated); otherwise False. Any
@@ -176,6 +188,7 @@ def start_instance(
             and existing.tenant_id == tenant_id
             and launch.spec == spec
             and launch.input == payload
+            and launch.parent_instance == parent
         )
 
     existing = tx.get_instance(instance_id)
@@ -211,9 +224,91 @@ def start_instance(
             queue=queue,
             key=key,
             priority=priority,
+            parent_instance=parent,
+            on_parent_cancel=on_parent_cancel if parent is not None else None,
         )
     )
     return False
+
+
+CHILD_POLICIES = ("cancel", "abandon")
+"""What a cancel of a child's parent does to it: stop it too, or leave it running."""
+
+
+def start_child(
+    tx: base.Transaction,
+    parent_id: str,
+    child_id: str,
+    command: list[str] | None,
+    env: dict[str, str],
+    payload: bytes | None,
+    on_parent_cancel: str,
+    now: dt.datetime,
+    *,
+    checked: Callable[[str], str] = lambda spec: spec,
+) -> bool:
+    """Start ``child_id`` as a child of the live instance ``parent_id``: the parent's
+    tenant and launch specification (``command`` replacing its command, ``env`` set
+    on top of its environment, made valid by ``checked``), its input ``payload``.
+    Starting the same child again with the same specification and input answers
+    True (deduplicated), so a relaunched parent never starts one twice."""
+    if on_parent_cancel not in CHILD_POLICIES:
+        raise errors.OperationRefused(
+            f"on_parent_cancel must be one of {', '.join(CHILD_POLICIES)}, not {on_parent_cancel!r}"
+        )
+    parent, launch = _locked(tx, parent_id)
+    if parent is None:
+        raise errors.OperationRefused(f"Instance '{parent_id}' not found")
+    if launch is None:
+        raise errors.OperationRefused(
+            f"Instance '{parent_id}' was not started with `runtara-core start`: "
+            "no launch specification to start its children with"
+        )
+    spec = json.loads(launch.spec)
+    if command is not None:
+        spec["command"] = list(command)
+    if env:
+        spec["env"] = {**spec.get("env", {}), **env}
+    spec.pop("key", None)  # a parent waiting must not hold its children back
+    child_spec = checked(json.dumps(spec, sort_keys=True))
+    existing = tx.get_launch(child_id)
+    if existing is not None and existing.parent_instance != parent_id:
+        raise errors.OperationRefused(
+            f"Instance '{child_id}' exists and is not a child of '{parent_id}'"
+        )
+    if parent.status.is_terminal and existing is None:
+        raise errors.OperationRefused(f"Instance '{parent_id}' is {parent.status.value}")
+    return start_instance(
+        tx,
+        child_id,
+        parent.tenant_id,
+        child_spec,
+        payload,
+        launch.max_failures,
+        now,
+        queue=launch.queue,
+        priority=launch.priority,
+        parent=parent_id,
+        on_parent_cancel=on_parent_cancel,
+    )
+
+
+def stop_children(
+    tx: base.Transaction, parent_id: str, grace: dt.timedelta, now: dt.datetime
+) -> list[str]:
+    """Stop (see :func:`request_stop`) the live children of ``parent_id`` whose policy
+    is ``cancel``, and theirs in turn; ``abandon`` ones are left running. Returns
+    the ids stopped."""
+    stopped = []
+    for child in tx.list_children(parent_id):
+        if child.on_parent_cancel != "cancel":
+            continue
+        instance = tx.get_instance(child.instance_id)
+        if instance is None or instance.status.is_terminal:
+            continue
+        request_stop(tx, child.instance_id, grace, now)
+        stopped.append(child.instance_id)
+    return stopped
 
 
 def due_time(
@@ -395,6 +490,7 @@ def request_stop(
             f"Instance '{instance_id}' is already {instance.status.value}"
         )
     tx.put_signal(instance_id, records.SignalType.CANCEL, b"stop requested", now)
+    stop_children(tx, instance_id, grace, now)
     if launch is None:
         return False
     tx.update_launch(
@@ -424,6 +520,7 @@ def cancel_unanswered(
     if instance is None or instance.status.is_terminal:
         return False
     tx.update_instance(instance_id, _final(InstanceStatus.CANCELLED, now, reason))
+    stop_children(tx, instance_id, STOP_GRACE, now)
     if launch is None:
         return True
     in_force = launch.claimed_by is not None and launch.claimed_until > now

@@ -405,6 +405,8 @@ def send_signal(
     tx.put_signal(instance_id, signal_type, payload, now)
     if signal_type is records.SignalType.RESUME:
         launches.resume(tx, instance_id, now)
+    elif signal_type is records.SignalType.CANCEL:
+        launches.stop_children(tx, instance_id, launches.STOP_GRACE, now)
 
 
 def send_custom_signal(
@@ -452,6 +454,7 @@ def instance_details(
         tx.list_events(instance_id, limit=recent_events) if recent_events else [],
         launch,
         None if launch is None or now is None else launches.wait_reason(tx, instance, launch, now),
+        [child.instance_id for child in tx.list_children(instance_id)],
     )
 
 

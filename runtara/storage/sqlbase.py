@@ -369,7 +369,7 @@ class SqlTransaction(base.Transaction):
         """Columns: id, spec, input, max_failures, attempt, failures, resumed_from,
         launched_at, next_launch_at, claimed_by, claimed_until, pid, pid_started, host,
         registration, stop_deadline, last_exit, queue, concurrency_key, priority,
-        origin_instance, origin_checkpoint."""
+        origin_instance, origin_checkpoint, parent_instance, on_parent_cancel."""
         time = self._read_time
         return records.Launch(
             instance_id=row[0],
@@ -394,6 +394,8 @@ class SqlTransaction(base.Transaction):
             priority=row[19],
             origin_instance=row[20],
             origin_checkpoint=row[21],
+            parent_instance=row[22],
+            on_parent_cancel=row[23],
         )
 
     def insert_launch(self, launch: records.Launch) -> None:
@@ -411,6 +413,8 @@ class SqlTransaction(base.Transaction):
                 "priority": launch.priority,
                 "origin_instance": launch.origin_instance,
                 "origin_checkpoint": launch.origin_checkpoint,
+                "parent_instance": launch.parent_instance,
+                "on_parent_cancel": launch.on_parent_cancel,
             },
         )
 
@@ -454,6 +458,10 @@ class SqlTransaction(base.Transaction):
     def list_claimed_launches(self, *, claimed_by: str, limit: int) -> list[records.Launch]:
         params = {"claimed_by": claimed_by, "limit": limit}
         return [self._launch(row) for row in self._rows("list_claimed_launches", params)]
+
+    def list_children(self, parent_instance: str) -> list[records.Launch]:
+        rows = self._rows("list_children", {"parent_instance": parent_instance})
+        return [self._launch(row) for row in rows]
 
     # --- queues -------------------------------------------------------------------
 

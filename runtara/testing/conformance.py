@@ -38,6 +38,7 @@ bytes, and migrations from an empty store.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import multiprocessing
 import queue
 import threading
@@ -1179,6 +1180,54 @@ class DriverConformance:
         assert storage.run(lambda tx: tx.list_checkpoints("src"), write=False) == before
         assert self.status(storage, "src").status is InstanceStatus.FAILED
         assert storage.run(lambda tx: tx.get_launch("src")).origin_instance is None
+
+    def test_children_are_started_once_listed_and_stopped_with_their_parent(self, storage):
+        spec = '{"command": ["wf"], "cwd": "/w", "env": {"A": "1"}, "key": "k"}'
+        storage.run(lambda tx: launches.start_instance(tx, "p", "t", spec, None, 4, at(0)))
+
+        def child(parent, child_id, policy="cancel", command=None, payload=b"1"):
+            return storage.run(
+                lambda tx: launches.start_child(
+                    tx, parent, child_id, command, {"B": "2"}, payload, policy, at(1)
+                )
+            )
+
+        assert child("p", "c1") is False
+        assert child("p", "c1") is True  # the same start again: deduplicated
+        assert child("p", "c2", "abandon", ["other"]) is False
+        assert child("c1", "g1") is False  # a grandchild
+        with pytest.raises(errors.OperationRefused, match="already exists"):
+            child("p", "c1", payload=b"2")
+        with pytest.raises(errors.OperationRefused, match="not a child of 'c2'"):
+            child("c2", "c1")
+        with pytest.raises(errors.OperationRefused, match="on_parent_cancel"):
+            child("p", "c3", "ignore")
+        with pytest.raises(errors.OperationRefused, match="not found"):
+            child("nope", "c3")
+        got = storage.run(lambda tx: tx.list_children("p"), write=False)
+        assert [launch.instance_id for launch in got] == ["c1", "c2"]
+        c1, c2 = got
+        assert json.loads(c1.spec) == {"command": ["wf"], "cwd": "/w", "env": {"A": "1", "B": "2"}}
+        assert json.loads(c2.spec)["command"] == ["other"]
+        assert (c1.parent_instance, c1.on_parent_cancel, c1.input, c1.max_failures) == (
+            "p",
+            "cancel",
+            b"1",
+            4,
+        )
+        assert c2.on_parent_cancel == "abandon"
+        assert self.status(storage, "c1").tenant_id == "t"
+        assert storage.run(lambda tx: tx.list_children("c2"), write=False) == []
+        # stopping the parent stops c1 and its child g1 (nothing runs them: at once),
+        # and leaves the abandoned c2
+        storage.run(lambda tx: launches.request_stop(tx, "p", dt.timedelta(seconds=30), at(2)))
+        for instance_id, status in (
+            ("p", InstanceStatus.CANCELLED),
+            ("c1", InstanceStatus.CANCELLED),
+            ("g1", InstanceStatus.CANCELLED),
+            ("c2", InstanceStatus.PENDING),
+        ):
+            assert self.status(storage, instance_id).status is status
 
     def test_start_then_exits_follow_the_restart_policy(self, storage):
         storage.run(lambda tx: launches.start_instance(tx, "job", "t", "{}", b"in", 2, at(0)))

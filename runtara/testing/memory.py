@@ -357,6 +357,14 @@ class MemoryTransaction(base.Transaction):
         mine = [each for each in self._tables.launches.values() if each.claimed_by == claimed_by]
         return sorted(mine, key=lambda launch: launch.instance_id)[:limit]
 
+    def list_children(self, parent_instance):
+        mine = [
+            each
+            for each in self._tables.launches.values()
+            if each.parent_instance == parent_instance
+        ]
+        return sorted(mine, key=lambda launch: launch.instance_id)
+
     # --- queues -------------------------------------------------------------------
 
     def get_queue(self, name, *, lock=False):

@@ -241,16 +241,16 @@ WHERE instance_id = %(instance_id)s ORDER BY created_at, checkpoint_id
 -- name: insert_launch
 INSERT INTO instance_launches (instance_id, spec, input, max_failures, attempt, next_launch_at,
                                queue, concurrency_key, priority, origin_instance,
-                               origin_checkpoint)
+                               origin_checkpoint, parent_instance, on_parent_cancel)
 VALUES (%(instance_id)s, %(spec)s, %(input)s, %(max_failures)s, %(attempt)s, %(next_launch_at)s,
         %(queue)s, %(concurrency_key)s, %(priority)s, %(origin_instance)s,
-        %(origin_checkpoint)s)
+        %(origin_checkpoint)s, %(parent_instance)s, %(on_parent_cancel)s)
 
 -- name: get_launch
 SELECT instance_id, spec, input, max_failures, attempt, failures, resumed_from, launched_at,
        next_launch_at, claimed_by, claimed_until, pid, pid_started, host, registration,
        stop_deadline, last_exit, queue, concurrency_key, priority, origin_instance,
-       origin_checkpoint
+       origin_checkpoint, parent_instance, on_parent_cancel
 FROM instance_launches WHERE instance_id = %(instance_id)s
 
 -- name: update_launch
@@ -338,7 +338,8 @@ FOR UPDATE OF i SKIP LOCKED
 SELECT l.instance_id, l.spec, l.input, l.max_failures, l.attempt, l.failures, l.resumed_from,
        l.launched_at, l.next_launch_at, l.claimed_by, l.claimed_until, l.pid, l.pid_started,
        l.host, l.registration, l.stop_deadline, l.last_exit, l.queue, l.concurrency_key,
-       l.priority, l.origin_instance, l.origin_checkpoint
+       l.priority, l.origin_instance, l.origin_checkpoint, l.parent_instance,
+       l.on_parent_cancel
 FROM instance_launches l JOIN instances i ON i.instance_id = l.instance_id
 WHERE (l.claimed_by IS NOT NULL AND l.claimed_until <= %(now)s)
    OR (l.claimed_by IS NULL AND l.next_launch_at IS NULL
@@ -350,7 +351,7 @@ ORDER BY l.instance_id LIMIT %(limit)s
 SELECT instance_id, spec, input, max_failures, attempt, failures, resumed_from, launched_at,
        next_launch_at, claimed_by, claimed_until, pid, pid_started, host, registration,
        stop_deadline, last_exit, queue, concurrency_key, priority, origin_instance,
-       origin_checkpoint
+       origin_checkpoint, parent_instance, on_parent_cancel
 FROM instance_launches WHERE claimed_by = %(claimed_by)s
 ORDER BY instance_id LIMIT %(limit)s
 
@@ -395,6 +396,14 @@ SELECT runtara_acknowledge_signal(%(instance_id)s, %(signal_type)s, %(acknowledg
 -- name: call_record_retry
 SELECT runtara_record_retry(%(instance_id)s, %(checkpoint_id)s, %(attempt)s, %(error_message)s,
                             %(now)s, %(registration)s)
+
+-- name: list_children
+SELECT instance_id, spec, input, max_failures, attempt, failures, resumed_from, launched_at,
+       next_launch_at, claimed_by, claimed_until, pid, pid_started, host, registration,
+       stop_deadline, last_exit, queue, concurrency_key, priority, origin_instance,
+       origin_checkpoint, parent_instance, on_parent_cancel
+FROM instance_launches WHERE parent_instance = %(parent_instance)s
+ORDER BY instance_id
 
 -- === queues ====================================================================
 

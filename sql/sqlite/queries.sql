@@ -239,16 +239,16 @@ WHERE instance_id = :instance_id ORDER BY created_at, checkpoint_id
 -- name: insert_launch
 INSERT INTO instance_launches (instance_id, spec, input, max_failures, attempt, next_launch_at,
                                queue, concurrency_key, priority, origin_instance,
-                               origin_checkpoint)
+                               origin_checkpoint, parent_instance, on_parent_cancel)
 VALUES (:instance_id, :spec, :input, :max_failures, :attempt, :next_launch_at,
         :queue, :concurrency_key, :priority, :origin_instance,
-        :origin_checkpoint)
+        :origin_checkpoint, :parent_instance, :on_parent_cancel)
 
 -- name: get_launch
 SELECT instance_id, spec, input, max_failures, attempt, failures, resumed_from, launched_at,
        next_launch_at, claimed_by, claimed_until, pid, pid_started, host, registration,
        stop_deadline, last_exit, queue, concurrency_key, priority, origin_instance,
-       origin_checkpoint
+       origin_checkpoint, parent_instance, on_parent_cancel
 FROM instance_launches WHERE instance_id = :instance_id
 
 -- name: update_launch
@@ -334,7 +334,8 @@ ORDER BY c.priority DESC, c.turn, c.next_launch_at, c.instance_id LIMIT :limit
 SELECT l.instance_id, l.spec, l.input, l.max_failures, l.attempt, l.failures, l.resumed_from,
        l.launched_at, l.next_launch_at, l.claimed_by, l.claimed_until, l.pid, l.pid_started,
        l.host, l.registration, l.stop_deadline, l.last_exit, l.queue, l.concurrency_key,
-       l.priority, l.origin_instance, l.origin_checkpoint
+       l.priority, l.origin_instance, l.origin_checkpoint, l.parent_instance,
+       l.on_parent_cancel
 FROM instance_launches l JOIN instances i ON i.instance_id = l.instance_id
 WHERE (l.claimed_by IS NOT NULL AND l.claimed_until <= :now)
    OR (l.claimed_by IS NULL AND l.next_launch_at IS NULL
@@ -346,9 +347,17 @@ ORDER BY l.instance_id LIMIT :limit
 SELECT instance_id, spec, input, max_failures, attempt, failures, resumed_from, launched_at,
        next_launch_at, claimed_by, claimed_until, pid, pid_started, host, registration,
        stop_deadline, last_exit, queue, concurrency_key, priority, origin_instance,
-       origin_checkpoint
+       origin_checkpoint, parent_instance, on_parent_cancel
 FROM instance_launches WHERE claimed_by = :claimed_by
 ORDER BY instance_id LIMIT :limit
+
+-- name: list_children
+SELECT instance_id, spec, input, max_failures, attempt, failures, resumed_from, launched_at,
+       next_launch_at, claimed_by, claimed_until, pid, pid_started, host, registration,
+       stop_deadline, last_exit, queue, concurrency_key, priority, origin_instance,
+       origin_checkpoint, parent_instance, on_parent_cancel
+FROM instance_launches WHERE parent_instance = :parent_instance
+ORDER BY instance_id
 
 -- === queues ====================================================================
 

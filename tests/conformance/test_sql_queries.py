@@ -66,13 +66,13 @@ def launch_row(instance_id, spec, payload, max_failures, **columns) -> tuple:
     names = (
         "attempt failures resumed_from launched_at next_launch_at claimed_by claimed_until "
         "pid pid_started host registration stop_deadline last_exit queue concurrency_key priority "
-        "origin_instance origin_checkpoint"
+        "origin_instance origin_checkpoint parent_instance on_parent_cancel"
     ).split()
     values = {"attempt": 0, "failures": 0, "queue": "default", "priority": 0, **columns}
     return (instance_id, spec, payload, max_failures, *(values.get(name) for name in names))
 
 
-LAUNCH_ROW_COLUMNS = 22
+LAUNCH_ROW_COLUMNS = 24
 
 
 def new_launch(instance_id, next_launch_at, queue="default", key=None, priority=0) -> Step:
@@ -89,6 +89,8 @@ def new_launch(instance_id, next_launch_at, queue="default", key=None, priority=
         "priority": priority,
         "origin_instance": None,
         "origin_checkpoint": None,
+        "parent_instance": None,
+        "on_parent_cancel": None,
     }
     return Step("insert_launch", params, 1)
 
@@ -351,6 +353,8 @@ SCRIPT = [
             "priority": 0,
             "origin_instance": None,
             "origin_checkpoint": None,
+            "parent_instance": None,
+            "on_parent_cancel": None,
         },
         1,
     ),
@@ -369,9 +373,32 @@ SCRIPT = [
             # i3 is a fork of i2 at its checkpoint cp0
             "origin_instance": "i2",
             "origin_checkpoint": "cp0",
+            # ... and a child of i2, stopped when i2 is
+            "parent_instance": "i2",
+            "on_parent_cancel": "cancel",
         },
         1,
     ),
+    # i2's children: i3, with every column; i3 has none
+    Step(
+        "list_children",
+        {"parent_instance": "i2"},
+        [
+            launch_row(
+                "i3",
+                "{}",
+                None,
+                5,
+                next_launch_at=at(30),
+                concurrency_key="k3",
+                origin_instance="i2",
+                origin_checkpoint="cp0",
+                parent_instance="i2",
+                on_parent_cancel="cancel",
+            )
+        ],
+    ),
+    Step("list_children", {"parent_instance": "i3"}, []),
     Step(
         "get_launch",
         {"instance_id": "i2"},
@@ -479,6 +506,8 @@ SCRIPT = [
                 concurrency_key="k3",
                 origin_instance="i2",
                 origin_checkpoint="cp0",
+                parent_instance="i2",
+                on_parent_cancel="cancel",
             )
         ],
     ),
@@ -648,7 +677,7 @@ SCRIPT = [
         {"claimed_by": "me", "limit": 10},
         lambda rows: (
             ids(rows) == ["c1", "k1"]
-            and [row[LAUNCH_ROW_COLUMNS - 5 : LAUNCH_ROW_COLUMNS - 2] for row in rows]
+            and [row[LAUNCH_ROW_COLUMNS - 7 : LAUNCH_ROW_COLUMNS - 4] for row in rows]
             == [("slow", None, 0), ("keyed", "x", 0)]
         ),
     ),
