@@ -42,6 +42,23 @@ def most_at_once(spans) -> int:
     return peak
 
 
+def launched_spans(launching: Launching, ids: list[str]) -> list[tuple[str, float, float]]:
+    """Per attempt: from its launch to its recorded exit, as the launcher saw them. A
+    claim is released only with the exit recorded, so these spans are what the
+    queue's limits bound; they overlap whenever claims do, however slowly the
+    processes start."""
+    spans = []
+    for instance_id in ids:
+        began = None
+        for event in launching.events(instance_id):
+            if event.event_type is records.EventType.LAUNCHED:
+                began = event.created_at.timestamp()
+            elif event.event_type is records.EventType.EXITED and began is not None:
+                spans.append(("-", began, event.created_at.timestamp()))
+                began = None
+    return spans
+
+
 def queue_cli(launching: Launching, *arguments: str):
     return run_cli("queue", *arguments, "--database-url", launching.url, cwd=launching.folder)
 
@@ -83,7 +100,8 @@ def test_concurrency_2_runs_at_most_2_of_8_on_a_two_process_server(two_processes
     all_completed(two_processes, ids)
     spans = runs(two_processes.folder / "track.txt")
     assert len(spans) == 8
-    assert most_at_once(spans.values()) == 2
+    assert most_at_once(spans.values()) <= 2
+    assert most_at_once(launched_spans(two_processes, ids)) == 2
 
 
 def test_concurrency_2_holds_across_two_servers_sharing_postgresql(tmp_path, postgres_url):
@@ -107,20 +125,19 @@ def test_concurrency_2_holds_across_two_servers_sharing_postgresql(tmp_path, pos
         all_completed(first, ids)
         spans = runs(track)
         assert len(spans) == 8
-        assert most_at_once(spans.values()) == 2
+        assert most_at_once(spans.values()) <= 2
+        assert most_at_once(launched_spans(first, ids)) == 2
     finally:
         first.stop()
         second.stop()
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def either(request, tmp_path):
-    url = (
-        sqlite_url(tmp_path)
-        if request.param == "sqlite"
-        else request.getfixturevalue("postgres_url")
-    )
-    running = Launching(tmp_path, url)
+@pytest.fixture
+def either(tmp_path):
+    """A launching server on SQLite: these tests are about the launcher and the
+    commands; each rule they rely on is tested on both drivers in
+    test_queue_claims.py, and across servers on PostgreSQL above."""
+    running = Launching(tmp_path, sqlite_url(tmp_path))
     yield running
     running.stop()
 
@@ -134,7 +151,9 @@ def test_per_key_1_runs_one_of_a_key_at_a_time_beside_another_key(either):
     spans = runs(either.folder / "track.txt")
     for key in ("merchant-a", "merchant-b"):
         assert most_at_once([span for span in spans.values() if span[0] == key]) == 1
-    assert most_at_once(spans.values()) == 2  # the two keys ran side by side
+        keyed = [instance_id for instance_id in ids if instance_id.startswith(key)]
+        assert most_at_once(launched_spans(either, keyed)) == 1
+    assert most_at_once(launched_spans(either, ids)) == 2  # the two keys side by side
 
 
 def test_a_priority_5_started_after_three_priority_0_runs_first(either):
