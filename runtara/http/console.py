@@ -271,6 +271,7 @@ class Console:
             custom=details.custom_signals,
             launch=launch,
             wait_reason=details.wait_reason,
+            children=details.children,
             command=_command(launch),
             retryable=launch is not None
             and instance.status

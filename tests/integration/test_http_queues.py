@@ -15,7 +15,7 @@ from runtara import records
 from runtara.admin.local import LocalAdmin
 from runtara.config import StorageConfig
 from runtara.launcher.spec import LaunchSpec
-from runtara.storage import selection
+from runtara.storage import launches, selection
 from tests.browser.serving import HttpServing
 
 ODD = '<b id="odd">"&amp;</b>'
@@ -237,3 +237,22 @@ def test_an_action_from_another_sites_page_is_refused(site):
         Origin="https://evil.example",
     )
     assert refused.status == 403 and not queue(admin, "batch").paused
+
+
+def test_an_instance_page_links_its_parent_and_its_children(site):
+    serving, admin = site
+    operator = serving.session("operate")
+    now = dt.datetime.now(dt.timezone.utc)
+    admin.start_instance("parent-9", "acme", LaunchSpec(command=("true",)), None)
+
+    def children(tx):
+        for child, policy in (("child-a", "cancel"), ("child-b", "abandon")):
+            launches.start_child(tx, "parent-9", child, None, {}, b"{}", policy, now)
+
+    admin.storage.run(children)
+    parent = serving.get("/instances/parent-9", **operator).text
+    assert 'href="/instances/child-a">child-a</a>' in parent
+    assert 'href="/instances/child-b">child-b</a>' in parent
+    child = serving.get("/instances/child-b", **operator).text
+    assert 'href="/instances/parent-9">parent-9</a>' in child
+    assert "on its cancel: abandon" in child
