@@ -79,6 +79,7 @@ BULK_ACTIONS = {
         }
     ),
     "retry": frozenset({records.InstanceStatus.FAILED, records.InstanceStatus.CANCELLED}),
+    "fork": frozenset(records.InstanceStatus),
 }
 """The actions on many instances, and the statuses each chooses among."""
 BULK_GRACE = 30.0
@@ -91,7 +92,12 @@ _BULK_EXPLANATIONS = {
     "at once. A cancelled instance never runs again.",
     "retry": "Each instance goes on from its last checkpoint (finished durable steps are not "
     "run again), launched with a fresh count of failures.",
+    "fork": "Each instance is copied into a new one that runs again from its latest "
+    "checkpoint, launched as the original was; the originals are not changed. Forking "
+    "again makes more copies.",
 }
+
+_CHOSEN = {"cancel": "live", "retry": "failed or cancelled", "fork": "all"}
 
 QUEUE_ACTIONS = ("pause", "resume")
 SCHEDULE_ACTIONS = ("pause", "resume", "trigger")
@@ -439,7 +445,7 @@ class Console:
                 400,
                 "Nothing selected",
                 f"No instance to {action}: tick some in the list, or all matching its filter "
-                f"({'live' if action == 'cancel' else 'failed or cancelled'} ones are chosen).",
+                f"({_CHOSEN[action]} ones are chosen).",
                 back,
             )
         if form.get("confirmed") != "yes":
@@ -464,6 +470,8 @@ class Console:
             try:
                 if action == "retry":
                     self.admin.retry_instance(instance_id, {}, None)
+                elif action == "fork":
+                    self.admin.fork_instance(instance_id, None, None, {}, None)
                 else:
                     self.admin.stop_instance(instance_id, BULK_GRACE)
             except (errors.OperationRefused, errors.RequestError) as refusal:
@@ -692,7 +700,7 @@ def _bulk_done(query) -> str | None:
     ok, refused = query.get("ok", "0"), query.get("refused", "0")
     if not (ok.isdigit() and refused.isdigit()):
         return None
-    said = "Retried" if action == "retry" else "Cancel sent to"
+    said = {"retry": "Retried", "fork": "Forked", "cancel": "Cancel sent to"}[action]
     return f"{said} {ok} instance{'s' * (ok != '1')}" + (
         f"; {refused} refused (the log says why)." if refused != "0" else "."
     )

@@ -256,3 +256,30 @@ def test_an_instance_page_links_its_parent_and_its_children(site):
     child = serving.get("/instances/child-b", **operator).text
     assert 'href="/instances/parent-9">parent-9</a>' in child
     assert "on its cancel: abandon" in child
+
+
+def test_fork_selected_copies_each_ticked_instance_after_a_count(site):
+    serving, admin = site
+    operator = serving.session("operate")
+    now = dt.datetime.now(dt.timezone.utc)
+    for instance_id in ("saved-1", "saved-2"):
+        admin.start_instance(instance_id, "acme", LaunchSpec(command=("true",)), None)
+        admin.storage.run(
+            lambda tx, i=instance_id: (
+                tx.insert_checkpoint(i, "step-1", b"state", now),
+                tx.update_instance(i, records.InstanceUpdate(checkpoint_id="step-1")),
+            )
+        )
+    picked = {"action": "fork", "pick.0": "saved-1", "pick.1": "saved-2"}
+    asked = serving.post("/instances", picked, **operator, **origin(serving))
+    assert asked.status == 200 and "Fork 2 instances?" in asked.text
+    done = serving.post("/instances", {**picked, "confirmed": "yes"}, **operator, **origin(serving))
+    assert done.status == 303
+    assert "Forked 2 instances." in serving.get(done.headers["location"], **operator).text
+    forks = [
+        i.instance_id for i in admin.list_instances(limit=1000).items if "-fork-" in i.instance_id
+    ]
+    assert sorted(fork.split("-fork-")[0] for fork in forks) == ["saved-1", "saved-2"]
+    for fork in forks:
+        launch = admin.instance_details(fork, recent_events=0).launch
+        assert (launch.origin_checkpoint, launch.origin_instance) == ("step-1", fork[:7])
