@@ -46,6 +46,8 @@ def site(tmp_path_factory):
         assert started.returncode == 0, started.stderr
     for instance_id in FAILED:
         wait_for(lambda i=instance_id: status(storage, i) is Status.FAILED, 60)
+        # and its launcher saw the process end: a retry is refused until then
+        wait_for(lambda i=instance_id: released(storage, i), 30)
     broken.unlink()
     yield serving, storage
     storage.close()
@@ -54,6 +56,11 @@ def site(tmp_path_factory):
 
 def status(storage, instance_id: str) -> Status:
     return storage.run(lambda tx: tx.get_instance(instance_id), write=False).status
+
+
+def released(storage, instance_id: str) -> bool:
+    launch = storage.run(lambda tx: tx.get_launch(instance_id), write=False)
+    return launch.claimed_by is None
 
 
 def retried(storage, instance_id: str) -> int:

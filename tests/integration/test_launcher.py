@@ -65,7 +65,16 @@ class Launching:
         return self.storage.run(lambda tx: tx.get_instance(instance_id), write=False)
 
     def finished(self, instance_id: str, timeout: float = 90.0) -> records.Instance:
-        return wait_for(lambda: (i := self.instance(instance_id)).status.is_terminal and i, timeout)
+        """The instance once it is finished and its launcher has seen its process end
+        (until then a retry is refused: the process may still be running)."""
+
+        def ended():
+            instance = self.instance(instance_id)
+            launch = self.storage.run(lambda tx: tx.get_launch(instance_id), write=False)
+            released = launch is None or launch.claimed_by is None
+            return instance.status.is_terminal and released and instance
+
+        return wait_for(ended, timeout)
 
     def events(self, instance_id: str) -> list[records.Event]:
         events = self.storage.run(lambda tx: tx.list_events(instance_id, limit=10_000), write=False)
