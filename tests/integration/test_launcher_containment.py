@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -50,6 +51,28 @@ def attempt_groups(instance_id: str) -> list[str]:
         return []
     folder = logs.run_folder(Path("/"), instance_id).name
     return [name for name in os.listdir(PARENT) if name.startswith(f"runtara-{folder}-")]
+
+
+@pytest.fixture
+def private_parent():
+    """A cgroup of this test's own under the launchers' parent: the servers that other
+    tests run at the same time sweep the parent's orphaned groups (as launchers on one
+    machine do), which would end what a test here left on purpose."""
+    if PARENT is None:
+        yield None
+        return
+    parent = PARENT / f"test-{uuid.uuid4().hex[:12]}"
+    parent.mkdir()
+    yield parent
+    for group in parent.iterdir():
+        if group.is_dir():
+            signal_all_and_remove(group)
+    wait_for(lambda: cgroups.remove(parent), 10)
+
+
+def signal_all_and_remove(group: Path) -> None:
+    cgroups.signal_all(group, signal.SIGKILL)
+    wait_for(lambda: cgroups.remove(group), 10)
 
 
 @pytest.fixture
@@ -156,10 +179,10 @@ def spawned(tmp_path: Path, command: str, parent: Path | None) -> processes.Atte
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_what_ignores_sigterm_gets_sigkill_kill_after_later(tmp_path, mode):
+def test_what_ignores_sigterm_gets_sigkill_kill_after_later(tmp_path, mode, private_parent):
     # a shell that leaves behind a child deaf to SIGTERM (ignored signals are inherited)
     pid_file = tmp_path / "child.pid"
-    parent = PARENT if mode == "on" else None
+    parent = private_parent if mode == "on" else None
     attempt = spawned(tmp_path, f"trap '' TERM; sleep 1000 & echo $! > {pid_file}", parent)
     assert attempt.process.wait(10) == 0
     child = int(pid_file.read_text())
@@ -184,34 +207,36 @@ def test_what_ignores_sigterm_gets_sigkill_kill_after_later(tmp_path, mode):
 
 
 @needs_cgroups
-def test_a_program_that_cannot_start_in_a_group_raises_its_os_error(tmp_path):
+def test_a_program_that_cannot_start_in_a_group_raises_its_os_error(tmp_path, private_parent):
     spec = LaunchSpec((str(tmp_path / "no-such-program"),))
     folder = logs.run_folder(tmp_path / "runs", "missing")
     with pytest.raises(FileNotFoundError) as raised:
-        processes.spawn(spec, dict(os.environ), folder, "header", 1, PARENT)
+        processes.spawn(spec, dict(os.environ), folder, "header", 1, private_parent)
     assert raised.value.filename == spec.command[0]
     assert (
         "cannot start: [Errno 2] No such file or directory" in (folder / "stderr.log").read_text()
     )
-    assert not [name for name in os.listdir(PARENT) if name.startswith(f"runtara-{folder.name}-")]
+    assert not [
+        name for name in os.listdir(private_parent) if name.startswith(f"runtara-{folder.name}-")
+    ]
 
 
 @needs_cgroups
-def test_a_group_whose_main_process_is_gone_is_swept():
+def test_a_group_whose_main_process_is_gone_is_swept(private_parent):
     # named for a main process that runs (outside: as if about to be moved in), so
     # that no launcher sweeps it before it is filled
     main = subprocess.Popen(["sleep", "1000"])
-    group = cgroups.create(PARENT, cgroups.group_name("swept-test", 1, main.pid))
+    group = cgroups.create(private_parent, cgroups.group_name("swept-test", 1, main.pid))
     left = subprocess.Popen(["sleep", "1000"])
     try:
         cgroups.join(group, left.pid)
-        cgroups.sweep_orphans(PARENT)
+        cgroups.sweep_orphans(private_parent)
         assert left.poll() is None
         main.kill()
         main.wait()
-        cgroups.sweep_orphans(PARENT)
+        cgroups.sweep_orphans(private_parent)
         assert left.wait(10) == -signal.SIGKILL
-        cgroups.sweep_orphans(PARENT)
+        cgroups.sweep_orphans(private_parent)
         assert not group.exists()
     finally:
         for process in (main, left):
@@ -222,12 +247,12 @@ def test_a_group_whose_main_process_is_gone_is_swept():
 
 
 @needs_cgroups
-def test_a_group_whose_main_process_runs_is_not_swept():
+def test_a_group_whose_main_process_runs_is_not_swept(private_parent):
     main = subprocess.Popen(["sleep", "1000"])
-    group = cgroups.create(PARENT, cgroups.group_name("kept-test", 1, main.pid))
+    group = cgroups.create(private_parent, cgroups.group_name("kept-test", 1, main.pid))
     try:
         cgroups.join(group, main.pid)
-        cgroups.sweep_orphans(PARENT)
+        cgroups.sweep_orphans(private_parent)
         assert main.poll() is None and group.exists()
     finally:
         main.kill()
