@@ -226,6 +226,7 @@ def test_a_group_whose_main_process_is_gone_is_swept(private_parent):
     # named for a main process that runs (outside: as if about to be moved in), so
     # that no launcher sweeps it before it is filled
     main = subprocess.Popen(["sleep", "1000"])
+    cgroups.join(private_parent, main.pid)  # waiting in the parent to be moved in
     group = cgroups.create(private_parent, cgroups.group_name("swept-test", 1, main.pid))
     left = subprocess.Popen(["sleep", "1000"])
     try:
