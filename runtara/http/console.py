@@ -546,25 +546,31 @@ class Console:
             started=query.get("instance") if query.get("sent") == "trigger" else None,
         )
 
+    def _ask(
+        self, request: Request, kind: str, name: str, action: str, explanation: str
+    ) -> Response:
+        """The confirmation of ``action`` on the queue or schedule ``name``."""
+        return self._page(
+            request,
+            "confirm.html",
+            subject=f"{kind}s",
+            question=f"{action.capitalize()} {kind} {name}?",
+            explanation=explanation,
+            button=f"Yes, {action} {kind} {name}",
+            danger=False,
+            target=messages.path_of(f"{kind}s", name, action),
+            back=f"/{kind}s",
+            payload=None,
+            checkpoint_id=None,
+        )
+
     def queue_act(self, request: Request, name: str, action: str) -> Response:
         """Confirm, then pause or resume the queue ``name``."""
         back = "/queues"
         if not any(view.queue.name == name for view in self.admin.list_queues()):
             return self.problem(request, 404, "No such queue", f"No queue is named {name!r}.", back)
         if request.form.get("confirmed") != "yes":
-            return self._page(
-                request,
-                "confirm.html",
-                subject="queues",
-                question=f"{action.capitalize()} queue {name}?",
-                explanation=_QUEUE_EXPLANATIONS[action],
-                button=f"Yes, {action} queue {name}",
-                danger=False,
-                target=messages.path_of("queues", name, action),
-                back=back,
-                payload=None,
-                checkpoint_id=None,
-            )
+            return self._ask(request, "queue", name, action, _QUEUE_EXPLANATIONS[action])
         try:
             self.admin.set_queue(name, paused=action == "pause")
         except errors.OperationRefused as refusal:
@@ -582,19 +588,7 @@ class Console:
                 request, 404, "No such schedule", f"No schedule is named {name!r}.", back
             )
         if request.form.get("confirmed") != "yes":
-            return self._page(
-                request,
-                "confirm.html",
-                subject="schedules",
-                question=f"{action.capitalize()} schedule {name}?",
-                explanation=_SCHEDULE_EXPLANATIONS[action],
-                button=f"Yes, {action} schedule {name}",
-                danger=False,
-                target=messages.path_of("schedules", name, action),
-                back=back,
-                payload=None,
-                checkpoint_id=None,
-            )
+            return self._ask(request, "schedule", name, action, _SCHEDULE_EXPLANATIONS[action])
         started = None
         try:
             if action == "trigger":
