@@ -600,6 +600,8 @@ class Launcher:
         environment = {
             name: value for name, value in os.environ.items() if not name.startswith("RUNTARA_")
         }
+        if "PATH" not in spec.env:  # a PATH the specification sets is used as it is
+            environment["PATH"] = processes.server_bin_first(environment.get("PATH"))
         environment.update(spec.env)
         environment.update(
             RUNTARA_INSTANCE_ID=instance.instance_id,

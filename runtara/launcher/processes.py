@@ -3,7 +3,9 @@
 A process is started in its own session (so that it outlives a server that is
 killed, and a signal to the server does not reach it), with the server's
 environment plus the specification's variables plus the ones upstream's
-environment gives an instance. Its output goes to the instance's log files.
+environment gives an instance, and the folder of the server's own Python first
+on its PATH (:func:`server_bin_first`). Its output goes to the instance's log
+files.
 
 Given a parent cgroup, the process starts inside a new group of its own under
 it before its command runs (:mod:`runtara.launcher.held_exec`), so that nothing
@@ -27,6 +29,23 @@ from runtara.launcher.spec import LaunchSpec
 logger = logging.getLogger(__name__)
 
 HELD_EXEC = str(Path(__file__).with_name("held_exec.py"))
+
+
+def server_bin_first(path: str | None) -> str:
+    """``path`` (a PATH value) with the folder of the server's Python first, so that a
+    ``python`` or ``runtara-*`` in a command is the one of the server's environment
+    (its virtual environment, even when it was not activated), which has runtara.
+    The folder is the one ``sys.executable`` names, symbolic links not followed: a
+    virtual environment's ``bin``. ``path`` unchanged when that folder is already
+    first, or when the server's Python is not known."""
+    path = os.defpath if path is None else path
+    if not sys.executable:
+        return path
+    folder = os.path.dirname(sys.executable)
+    if path.split(os.pathsep)[0] == folder:
+        return path
+    return f"{folder}{os.pathsep}{path}"
+
 
 LOST_SERVER = 75
 """The exit code of a process that gave up waiting for its server (the Python SDK's,
