@@ -13,7 +13,6 @@ reader went away (``| head``). None of these prints a traceback.
 
 from __future__ import annotations
 
-import difflib
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -124,8 +123,7 @@ def _dispatch(argv: list[str]) -> int:
     name = argv.pop(0)
     command = COMMANDS.get(name)
     if command is None:
-        guess = difflib.get_close_matches(name, COMMANDS, n=1)
-        hint = f"did you mean {guess[0]!r}?" if guess else f"`{common.PROG} --help` lists them"
+        hint = common.did_you_mean(name, list(COMMANDS)) or f"`{common.PROG} --help` lists them"
         return _fail(f"unknown command {name!r}; {hint}", 2)
     return command.run(argv)
 

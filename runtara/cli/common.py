@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import difflib
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -32,6 +33,16 @@ class Parser(argparse.ArgumentParser):
         action = super().add_argument(*args, **kwargs)
         self.arguments.append(action)
         return action
+
+    def _check_value(self, action: argparse.Action, value: Any) -> None:
+        # argparse's own check, with the choice meant named (subcommands, --stream...)
+        try:
+            super()._check_value(action, value)
+        except argparse.ArgumentError as error:
+            hint = did_you_mean(str(value), [str(each) for each in action.choices])
+            raise argparse.ArgumentError(
+                action, f"{error.message}; {hint}" if hint else error.message
+            ) from None
 
     def error(self, message: str):  # one clear line, exit code 2
         self.exit(2, f"{self.prog}: error: {message}\n")
@@ -66,6 +77,47 @@ def parser_of(command: Callable[[Sequence[str]], int]) -> Parser:
     except ParserBuilt as built:
         return built.parser
     raise AssertionError(f"{command} returned without parsing its arguments")
+
+
+def did_you_mean(typed: str, choices: Sequence[str]) -> str:
+    """ "did you mean 'X'?" naming the choices ``typed`` was most likely meant to be
+    (see :func:`meant`), or "" when none is close."""
+    found = meant(typed, choices)
+    if not found:
+        return ""
+    quoted = [repr(each) for each in found]
+    listed = quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"
+    return f"did you mean {listed}?"
+
+
+def meant(typed: str, choices: Sequence[str]) -> list[str]:
+    """The choices ``typed`` was most likely meant to be, best first: the ones it begins
+    (``sta``: start, stats); else the ones one slip away (a letter missing, extra or
+    wrong, or two neighbours swapped: ``strat``: start); else the one most alike."""
+    if not typed:
+        return []
+    begun = [each for each in choices if each.startswith(typed)]
+    if begun:
+        return sorted(begun, key=lambda each: (len(each), each))
+    slipped = [each for each in choices if _one_slip(typed, each)]
+    if slipped:
+        return slipped
+    return difflib.get_close_matches(typed, choices, n=1)
+
+
+def _one_slip(typed: str, word: str) -> bool:
+    """Whether ``typed`` is ``word`` with one letter missing, extra or wrong, or two
+    neighbouring letters swapped."""
+    if typed == word or abs(len(typed) - len(word)) > 1:
+        return False
+    start = 0
+    while start < min(len(typed), len(word)) and typed[start] == word[start]:
+        start += 1
+    rest_typed, rest_word = typed[start:], word[start:]
+    if len(typed) == len(word):
+        swapped = rest_typed[1:2] + rest_typed[:1] + rest_typed[2:]
+        return rest_typed[1:] == rest_word[1:] or swapped == rest_word
+    return rest_typed[1:] == rest_word or rest_typed == rest_word[1:]
 
 
 def add_target_arguments(parser: argparse.ArgumentParser) -> None:

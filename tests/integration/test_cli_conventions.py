@@ -108,6 +108,37 @@ def test_an_unknown_command_is_named_with_the_closest_one(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize(
+    ("typed", "hint"),
+    [
+        ("strat", "did you mean 'start'?"),  # two letters swapped, before the most alike
+        ("sta", "did you mean 'start' or 'stats'?"),  # the beginning of both
+        ("stpo", "did you mean 'stop'?"),
+        ("instnces", "did you mean 'instances'?"),  # a letter missing
+        ("logss", "did you mean 'logs'?"),  # a letter extra
+    ],
+)
+def test_did_you_mean_prefers_what_the_typo_begins_or_slips_from(typed, hint):
+    assert common.did_you_mean(typed, list(cli.COMMANDS)) == hint
+
+
+def test_a_mistyped_subcommand_or_choice_is_named_with_the_closest_one(tmp_path):
+    queue = run_cli("queue", "lst", cwd=tmp_path)
+    assert queue.returncode == 2
+    assert queue.stderr.endswith(
+        "(choose from 'set', 'list', 'pause', 'resume'); did you mean 'list'?\n"
+    )
+    schedule = run_cli("schedule", "ad", "nightly", cwd=tmp_path)
+    assert schedule.returncode == 2
+    assert schedule.stderr.endswith("; did you mean 'add'?\n")
+    stream = run_cli("logs", "job", "--stream", "stdot", cwd=tmp_path)
+    assert stream.returncode == 2
+    assert stream.stderr.endswith("; did you mean 'stdout'?\n")
+    far = run_cli("queue", "frobnicate", cwd=tmp_path)
+    assert far.returncode == 2
+    assert far.stderr.endswith("(choose from 'set', 'list', 'pause', 'resume')\n")
+
+
 def test_help_lists_every_command_in_one_line_and_the_servers_flags(tmp_path):
     result = run_cli("--help", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
