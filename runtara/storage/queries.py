@@ -1,10 +1,16 @@
-"""Named SQL queries: ``<dialect>/queries.sql`` next to the migrations.
+"""Named SQL queries: ``queries.sql`` next to the migrations' dialect folders.
 
 A queries file is a list of entries, each headed by a ``-- name: <query_name>``
 line; the SQL below the header, up to the next header, is the query (comment
-lines are documentation and are dropped). Every dialect defines the same names,
-with the parameters in its driver's named style (``:name`` for sqlite3,
-``%(name)s`` for psycopg).
+lines are documentation and are dropped). ``queries.sql`` holds every query
+once; ``<dialect>/queries.sql`` holds only the dialect's own: an entry of the
+same name replaces the shared one (a different function, a different schema
+query), and a dialect may add names of its own (PostgreSQL's ``call_*``).
+
+All files write parameters as ``:name``. :func:`load` writes each query in
+its dialect's terms: ``%(name)s`` (and ``%%`` for ``%``) for psycopg; for
+SQLite, which has no row locks, a closing ``FOR UPDATE ...`` / ``FOR SHARE ...``
+line is dropped, the write transaction holding the database's only write lock.
 
 A query may hold one slot, ``{family}``, filled at run time by
 :meth:`Queries.compose` with the *fragments* named ``family.key`` for the keys
@@ -27,6 +33,20 @@ FILE = "queries.sql"
 _HEADER = re.compile(r"^--\s*name:\s*(\S+)\s*$")
 _NAME = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)?$")
 _SLOT = re.compile(r"\{([a-z][a-z0-9_]*)\}")
+_PARAMETER = re.compile(r"(?<![:\w]):([a-z_][a-z0-9_]*)")
+_ROW_LOCK = re.compile(r"\n\s*FOR (UPDATE|NO KEY UPDATE|SHARE|KEY SHARE)\b[^\n]*$")
+
+
+def _for_sqlite(sql: str) -> str:
+    return _ROW_LOCK.sub("", sql)
+
+
+def _for_psycopg(sql: str) -> str:
+    return _PARAMETER.sub(r"%(\1)s", sql.replace("%", "%%"))
+
+
+DIALECTS = {"sqlite": _for_sqlite, "postgresql": _for_psycopg}
+"""How each dialect writes the shared SQL."""
 
 
 def parse(text: str, source: str = FILE) -> dict[str, str]:
@@ -97,6 +117,12 @@ class Queries(dict[str, str]):
 
 @functools.cache
 def load(dialect: str, package: str = "runtara.migrations") -> Queries:
-    """The named queries shipped for ``dialect``."""
-    entry = resources.files(package).joinpath(dialect).joinpath(FILE)
-    return Queries(dialect, parse(entry.read_text(encoding="utf-8"), f"{dialect}/{FILE}"))
+    """The named queries shipped for ``dialect``, in its terms."""
+    if dialect not in DIALECTS:
+        raise errors.MigrationError(f"no named queries for the SQL dialect {dialect!r}")
+    root = resources.files(package)
+    shared = parse(root.joinpath(FILE).read_text(encoding="utf-8"))
+    own_source = f"{dialect}/{FILE}"
+    own = parse(root.joinpath(dialect, FILE).read_text(encoding="utf-8"), own_source)
+    write = DIALECTS[dialect]
+    return Queries(dialect, {name: write(sql) for name, sql in (shared | own).items()})

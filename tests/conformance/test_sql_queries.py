@@ -1198,3 +1198,39 @@ def test_a_malformed_queries_file_is_refused():
     with pytest.raises(errors.MigrationError, match="before the first name"):
         queries.parse("SELECT 1\n-- name: a\nSELECT 2\n")
     assert queries.parse("-- name: a\n-- about a\nSELECT 1\nFROM t\n") == {"a": "SELECT 1\nFROM t"}
+
+
+def test_each_dialect_writes_the_shared_sql_in_its_own_terms():
+    shared = "SELECT a::text, '50%' FROM t WHERE b = :b AND c = :c_2\nFOR UPDATE OF t SKIP LOCKED"
+    assert queries.DIALECTS["postgresql"](shared) == (
+        "SELECT a::text, '50%%' FROM t WHERE b = %(b)s AND c = %(c_2)s\nFOR UPDATE OF t SKIP LOCKED"
+    )
+    assert queries.DIALECTS["sqlite"](shared) == (
+        "SELECT a::text, '50%' FROM t WHERE b = :b AND c = :c_2"
+    )
+
+
+def test_a_dialects_own_entry_replaces_the_shared_one(tmp_path, monkeypatch):
+    package = tmp_path / "shipped_queries"
+    (package / "postgresql").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "queries.sql").write_text(
+        "-- name: same\nSELECT :x\n-- name: differs\nSELECT instr(:x, 'a')\n"
+    )
+    (package / "postgresql" / "queries.sql").write_text(
+        "-- name: differs\nSELECT strpos(:x, 'a')\n-- name: call_own\nSELECT f(:x)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    loaded = queries.load("postgresql", package="shipped_queries")
+    assert dict(loaded) == {
+        "same": "SELECT %(x)s",
+        "differs": "SELECT strpos(%(x)s, 'a')",
+        "call_own": "SELECT f(%(x)s)",
+    }
+
+
+def test_an_unknown_dialect_is_refused():
+    with pytest.raises(
+        errors.MigrationError, match="no named queries for the SQL dialect 'oracle'"
+    ):
+        queries.load("oracle")
