@@ -75,15 +75,12 @@ import enum
 import json
 import secrets
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import attrs
 
 from runtara import errors, records
 from runtara.records import EventType, InstanceStatus, InstanceUpdate, LaunchUpdate
-
-if TYPE_CHECKING:
-    from runtara.storage import base
+from runtara.storage.transaction import Transaction
 
 STOP_GRACE = dt.timedelta(seconds=30)
 """The grace of a stop a cancel makes without one (a child's, a cancel signal's)."""
@@ -127,7 +124,7 @@ class Backoff:
         return dt.timedelta(seconds=seconds * self.jitter)
 
 
-def _event(tx: base.Transaction, instance_id: str, kind: EventType, now: dt.datetime, **facts):
+def _event(tx: Transaction, instance_id: str, kind: EventType, now: dt.datetime, **facts):
     tx.insert_event(
         records.Event(
             instance_id=instance_id,
@@ -143,7 +140,7 @@ def _release(**changes) -> LaunchUpdate:
 
 
 def _locked(
-    tx: base.Transaction, instance_id: str
+    tx: Transaction, instance_id: str
 ) -> tuple[records.Instance | None, records.Launch | None]:
     """The instance (its row locked first) and its launch."""
     instance = tx.get_instance(instance_id)
@@ -154,7 +151,7 @@ def _locked(
 
 
 def start_instance(
-    tx: base.Transaction,
+    tx: Transaction,
     instance_id: str,
     tenant_id: str,
     spec: str,
@@ -236,7 +233,7 @@ CHILD_POLICIES = ("cancel", "abandon")
 
 
 def start_child(
-    tx: base.Transaction,
+    tx: Transaction,
     parent_id: str,
     child_id: str,
     command: list[str] | None,
@@ -294,7 +291,7 @@ def start_child(
 
 
 def stop_children(
-    tx: base.Transaction, parent_id: str, grace: dt.timedelta, now: dt.datetime
+    tx: Transaction, parent_id: str, grace: dt.timedelta, now: dt.datetime
 ) -> list[str]:
     """Stop (see :func:`request_stop`) the live children of ``parent_id`` whose policy
     is ``cancel``, and theirs in turn; ``abandon`` ones are left running. Returns
@@ -322,7 +319,7 @@ def due_time(
 
 
 def retry(
-    tx: base.Transaction,
+    tx: Transaction,
     instance_id: str,
     now: dt.datetime,
     *,
@@ -399,7 +396,7 @@ def fork_id(source_id: str) -> str:
 
 
 def fork(
-    tx: base.Transaction,
+    tx: Transaction,
     source_id: str,
     checkpoint_id: str | None,
     new_id: str,
@@ -464,7 +461,7 @@ def fork(
     return checkpoint_id
 
 
-def resume(tx: base.Transaction, instance_id: str, now: dt.datetime) -> None:
+def resume(tx: Transaction, instance_id: str, now: dt.datetime) -> None:
     """A resume was sent: a suspended instance whose process is gone is due at once."""
     instance, launch = _locked(tx, instance_id)
     if (
@@ -475,9 +472,7 @@ def resume(tx: base.Transaction, instance_id: str, now: dt.datetime) -> None:
         tx.update_launch(instance_id, LaunchUpdate(next_launch_at=now), held_by=launch.holder)
 
 
-def request_stop(
-    tx: base.Transaction, instance_id: str, grace: dt.timedelta, now: dt.datetime
-) -> bool:
+def request_stop(tx: Transaction, instance_id: str, grace: dt.timedelta, now: dt.datetime) -> bool:
     """Send cancel and set the deadline past which the process is terminated.
 
     Returns False if the instance has no launch (no launcher will terminate it).
@@ -508,9 +503,7 @@ def request_stop(
     return True
 
 
-def cancel_unanswered(
-    tx: base.Transaction, instance_id: str, reason: str, now: dt.datetime
-) -> bool:
+def cancel_unanswered(tx: Transaction, instance_id: str, reason: str, now: dt.datetime) -> bool:
     """Record ``cancelled`` for an instance that did not end by itself after a stop.
 
     A claim still in force is kept: its launcher may yet be ending the process,
@@ -533,7 +526,7 @@ def cancel_unanswered(
 
 
 def wake_sleepers(
-    tx: base.Transaction,
+    tx: Transaction,
     spec: str,
     max_failures: int,
     now: dt.datetime,
@@ -561,12 +554,12 @@ def wake_sleepers(
 
 
 def claim(
-    tx: base.Transaction, launcher: str, now: dt.datetime, lease: dt.timedelta, limit: int
+    tx: Transaction, launcher: str, now: dt.datetime, lease: dt.timedelta, limit: int
 ) -> list[tuple[records.Launch, records.Instance]]:
     """Claim up to ``limit`` due launches for ``launcher``, each starting its next
     attempt; never one that another launcher holds, nor one its queue's limits hold
     back. The highest priority first, then the concurrency keys in turn, then the
-    earliest due (the order of :meth:`~base.Transaction.list_due_launches`)."""
+    earliest due (the order of :meth:`~Transaction.list_due_launches`)."""
     tx.lock_queues()
     queues = {queue.name: queue for queue in tx.list_queues()}
     claimed: list[tuple[records.Launch, records.Instance]] = []
@@ -609,7 +602,7 @@ def claim(
 
 
 def held_back(
-    tx: base.Transaction, queue: records.Queue, launch: records.Launch, now: dt.datetime
+    tx: Transaction, queue: records.Queue, launch: records.Launch, now: dt.datetime
 ) -> str | None:
     """Why ``queue``'s limits keep the due ``launch`` from being claimed now, or None."""
     if queue.paused:
@@ -633,7 +626,7 @@ def held_back(
 
 
 def wait_reason(
-    tx: base.Transaction, instance: records.Instance, launch: records.Launch, now: dt.datetime
+    tx: Transaction, instance: records.Instance, launch: records.Launch, now: dt.datetime
 ) -> str | None:
     """Why a pending instance of ``runtara-core start`` is not running yet, or None
     when it is not waiting for a launch."""
@@ -657,7 +650,7 @@ def _due(launch: records.Launch, now: dt.datetime) -> bool:
 
 
 def launched(
-    tx: base.Transaction,
+    tx: Transaction,
     instance_id: str,
     holder: records.LaunchHolder,
     pid: int,
@@ -688,7 +681,7 @@ def launched(
 
 
 def renew(
-    tx: base.Transaction, instance_id: str, holder: records.LaunchHolder, until: dt.datetime
+    tx: Transaction, instance_id: str, holder: records.LaunchHolder, until: dt.datetime
 ) -> bool:
     """Extend the claim of a launch whose process ``holder`` watches; False if the
     launch moved on (another launcher took it over): stop watching then."""
@@ -699,7 +692,7 @@ def renew(
 
 
 def exited(
-    tx: base.Transaction,
+    tx: Transaction,
     instance_id: str,
     holder: records.LaunchHolder,
     how: str,
@@ -790,7 +783,7 @@ def _gave_up(launch: records.Launch, failures: int, how: str, stderr: str) -> st
 
 
 def fail_unlaunchable(
-    tx: base.Transaction,
+    tx: Transaction,
     instance_id: str,
     holder: records.LaunchHolder,
     reason: str,
@@ -816,9 +809,7 @@ def _final(status: InstanceStatus, now: dt.datetime, error: str) -> InstanceUpda
     )
 
 
-def _wake_time(
-    tx: base.Transaction, instance: records.Instance, now: dt.datetime
-) -> dt.datetime | None:
+def _wake_time(tx: Transaction, instance: records.Instance, now: dt.datetime) -> dt.datetime | None:
     """When a suspended instance is due again: at its wake time when it sleeps, at
     once when a resume is pending, else never (until it is resumed)."""
     if instance.sleep_until is not None:
@@ -830,20 +821,20 @@ def _wake_time(
 
 
 def lapsed(
-    tx: base.Transaction, now: dt.datetime, due_before: dt.datetime, limit: int
+    tx: Transaction, now: dt.datetime, due_before: dt.datetime, limit: int
 ) -> list[records.Launch]:
     """Launches of live instances that no launcher holds any more: their claim ran
     out (the launcher's server stopped), or nobody was left watching them."""
     return tx.list_lapsed_launches(now=now, due_before=due_before, limit=limit)
 
 
-def held_by(tx: base.Transaction, launcher: str, limit: int) -> list[records.Launch]:
+def held_by(tx: Transaction, launcher: str, limit: int) -> list[records.Launch]:
     """Launches ``launcher`` holds (a restarted server finds its own again)."""
     return tx.list_claimed_launches(claimed_by=launcher, limit=limit)
 
 
 def adopt(
-    tx: base.Transaction,
+    tx: Transaction,
     instance_id: str,
     seen: records.LaunchHolder,
     launcher: str,
@@ -866,7 +857,7 @@ def adopt(
 
 
 def relaunch_lost(
-    tx: base.Transaction,
+    tx: Transaction,
     instance_id: str,
     seen: records.LaunchHolder,
     launcher: str,
@@ -884,7 +875,7 @@ def relaunch_lost(
 
 
 def release_unstarted(
-    tx: base.Transaction, instance_id: str, seen: records.LaunchHolder, now: dt.datetime
+    tx: Transaction, instance_id: str, seen: records.LaunchHolder, now: dt.datetime
 ) -> bool:
     """A launch claimed as ``seen`` by a launcher that stopped before it recorded a
     process, its claim run out: due again at once, without counting a failure;
@@ -908,7 +899,7 @@ def release_unstarted(
 
 
 def wake_unwatched(
-    tx: base.Transaction,
+    tx: Transaction,
     instance_id: str,
     seen: records.LaunchHolder,
     now: dt.datetime,

@@ -1,6 +1,6 @@
 """What each operation does to the store: the engine's rules, one transaction each.
 
-Every function here takes the open :class:`~runtara.storage.base.Transaction`
+Every function here takes the open :class:`~runtara.storage.transaction.Transaction`
 and the server's time ``now``, and is the whole of one operation: the instance
 protocol's requests (README: Protocol behaviour) and the operators' actions.
 Refusals are :class:`runtara.errors.RequestError` (instance protocol) or
@@ -15,20 +15,17 @@ operation methods, which a driver may replace with an equivalent of its own
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING
 
 from runtara import errors, limits, records
 from runtara.records import EventType, InstanceStatus, InstanceUpdate
 from runtara.storage import launches
-
-if TYPE_CHECKING:
-    from runtara.storage import base
+from runtara.storage.transaction import Transaction
 
 _STATUS_CHANGING = frozenset({EventType.COMPLETED, EventType.FAILED, EventType.SUSPENDED})
 
 
 def require_instance(
-    tx: base.Transaction, instance_id: str, registration: int | None = None
+    tx: Transaction, instance_id: str, registration: int | None = None
 ) -> records.Instance:
     """The instance, locked for the rest of the transaction; InstanceNotFound if absent.
 
@@ -50,7 +47,7 @@ def _require_running(instance: records.Instance) -> None:
         )
 
 
-def _touch(tx: base.Transaction, instance_id: str, now: dt.datetime) -> None:
+def _touch(tx: Transaction, instance_id: str, now: dt.datetime) -> None:
     tx.update_instance(instance_id, InstanceUpdate(last_activity_at=now))
 
 
@@ -58,7 +55,7 @@ def _touch(tx: base.Transaction, instance_id: str, now: dt.datetime) -> None:
 
 
 def register_instance(
-    tx: base.Transaction,
+    tx: Transaction,
     instance_id: str,
     tenant_id: str,
     checkpoint_id: str | None,
@@ -121,7 +118,7 @@ def register_instance(
     return number
 
 
-def _signals(tx: base.Transaction, instance_id: str, checkpoint_id: str | None) -> records.Signals:
+def _signals(tx: Transaction, instance_id: str, checkpoint_id: str | None) -> records.Signals:
     return records.Signals(
         pending=tx.get_pending_signal(instance_id),
         custom=None if checkpoint_id is None else tx.take_custom_signal(instance_id, checkpoint_id),
@@ -129,7 +126,7 @@ def _signals(tx: base.Transaction, instance_id: str, checkpoint_id: str | None) 
 
 
 def checkpoint(
-    tx: base.Transaction,
+    tx: Transaction,
     instance_id: str,
     checkpoint_id: str,
     state: bytes,
@@ -154,7 +151,7 @@ def checkpoint(
 
 
 def get_checkpoint(
-    tx: base.Transaction,
+    tx: Transaction,
     instance_id: str,
     checkpoint_id: str,
     now: dt.datetime,
@@ -168,7 +165,7 @@ def get_checkpoint(
 
 
 def begin_sleep(
-    tx: base.Transaction,
+    tx: Transaction,
     instance_id: str,
     duration: dt.timedelta,
     checkpoint_id: str,
@@ -199,7 +196,7 @@ def begin_sleep(
 
 
 def finish_sleep(
-    tx: base.Transaction, instance_id: str, sleep_until: dt.datetime, now: dt.datetime
+    tx: Transaction, instance_id: str, sleep_until: dt.datetime, now: dt.datetime
 ) -> None:
     """Wake the instance, unless something else changed it during the sleep."""
     instance = tx.get_instance(instance_id)
@@ -257,7 +254,7 @@ def _status_update(kind: EventType, payload: bytes, now: dt.datetime) -> Instanc
 
 
 def record_event(
-    tx: base.Transaction,
+    tx: Transaction,
     instance_id: str,
     kind: EventType,
     payload: bytes,
@@ -295,9 +292,7 @@ def record_event(
         tx.update_instance(instance_id, _status_update(kind, payload, now))
 
 
-def instance_status(
-    tx: base.Transaction, instance_id: str, now: dt.datetime
-) -> records.Instance | None:
+def instance_status(tx: Transaction, instance_id: str, now: dt.datetime) -> records.Instance | None:
     """The instance as stored (None if unknown); counts as activity."""
     instance = tx.get_instance(instance_id)
     if instance is not None:
@@ -306,7 +301,7 @@ def instance_status(
 
 
 def poll_signals(
-    tx: base.Transaction,
+    tx: Transaction,
     instance_id: str,
     checkpoint_id: str | None,
     now: dt.datetime,
@@ -326,7 +321,7 @@ def poll_signals(
 
 
 def acknowledge_signal(
-    tx: base.Transaction,
+    tx: Transaction,
     instance_id: str,
     signal_type: records.SignalType,
     acknowledged: bool,
@@ -350,7 +345,7 @@ def acknowledge_signal(
 
 
 def record_retry(
-    tx: base.Transaction,
+    tx: Transaction,
     instance_id: str,
     checkpoint_id: str,
     attempt: int,
@@ -377,7 +372,7 @@ def require_id(value: str, name: str) -> None:
         raise errors.OperationRefused(problem)
 
 
-def _signalable(tx: base.Transaction, instance_id: str) -> None:
+def _signalable(tx: Transaction, instance_id: str) -> None:
     instance = tx.get_instance(instance_id)
     if instance is None:
         raise errors.OperationRefused(f"Instance '{instance_id}' not found")
@@ -388,7 +383,7 @@ def _signalable(tx: base.Transaction, instance_id: str) -> None:
 
 
 def send_signal(
-    tx: base.Transaction,
+    tx: Transaction,
     instance_id: str,
     signal_type: records.SignalType,
     payload: bytes,
@@ -410,7 +405,7 @@ def send_signal(
 
 
 def send_custom_signal(
-    tx: base.Transaction, instance_id: str, checkpoint_id: str, payload: bytes, now: dt.datetime
+    tx: Transaction, instance_id: str, checkpoint_id: str, payload: bytes, now: dt.datetime
 ) -> None:
     """Leave a signal for one checkpoint id of a live instance, taken once."""
     require_id(instance_id, "instance_id")
@@ -420,13 +415,13 @@ def send_custom_signal(
     tx.put_custom_signal(instance_id, checkpoint_id, payload, now)
 
 
-def _existing(tx: base.Transaction, instance_id: str) -> None:
+def _existing(tx: Transaction, instance_id: str) -> None:
     if tx.get_instance(instance_id) is None:
         raise errors.OperationRefused(f"Instance '{instance_id}' not found")
 
 
 def list_instances(
-    tx: base.Transaction,
+    tx: Transaction,
     *,
     tenant_id: str | None = None,
     status: InstanceStatus | None = None,
@@ -440,7 +435,7 @@ def list_instances(
 
 
 def instance_details(
-    tx: base.Transaction, instance_id: str, recent_events: int = 10, now: dt.datetime | None = None
+    tx: Transaction, instance_id: str, recent_events: int = 10, now: dt.datetime | None = None
 ) -> records.InstanceDetails | None:
     """The instance and what goes with it; with ``now``, why it waits to be launched."""
     instance = tx.get_instance(instance_id)
@@ -458,7 +453,7 @@ def instance_details(
     )
 
 
-def count_active(tx: base.Transaction) -> int:
+def count_active(tx: Transaction) -> int:
     """Running and suspended instances."""
     return tx.count_instances(status=InstanceStatus.RUNNING) + tx.count_instances(
         status=InstanceStatus.SUSPENDED
@@ -466,7 +461,7 @@ def count_active(tx: base.Transaction) -> int:
 
 
 def list_checkpoints(
-    tx: base.Transaction,
+    tx: Transaction,
     instance_id: str,
     checkpoint_filter: records.CheckpointFilter = records.ALL_CHECKPOINTS,
     *,
@@ -481,14 +476,14 @@ def list_checkpoints(
 
 
 def read_checkpoint(
-    tx: base.Transaction, instance_id: str, checkpoint_id: str
+    tx: Transaction, instance_id: str, checkpoint_id: str
 ) -> records.Checkpoint | None:
     _existing(tx, instance_id)
     return tx.get_checkpoint(instance_id, checkpoint_id)
 
 
 def list_events(
-    tx: base.Transaction,
+    tx: Transaction,
     instance_id: str,
     event_filter: records.EventFilter = records.ALL_EVENTS,
     *,
@@ -503,7 +498,7 @@ def list_events(
 
 
 def fail_if_stale(
-    tx: base.Transaction,
+    tx: Transaction,
     instance_id: str,
     cutoff: dt.datetime,
     now: dt.datetime,
@@ -529,9 +524,7 @@ def fail_if_stale(
     return error
 
 
-def delete_finished(
-    tx: base.Transaction, instance_ids: list[str], cutoff: dt.datetime
-) -> list[str]:
+def delete_finished(tx: Transaction, instance_ids: list[str], cutoff: dt.datetime) -> list[str]:
     """Delete those of ``instance_ids`` still finished before ``cutoff``; return them."""
     gone = []
     for instance_id in instance_ids:

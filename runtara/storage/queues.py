@@ -9,20 +9,17 @@ for every server on the store.
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING
 
 import attrs
 
 from runtara import errors, records
 from runtara.records import UNCHANGED
 from runtara.storage import operations
-
-if TYPE_CHECKING:
-    from runtara.storage import base
+from runtara.storage.transaction import Transaction
 
 
 def set_queue(
-    tx: base.Transaction,
+    tx: Transaction,
     name: str,
     *,
     concurrency: int | None = UNCHANGED,
@@ -52,7 +49,7 @@ def set_queue(
     return queue
 
 
-def list_queues(tx: base.Transaction, now: dt.datetime) -> list[records.QueueView]:
+def list_queues(tx: Transaction, now: dt.datetime) -> list[records.QueueView]:
     """Every queue with limits or with launches claimed or waiting, the default
     queue always, by name."""
     figures = tx.queue_figures(now)

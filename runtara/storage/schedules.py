@@ -26,15 +26,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attrs
 
 from runtara import errors, limits, records, schedule_times
 from runtara.storage import launches, operations
-
-if TYPE_CHECKING:
-    from runtara.storage import base
+from runtara.storage.transaction import Transaction
 
 OVERLAPS = ("skip", "allow", "cancel-previous")
 CATCH_UPS = ("none", "one", "all")
@@ -83,7 +81,7 @@ class _Launch:
 
 
 def add(
-    tx: base.Transaction,
+    tx: Transaction,
     name: str,
     *,
     cron: str | None,
@@ -141,7 +139,7 @@ def add(
     return schedule
 
 
-def set_paused(tx: base.Transaction, name: str, paused: bool, now: dt.datetime) -> records.Schedule:
+def set_paused(tx: Transaction, name: str, paused: bool, now: dt.datetime) -> records.Schedule:
     """Pause the schedule (no tick starts anything) or resume it; returns it as it is
     now. A resumed schedule's next tick is its first after ``now``: the ticks that
     fell while it was paused are not caught up, nor counted as skipped."""
@@ -162,12 +160,12 @@ def set_paused(tx: base.Transaction, name: str, paused: bool, now: dt.datetime) 
     return schedule
 
 
-def remove(tx: base.Transaction, name: str) -> bool:
+def remove(tx: Transaction, name: str) -> bool:
     """Delete the schedule (its instances are left as they are); False if there was none."""
     return tx.delete_schedule(name)
 
 
-def trigger(tx: base.Transaction, name: str, now: dt.datetime) -> str:
+def trigger(tx: Transaction, name: str, now: dt.datetime) -> str:
     """Start one instance of the schedule now, as a tick at ``now`` would, paused or
     not and whatever its ``overlap``; returns the instance's id. It counts among
     the schedule's ticks and is the instance the next tick's ``overlap`` looks at."""
@@ -185,7 +183,7 @@ def trigger(tx: base.Transaction, name: str, now: dt.datetime) -> str:
 # --- the scheduler --------------------------------------------------------------
 
 
-def fire_due(tx: base.Transaction, now: dt.datetime, *, limit: int = 50) -> Fired:
+def fire_due(tx: Transaction, now: dt.datetime, *, limit: int = 50) -> Fired:
     """Start the due ticks of at most ``limit`` schedules not paused (see
     :func:`fire`), those due longest first; skips the schedules another server
     is firing at the same time."""
@@ -198,7 +196,7 @@ def fire_due(tx: base.Transaction, now: dt.datetime, *, limit: int = 50) -> Fire
     return fired
 
 
-def fire(tx: base.Transaction, schedule: records.Schedule, now: dt.datetime) -> Fired:
+def fire(tx: Transaction, schedule: records.Schedule, now: dt.datetime) -> Fired:
     """Start the schedule's ticks from its ``next_tick_at`` up to ``now``, by its rules,
     and move it on to its first tick after ``now``.
 
@@ -278,7 +276,7 @@ def _caught_up(
 
 
 def _overlap_admits(
-    tx: base.Transaction, schedule: records.Schedule, previous: str | None, now: dt.datetime
+    tx: Transaction, schedule: records.Schedule, previous: str | None, now: dt.datetime
 ) -> bool:
     """Whether a tick may start beside the previous tick's instance ``previous``
     (stopping it first for ``cancel-previous``)."""
@@ -290,7 +288,7 @@ def _overlap_admits(
 
 
 def _start_tick(
-    tx: base.Transaction,
+    tx: Transaction,
     schedule: records.Schedule,
     instance_id: str,
     tick: dt.datetime,
@@ -305,13 +303,13 @@ def _start_tick(
         return False
 
 
-def _unfinished(tx: base.Transaction, instance_id: str) -> bool:
+def _unfinished(tx: Transaction, instance_id: str) -> bool:
     instance = tx.get_instance(instance_id)
     return instance is not None and not instance.status.is_terminal
 
 
 def _start(
-    tx: base.Transaction,
+    tx: Transaction,
     schedule: records.Schedule,
     instance_id: str,
     tick: dt.datetime,
@@ -341,7 +339,7 @@ def _start(
 # --- checks and conversions -----------------------------------------------------
 
 
-def _require(tx: base.Transaction, name: str) -> records.Schedule:
+def _require(tx: Transaction, name: str) -> records.Schedule:
     """The schedule, its row locked; OperationRefused if there is none."""
     schedule = tx.get_schedule(name, lock=True)
     if schedule is None:

@@ -25,7 +25,7 @@ child process. A driver whose store lives in one process sets
             yield driver
             driver.close()
 
-The kit covers every method of :class:`runtara.storage.base.Transaction` and
+The kit covers every method of :class:`runtara.storage.transaction.Transaction` and
 :class:`runtara.storage.base.StorageDriver`, the operation methods included
 (so that a driver that replaces one is held to the rules of
 :mod:`runtara.storage.operations`): semantics, errors, transaction scope, work
