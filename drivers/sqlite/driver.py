@@ -3,7 +3,9 @@
 Writes go through a write group (:mod:`write_group`): concurrent callers commit
 together on one write connection, the work running on a caller's own thread.
 Read-only work uses a read-only connection per calling thread, so reading never
-creates a database. The SQL is the dialect's named queries
+creates a database. A batch of the server's requests (:meth:`run_batch`) is
+one job of the write group: its reads and writes all run in that job's
+transaction (see :mod:`batch`). The SQL is the dialect's named queries
 (``sql/sqlite/queries.sql``), run by :class:`runtara.storage.sqlbase.SqlTransaction`.
 ``synchronous=FULL`` (the default) fsyncs every commit: an
 acknowledged write survives a killed process and a power loss.
@@ -32,6 +34,7 @@ from urllib.parse import parse_qsl, quote
 
 from runtara import errors
 from runtara.drivers.sqlite import diagnosis
+from runtara.drivers.sqlite.batch import RequestBatch
 from runtara.drivers.sqlite.file_lock import FileLock
 from runtara.drivers.sqlite.transaction import SqliteTransaction
 from runtara.drivers.sqlite.write_group import WriteGroup
@@ -70,6 +73,8 @@ class SqliteDriver(base.StorageDriver):
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
+        self._batched = (0, 0)
+        """Batches committed, and the writes they held (under ``_readers_lock``)."""
         self._closed = False
 
     def describe(self) -> str:
@@ -170,6 +175,12 @@ class SqliteDriver(base.StorageDriver):
     def run(self, work: Callable[[base.Transaction], T], *, write: bool = True) -> T:
         if self._closed:
             raise errors.StorageUnavailable("the SQLite driver is closed")
+        batch = getattr(self._local, "batch", None)
+        if batch is not None:
+            return batch.run(
+                lambda connection: work(SqliteTransaction(connection, self._queries, write=write)),
+                write=write,
+            )
         if write:
             return self._group.run(
                 lambda connection: work(SqliteTransaction(connection, self._queries, write=True))
@@ -185,6 +196,29 @@ class SqliteDriver(base.StorageDriver):
             if connection.in_transaction:
                 connection.execute("ROLLBACK")
             raise errors.StorageError(f"Database error: {error}") from error
+
+    def run_batch(self, work: Callable[[], T]) -> T:
+        """Run ``work`` as one job of the write group: every ``run`` it makes on the
+        thread that runs it goes into that job's transaction (a write under its own
+        savepoint), committed once. The job may run on another caller's thread
+        (the group's leader), so the batch is bound to whichever thread runs it."""
+        if self._closed:
+            raise errors.StorageUnavailable("the SQLite driver is closed")
+        batch: RequestBatch | None = None
+
+        def serve(connection: sqlite3.Connection) -> T:
+            nonlocal batch
+            batch = self._local.batch = RequestBatch(connection)
+            try:
+                return work()
+            finally:
+                self._local.batch = None
+
+        result = self._group.run(serve)
+        with self._readers_lock:
+            batches, writes = self._batched
+            self._batched = (batches + 1, writes + batch.writes)
+        return result
 
     def exists(self) -> bool:
         """Whether the file exists and holds the migrations ledger."""
@@ -227,11 +261,15 @@ class SqliteDriver(base.StorageDriver):
             self._readers.clear()
 
     def stats(self) -> dict[str, float]:
+        """``commits``; ``transactions``: the writes they held (each ``run`` of a batch
+        counts, not the batch's own job of the write group)."""
         commits = self._group.commits
+        batches, writes = self._batched
+        transactions = self._group.transactions - batches + writes
         return {
             "commits": commits,
-            "transactions": self._group.transactions,
-            "transactions_per_commit": self._group.transactions / commits if commits else 0.0,
+            "transactions": transactions,
+            "transactions_per_commit": transactions / commits if commits else 0.0,
         }
 
 

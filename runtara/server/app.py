@@ -2,15 +2,24 @@
 
 :class:`InstanceServer` is the I/O half of the server: it owns the asyncio
 loop thread, the UDP endpoints, the worker pool and the timers, and carries
-out what the sans-I/O :class:`~runtara.server.core.ServerCore` decides. Every
-QUIC event goes to the core with the loop's time; every action the core
-returns is performed here (stream writes through the connection, work on the
-pool, timers on the loop). Results come back from the pool in batches: a
-finishing worker queues its result and wakes the loop only if no wake-up is
-pending, so under load one ``call_soon_threadsafe`` carries many results.
+out what the sans-I/O :class:`~runtara.server.core.ServerCore` decides, which
+it hands the operation tables and the handlers (:mod:`handling`). Every QUIC
+event goes to the core with the loop's time; every action the core returns is
+performed here (stream writes through the connection, work on the pool, timers
+on the loop).
 
-Hand-offs of one request: loop thread -> worker (which runs the handler and,
-for the SQLite driver, usually commits the write group itself) -> loop thread.
+One hand-off per loop pass, not per request: the instance requests the core
+lets run during one pass of the loop are submitted to the pool together, as
+one batch, by one callback the first of them schedules. A worker serves the
+batch in one storage batch (one transaction and commit for SQLite, see
+:func:`handling.serve_together`) and queues all its results at once; the loop
+is woken only if no wake-up is pending, so one ``call_soon_threadsafe``
+carries them, and often other batches' too. The core still admits and counts
+each request alone, so the pool's bound and the overload policy are
+unchanged (a batch holds one worker thread, and at most ``max_concurrent``
+requests run, batched or not). Management requests are served one by one, as
+before: some wait for work of other threads (the launcher's) that writes to
+the storage, which a batch's open transaction would hold up; they are few.
 """
 
 from __future__ import annotations
@@ -41,6 +50,7 @@ from runtara.server import (
     binding,
     connection_journal,
     core,
+    handling,
     quic,
     reset_secret,
     stateless_reset,
@@ -124,7 +134,7 @@ class InstanceServer:
                 max_buffered_per_connection=config.max_buffered_per_connection,
                 max_total_buffer=config.max_total_buffer,
             ),
-            self.services,
+            handling.Handling(self.services),
         )
         self.address: tuple[str, int] | None = None
         self.management_address: tuple[str, int] | None = None
@@ -137,6 +147,8 @@ class InstanceServer:
         self._connections: dict[quic.ServerConnection, str] = {}
         """The admitted connections, and the name of the service of each."""
         self._timers: dict[Hashable, asyncio.TimerHandle] = {}
+        self._to_submit: list[core.Job] = []
+        """Batched jobs the core handed out during this loop pass, not yet submitted."""
         self._finished: collections.deque[tuple[core.Job, Any]] = collections.deque()
         self._wake_pending = False
         self._idle: asyncio.Event | None = None
@@ -283,6 +295,7 @@ class InstanceServer:
                 mpb.RpcRequest,
                 dispatch.MANAGEMENT_OPERATIONS,
                 credentials=self.credentials,
+                batched=False,  # see the module's docstring
             )
             self.management_address = await self._listen(sockets["management"], service)
         self._sweep()
@@ -448,7 +461,7 @@ class InstanceServer:
             if isinstance(action, core.SendReply):
                 action.connection.send_reply(action.stream_id, action.frame)
             elif isinstance(action, core.Submit):
-                self._executor.submit(self._run, action.job)
+                self._submit(action.job)
             elif isinstance(action, core.ResetStream):
                 action.connection.reset_stream(action.stream_id, action.code)
             elif isinstance(action, core.RejectStream):
@@ -470,16 +483,31 @@ class InstanceServer:
         self._timers.pop(key, None)
         self._perform(self.core.timer_fired(key))
 
-    def _run(self, job: core.Job) -> None:
-        # On a worker thread: run the work, queue its result for the loop. Whatever
-        # escapes the work (a BaseException too) is its result: the stream is
-        # answered and the worker slot given back; there is no one to raise it to.
-        try:
-            result = job.work()
-        except BaseException as error:
-            logger.exception("a request failed outside its handler")
-            result = error
-        self._finished.append((job, result))
+    def _submit(self, job: core.Job) -> None:
+        if not job.batched:
+            self._executor.submit(self._run_alone, job)
+            return
+        if not self._to_submit:
+            self._loop.call_soon(self._submit_batch)
+        self._to_submit.append(job)
+
+    def _submit_batch(self) -> None:
+        jobs, self._to_submit = self._to_submit, []
+        self._executor.submit(self._run_batch, jobs)
+
+    def _run_batch(self, jobs: list[core.Job]) -> None:
+        # On a worker thread. Every job gets a result (see serve_together): the
+        # streams are answered and the worker slots given back whatever happens.
+        results = handling.serve_together(self.services, jobs)
+        self._finished.extend(zip(jobs, results, strict=True))
+        self._wake()
+
+    def _run_alone(self, job: core.Job) -> None:
+        self._finished.append((job, handling.serve_alone(job)))
+        self._wake()
+
+    def _wake(self) -> None:
+        """Have the loop take the finished jobs' results, unless it is about to."""
         if not self._wake_pending:
             self._wake_pending = True
             try:

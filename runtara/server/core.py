@@ -11,6 +11,11 @@ authentication, admission of requests to the worker pool with its overload
 policy, refusals during shutdown, durable-sleep bookkeeping, abandoned
 streams and eviction. It runs on the event-loop thread only; the work it hands
 out runs on workers and touches none of its state.
+
+What running a request means is not its business: it is handed the operation
+tables (in each :class:`Service`) and a :class:`Handling`, which turns a
+decoded request into the work of a :class:`Job` and a refusal into a reply
+frame.
 """
 
 from __future__ import annotations
@@ -18,22 +23,72 @@ from __future__ import annotations
 import collections
 import logging
 from collections.abc import Callable, Hashable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
 from google.protobuf.message import DecodeError, Message
 
 from runtara import credentials as credentials_module
 from runtara import metrics
-from runtara.handlers import dispatch
-from runtara.handlers.instance import SleepStarted
-from runtara.handlers.services import Services
-from runtara.protocol import codes, framing, streams
+from runtara.protocol import codes, streams
 
 logger = logging.getLogger(__name__)
 
 Connection = Hashable
 """The QUIC layer's handle of a connection; the core only compares and hashes it."""
+
+
+class Operation(Protocol):
+    """What the core reads of an entry of an operation table."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def response_type(self) -> type[Message]: ...
+
+    @property
+    def role(self) -> Any: ...
+
+    @property
+    def replies(self) -> bool: ...
+
+
+@attrs.frozen
+class Work:
+    """A request's work for a worker, as :class:`Handling` makes it."""
+
+    run: Callable[[], Any]
+    """Serve the request; returns the result :meth:`ServerCore.work_done` takes."""
+    failed: Callable[[Exception], Any]
+    """The result instead, when the storage could not commit the batch the request
+    was served in: the storage error reply it would have had alone."""
+
+
+@attrs.frozen
+class Sleeping:
+    """A worker's result for the first half of a durable sleep: answer once ``delay``
+    seconds have passed, by the work ``Handling.finish_sleep(self)`` makes."""
+
+    delay: float
+    instance_id: str
+    started: Any
+    """What the handlers need to finish the sleep."""
+
+
+class Handling(Protocol):
+    """What the core is handed to turn requests into work and refusals into replies."""
+
+    child_operations: frozenset[str]
+    """The only operations a child credential of the request's ``parent_id`` allows."""
+
+    def request(
+        self, operation: Any, body: Message, registration: int | None, protocol: str
+    ) -> Work: ...
+
+    def finish_sleep(self, sleeping: Sleeping) -> Work: ...
+
+    def error_frame(self, code: str, message: str, response_type: type[Message]) -> bytes: ...
 
 
 @attrs.frozen
@@ -42,10 +97,13 @@ class Service:
 
     name: str
     request_type: type[Message]
-    operations: Mapping[str, dispatch.Operation]
+    operations: Mapping[str, Operation]
     credentials: credentials_module.Credentials | None = None
     """When set, every request must carry one of them in ``RpcRequest.token``, the
     operate one for an operation that acts."""
+    batched: bool = True
+    """Whether its requests may be served together with others of the same loop
+    pass (see :attr:`Job.batched`)."""
 
     @property
     def response_type(self) -> type[Message]:
@@ -112,10 +170,15 @@ class Job:
     """Work for a worker thread; its result goes back to :meth:`ServerCore.work_done`."""
 
     work: Callable[[], Any]
+    failed: Callable[[Exception], Any]
+    """See :attr:`Work.failed`."""
     connection: Connection
     stream_id: int
-    operation: dispatch.Operation
+    operation: Operation
     size: int
+    batched: bool
+    """The QUIC layer may serve it together with the other batched jobs handed out
+    in the same loop pass, in one storage batch; each job still counts alone here."""
 
 
 @attrs.frozen
@@ -156,7 +219,7 @@ class _Peer:
     """Streams whose request was accepted and not answered yet."""
     abandoned: set[int] = attrs.Factory(set)
     """Of those, the ones the client reset or stopped reading."""
-    sleeping: dict[int, SleepStarted] = attrs.Factory(dict)
+    sleeping: dict[int, Sleeping] = attrs.Factory(dict)
     """Streams answering a durable sleep when its timer fires."""
     registrations: dict[str, int] = attrs.Factory(dict)
     """The registration this connection holds for each instance it registered."""
@@ -177,9 +240,9 @@ def _is_bidirectional(stream_id: int) -> bool:
 
 
 class ServerCore:
-    def __init__(self, limits: Limits, services: Services) -> None:
+    def __init__(self, limits: Limits, handling: Handling) -> None:
         self.limits = limits
-        self.services = services
+        self._handling = handling
         self.accepting = True
         self._peers: dict[Connection, _Peer] = {}
         self._buffers = streams.ByteBudget(limits.max_total_buffer)
@@ -368,15 +431,15 @@ class ServerCore:
             if refusal is not None:
                 code, message = refusal
                 metrics.request_refused(service.name, request.WhichOneof("request") or "none", code)
-                reply = dispatch.error_reply(code, message, service.response_type)
-                return [self._reply(connection, peer, stream_id, _encode(reply.message))]
+                frame = self._handling.error_frame(code, message, service.response_type)
+                return [self._reply(connection, peer, stream_id, frame)]
         kind = request.WhichOneof("request")
         if kind is None:
             metrics.request_refused(service.name, "none", codes.EMPTY_REQUEST)
-            reply = dispatch.error_reply(
+            frame = self._handling.error_frame(
                 codes.EMPTY_REQUEST, "RpcRequest contained no request", service.response_type
             )
-            return [self._reply(connection, peer, stream_id, _encode(reply.message))]
+            return [self._reply(connection, peer, stream_id, frame)]
         operation = service.operations[kind]
         logger.debug("%s from %s on stream %d", kind, peer.address, stream_id)
         body = getattr(request, kind)
@@ -390,14 +453,17 @@ class ServerCore:
                 "server is shutting down",
                 request,
             )
+        work = self._handling.request(
+            operation, body, _registration(peer, request, body), service.name
+        )
         job = Job(
-            _worker_call(
-                operation, body, self.services, _registration(peer, request, body), service.name
-            ),
+            work.run,
+            work.failed,
             connection,
             stream_id,
             operation,
             len(payload),
+            service.batched,
         )
         actions = self._admit(job)
         if actions is None:
@@ -449,7 +515,7 @@ class ServerCore:
                 f"too many failed credential checks from {source}: try again in {waiting:.0f}s"
             )
         kind = request.WhichOneof("request")
-        if kind in dispatch.CHILD_OPERATIONS and service.credentials.is_child_of(
+        if kind in self._handling.child_operations and service.credentials.is_child_of(
             request.token, getattr(request, kind).parent_id
         ):
             return None
@@ -471,7 +537,7 @@ class ServerCore:
         connection: Connection,
         peer: _Peer,
         stream_id: int,
-        operation: dispatch.Operation,
+        operation: Operation,
         code: str,
         message: str,
         request: Message,
@@ -487,8 +553,8 @@ class ServerCore:
         )
         metrics.request_refused(peer.service.name, operation.name, code)
         if operation.replies:
-            reply = dispatch.error_reply(code, message, operation.response_type)
-            return [self._reply(connection, peer, stream_id, _encode(reply.message))]
+            frame = self._handling.error_frame(code, message, operation.response_type)
+            return [self._reply(connection, peer, stream_id, frame)]
         peer.awaiting_reply.discard(stream_id)
         peer.abandoned.discard(stream_id)
         return [ResetStream(connection, stream_id, codes.STREAM_OVERLOADED)]
@@ -513,7 +579,7 @@ class ServerCore:
         peer = self._peers.get(job.connection)
         if peer is None:
             return actions  # the connection is gone; the work is done all the same
-        if isinstance(result, SleepStarted):
+        if isinstance(result, Sleeping):
             if self.accepting and job.stream_id not in peer.abandoned:
                 peer.sleeping[job.stream_id] = result
                 actions.append(StartTimer((job.connection, job.stream_id), result.delay))
@@ -548,18 +614,17 @@ class ServerCore:
             peer.awaiting_reply.discard(stream_id)
             peer.abandoned.discard(stream_id)
             return []
+        work = self._handling.finish_sleep(started)
         job = Job(
-            _sleep_finisher(started, self.services),
+            work.run,
+            work.failed,
             connection,
             stream_id,
             peer.service.operations["sleep"],
             0,
+            peer.service.batched,
         )
         return self._admit(job, must_run=True)
-
-
-def _encode(message: Message) -> bytes:
-    return framing.encode_frame(message.SerializeToString())
 
 
 def _refusal_context(request: Message) -> dict[str, str | None]:
@@ -568,28 +633,6 @@ def _refusal_context(request: Message) -> dict[str, str | None]:
     kind = request.WhichOneof("request")
     instance_id = getattr(getattr(request, kind), "instance_id", None) if kind else None
     return {"operation": kind, "instance_id": instance_id or None, "action": "refused"}
-
-
-def _frame(outcome: dispatch.Outcome, operation: dispatch.Operation, instance_id: str):
-    """An outcome as what the QUIC layer writes: a frame, None, or the sleep to time."""
-    if isinstance(outcome, SleepStarted):
-        return outcome
-    if isinstance(outcome, dispatch.NoReply):
-        return None
-    try:
-        return _encode(outcome.message)
-    except framing.FrameTooLarge as error:
-        # A stored state plus signal payloads can outgrow one frame.
-        logger.info(
-            "%s for instance %r refused: reply too large: %s",
-            operation.name,
-            instance_id,
-            error,
-            extra={"instance_id": instance_id, "operation": operation.name, "action": "refused"},
-        )
-        message = f"the reply would not fit in a frame: {error}"
-        reply = dispatch.error_reply(operation.error_code, message, operation.response_type)
-        return _encode(reply.message)
 
 
 def _registration(peer: _Peer, request: Message, body: Message) -> int | None:
@@ -601,49 +644,3 @@ def _registration(peer: _Peer, request: Message, body: Message) -> int | None:
     if request.HasField("registration"):
         return request.registration
     return peer.registrations.get(getattr(body, "instance_id", ""))
-
-
-def _worker_call(
-    operation: dispatch.Operation,
-    request: Any,
-    services: Services,
-    registration: int | None,
-    protocol: str,
-):
-    instance_id = getattr(request, "instance_id", "")
-
-    def run():
-        started = metrics.clock_seconds()  # the worker's time, not the core's
-        outcome = dispatch.execute(operation, request, services, registration)
-        metrics.request_served(protocol, operation.name, _served(outcome), started)
-        frame = _frame(outcome, operation, instance_id)
-        if (
-            operation.name == "register_instance"
-            and isinstance(outcome, dispatch.Reply)
-            and outcome.message.register_instance.HasField("registration")
-        ):
-            return Registered(frame, instance_id, outcome.message.register_instance.registration)
-        return frame
-
-    return run
-
-
-def _served(outcome: dispatch.Outcome) -> str:
-    """The ``outcome`` label of a request a worker ran (see runtara.metrics)."""
-    if isinstance(outcome, dispatch.Reply):
-        message = outcome.message
-        kind = message.WhichOneof("response")
-        if kind == "error":
-            return "superseded" if message.error.code == codes.SUPERSEDED else "error"
-        if kind == "register_instance" and not message.register_instance.success:
-            return "error"
-    return "ok"
-
-
-def _sleep_finisher(started: SleepStarted, services: Services):
-    operation = dispatch.INSTANCE_OPERATIONS["sleep"]
-
-    def run():
-        return _frame(dispatch.finish_sleep(started, services), operation, started.instance_id)
-
-    return run

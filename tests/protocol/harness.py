@@ -24,7 +24,7 @@ from runtara.handlers.services import Services
 from runtara.protocol import framing
 from runtara.protocol import instance_pb2 as pb
 from runtara.protocol import management_pb2 as mpb
-from runtara.server import core
+from runtara.server import core, handling
 from runtara.testing.memory import MemoryDriver
 from tests.support import InstanceCalls
 
@@ -77,12 +77,13 @@ class CoreServer:
         self.storage.migrate()
         self.clock = ManualClock()
         self.services = Services(self.storage, self.clock.now, counters=self.stats)
-        self.core = core.ServerCore(limits, self.services)
+        self.core = core.ServerCore(limits, handling.Handling(self.services))
         self.management = core.Service(
             "management",
             mpb.RpcRequest,
             dispatch.MANAGEMENT_OPERATIONS,
             credentials=credentials,
+            batched=False,
         )
         self.loop_time = 0.0
         self.hold_work = False

@@ -9,7 +9,7 @@ from runtara.credentials import Credentials
 from runtara.protocol import codes, framing, streams
 from runtara.protocol import instance_pb2 as pb
 from runtara.protocol import management_pb2 as mpb
-from runtara.server import core
+from runtara.server import core, handling
 from tests.protocol.harness import INSTANCE, LIMITS, CoreServer
 
 
@@ -234,7 +234,7 @@ def test_a_failure_outside_the_handler_resets_the_stream(monkeypatch):
     def broken(*args):
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(core, "_encode", broken)
+    monkeypatch.setattr(handling, "_encode", broken)
     stream_id = client.send(status_frame())
     assert server.answered(client, stream_id).reset == codes.STREAM_FAILED
     monkeypatch.undo()
