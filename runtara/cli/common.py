@@ -29,10 +29,10 @@ class Parser(argparse.ArgumentParser):
         """Every argument added, ``--help`` included, in order."""
         super().__init__(*args, **kwargs)
 
-    def add_argument(self, *args: Any, **kwargs: Any) -> argparse.Action:
-        action = super().add_argument(*args, **kwargs)
+    def _add_action(self, action: argparse.Action) -> argparse.Action:
+        # every argument passes here, those of groups too
         self.arguments.append(action)
-        return action
+        return super()._add_action(action)
 
     def _check_value(self, action: argparse.Action, value: Any) -> None:
         # argparse's own check, with the choice meant named (subcommands, --stream...)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
+import shlex
 import sys
 import time
 import uuid
@@ -64,6 +66,7 @@ def start(argv: Sequence[str]) -> int:
     parser.add_argument("--json", action="store_true", help="print the outcome as JSON")
     parser.add_argument("command", nargs="+", help="the program to run, and its arguments")
     common.add_target_arguments(parser)
+    require_dashes(parser, argv)
     arguments = parser.parse_args(argv)
     spec = launch_spec(arguments)
     payload = None if arguments.input is None else checked_input(read_input(arguments.input))
@@ -120,6 +123,53 @@ def launch_arguments(parser: common.Parser) -> None:
         default=0,
         help="higher runs first within its queue (0); strict, no ageing",
     )
+
+
+_NUMBER = re.compile(r"^-\d+$|^-\d*\.\d+$")
+"""A negative number, which argparse takes for an argument, not a flag."""
+
+
+def require_dashes(parser: common.Parser, argv: Sequence[str], leading: int = 0) -> None:
+    """Refuse, saying what to write instead, a command that has flags but no ``--``
+    before it: its flags would be taken for the parser's own (``--id``, ``--queue``)
+    or refused as unknown ones. The command is what follows the options and the
+    ``leading`` arguments before it (``schedule add NAME``)."""
+    takes_value = {
+        name: action.nargs != 0 for action in parser.arguments for name in action.option_strings
+    }
+    index = 0
+    while index < len(argv):
+        token = argv[index]
+        if token == "--":
+            return
+        index += 1
+        if token.startswith("-") and token != "-" and not _NUMBER.match(token):
+            if "=" not in token and _takes_value(takes_value, token):
+                index += 1
+        elif leading:
+            leading -= 1
+        else:
+            break
+    else:
+        return
+    start = index - 1
+    if not any(
+        each.startswith("-") and each != "-" and not _NUMBER.match(each) for each in argv[start:]
+    ):
+        return
+    fixed = shlex.join([*argv[:start], "--", *argv[start:]])
+    parser.error(
+        f"put `--` before the command, so that its flags are its own: {parser.prog} {fixed}"
+    )
+
+
+def _takes_value(takes_value: dict[str, bool], option: str) -> bool:
+    """Whether ``option`` (in full, or the unique beginning of one, as argparse allows)
+    is followed by a value."""
+    if option in takes_value:
+        return takes_value[option]
+    found = [name for name in takes_value if name.startswith(option)]
+    return len(found) == 1 and takes_value[found[0]]
 
 
 def launch_spec(arguments) -> LaunchSpec:

@@ -63,6 +63,8 @@ def schedule(argv: Sequence[str]) -> int:
         actions.add_parser(action, help=text).add_argument("name", help="schedule name")
     for each in actions.choices.values():
         common.add_target_arguments(each)
+    if argv[:1] == ["add"]:
+        launching.require_dashes(adding, argv[1:], leading=1)
     arguments = parser.parse_args(argv)
     with common.open_admin(arguments) as admin:
         return _act(admin, arguments)

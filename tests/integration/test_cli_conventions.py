@@ -139,6 +139,44 @@ def test_a_mistyped_subcommand_or_choice_is_named_with_the_closest_one(tmp_path)
     assert far.stderr.endswith("(choose from 'set', 'list', 'pause', 'resume')\n")
 
 
+@pytest.mark.parametrize(
+    ("args", "fixed"),
+    [
+        (("start", "python", "x.py", "--flag"), "start -- python x.py --flag"),
+        # a flag of start's own name would have been taken for start's
+        (
+            ("start", "--id", "a", "python", "x.py", "--id", "b"),
+            "start --id a -- python x.py --id b",
+        ),
+        (
+            ("start", "--at=now+1m", "python", "-c", "print(1)"),
+            "start --at=now+1m -- python -c 'print(1)'",
+        ),
+        (
+            ("schedule", "add", "--every", "1h", "nightly", "python", "report.py", "--full"),
+            "schedule add --every 1h nightly -- python report.py --full",
+        ),
+    ],
+)
+def test_a_command_with_flags_and_no_dashes_is_refused_with_what_to_write(tmp_path, args, fixed):
+    result = run_cli(*args, cwd=tmp_path)
+    assert (result.returncode, result.stdout) == (2, "")
+    command = " ".join(args[: 2 if args[0] == "schedule" else 1])
+    assert result.stderr == (
+        f"runtara-core {command}: error: put `--` before the command, so that its flags are its "
+        f"own: runtara-core {fixed}\n"
+    )
+
+
+def test_a_command_without_flags_or_with_dashes_needs_no_more(served, tmp_path):
+    bare = run_cli("start", "--id", "bare", *served.direct, "true", cwd=tmp_path)
+    assert (bare.returncode, bare.stdout) == (0, "bare\n"), bare.stderr
+    dashed = run_cli(
+        "start", "--id", "dashed", *served.direct, "--", "python", "-c", "pass", "-5", cwd=tmp_path
+    )
+    assert (dashed.returncode, dashed.stdout) == (0, "dashed\n"), dashed.stderr
+
+
 def test_help_lists_every_command_in_one_line_and_the_servers_flags(tmp_path):
     result = run_cli("--help", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
