@@ -81,6 +81,31 @@ tenant_id = :tenant_id
 -- name: instance_filter.status
 status = :status
 
+-- name: list_instances_after
+-- A page of the list from a cursor (the last row of the page before), read
+-- from the order's index at the cursor: no OFFSET, whatever the page's depth.
+SELECT instance_id, tenant_id, CAST(status AS TEXT), created_at, checkpoint_id, started_at,
+       finished_at, output, error, sleep_until, last_activity_at, wake_claimed_until,
+       registration
+FROM instances WHERE {page_filter}
+ORDER BY created_at DESC, instance_id LIMIT :limit
+
+-- name: page_filter.tenant_id
+tenant_id = :tenant_id
+
+-- name: page_filter.status
+status = :status
+
+-- name: page_filter.after
+-- The first term starts the index range at the cursor; the second leaves out
+-- the cursor's row and those before it created at the same time.
+created_at <= :after_created_at
+AND (created_at < :after_created_at OR instance_id > :after_instance_id)
+
+-- name: count_instances_up_to
+-- A page's count that stops at :at_most rows (shown as "1,000+").
+SELECT count(*) FROM (SELECT 1 FROM instances WHERE {instance_filter} LIMIT :at_most) AS counted
+
 -- name: select_due_sleepers
 -- Sleepers nothing launches: the launcher's --wake-command gives them a launch.
 SELECT instance_id, tenant_id, CAST(status AS TEXT), created_at, checkpoint_id, started_at,

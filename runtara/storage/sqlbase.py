@@ -12,18 +12,22 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 import attrs
 
 from runtara import records
 from runtara.storage import base, migrations
+from runtara.storage.listing import InstanceCursor
 from runtara.storage.queries import Queries
 
 INSTANCE_FILTERS = ("tenant_id", "status")
+PAGE_FILTERS = (*INSTANCE_FILTERS, "after")
 CHECKPOINT_FILTERS = ("checkpoint_id", "created_after", "created_before")
 EVENT_FILTERS = ("event_type", "subtype", "created_after", "created_before", "payload_contains")
+_POSITIONAL = {"sqlite": "?", "postgresql": "%s"}
+"""Each dialect's positional parameter marker (for :meth:`SqlTransaction.insert_rows`)."""
 
 
 class Cursor(Protocol):
@@ -103,6 +107,19 @@ class SqlTransaction(base.Transaction):
     def _instance(self, row: Any) -> records.Instance:
         return instance_from_row(row, self._read_time)
 
+    def insert_rows(
+        self, table: str, columns: Sequence[str], rows: Sequence[Sequence[object]]
+    ) -> None:
+        """Insert ``rows`` (values in ``columns`` order, times as the other methods
+        take them) with one multi-row INSERT: bulk loading, such as the bench's
+        data set. ``table`` and ``columns`` are names from the schema, never input."""
+        if not rows:
+            return
+        marker = _POSITIONAL[self._queries.dialect]
+        row = "(" + ", ".join([marker] * len(columns)) + ")"
+        sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES " + ", ".join([row] * len(rows))
+        self._execute(sql, [self._param(value) for values in rows for value in values])
+
     def create_instance(self, instance_id: str, tenant_id: str, now: dt.datetime) -> bool:
         params = {"instance_id": instance_id, "tenant_id": tenant_id, "now": self._time(now)}
         return self._changed("create_instance", params) == 1
@@ -139,6 +156,38 @@ class SqlTransaction(base.Transaction):
         self, *, tenant_id: str | None = None, status: records.InstanceStatus | None = None
     ) -> int:
         return self._filtered("count_instances", INSTANCE_FILTERS, (tenant_id, status), {})[0][0]
+
+    def list_instances_after(
+        self,
+        *,
+        tenant_id: str | None = None,
+        status: records.InstanceStatus | None = None,
+        limit: int = 100,
+        after: InstanceCursor | None = None,
+    ) -> list[records.Instance]:
+        params: dict[str, Any] = {"limit": limit}
+        chosen = {"tenant_id": tenant_id, "status": status, "after": after}
+        for key in ("tenant_id", "status"):
+            if chosen[key] is not None:
+                params[key] = self._param(chosen[key])
+        if after is not None:
+            params["after_created_at"] = self._time(after.created_at)
+            params["after_instance_id"] = after.instance_id
+        keys = tuple(key for key in PAGE_FILTERS if chosen[key] is not None)
+        sql = self._queries.compose("list_instances_after", keys, " AND ")
+        return [self._instance(row) for row in self._execute(sql, params).fetchall()]
+
+    def count_instances_up_to(
+        self,
+        at_most: int,
+        *,
+        tenant_id: str | None = None,
+        status: records.InstanceStatus | None = None,
+    ) -> int:
+        params = {"at_most": at_most}
+        return self._filtered(
+            "count_instances_up_to", INSTANCE_FILTERS, (tenant_id, status), params
+        )[0][0]
 
     def list_due_sleepers(self, *, due_before: dt.datetime, limit: int) -> list[records.Instance]:
         rows = self._rows(

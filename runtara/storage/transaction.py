@@ -7,6 +7,7 @@ import abc
 import datetime as dt
 
 from runtara import records
+from runtara.storage.listing import InstanceCursor
 
 
 class Transaction(abc.ABC):
@@ -57,6 +58,44 @@ class Transaction(abc.ABC):
         self, *, tenant_id: str | None = None, status: records.InstanceStatus | None = None
     ) -> int:
         """How many instances :meth:`list_instances` would page through."""
+
+    def list_instances_after(
+        self,
+        *,
+        tenant_id: str | None = None,
+        status: records.InstanceStatus | None = None,
+        limit: int = 100,
+        after: InstanceCursor | None = None,
+    ) -> list[records.Instance]:
+        """The first ``limit`` instances in :meth:`list_instances`'s order that
+        come after the cursor ``after`` (from the start when None).
+
+        This default filters the whole list; a driver with an index on the
+        order replaces it with a read that starts at the cursor."""
+        found = self.list_instances(tenant_id=tenant_id, status=status, limit=2**31 - 1)
+        if after is not None:
+            found = [
+                instance
+                for instance in found
+                if instance.created_at < after.created_at
+                or (
+                    instance.created_at == after.created_at
+                    and instance.instance_id > after.instance_id
+                )
+            ]
+        return found[:limit]
+
+    def count_instances_up_to(
+        self,
+        at_most: int,
+        *,
+        tenant_id: str | None = None,
+        status: records.InstanceStatus | None = None,
+    ) -> int:
+        """:meth:`count_instances`, counting no further than ``at_most``.
+
+        A driver replaces this default with a count that stops there."""
+        return min(at_most, self.count_instances(tenant_id=tenant_id, status=status))
 
     @abc.abstractmethod
     def list_due_sleepers(self, *, due_before: dt.datetime, limit: int) -> list[records.Instance]:

@@ -326,6 +326,28 @@ SCRIPT = [
         [(0,)],
         compose=("tenant_id", "status"),
     ),
+    Step("list_instances_after", {"limit": 2}, lambda rows: ids(rows) == ["i3", "i2"], compose=()),
+    Step(
+        "list_instances_after",
+        {"limit": 10, "after_created_at": at(2), "after_instance_id": "i3"},
+        lambda rows: ids(rows) == ["i2", "i1"] and len(rows[0]) == INSTANCE_COLUMNS,
+        compose=("after",),
+    ),
+    Step(
+        "list_instances_after",
+        {"limit": 10, "tenant_id": "a", "after_created_at": at(2), "after_instance_id": "i3"},
+        lambda rows: ids(rows) == ["i1"],
+        compose=("tenant_id", "after"),
+    ),
+    Step(
+        "list_instances_after",
+        {"limit": 10, "status": "suspended"},
+        lambda rows: ids(rows) == ["i2"],
+        compose=("status",),
+    ),
+    Step("count_instances_up_to", {"at_most": 2}, [(2,)], compose=()),
+    Step("count_instances_up_to", {"at_most": 9, "tenant_id": "a"}, [(2,)], compose=("tenant_id",)),
+    Step("count_instances_up_to", {"at_most": 9, "status": "running"}, [(1,)], compose=("status",)),
     Step(
         "select_due_sleepers",
         {"due_before": at(100), "limit": 10},
@@ -1148,6 +1170,7 @@ def test_every_slot_has_exactly_the_fragments_the_base_fills(dialect):
     named = queries.load(dialect)
     families = {
         "instance_filter": sqlbase.INSTANCE_FILTERS,
+        "page_filter": sqlbase.PAGE_FILTERS,
         "checkpoint_filter": sqlbase.CHECKPOINT_FILTERS,
         "event_filter": sqlbase.EVENT_FILTERS,
         "assign": tuple(field.name for field in attrs.fields(records.InstanceUpdate)),
