@@ -18,13 +18,13 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
-from runtara import errors, limits, records
+from runtara import errors, limits, mapping, records
 from runtara.admin.base import Admin
 from runtara.client.connection import CertificateRejected, Connection
 from runtara.client.loop_thread import LoopThread
 from runtara.handlers import dispatch
 from runtara.launcher.spec import LaunchSpec
-from runtara.protocol import codes, mapping
+from runtara.protocol import codes
 from runtara.protocol import management_pb2 as mpb
 from runtara.records import UNCHANGED
 

@@ -16,10 +16,9 @@ import logging
 import attrs
 from google.protobuf.message import Message
 
-from runtara import errors, limits, metrics, records
+from runtara import errors, limits, mapping, metrics, records
 from runtara.handlers.services import Services
 from runtara.protocol import instance_pb2 as pb
-from runtara.protocol import mapping
 
 logger = logging.getLogger(__name__)
 

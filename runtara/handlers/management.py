@@ -11,11 +11,10 @@ from __future__ import annotations
 import datetime as dt
 import time
 
-from runtara import __version__, errors, records
+from runtara import __version__, errors, mapping, records
 from runtara.handlers.services import Services
 from runtara.launcher import logs, spec
 from runtara.protocol import management_pb2 as mpb
-from runtara.protocol import mapping
 from runtara.storage import launches, operations, queues, schedules
 
 DEFAULT_LIMIT = 100

@@ -9,13 +9,12 @@ import importlib.util
 
 import pytest
 
-from runtara import clock, errors, records
+from runtara import clock, errors, mapping, records
 from runtara.admin.remote import RemoteAdmin
 from runtara.client.connection import Connection
 from runtara.launcher.spec import LaunchSpec
 from runtara.protocol import instance_pb2 as pb
 from runtara.protocol import management_pb2 as mpb
-from runtara.protocol import mapping
 from tests.support import LoopbackServer
 
 needs_schedules = pytest.mark.skipif(

@@ -53,10 +53,10 @@ import pytest
 from hypothesis import Phase, event, given, reject
 from hypothesis import strategies as st
 
-from runtara import records
+from runtara import mapping, records
 from runtara.bench.servers import memory
 from runtara.client.connection import Connection
-from runtara.protocol import framing, mapping
+from runtara.protocol import framing
 from runtara.protocol import instance_pb2 as pb
 from runtara.protocol import management_pb2 as mpb
 from tests.reliability import fuzz_support as fz
