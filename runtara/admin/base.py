@@ -17,6 +17,7 @@ import datetime as dt
 from runtara import records
 from runtara.launcher.spec import LaunchSpec
 from runtara.records import UNCHANGED
+from runtara.storage.listing import InstancePage
 
 
 class Admin(abc.ABC):
@@ -58,8 +59,12 @@ class Admin(abc.ABC):
         status: records.InstanceStatus | None = None,
         limit: int = 100,
         offset: int = 0,
-    ) -> records.Page[records.Instance]:
-        """Instances, newest first."""
+        after: str | None = None,
+        count_at_most: int | None = None,
+    ) -> InstancePage:
+        """Instances, newest first: the page after the cursor ``after`` (a page's
+        ``next_cursor``; ``offset`` rows in for older servers' callers), its total
+        counted up to ``count_at_most`` when given."""
 
     @abc.abstractmethod
     def instance_details(

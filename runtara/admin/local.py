@@ -18,7 +18,7 @@ from runtara.launcher import logs
 from runtara.launcher import spec as specs
 from runtara.launcher.spec import LaunchSpec
 from runtara.records import UNCHANGED
-from runtara.storage import base, launches, operations, queues, schedules
+from runtara.storage import base, launches, listing, operations, queues, schedules
 
 
 class LocalAdmin(Admin):
@@ -64,10 +64,18 @@ class LocalAdmin(Admin):
             lambda tx: operations.send_custom_signal(tx, instance_id, checkpoint_id, payload, now)
         )
 
-    def list_instances(self, *, tenant_id=None, status=None, limit=100, offset=0):
+    def list_instances(
+        self, *, tenant_id=None, status=None, limit=100, offset=0, after=None, count_at_most=None
+    ):
         return self._read(
-            lambda tx: operations.list_instances(
-                tx, tenant_id=tenant_id, status=status, limit=limit, offset=offset
+            lambda tx: listing.list_instances(
+                tx,
+                tenant_id=tenant_id,
+                status=status,
+                limit=limit,
+                offset=offset,
+                after=after,
+                count_at_most=count_at_most,
             )
         )
 

@@ -27,6 +27,7 @@ from runtara.launcher.spec import LaunchSpec
 from runtara.protocol import codes
 from runtara.protocol import management_pb2 as mpb
 from runtara.records import UNCHANGED
+from runtara.storage.listing import InstancePage
 
 T = TypeVar("T")
 
@@ -344,15 +345,23 @@ class RemoteAdmin(Admin):
         status: records.InstanceStatus | None = None,
         limit: int = 100,
         offset: int = 0,
-    ) -> records.Page[records.Instance]:
+        after: str | None = None,
+        count_at_most: int | None = None,
+    ) -> InstancePage:
         request = mpb.ListInstancesRequest(limit=limit, offset=offset)
         if tenant_id is not None:
             request.tenant_id = tenant_id
         if status is not None:
             request.status = mapping.status_to_wire(status)
+        if after is not None:
+            request.after = after
+        if count_at_most is not None:
+            request.count_at_most = count_at_most
         reply = self._call(list_instances=request).list_instances
-        return records.Page(
-            [mapping.instance_from_wire(m) for m in reply.instances], reply.total_count
+        return InstancePage(
+            [mapping.instance_from_wire(m) for m in reply.instances],
+            reply.total_count,
+            reply.next_cursor if reply.HasField("next_cursor") else None,
         )
 
     def instance_details(

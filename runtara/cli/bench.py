@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from collections.abc import Sequence
@@ -30,7 +31,8 @@ def _whole(low: int, high: int, what: str):
 
 
 def bench(argv: Sequence[str]) -> int:
-    from runtara.bench import run, scenarios, serve  # the benchmark's modules load only for it
+    # the benchmark's modules load only for it
+    from runtara.bench import dataset, run, scenarios, serve
     from runtara.cli import render
 
     parser = common.Parser(
@@ -45,10 +47,19 @@ def bench(argv: Sequence[str]) -> int:
     parser.add_argument(
         "--scenario",
         action="append",
-        choices=[*scenarios.SCENARIOS, "idle"],
+        choices=[*scenarios.SCENARIOS, "idle", "data"],
         help="checkpoint (new ids; the default), resume (existing ids), lifecycle (register, "
         "checkpoints, poll, heartbeat, complete), large (64 KiB states unless --state-size), "
-        "idle (server memory per idle connection); repeatable",
+        "idle (server memory per idle connection); repeatable. data (on its own): the "
+        "server's costs on an empty store and on one loaded with --instances finished "
+        "instances (checkpoints, launcher ticks, listings, show, prune)",
+    )
+    parser.add_argument(
+        "--instances",
+        type=common.positive,
+        metavar="N",
+        help=f"with --scenario data: finished instances loaded, with N/10 sleeping and "
+        f"N/100 pending ({dataset.FINISHED:,})",
     )
     parser.add_argument("--connections", type=common.positive, default=32, help="K (32)")
     parser.add_argument(
@@ -126,6 +137,10 @@ def bench(argv: Sequence[str]) -> int:
             f"({arguments.connections}), each process needs a connection"
         )
     scenario_names = tuple(dict.fromkeys(arguments.scenario or ["checkpoint"]))
+    if "data" in scenario_names and (len(scenario_names) > 1 or arguments.server is not None):
+        parser.error("--scenario data runs on its own, on the server it starts (not with --server)")
+    if "data" not in scenario_names and arguments.instances is not None:
+        parser.error("--instances goes with --scenario data")
     if arguments.server is not None and "idle" in scenario_names:
         parser.error("--scenario idle measures the server the bench starts: not with --server")
     baselines = () if arguments.baselines == "none" else tuple(arguments.baselines.split(","))
@@ -156,6 +171,8 @@ def bench(argv: Sequence[str]) -> int:
         port = SERVE_PORT if arguments.port is None else arguments.port
         serve.serve(arguments.serve, host, port, options, sys.stdout)
         return 0
+    if scenario_names == ("data",):
+        return _data(arguments, options, server)
     try:
         outcome = run.bench(options)
     except KeyboardInterrupt:
@@ -185,4 +202,29 @@ def bench(argv: Sequence[str]) -> int:
         + f" after {options.warmup:g} s warm-up, median of {options.runs} run(s)"
     )
     print(report.render(outcome["median"], outcome["ratios"], title))
+    return 0
+
+
+def _data(arguments: argparse.Namespace, options, server: config.ServerConfig) -> int:
+    from runtara.bench import data, dataset
+    from runtara.bench.progress import Progress
+    from runtara.cli import render
+    from runtara.storage import registry, selection
+
+    size = dataset.Size.scaled(arguments.instances or dataset.FINISHED)
+    try:
+        outcome = data.bench(options, size, Progress(options.progress))
+    except KeyboardInterrupt:
+        print(f"{common.PROG} bench: interrupted", file=sys.stderr)
+        return 130
+    if arguments.json:
+        print(render.to_json({"options": attrs.asdict(options), **outcome}))
+        return 0
+    driver = selection.driver_name(server.storage, registry.DriverRegistry())
+    title = (
+        f"runtara-core bench --scenario data: {driver}, {options.connections} connections, "
+        + (f"{options.count} checkpoints" if options.count else f"{options.duration:g} s")
+        + f" after {options.warmup:g} s warm-up per measurement"
+    )
+    print(data.render(outcome, title))
     return 0

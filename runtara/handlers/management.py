@@ -15,7 +15,7 @@ from runtara import __version__, errors, mapping, records
 from runtara.handlers.services import Services
 from runtara.launcher import logs, spec
 from runtara.protocol import management_pb2 as mpb
-from runtara.storage import launches, operations, queues, schedules
+from runtara.storage import launches, listing, operations, queues, schedules
 
 DEFAULT_LIMIT = 100
 
@@ -100,18 +100,21 @@ def list_instances(request: mpb.ListInstancesRequest, services: Services) -> mpb
     tenant_id = request.tenant_id if request.HasField("tenant_id") else None
     page = _read(
         services,
-        lambda tx: operations.list_instances(
+        lambda tx: listing.list_instances(
             tx,
             tenant_id=tenant_id,
             status=status,
             limit=_limit(request.limit),
             offset=request.offset,
+            after=request.after if request.HasField("after") else None,
+            count_at_most=request.count_at_most if request.HasField("count_at_most") else None,
         ),
     )
     return mpb.RpcResponse(
         list_instances=mpb.ListInstancesResponse(
             instances=[mapping.instance_to_wire(instance) for instance in page.items],
             total_count=page.total,
+            next_cursor=page.next_cursor,
         )
     )
 
