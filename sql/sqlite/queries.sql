@@ -48,3 +48,72 @@ WHERE instance_id = :instance_id AND claimed_by IS :held_by AND attempt = :held_
 -- paused = 0 is the condition of the partial index idx_schedules_due.
 SELECT name FROM schedules WHERE paused = 0 AND next_tick_at <= :now
 ORDER BY next_tick_at, name LIMIT :limit
+
+-- name: select_due_sleepers
+-- Sleepers nothing launches: the launcher's --wake-command gives them a launch.
+-- INDEXED BY: without statistics SQLite would read every suspended instance
+-- through the status index rather than the due ones through this one.
+SELECT instance_id, tenant_id, CAST(status AS TEXT), created_at, checkpoint_id, started_at,
+       finished_at, output, error, sleep_until, last_activity_at, wake_claimed_until,
+       registration
+FROM instances INDEXED BY idx_instances_sleep_until
+WHERE status = 'suspended' AND sleep_until IS NOT NULL AND sleep_until <= :due_before
+  AND instance_id NOT IN (SELECT instance_id FROM instance_launches)
+ORDER BY sleep_until, instance_id LIMIT :limit
+
+-- name: list_finished_before
+-- INDEXED BY: read in finished_at order, as far as the limit, rather than every
+-- finished instance through the status index and then sorted.
+SELECT instance_id FROM instances INDEXED BY idx_instances_finished
+WHERE status IN ('completed', 'failed', 'cancelled') AND finished_at < :cutoff
+ORDER BY finished_at, instance_id LIMIT :limit
+
+-- name: list_lapsed_launches
+-- INDEXED BY: without statistics SQLite reads the claims in the primary key's
+-- order (for the ORDER BY) and the sleepers through the status index (all of
+-- them); these indexes read only the claims and the due sleepers.
+SELECT l.instance_id, l.spec, l.input, l.max_failures, l.attempt, l.failures, l.resumed_from,
+       l.launched_at, l.next_launch_at, l.claimed_by, l.claimed_until, l.pid, l.pid_started,
+       l.host, l.registration, l.stop_deadline, l.last_exit, l.queue, l.concurrency_key,
+       l.priority, l.origin_instance, l.origin_checkpoint, l.parent_instance,
+       l.on_parent_cancel
+FROM instance_launches l INDEXED BY idx_instance_launches_claimed
+WHERE l.claimed_by IS NOT NULL AND l.claimed_until <= :now
+UNION ALL
+SELECT l.instance_id, l.spec, l.input, l.max_failures, l.attempt, l.failures, l.resumed_from,
+       l.launched_at, l.next_launch_at, l.claimed_by, l.claimed_until, l.pid, l.pid_started,
+       l.host, l.registration, l.stop_deadline, l.last_exit, l.queue, l.concurrency_key,
+       l.priority, l.origin_instance, l.origin_checkpoint, l.parent_instance,
+       l.on_parent_cancel
+FROM instances i JOIN instance_launches l ON l.instance_id = i.instance_id
+WHERE i.status IN ('pending', 'running') AND l.claimed_by IS NULL AND l.next_launch_at IS NULL
+UNION ALL
+SELECT l.instance_id, l.spec, l.input, l.max_failures, l.attempt, l.failures, l.resumed_from,
+       l.launched_at, l.next_launch_at, l.claimed_by, l.claimed_until, l.pid, l.pid_started,
+       l.host, l.registration, l.stop_deadline, l.last_exit, l.queue, l.concurrency_key,
+       l.priority, l.origin_instance, l.origin_checkpoint, l.parent_instance,
+       l.on_parent_cancel
+FROM instances i INDEXED BY idx_instances_sleep_until
+     JOIN instance_launches l ON l.instance_id = i.instance_id
+WHERE i.status = 'suspended' AND i.sleep_until IS NOT NULL AND i.sleep_until <= :due_before
+  AND l.claimed_by IS NULL AND l.next_launch_at IS NULL
+ORDER BY 1 LIMIT :limit
+
+-- name: queue_figures
+-- Per queue: launches claimed, due now, and due later (a delay, a back-off).
+-- Two parts, each read through its index (the claims; the launches with a
+-- due time), rather than one condition with OR, which reads every launch.
+-- INDEXED BY: SQLite would read the second part through the claims' index,
+-- where the launches nobody holds include those of every finished instance.
+SELECT queue, SUM(claimed), SUM(due), SUM(later) FROM (
+    SELECT queue, 1 AS claimed, 0 AS due, 0 AS later
+    FROM instance_launches WHERE claimed_by IS NOT NULL
+    UNION ALL
+    SELECT queue, 0, CASE WHEN next_launch_at <= :now THEN 1 ELSE 0 END,
+           CASE WHEN next_launch_at > :now THEN 1 ELSE 0 END
+    FROM instance_launches INDEXED BY idx_instance_launches_due
+    WHERE next_launch_at IS NOT NULL AND claimed_by IS NULL
+) AS counted
+GROUP BY queue ORDER BY queue
+
+-- === schedules =================================================================
