@@ -33,17 +33,29 @@ Drivers are proved by the conformance kit in :mod:`runtara.testing.conformance`.
 from __future__ import annotations
 
 import abc
-import datetime as dt
+import functools
 from collections.abc import Callable
-from typing import ClassVar, TypeVar
+from typing import ClassVar, Concatenate, ParamSpec, TypeVar
 
-from runtara import records
 from runtara.storage import operations
 from runtara.storage.transaction import Transaction
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 __all__ = ["StorageDriver", "Transaction"]
+
+
+def _in_one_write_run(
+    rule: Callable[Concatenate[Transaction, P], T],
+) -> Callable[Concatenate[StorageDriver, P], T]:
+    """The driver method that runs ``rule`` in one write transaction."""
+
+    @functools.wraps(rule)
+    def operation(driver: StorageDriver, *args: P.args, **kwargs: P.kwargs) -> T:
+        return driver.run(lambda tx: rule(tx, *args, **kwargs))
+
+    return operation
 
 
 class StorageDriver(abc.ABC):
@@ -127,126 +139,13 @@ class StorageDriver(abc.ABC):
     # is the registration the calling process holds (None: not known), and a
     # request of a superseded registration is refused.
 
-    def register_instance(
-        self,
-        instance_id: str,
-        tenant_id: str,
-        checkpoint_id: str | None,
-        now: dt.datetime,
-        registration: int | None = None,
-    ) -> int:
-        return self.run(
-            lambda tx: operations.register_instance(
-                tx, instance_id, tenant_id, checkpoint_id, now, registration
-            )
-        )
-
-    def checkpoint(
-        self,
-        instance_id: str,
-        checkpoint_id: str,
-        state: bytes,
-        now: dt.datetime,
-        registration: int | None = None,
-    ) -> records.CheckpointOutcome:
-        return self.run(
-            lambda tx: operations.checkpoint(
-                tx, instance_id, checkpoint_id, state, now, registration
-            )
-        )
-
-    def get_checkpoint(
-        self,
-        instance_id: str,
-        checkpoint_id: str,
-        now: dt.datetime,
-        registration: int | None = None,
-    ) -> bytes | None:
-        return self.run(
-            lambda tx: operations.get_checkpoint(tx, instance_id, checkpoint_id, now, registration)
-        )
-
-    def begin_sleep(
-        self,
-        instance_id: str,
-        duration: dt.timedelta,
-        checkpoint_id: str,
-        state: bytes,
-        now: dt.datetime,
-        registration: int | None = None,
-    ) -> dt.datetime:
-        return self.run(
-            lambda tx: operations.begin_sleep(
-                tx, instance_id, duration, checkpoint_id, state, now, registration
-            )
-        )
-
-    def finish_sleep(self, instance_id: str, sleep_until: dt.datetime, now: dt.datetime) -> None:
-        self.run(lambda tx: operations.finish_sleep(tx, instance_id, sleep_until, now))
-
-    def record_event(
-        self,
-        instance_id: str,
-        kind: records.EventType,
-        payload: bytes,
-        now: dt.datetime,
-        *,
-        checkpoint_id: str | None = None,
-        subtype: str | None = None,
-        registration: int | None = None,
-    ) -> None:
-        self.run(
-            lambda tx: operations.record_event(
-                tx,
-                instance_id,
-                kind,
-                payload,
-                now,
-                checkpoint_id=checkpoint_id,
-                subtype=subtype,
-                registration=registration,
-            )
-        )
-
-    def instance_status(self, instance_id: str, now: dt.datetime) -> records.Instance | None:
-        return self.run(lambda tx: operations.instance_status(tx, instance_id, now))
-
-    def poll_signals(
-        self,
-        instance_id: str,
-        checkpoint_id: str | None,
-        now: dt.datetime,
-        registration: int | None = None,
-    ) -> records.Signals:
-        return self.run(
-            lambda tx: operations.poll_signals(tx, instance_id, checkpoint_id, now, registration)
-        )
-
-    def acknowledge_signal(
-        self,
-        instance_id: str,
-        signal_type: records.SignalType,
-        acknowledged: bool,
-        now: dt.datetime,
-        registration: int | None = None,
-    ) -> None:
-        self.run(
-            lambda tx: operations.acknowledge_signal(
-                tx, instance_id, signal_type, acknowledged, now, registration
-            )
-        )
-
-    def record_retry(
-        self,
-        instance_id: str,
-        checkpoint_id: str,
-        attempt: int,
-        error_message: str | None,
-        now: dt.datetime,
-        registration: int | None = None,
-    ) -> None:
-        self.run(
-            lambda tx: operations.record_retry(
-                tx, instance_id, checkpoint_id, attempt, error_message, now, registration
-            )
-        )
+    register_instance = _in_one_write_run(operations.register_instance)
+    checkpoint = _in_one_write_run(operations.checkpoint)
+    get_checkpoint = _in_one_write_run(operations.get_checkpoint)
+    begin_sleep = _in_one_write_run(operations.begin_sleep)
+    finish_sleep = _in_one_write_run(operations.finish_sleep)
+    record_event = _in_one_write_run(operations.record_event)
+    instance_status = _in_one_write_run(operations.instance_status)
+    poll_signals = _in_one_write_run(operations.poll_signals)
+    acknowledge_signal = _in_one_write_run(operations.acknowledge_signal)
+    record_retry = _in_one_write_run(operations.record_retry)
