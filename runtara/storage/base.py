@@ -120,14 +120,21 @@ class StorageDriver(abc.ABC):
         """Counters for monitoring and benchmarks (driver-specific names)."""
         return {}
 
+    batches_writes: ClassVar[bool] = False
+    """Whether :meth:`run_batch` commits a batch's writes together, one transaction at
+    a time (a store with a single writer, such as SQLite). The server then hands
+    the driver its requests in batches, one batch at a time; otherwise (the
+    default) it serves them concurrently, one by one."""
+
     def run_batch(self, work: Callable[[], T]) -> T:
         """Run ``work``, which serves several requests one after the other on the
         calling thread, each calling :meth:`run` as it would alone; return its
         result once the writes it made are committed.
 
-        A driver may commit the batch's writes together: each :meth:`run` inside
-        keeps its contract (if its work raises, nothing it did is kept), and
-        if the batch cannot be committed, none of its writes are kept and
+        A driver may commit the batch's writes together (see
+        :attr:`batches_writes`): each :meth:`run` inside keeps its contract (if
+        its work raises, nothing it did is kept), and if the batch cannot be
+        committed, none of its writes are kept and
         :class:`runtara.errors.StorageError` is raised. The default runs ``work``
         as it is, each :meth:`run` committing on its own.
         """
