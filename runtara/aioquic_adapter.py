@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import socket
 from collections.abc import Callable
 from typing import Protocol
 
@@ -27,8 +28,9 @@ from aioquic.asyncio.protocol import QuicConnectionProtocol
 from aioquic.asyncio.server import QuicServer
 from aioquic.buffer import Buffer
 from aioquic.quic import events
+from aioquic.quic.configuration import SMALLEST_MAX_DATAGRAM_SIZE
 from aioquic.quic.connection import QuicConnection, QuicConnectionState
-from aioquic.quic.packet import QuicErrorCode
+from aioquic.quic.packet import QuicErrorCode, QuicPacketType, pull_quic_header
 from cryptography import x509
 
 STATELESS_RESET_REASON = "stateless reset: the server does not know this connection (it restarted)"
@@ -192,6 +194,33 @@ def fail_handshake(protocol: QuicConnectionProtocol, error: BaseException) -> bo
     return True
 
 
+class Steering(Protocol):
+    """A server process's part in sharing a UDP port with others
+    (:class:`runtara.server.steering.Steering`)."""
+
+    def start(
+        self, loop: asyncio.AbstractEventLoop, deliver: Callable[[bytes, tuple], None]
+    ) -> None:
+        """Give datagrams other processes hand this one to ``deliver``, on ``loop``."""
+
+    def connections_changed(self, count: int) -> None: ...
+
+    def hand_over(self, datagram: bytes, address: tuple, client_id: bytes, new: bool) -> bool:
+        """True if another process gets this long-header datagram for ``client_id``."""
+
+
+_steerings: dict[int, Steering] = {}
+
+
+def steer(sock: socket.socket, steering: Steering | None) -> None:
+    """Have the :class:`AdmittingServer` that will serve on ``sock`` take part in
+    ``steering`` (None: stop). Set before the server starts serving on ``sock``."""
+    if steering is None:
+        _steerings.pop(sock.fileno(), None)
+    else:
+        _steerings[sock.fileno()] = steering
+
+
 class AdmittingServer(QuicServer):
     """aioquic's server endpoint, asking ``admit`` about every new connection.
 
@@ -203,6 +232,11 @@ class AdmittingServer(QuicServer):
     there, and a short-header packet for a connection id the endpoint does not
     know is answered with the stateless reset it gives (aioquic drops those
     silently). Long-header packets keep aioquic's handling.
+
+    When its socket shares its port with other server processes (:func:`steer`),
+    it reports its number of connections (handshaking, open or closing) each
+    time it changes, offers clients' long-header packets to hand over to
+    another process, and takes those handed to it.
     """
 
     def __init__(
@@ -223,6 +257,8 @@ class AdmittingServer(QuicServer):
         self._admit = admit
         self._address = "?"
         self._ids = connection_ids
+        self._live: set[QuicConnectionProtocol] = set()
+        self._steering: Steering | None = None
         inner = self._create_protocol
 
         def create(connection: QuicConnection, stream_handler=None):
@@ -230,6 +266,9 @@ class AdmittingServer(QuicServer):
                 # Before aioquic registers the connection under its first id.
                 issue_connection_ids(connection, connection_ids)
             protocol = inner(connection, stream_handler=stream_handler)
+            self._live.add(protocol)
+            if self._steering is not None:
+                self._steering.connections_changed(len(self._live))
             refusal = self._admit(protocol, self._address)
             if refusal is not None:
                 connection.close(error_code=QuicErrorCode.CONNECTION_REFUSED, reason_phrase=refusal)
@@ -237,7 +276,42 @@ class AdmittingServer(QuicServer):
 
         self._create_protocol = create
 
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        sock = transport.get_extra_info("socket")
+        self._steering = _steerings.get(sock.fileno()) if sock is not None else None
+        if self._steering is not None:
+            self._steering.start(self._loop, self._receive)
+
+    def _connection_terminated(self, protocol: QuicConnectionProtocol) -> None:
+        super()._connection_terminated(protocol)
+        self._live.discard(protocol)
+        if self._steering is not None:
+            self._steering.connections_changed(len(self._live))
+
     def datagram_received(self, data: bytes | str, addr) -> None:
+        if self._steering is not None and data and data[0] & 0x80 and self._handed(data, addr):
+            return
+        self._receive(data, addr)
+
+    def _handed(self, data: bytes, addr) -> bool:
+        """Whether another process takes this long-header datagram."""
+        try:
+            header = pull_quic_header(
+                Buffer(data=data), host_cid_length=self._configuration.connection_id_length
+            )
+        except ValueError:
+            return False
+        client_id = header.destination_cid
+        # What makes aioquic's endpoint start a connection.
+        new = (
+            client_id not in self._protocols
+            and header.packet_type == QuicPacketType.INITIAL
+            and len(data) >= SMALLEST_MAX_DATAGRAM_SIZE
+        )
+        return self._steering.hand_over(data, addr, client_id, new)
+
+    def _receive(self, data: bytes, addr) -> None:
         # aioquic creates a new connection's protocol while handling its first
         # datagram; remember whose it is.
         self._address = f"{addr[0]}:{addr[1]}"

@@ -105,12 +105,15 @@ def serve(config: ServerConfig) -> int:
         return cannot_start
     if index is None:
         _say_generated(generated)
-    server = InstanceServer(
-        config, storage, sockets=supervisor.inherited_sockets(), credentials=credentials
-    )
+    sockets = supervisor.inherited_sockets()
+    server = InstanceServer(config, storage, sockets=sockets, credentials=credentials)
     figures_dir = os.environ.get(supervisor.FIGURES_DIR)
     if index is not None and figures_dir:
-        server.shared_figures = supervisor.SharedFigures(Path(figures_dir), index)
+        folder, count = Path(figures_dir), supervisor.process_count()
+        steered = supervisor.steer(sockets, folder, index, count) if count > 1 else {}
+        server.shared_figures = supervisor.SharedFigures(
+            folder, index, steered["instance"].counters if steered else dict
+        )
     try:
         server.start()
     except errors.ListenFailed as error:

@@ -17,39 +17,46 @@ routes:
   process whose number is the id's first byte (short headers, and the
   Handshake and later Initial packets of a handshake);
 - any other long-header packet, a client's first flight, whose destination
-  id the client chose at random, to the process that takes new connections
-  now, the target;
+  id the client chose at random, to one process, the target (process 0; the
+  parent moves it to the next process while the target is being restarted);
 - anything else (too short, or an id no process of this server issued) to the
   socket the kernel's hash picks, as without a program.
 
-The target moves: every process writes how many connections it has into a
-small file the processes map, and when its number changes (a connection
-opened or ended) it points new connections at the process with the fewest,
-by attaching a new program to the group through its own socket. That takes
-one system call and no privilege. Two processes doing it at once, or
-datagrams of several new clients that arrive before the first is seen, skew
-the split by a connection or two, which the next decisions even out.
+The process that receives a client's first flight decides who serves the
+client: the process with the fewest connections, counting those handed to
+it and not yet taken. When that is another process, it hands the datagram
+over (a Unix datagram socket per process, in the processes' shared folder);
+the other process handles it as if it had received it, and answers from its
+own socket of the group, on the same address. The client's next packets
+carry the connection id that process issued, which the program routes to
+it. A program alone cannot spread new connections evenly: clients that
+connect at once (32 within a millisecond) all arrive before a process could
+re-point any program.
 
-A client repeats its first flight when no answer comes in time (a second or
-more). If the target moved meanwhile, the repeat reaches another process,
-which starts a second connection for it; the client keeps the one whose
-answer comes first and the other, never completed, ends at its handshake
-timeout. A client whose random id happens to start with a process number
-has its first flight routed by that number, to one process consistently: a
-chance of ``processes``/256 for a client that picks ids of the server's
-length (aioquic's clients do; quinn's pick 20 bytes, never mistaken).
+The first flight may take several datagrams (a large ClientHello), and a
+client repeats it when no answer comes in time: the deciding process
+remembers, for a while, whom it gave each client's id to, and hands the
+rest to the same process. A client whose random id happens to start with a
+process number has its first flight routed by that number, to one process
+consistently: a chance of ``processes``/256 for a client that picks ids of
+the server's length (aioquic's clients do; quinn's pick 20 bytes).
 """
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
+import logging
 import mmap
 import os
 import socket
 import struct
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NamedTuple
+
+logger = logging.getLogger(__name__)
 
 SO_ATTACH_REUSEPORT_CBPF = 51
 """setsockopt option (asm-generic/socket.h): a classic BPF program choosing the
@@ -172,14 +179,15 @@ def attach(sock: socket.socket, instructions: Sequence[Instruction]) -> None:
     sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, fprog)
 
 
-class SharedCounts:
-    """The file the processes of one group share: the current target, then each
-    process's number of open connections, one 32-bit slot each. Every slot has
-    one writer (the target: whoever attached last), and aligned 32-bit reads
-    and writes are whole, so no lock is needed."""
+class SharedTable:
+    """The file the processes of one group share, 32-bit slots: each process's
+    number of connections, then how many datagrams were handed to each, then
+    how many each took. Every slot has one writer (the handed ones: the target),
+    aligned 32-bit reads and writes are whole, so no lock is needed; the
+    handed and taken counts only grow, wrapping at 2**32."""
 
     def __init__(self, path: Path, processes: int) -> None:
-        size = 4 * (1 + processes)
+        size = 4 * 3 * processes
         with open(path, "r+b") as file:
             if os.fstat(file.fileno()).st_size != size:
                 raise ValueError(f"{path}: {processes} processes need {size} bytes")
@@ -189,70 +197,173 @@ class SharedCounts:
 
     @staticmethod
     def create(path: Path, processes: int) -> None:
-        """A new file: target 0, no connections."""
-        path.write_bytes(bytes(4 * (1 + processes)))
+        """A new file: no connections, nothing handed over."""
+        path.write_bytes(bytes(4 * 3 * processes))
 
-    @property
-    def target(self) -> int:
-        return self._slots[0]
+    def connections(self, process: int) -> int:
+        return self._slots[process]
 
-    @target.setter
-    def target(self, process: int) -> None:
-        self._slots[0] = process
+    def set_connections(self, process: int, count: int) -> None:
+        self._slots[process] = count
 
-    def open_connections(self, process: int) -> int:
-        return self._slots[1 + process]
+    def handed(self, process: int) -> int:
+        return self._slots[self.processes + process]
 
-    def set_open_connections(self, process: int, count: int) -> None:
-        self._slots[1 + process] = count
+    def count_handed(self, process: int) -> None:
+        self._slots[self.processes + process] = (self.handed(process) + 1) & 0xFFFFFFFF
 
-    def fewest_after(self, process: int) -> int:
-        """The process with the fewest open connections; of equals, the first after
-        ``process`` in turn (so that equals take new connections in turn)."""
-        order = [(process + step) % self.processes for step in range(1, self.processes + 1)]
-        return min(order, key=self.open_connections)
+    def count_taken(self, process: int) -> None:
+        slot = 2 * self.processes + process
+        self._slots[slot] = (self._slots[slot] + 1) & 0xFFFFFFFF
+
+    def forget_handed(self, process: int) -> None:
+        """A process starting again: what was handed to its predecessor is lost."""
+        self._slots[2 * self.processes + process] = self.handed(process)
+
+    def load(self, process: int) -> int:
+        """Connections, and datagrams handed over not yet taken (a connection each, soon)."""
+        waiting = (self.handed(process) - self._slots[2 * self.processes + process]) & 0xFFFFFFFF
+        return self.connections(process) + waiting
+
+    def least_loaded(self, first: int) -> int:
+        """The process with the least load; of equals, the first from ``first`` on in
+        turn."""
+        order = [(first + step) % self.processes for step in range(self.processes)]
+        return min(order, key=self.load)
 
     def close(self) -> None:
         self._slots.release()
         self._map.close()
 
 
-def start_group(sockets: Sequence[socket.socket], counts_path: Path, id_length: int) -> None:
-    """In the parent, which bound ``sockets`` in order: the shared file, and the
-    group's first program (new connections to process 0)."""
-    SharedCounts.create(counts_path, len(sockets))
+def start_group(sockets: Sequence[socket.socket], table_path: Path, id_length: int) -> None:
+    """In the parent, which bound ``sockets`` in order: the shared table, and the
+    group's program (new connections to process 0)."""
+    SharedTable.create(table_path, len(sockets))
     attach(sockets[0], program(len(sockets), 0, id_length))
 
 
+REMEMBERED = 30.0
+"""Seconds a process remembers whom it handed a client's first flight to: longer than
+a client keeps repeating it before giving up (quinn and the SDK: 10 s)."""
+
+Address = tuple
+"""A client's address as the event loop gives it: (host, port), or for IPv6
+(host, port, flow info, scope id)."""
+
+
+def encode_handover(datagram: bytes, address: Address) -> bytes:
+    """A datagram and the client address it came from, as handed to another process:
+    the address's parts separated by spaces, a newline, the datagram."""
+    return " ".join(map(str, address)).encode() + b"\n" + datagram
+
+
+def decode_handover(message: bytes) -> tuple[bytes, Address]:
+    header, _, datagram = message.partition(b"\n")
+    host, port, *v6 = header.decode().split(" ")
+    return datagram, (host, int(port), *map(int, v6))
+
+
 class Steering:
-    """One server process's part: given its number of open connections whenever it
-    changes, it keeps the group's new connections going to the process with the
-    fewest."""
+    """One server process's part in steering its group: it keeps its number of
+    connections in the shared table, decides who serves the clients whose first
+    flight it receives, and takes those its siblings hand it."""
 
     def __init__(
-        self, sock: socket.socket, counts: SharedCounts, *, process: int, id_length: int
+        self,
+        table: SharedTable,
+        *,
+        process: int,
+        id_length: int,
+        mailbox: Callable[[int], Path],
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._sock = sock
-        self._counts = counts
+        self._table = table
         self.process = process
         self._id_length = id_length
+        self._mailbox = mailbox
+        """Where each process's Unix datagram socket is bound, by process number."""
+        self._clock = clock
+        self._given: dict[bytes, tuple[int, float]] = {}
+        """Client-chosen ids whose first flight went to another process: to whom, when."""
+        self._inbox: socket.socket | None = None
+        self._outbox = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._outbox.setblocking(False)
         self.opened = 0
-        """Connections this process was handed (every one, since it started)."""
-        self.retargeted = 0
-        """Times this process pointed new connections at another process."""
-        self._open = 0
-        counts.set_open_connections(process, 0)  # what a predecessor left is gone
+        """Connections this process started (every one, since it started)."""
+        self.handed_over = 0
+        """First-flight datagrams this process handed to another."""
+        self._connections = 0
+        table.set_connections(process, 0)
+        table.forget_handed(process)
 
-    def connections_changed(self, open_now: int) -> None:
-        if open_now > self._open:
-            self.opened += open_now - self._open
-        self._open = open_now
-        self._counts.set_open_connections(self.process, open_now)
-        target = self._counts.fewest_after(self.process)
-        if target != self._counts.target:
-            attach(self._sock, program(self._counts.processes, target, self._id_length))
-            self._counts.target = target
-            self.retargeted += 1
+    def start(self, loop: asyncio.AbstractEventLoop, deliver: Callable[[bytes, Address], None]):
+        """Take, on ``loop``, the datagrams other processes hand this one, giving each
+        to ``deliver`` as if this process's socket had received it."""
+        path = self._mailbox(self.process)
+        path.unlink(missing_ok=True)  # a predecessor's
+        inbox = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        inbox.bind(str(path))
+        inbox.setblocking(False)
+        self._inbox = inbox
+
+        def take() -> None:
+            while True:
+                try:
+                    message = inbox.recv(65536)
+                except BlockingIOError:
+                    return
+                self._table.count_taken(self.process)
+                deliver(*decode_handover(message))
+
+        loop.add_reader(inbox.fileno(), take)
+
+    def connections_changed(self, count: int) -> None:
+        if count > self._connections:
+            self.opened += count - self._connections
+        self._connections = count
+        self._table.set_connections(self.process, count)
+
+    def hand_over(self, datagram: bytes, address: Address, client_id: bytes, new: bool) -> bool:
+        """For a long-header ``datagram`` for the destination id ``client_id``: True if
+        another process gets it (this one must then drop it). ``new`` says it
+        would start a connection here (an Initial big enough, for an id no
+        connection of this process has)."""
+        if len(client_id) == self._id_length and client_id[0] < self._table.processes:
+            return False  # an id this server issued: the program routed it here
+        now = self._clock()
+        given = self._given.get(client_id)
+        if given is not None and now - given[1] < REMEMBERED:
+            process = given[0]
+        elif new:
+            self._forget_older_than(now - REMEMBERED)
+            process = self._table.least_loaded(self.process)
+        else:
+            return False
+        if process == self.process:
+            return False
+        try:
+            self._outbox.sendto(encode_handover(datagram, address), str(self._mailbox(process)))
+        except OSError as error:  # it is being restarted, or cannot keep up: serve it here
+            logger.debug("cannot hand a new connection to process %d: %s", process, error)
+            return False
+        self._table.count_handed(process)
+        self._given.pop(client_id, None)  # to the end: the order is the order of time
+        self._given[client_id] = (process, now)
+        self.handed_over += 1
+        return True
+
+    def _forget_older_than(self, moment: float) -> None:
+        for client_id, (_, when) in list(self._given.items()):
+            if when >= moment:
+                break  # insertion order is time order
+            del self._given[client_id]
+
+    def close(self) -> None:
+        if self._inbox is not None:
+            self._inbox.close()
+        self._outbox.close()
+        self._table.close()
 
     def counters(self) -> dict[str, float]:
-        return {"connections_opened": self.opened, "steering_retargets": self.retargeted}
+        return {"connections_opened": self.opened, "connections_handed_over": self.handed_over}

@@ -1,8 +1,9 @@
 """``runtara-core --processes N``: N server processes on one UDP port, and their parent.
 
 The parent serves nothing itself. It binds N UDP sockets to the same port
-with SO_REUSEPORT, so that the kernel keeps each client's datagrams on one
-socket, and starts N copies of the server (each the shape of a single
+with SO_REUSEPORT, attaches the program that steers each datagram to the
+process of its connection and new connections to the process with the fewest
+(:mod:`runtara.server.steering`), and starts N copies of the server (each the shape of a single
 server: event-loop thread, bounded worker pool, driver), handing socket i to
 process i; they get the parent's settings through their ``RUNTARA_*``
 variables. The parent keeps the sockets: when a process dies and is started
@@ -51,16 +52,16 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 
 import attrs
 
-from runtara import __version__, errors, runtime_files
+from runtara import __version__, aioquic_adapter, errors, runtime_files
 from runtara import config as config_module
 from runtara.credentials import Credentials
 from runtara.launcher import processes
-from runtara.server import address_locks, binding, tls
+from runtara.server import address_locks, binding, stateless_reset, steering, tls
 
 logger = logging.getLogger("runtara")
 
@@ -172,6 +173,27 @@ def _bind_all(
     return bound
 
 
+def _steering_table(folder: Path, service: str) -> Path:
+    return folder / f"steering-{service}"
+
+
+def steer(
+    sockets: Mapping[str, socket.socket], folder: Path, index: int, count: int
+) -> dict[str, steering.Steering]:
+    """In server process ``index`` of ``count``: its part in steering the groups of
+    each of its ``sockets`` (``folder`` holds their shared tables and mailboxes)."""
+    steered = {}
+    for name, sock in sockets.items():
+        steered[name] = steering.Steering(
+            steering.SharedTable(_steering_table(folder, name), count),
+            process=index,
+            id_length=stateless_reset.CONNECTION_ID_LENGTH,
+            mailbox=lambda number, name=name: folder / f"steering-{name}-{number}.sock",
+        )
+        aioquic_adapter.steer(sock, steered[name])
+    return steered
+
+
 def _with_identity(config: config_module.ServerConfig, folder: Path) -> config_module.ServerConfig:
     """The configuration with a certificate every process serves: without one
     configured, a fresh self-signed one, written (private key 0600) for the
@@ -200,6 +222,10 @@ def supervise(
     config = _with_identity(config, shared)
     runtime_file = runtime_files.write(_running(config, credentials, storage, bound))
     (shared / "figures").mkdir()
+    for name, sockets in bound.items():
+        steering.start_group(
+            sockets, _steering_table(shared / "figures", name), stateless_reset.CONNECTION_ID_LENGTH
+        )
     (shared / "metrics").mkdir()
     environment = {
         name: value for name, value in os.environ.items() if not name.startswith("RUNTARA_")
@@ -349,15 +375,22 @@ def reap_orphans(own: Collection[int]) -> None:
 class SharedFigures:
     """The figures of every server process, through the folder they share."""
 
-    def __init__(self, folder: Path, index: int) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        index: int,
+        more: Callable[[], Mapping[str, float]] = dict,
+    ) -> None:
         self.folder = folder
         self.index = index
+        self._more = more
+        """This process's figures that are not the server's (its part in steering)."""
 
     def publish(self, figures: Mapping[str, float]) -> None:
         """Write this process's figures (atomically: readers see old or new, never half)."""
         path = self.folder / f"{self.index}.json"
         scratch = path.with_suffix(".tmp")
-        scratch.write_text(json.dumps(dict(figures)))
+        scratch.write_text(json.dumps({**figures, **self._more()}))
         os.replace(scratch, path)
 
     def merged(self, own: Mapping[str, float]) -> dict[str, float]:
@@ -370,7 +403,7 @@ class SharedFigures:
                 each[int(path.stem)] = json.loads(path.read_text())
             except (OSError, ValueError):
                 continue  # a process that just started or stopped
-        each[self.index] = own
+        each[self.index] = {**own, **self._more()}
         total: dict[str, float] = {}
         for number, figures in sorted(each.items()):
             for name, value in figures.items():

@@ -4,6 +4,7 @@ the program's answer."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import select
 import socket
@@ -104,39 +105,116 @@ def test_programs_are_checked_before_the_kernel_sees_them():
 def test_the_encoding_is_struct_sock_filter():
     first, second = steering.program(2, target=1, id_length=ID_LENGTH)[:2]
     # ld len: code 0x0080 (little-endian on this machine), no jumps, k = 0.
-    assert first.encoded() == bytes.fromhex("8000" "00" "00" "00000000")
+    assert first.encoded() == bytes.fromhex("8000000000000000")
     # jge #1: code 0x35; true: the next one; false: "hash", the last, 15 further on.
-    assert second.encoded() == bytes.fromhex("3500" "00" "0f" "01000000")
+    assert second.encoded() == bytes.fromhex("3500000f01000000")
 
 
-def test_the_target_follows_the_process_with_fewest_connections(group, tmp_path):
-    path = tmp_path / "steering-instance"
-    steering.start_group(group, path, ID_LENGTH)
-    counts = [steering.SharedCounts(path, 3) for _ in group]  # each process maps it
-    processes = [
-        steering.Steering(sock, counts[number], process=number, id_length=ID_LENGTH)
-        for number, sock in enumerate(group)
-    ]
-    open_now = [0, 0, 0]
-    handed = []
-    for _ in range(9):
-        # A new client arrives; the process it reaches admits it and says so.
-        process = receiver(group, long_header(INITIAL, os.urandom(20)))
-        handed.append(process)
-        open_now[process] += 1
-        processes[process].connections_changed(open_now[process])
-    assert handed == [0, 1, 2] * 3
-    # Process 1's connections end: it has the fewest, and new ones go there.
-    open_now[1] = 0
-    processes[1].connections_changed(0)
-    assert receiver(group, long_header(INITIAL, os.urandom(20))) == 1
-    assert processes[0].counters() == {"connections_opened": 3, "steering_retargets": 3}
-    for mapped in counts:
-        mapped.close()
+def table(tmp_path, processes: int) -> steering.SharedTable:
+    path = tmp_path / "table"
+    if not path.exists():
+        steering.SharedTable.create(path, processes)
+    return steering.SharedTable(path, processes)
 
 
-def test_a_shared_file_of_another_size_is_refused(tmp_path):
-    path = tmp_path / "counts"
-    steering.SharedCounts.create(path, 2)
-    with pytest.raises(ValueError, match="3 processes need 16 bytes"):
-        steering.SharedCounts(path, 3)
+def test_the_least_loaded_counts_what_was_handed_over_and_not_yet_taken(tmp_path):
+    shared = table(tmp_path, 3)
+    assert [shared.least_loaded(first) for first in (0, 1, 2)] == [0, 1, 2]  # equals: in turn
+    shared.set_connections(0, 2)
+    shared.set_connections(1, 1)
+    shared.count_handed(2)
+    assert shared.load(2) == 1 and shared.least_loaded(0) == 1
+    shared.count_handed(1)
+    shared.count_taken(1)  # taken: now one of its connections
+    shared.set_connections(1, 2)
+    assert shared.least_loaded(0) == 2
+    shared.forget_handed(2)  # restarted: its predecessor's are lost
+    assert shared.load(2) == 0
+    shared.close()
+
+
+def test_a_shared_table_of_another_size_is_refused(tmp_path):
+    table(tmp_path, 2).close()
+    with pytest.raises(ValueError, match="3 processes need 36 bytes"):
+        steering.SharedTable(tmp_path / "table", 3)
+
+
+@pytest.mark.parametrize(
+    "address", [("127.0.0.1", 50000), ("::1", 443, 0, 0), ("fe80::1", 9, 7, 2)]
+)
+def test_a_handed_over_datagram_keeps_its_client_address(address):
+    datagram = long_header(INITIAL, os.urandom(20))
+    assert steering.decode_handover(steering.encode_handover(datagram, address)) == (
+        datagram,
+        address,
+    )
+
+
+def test_first_flights_are_handed_to_the_least_loaded_process_and_repeats_follow(tmp_path):
+    """Two processes' steering, their mailboxes real Unix sockets: process 0 gets
+    every first flight, as the program sends them."""
+    delivered: dict[int, list[tuple[bytes, tuple]]] = {0: [], 1: []}
+    connections = [0, 0]
+
+    def mailbox(number: int):
+        return tmp_path / f"mailbox-{number}"
+
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        processes = []
+        for number in (0, 1):
+            part = steering.Steering(
+                table(tmp_path, 2), process=number, id_length=ID_LENGTH, mailbox=mailbox
+            )
+
+            def deliver(datagram, address, number=number):
+                delivered[number].append((datagram, address))
+                connections[number] += 1
+                processes[number].connections_changed(connections[number])
+
+            part.start(loop, deliver)
+            processes.append(part)
+        first = processes[0]
+        clients = [os.urandom(20) for _ in range(6)]
+        for number, client_id in enumerate(clients):
+            datagram = long_header(INITIAL, client_id)
+            if not first.hand_over(datagram, ("127.0.0.1", 40000 + number), client_id, True):
+                deliver_here(first, connections)
+        await wait_until(lambda: len(delivered[1]) == 3)
+        # Handed-over datagrams are not yet counted where they went: still they
+        # alternate, and the split is even.
+        assert connections == [3, 3]
+        assert first.counters() == {"connections_opened": 3, "connections_handed_over": 3}
+        assert processes[1].counters() == {"connections_opened": 3, "connections_handed_over": 0}
+        handed_ids = [datagram[6:26] for datagram, _ in delivered[1]]
+        # A repeat of a first flight, or its second datagram, goes where the first did,
+        # even when not new here (the id is known) ...
+        assert first.hand_over(long_header(INITIAL, handed_ids[0]), ("h", 1), handed_ids[0], False)
+        await wait_until(lambda: len(delivered[1]) == 4)
+        # ... and what came to process 0 itself stays.
+        kept = next(c for c in clients if c not in handed_ids)
+        assert not first.hand_over(long_header(INITIAL, kept), ("h", 1), kept, False)
+        # An id the server issued never moves: the program routed it.
+        ours = bytes([1]) + os.urandom(ID_LENGTH - 1)
+        assert not first.hand_over(long_header(HANDSHAKE, ours), ("h", 1), ours, True)
+        processes[1].close()
+        mailbox(1).unlink()
+        # A process that cannot take what it is handed (being restarted): served here.
+        lonely = os.urandom(20)
+        connections[1] = 0
+        first._table.set_connections(1, 0)
+        assert not first.hand_over(long_header(INITIAL, lonely), ("h", 1), lonely, True)
+        first.close()
+
+    def deliver_here(part, counts):
+        counts[part.process] += 1
+        part.connections_changed(counts[part.process])
+
+    asyncio.run(scenario())
+
+
+async def wait_until(condition, timeout: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.01)

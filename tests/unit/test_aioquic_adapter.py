@@ -7,6 +7,7 @@ into: fix runtara/aioquic_adapter.py before anything else.
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 
 import aioquic
@@ -140,8 +141,8 @@ def test_a_client_handshake_wait_can_be_failed_and_aborted():
 class FakeTransport(asyncio.DatagramTransport):
     """Keeps the datagrams sent: the test is about the protocol object, not the network."""
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, sock: socket.socket | None = None) -> None:
+        super().__init__(extra={"socket": sock} if sock else None)
         self.sent: list[bytes] = []
 
     def sendto(self, data, addr=None) -> None:
@@ -173,6 +174,68 @@ def test_the_admitting_server_asks_about_each_new_connection_and_knows_its_addre
     protocol, address = asked[0]
     assert isinstance(protocol, QuicConnectionProtocol) and address == "127.0.0.1:50000"
     assert protocol._quic._close_event is not None  # refused: closed with CONNECTION_REFUSED
+
+
+class Counting:
+    """A steering that keeps what the endpoint reports and hands nothing over."""
+
+    def __init__(self) -> None:
+        self.reported: list[int] = []
+        self.offered: list[tuple[bytes, bool]] = []
+
+    def start(self, loop, deliver) -> None:
+        self.deliver = deliver
+
+    def connections_changed(self, count: int) -> None:
+        self.reported.append(count)
+
+    def hand_over(self, datagram, address, client_id, new) -> bool:
+        self.offered.append((client_id, new))
+        return False
+
+
+def test_a_steered_server_reports_its_connections_and_offers_clients_first_flights():
+    steering = Counting()
+
+    async def scenario():
+        identity = tls.self_signed()
+        config = QuicConfiguration(is_client=False, alpn_protocols=None)
+        config.certificate = identity.certificate
+        config.private_key = identity.private_key
+        server = aioquic_adapter.AdmittingServer(
+            configuration=config, admit=lambda protocol, address: "no room"
+        )
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            aioquic_adapter.steer(sock, steering)
+            try:
+                server.connection_made(FakeTransport(sock))
+            finally:
+                aioquic_adapter.steer(sock, None)
+        clients = []
+        for _ in range(2):
+            client, _ = pair()
+            client.connect(SERVER_ADDRESS, now=0.0)
+            clients.append(client)
+            for data, _ in client.datagrams_to_send(0.0):
+                server.datagram_received(data, CLIENT_ADDRESS)
+        assert steering.reported == [1, 2]
+        assert steering.offered == [(c.original_destination_connection_id, True) for c in clients]
+        # A datagram handed over by another process is taken as it is: not offered again.
+        again, _ = pair()
+        again.connect(SERVER_ADDRESS, now=0.0)
+        for data, _ in again.datagrams_to_send(0.0):
+            steering.deliver(data, CLIENT_ADDRESS)
+        assert steering.reported == [1, 2, 3] and len(steering.offered) == 2
+        # Refused, each connection closes; once its closing period is over aioquic
+        # tells the endpoint, which reports it.
+        for protocol in set(server._protocols.values()):
+            connection = protocol._quic
+            while (timer := connection.get_timer()) is not None:
+                connection.handle_timer(timer)
+            protocol._process_events()
+        assert steering.reported == [1, 2, 3, 2, 1, 0]
+
+    asyncio.run(scenario())
 
 
 def resets(process: int = 2, processes: int = 3) -> StatelessResets:
