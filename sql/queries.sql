@@ -108,12 +108,13 @@ SELECT count(*) FROM (SELECT 1 FROM instances WHERE {instance_filter} LIMIT :at_
 
 -- name: select_due_sleepers
 -- Sleepers nothing launches: the launcher's --wake-command gives them a launch.
+-- NOT EXISTS looks each due sleeper's launch up by key (NOT IN would read them all).
 SELECT instance_id, tenant_id, CAST(status AS TEXT), created_at, checkpoint_id, started_at,
        finished_at, output, error, sleep_until, last_activity_at, wake_claimed_until,
        registration
 FROM instances
 WHERE status = 'suspended' AND sleep_until IS NOT NULL AND sleep_until <= :due_before
-  AND instance_id NOT IN (SELECT instance_id FROM instance_launches)
+  AND NOT EXISTS (SELECT 1 FROM instance_launches l WHERE l.instance_id = instances.instance_id)
 ORDER BY sleep_until, instance_id LIMIT :limit
 
 -- name: list_stale_instances

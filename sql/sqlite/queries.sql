@@ -58,7 +58,7 @@ SELECT instance_id, tenant_id, CAST(status AS TEXT), created_at, checkpoint_id, 
        registration
 FROM instances INDEXED BY idx_instances_sleep_until
 WHERE status = 'suspended' AND sleep_until IS NOT NULL AND sleep_until <= :due_before
-  AND instance_id NOT IN (SELECT instance_id FROM instance_launches)
+  AND NOT EXISTS (SELECT 1 FROM instance_launches l WHERE l.instance_id = instances.instance_id)
 ORDER BY sleep_until, instance_id LIMIT :limit
 
 -- name: list_finished_before
