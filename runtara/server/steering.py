@@ -238,9 +238,14 @@ class SharedTable:
 
 def start_group(sockets: Sequence[socket.socket], table_path: Path, id_length: int) -> None:
     """In the parent, which bound ``sockets`` in order: the shared table, and the
-    group's program (new connections to process 0)."""
+    group's program (first flights to process 0)."""
     SharedTable.create(table_path, len(sockets))
     attach(sockets[0], program(len(sockets), 0, id_length))
+
+
+def move_first_flights(sockets: Sequence[socket.socket], target: int, id_length: int) -> None:
+    """In the parent: send the group's first flights to process ``target`` from now on."""
+    attach(sockets[0], program(len(sockets), target, id_length))
 
 
 REMEMBERED = 30.0

@@ -241,6 +241,8 @@ def supervise(
         },
     )
     children: dict[int, subprocess.Popen] = {}
+    first_flights = 0
+    """The process the steering program sends clients' first flights to."""
     stopping = False
     killed = False
     failed = False
@@ -316,6 +318,14 @@ def supervise(
                     child.pid,
                     f"exited with code {code}" if code >= 0 else f"was killed by signal {-code}",
                 )
+                if index == first_flights and config.processes > 1:
+                    # Until it is back, clients' first flights would wait in its socket.
+                    first_flights = (index + 1) % config.processes
+                    for sockets in bound.values():
+                        steering.move_first_flights(
+                            sockets, first_flights, stateless_reset.CONNECTION_ID_LENGTH
+                        )
+                    logger.info("new clients go to server process %d first", first_flights)
                 time.sleep(RESTART_DELAY)
                 start(index)
             reap_orphans({child.pid for child in children.values()})

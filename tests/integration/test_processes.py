@@ -226,3 +226,44 @@ def test_a_process_that_cannot_start_stops_the_server_instead_of_restarting(tmp_
     assert f"cannot listen on 127.0.0.1:{port} (TCP, --http-addr" in result.stderr
     assert "cannot start: stopping" in result.stderr
     assert "starting it again" not in result.stderr
+
+
+def opened_by_process(server: ServerProcess) -> list[float]:
+    stats = figures(server)
+    return [stats.get(f"process.{number}.connections_opened", 0) for number in (0, 1)]
+
+
+def test_new_clients_are_split_evenly_between_the_processes(tmp_path):
+    server = start_two(tmp_path)
+    try:
+        wait_for(lambda: serving(server) == 2, 30)
+        clients = [RpcClient(server.address) for _ in range(8)]
+        for number, client in enumerate(clients):
+            assert client.register(f"even{number}").success
+            for step in range(3):
+                assert not client.checkpoint(f"even{number}", f"s{step}", b"x").HasField("error")
+        # Every process's figures are published twice a second.
+        opened = wait_for(lambda: sum(o := opened_by_process(server)) == 8 and o, 10)
+        assert abs(opened[0] - opened[1]) <= 1, opened
+        assert figures(server)["process.0.connections_handed_over"] >= 3
+        for client in clients:
+            client.close()
+    finally:
+        server.signal(signal.SIGTERM)
+        assert server.wait() == 0
+
+
+def test_while_the_first_process_restarts_new_clients_go_to_the_other(tmp_path):
+    server = start_two(tmp_path)
+    try:
+        wait_for(lambda: serving(server) == 2, 30)
+        os.kill(children_of(server)[0], signal.SIGKILL)
+        wait_for(lambda: any("go to server process 1 first" in line for line in server.log), 10)
+        before = serving(server)
+        client = RpcClient(server.address, timeout=3)
+        assert client.register("meanwhile").success
+        assert serving(server) == before, "process 0 was back before the client was served"
+        client.close()
+    finally:
+        server.signal(signal.SIGTERM)
+        assert server.wait() == 0
