@@ -215,6 +215,12 @@ UNCHANGED: Any = _Unchanged()
 """Marks a column an :class:`InstanceUpdate` leaves as it is."""
 
 
+def _changes(update: Any, names: tuple[str, ...]) -> dict[str, Any]:
+    # Called on every request: plain getattr over the field names is several
+    # times cheaper than attrs.asdict.
+    return {name: value for name in names if (value := getattr(update, name)) is not UNCHANGED}
+
+
 @attrs.frozen
 class InstanceUpdate:
     """The columns one update writes; every field left UNCHANGED is not touched."""
@@ -232,13 +238,7 @@ class InstanceUpdate:
 
     def changes(self) -> dict[str, Any]:
         """The fields to write, by column name."""
-        # Called on every request: plain getattr over the field names is several
-        # times cheaper than attrs.asdict.
-        return {
-            name: value
-            for name in _UPDATE_FIELDS
-            if (value := getattr(self, name)) is not UNCHANGED
-        }
+        return _changes(self, _UPDATE_FIELDS)
 
 
 _UPDATE_FIELDS = tuple(field.name for field in attrs.fields(InstanceUpdate))
@@ -340,11 +340,8 @@ class LaunchUpdate:
     last_exit: str | None = UNCHANGED
 
     def changes(self) -> dict[str, Any]:
-        return {
-            name: value
-            for name in _LAUNCH_FIELDS
-            if (value := getattr(self, name)) is not UNCHANGED
-        }
+        """The fields to write, by column name."""
+        return _changes(self, _LAUNCH_FIELDS)
 
 
 _LAUNCH_FIELDS = tuple(field.name for field in attrs.fields(LaunchUpdate))

@@ -147,6 +147,20 @@ def _locked(
     return instance, None if instance is None else tx.get_launch(instance_id)
 
 
+def _launched(
+    tx: Transaction, instance_id: str, why_needed: str
+) -> tuple[records.Instance, records.Launch]:
+    """The instance and its launch, locked; refused when either is missing."""
+    instance, launch = _locked(tx, instance_id)
+    if instance is None:
+        raise errors.OperationRefused(f"Instance '{instance_id}' not found")
+    if launch is None:
+        raise errors.OperationRefused(
+            f"Instance '{instance_id}' was not started with `runtara-core start`: {why_needed}"
+        )
+    return instance, launch
+
+
 # --- operators ------------------------------------------------------------------
 
 
@@ -253,14 +267,7 @@ def start_child(
         raise errors.OperationRefused(
             f"on_parent_cancel must be one of {', '.join(CHILD_POLICIES)}, not {on_parent_cancel!r}"
         )
-    parent, launch = _locked(tx, parent_id)
-    if parent is None:
-        raise errors.OperationRefused(f"Instance '{parent_id}' not found")
-    if launch is None:
-        raise errors.OperationRefused(
-            f"Instance '{parent_id}' was not started with `runtara-core start`: "
-            "no launch specification to start its children with"
-        )
+    parent, launch = _launched(tx, parent_id, "no launch specification to start its children with")
     spec = json.loads(launch.spec)
     if command is not None:
         spec["command"] = list(command)
@@ -418,14 +425,9 @@ def fork(
     Refused for an unknown source or checkpoint, a source without a launch, and
     a ``new_id`` that exists. Returns the checkpoint forked from.
     """
-    source, launch = _locked(tx, source_id)
-    if source is None:
-        raise errors.OperationRefused(f"Instance '{source_id}' not found")
-    if launch is None:
-        raise errors.OperationRefused(
-            f"Instance '{source_id}' was not started with `runtara-core start`: "
-            "no launch specification says how to run a fork of it"
-        )
+    source, launch = _launched(
+        tx, source_id, "no launch specification says how to run a fork of it"
+    )
     if checkpoint_id is None:
         checkpoint_id = source.checkpoint_id
         if checkpoint_id is None:
