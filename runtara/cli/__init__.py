@@ -75,7 +75,7 @@ COMMANDS: dict[str, Command] = {
     "stop": Command(launching.stop, "cancel an instance, terminating its process past a grace"),
     "queue": Command(queues.queue, "set, list, pause and resume the queues instances start in"),
     "schedule": Command(schedules.schedule, "start an instance at every tick of a schedule"),
-    "logs": Command(launching.logs_command, "print a launched instance's stderr or stdout"),
+    "logs": Command(launching.logs_command, "print a launched instance's stdout and stderr"),
     "bench": Command(bench.bench, "measure throughput and latency against baselines"),
     "completion": Command(
         lambda argv: completion.completion(argv, {n: c.run for n, c in COMMANDS.items()}),

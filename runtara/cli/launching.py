@@ -16,7 +16,7 @@ from pathlib import Path
 
 from runtara import clock, config, errors, records
 from runtara.cli import bulk, common
-from runtara.launcher import logs
+from runtara.launcher import both_logs, logs
 from runtara.launcher.spec import (
     DEFAULT_MAX_FAILURES,
     LaunchSpec,
@@ -376,11 +376,17 @@ def _ending(instance: records.Instance) -> str:
 def logs_command(argv: Sequence[str]) -> int:
     parser = common.Parser(
         prog=f"{common.PROG} logs",
-        description="Print what a launched instance wrote to stdout or stderr (all its attempts).",
+        description="Print what a launched instance wrote (all its attempts): by default both "
+        "stdout and stderr, each line labelled `stdout| ` or `stderr| `, attempt by attempt "
+        "(each attempt's marker line once), within an attempt its stdout lines then its stderr "
+        "lines (the logs do not record the order between the two); with --follow, lines as "
+        "they arrive. --stream prints one of them as it is.",
     )
     parser.add_argument("instance", help="instance id")
     parser.add_argument(
-        "--stream", choices=logs.STREAMS, default="stderr", help="which output (stderr)"
+        "--stream",
+        choices=logs.STREAMS,
+        help="print only this output, its bytes unchanged (default: both, labelled)",
     )
     parser.add_argument("--follow", "-f", action="store_true", help="keep printing what is added")
     common.add_target_arguments(parser)
@@ -388,13 +394,34 @@ def logs_command(argv: Sequence[str]) -> int:
     out = sys.stdout.buffer
     with common.open_admin(arguments) as admin:
         _instance(admin, arguments.instance)
-        offset = 0
-        while True:
-            data, offset = admin.read_log(arguments.instance, arguments.stream, offset)
-            if data:
-                out.write(data)
-                out.flush()
-                continue
-            if not arguments.follow:
-                return 0
-            time.sleep(POLL)
+
+        def read(stream: str, offset: int) -> tuple[bytes, int]:
+            return admin.read_log(arguments.instance, stream, offset)
+
+        if arguments.stream is None:
+            _print_both(both_logs.BothLogs(read), arguments.follow, out)
+        else:
+            _print_one(read, arguments.stream, arguments.follow, out)
+    return 0
+
+
+def _print_one(read: both_logs.Read, stream: str, follow: bool, out) -> None:
+    offset = 0
+    while True:
+        data, offset = read(stream, offset)
+        if data:
+            out.write(data)
+            out.flush()
+            continue
+        if not follow:
+            return
+        time.sleep(POLL)
+
+
+def _print_both(both: both_logs.BothLogs, follow: bool, out) -> None:
+    while True:
+        out.writelines(both.take(final=not follow))
+        out.flush()
+        if not follow:
+            return
+        time.sleep(POLL)

@@ -67,9 +67,15 @@ def log_path(runs_dir: Path, instance_id: str, stream: str) -> Path:
 # --- writing ------------------------------------------------------------------
 
 
+MARKER = re.compile(rb"--- attempt (\d+)(?: .*)? ---")
+"""The line that starts an attempt in both logs (without its newline): the header that
+:func:`open_for_attempt` writes, which starts with ``attempt N``."""
+
+
 def open_for_attempt(folder: Path, header: str) -> dict[str, int]:
     """Open both log files for appending (creating the run folder), write the attempt's
-    header line to each, and return their file descriptors for the child.
+    header line (``attempt N ...``: see :data:`MARKER`) to each, and return their file
+    descriptors for the child.
 
     Raises OSError when the folder or a log file is a symbolic link, is not a folder or
     a regular file, or belongs to another user.

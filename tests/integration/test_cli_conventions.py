@@ -236,7 +236,7 @@ def test_ctrl_c_while_following_a_log_exits_130_quietly(served, tmp_path):
     child = Child(
         "logs", "logged", "--follow", "--runs-dir", str(runs), *served.direct, cwd=tmp_path
     )
-    assert child.next_line() == "first line"
+    assert child.next_line() == "stderr| first line"
     assert child.interrupt() == (130, "")
 
 
