@@ -53,6 +53,7 @@ _UNAVAILABLE = ("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_FULL", "SQLITE_IOE
 
 class SqliteDriver(base.StorageDriver):
     url_schemes = ("sqlite",)
+    batches_writes = True
 
     def __init__(self, url: str | None, *, workers: int = 32) -> None:
         path, options = _parse_url(url)

@@ -67,6 +67,8 @@ REPLY_SETTLE = 1.0
 """Seconds a stopping server waits at most for its last replies to be acknowledged."""
 ANNOUNCE_PAUSE = 0.05
 """Seconds to wait when the resets' rate limit holds back those sent unasked at a start."""
+_BATCH_ENDED = object()
+"""Queued by a worker after the results of a batch."""
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
@@ -147,9 +149,18 @@ class InstanceServer:
         self._connections: dict[quic.ServerConnection, str] = {}
         """The admitted connections, and the name of the service of each."""
         self._timers: dict[Hashable, asyncio.TimerHandle] = {}
+        self._batching = storage is None or storage.batches_writes
+        """Whether the requests of a loop pass are served together (else one by one)."""
+        self._one_batch_at_a_time = storage is not None and storage.batches_writes
+        """A store with one writer commits one batch at a time: the requests that
+        arrive meanwhile wait for the next batch on the loop, not on the store."""
         self._to_submit: list[core.Job] = []
-        """Batched jobs the core handed out during this loop pass, not yet submitted."""
-        self._finished: collections.deque[tuple[core.Job, Any]] = collections.deque()
+        """Batched jobs the core handed out that no worker has yet."""
+        self._submit_scheduled = False
+        self._batches_running = 0
+        self.batches = 0
+        """Batches handed to the pool (see ``stats``: ``batches``)."""
+        self._finished: collections.deque[tuple[core.Job | object, Any]] = collections.deque()
         self._wake_pending = False
         self._idle: asyncio.Event | None = None
         self._last_snapshot: dict[str, float] = self._snapshot()
@@ -233,6 +244,7 @@ class InstanceServer:
 
     def _snapshot(self) -> dict[str, float]:
         figures = self.core.snapshot()
+        figures["batches"] = self.batches
         if self._resets is not None:
             figures.update(self._resets.counters())
         return figures
@@ -484,23 +496,34 @@ class InstanceServer:
         self._perform(self.core.timer_fired(key))
 
     def _submit(self, job: core.Job) -> None:
-        if not job.batched:
+        if not job.batched or not self._batching:
             self._executor.submit(self._run_alone, job)
             return
-        if not self._to_submit:
-            self._loop.call_soon(self._submit_batch)
         self._to_submit.append(job)
+        if not self._submit_scheduled:
+            # After the callbacks of this pass: the requests they decode join the batch.
+            self._submit_scheduled = True
+            self._loop.call_soon(self._submit_batch)
 
     def _submit_batch(self) -> None:
+        self._submit_scheduled = False
+        if self._one_batch_at_a_time and self._batches_running:
+            return  # the next batch leaves when this one is done (see _finish_batch)
         jobs, self._to_submit = self._to_submit, []
-        self._executor.submit(self._run_batch, jobs)
+        if jobs:
+            self._batches_running += 1
+            self.batches += 1
+            self._executor.submit(self._run_batch, jobs)
 
     def _run_batch(self, jobs: list[core.Job]) -> None:
         # On a worker thread. Every job gets a result (see serve_together): the
         # streams are answered and the worker slots given back whatever happens.
-        results = handling.serve_together(self.services, jobs)
-        self._finished.extend(zip(jobs, results, strict=True))
-        self._wake()
+        try:
+            results = handling.serve_together(self.services, jobs)
+            self._finished.extend(zip(jobs, results, strict=True))
+        finally:
+            self._finished.append((_BATCH_ENDED, None))
+            self._wake()
 
     def _run_alone(self, job: core.Job) -> None:
         self._finished.append((job, handling.serve_alone(job)))
@@ -521,6 +544,12 @@ class InstanceServer:
         finished = self._finished
         while finished:
             job, result = finished.popleft()
-            self._perform(self.core.work_done(job, result))
+            if job is _BATCH_ENDED:
+                self._batches_running -= 1
+            else:
+                self._perform(self.core.work_done(job, result))
+        if self._to_submit and not self._submit_scheduled:
+            self._submit_scheduled = True
+            self._loop.call_soon(self._submit_batch)
         if self._idle is not None and self.core.idle:
             self._idle.set()
