@@ -30,6 +30,16 @@ included. psycopg's own upkeep of prepared statements is not counted: the
 preparation of a statement on a connection, and the DEALLOCATE ALL after a
 rolled-back transaction on a connection that had prepared some.
 
+The server's batches are not grouped here: ``batches_writes`` stays False, so
+the server hands this driver its requests one by one, concurrently, each call
+its own transaction as above. One transaction per batch would hold every
+request's row lock until the batch's COMMIT, so two batches under way at once
+(or another runtara-core process) touching two instances in opposite orders
+would deadlock, where single-statement calls never hold two instances' locks;
+a savepoint per request would add two round trips to each; and a batch's
+requests served one after the other on one connection would give up the
+pool's concurrency, which is what hides PostgreSQL's round trips.
+
 When the server restarts or drops connections, the requests in flight fail
 with :class:`runtara.errors.StorageUnavailable`, the pool is checked in the
 background so that broken connections are replaced, and later requests succeed

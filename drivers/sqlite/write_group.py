@@ -10,6 +10,14 @@ exception. Then it hands the leadership to the owner of the next queued job,
 if any, and returns its own result. A caller whose job another leader ran just
 wakes up with the outcome.
 
+The server's requests arrive already grouped: the server hands the driver the
+requests of one event-loop pass as one batch, one batch at a time, and the
+batch is ONE job here (see :mod:`batch`), whose own savepoints isolate its
+requests. So the leader election below rarely has more than one server job to
+elect among; it orders the batches with the other writers of the process
+(management requests, the launcher, background work), and ``max_batch`` counts
+jobs, a batch of requests as one.
+
 What every caller can rely on:
 
 - Its work runs at most once, and never again after it raised: a job that
