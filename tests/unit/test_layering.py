@@ -1,0 +1,82 @@
+"""The layers of the package, read from the imports of its source files.
+
+The wire protocol imports nothing of the rest; the handlers never reach the
+server, the admin tools or a driver; storage and the server never import a
+driver; the SDK never imports the server or the storage.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SOURCES = (("runtara", "runtara"), ("drivers", "runtara.drivers"))
+
+
+def _modules() -> dict[str, Path]:
+    found = {}
+    for folder, package in SOURCES:
+        for path in (ROOT / folder).rglob("*.py"):
+            parts = path.relative_to(ROOT / folder).with_suffix("").parts
+            if parts[-1] == "__init__":
+                parts = parts[:-1]
+            found[".".join((package, *parts))] = path
+    return found
+
+
+MODULES = _modules()
+
+
+def imports_of(name: str) -> set[str]:
+    """The modules of the package that module ``name`` imports."""
+    path = MODULES[name]
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                kept = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(kept + ([node.module] if node.module else []))
+            for alias in node.names:
+                module = f"{base}.{alias.name}"
+                found.add(module if module in MODULES else base)
+    return {module for module in found if module in MODULES and module != name}
+
+
+def _under(module: str, *packages: str) -> bool:
+    return any(module == package or module.startswith(package + ".") for package in packages)
+
+
+@pytest.mark.parametrize(
+    ("layer", "allowed", "forbidden"),
+    [
+        ("runtara.protocol", ("runtara.protocol",), None),
+        ("runtara.handlers", None, ("runtara.server", "runtara.admin", "runtara.drivers")),
+        ("runtara.storage", None, ("runtara.drivers",)),
+        ("runtara.server", None, ("runtara.drivers",)),
+        ("runtara.sdk", None, ("runtara.server", "runtara.storage")),
+    ],
+)
+def test_each_layer_imports_only_what_it_may(layer, allowed, forbidden):
+    crossings = [
+        f"{name} imports {module}"
+        for name in MODULES
+        if _under(name, layer)
+        for module in sorted(imports_of(name))
+        if (allowed is not None and not _under(module, *allowed))
+        or (forbidden is not None and _under(module, *forbidden))
+    ]
+    assert crossings == []
+
+
+def test_the_reading_finds_the_imports():
+    assert {"runtara.storage.operations", "runtara.storage.transaction"} <= imports_of(
+        "runtara.storage.base"
+    )
+    assert "runtara.protocol.codes" in imports_of("runtara.admin.remote")
