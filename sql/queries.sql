@@ -102,6 +102,20 @@ status = :status
 created_at <= :after_created_at
 AND (created_at < :after_created_at OR instance_id > :after_instance_id)
 
+-- name: list_instances_before
+-- The page before a cursor (the first row of the page after it): the same
+-- index read backwards from the cursor; the caller puts the rows back in the
+-- list's order.
+SELECT instance_id, tenant_id, CAST(status AS TEXT), created_at, checkpoint_id, started_at,
+       finished_at, output, error, sleep_until, last_activity_at, wake_claimed_until,
+       registration
+FROM instances WHERE {page_filter}
+ORDER BY created_at, instance_id DESC LIMIT :limit
+
+-- name: page_filter.before
+created_at >= :before_created_at
+AND (created_at > :before_created_at OR instance_id < :before_instance_id)
+
 -- name: count_instances_up_to
 -- A page's count that stops at :at_most rows (shown as "1,000+").
 SELECT count(*) FROM (SELECT 1 FROM instances WHERE {instance_filter} LIMIT :at_most) AS counted

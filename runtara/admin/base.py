@@ -60,11 +60,12 @@ class Admin(abc.ABC):
         limit: int = 100,
         offset: int = 0,
         after: str | None = None,
+        before: str | None = None,
         count_at_most: int | None = None,
     ) -> InstancePage:
         """Instances, newest first: the page after the cursor ``after`` (a page's
-        ``next_cursor``; ``offset`` rows in for older servers' callers), its total
-        counted up to ``count_at_most`` when given."""
+        ``next_cursor``), or before the cursor ``before`` (its ``previous_cursor``),
+        or ``offset`` rows in; its total counted up to ``count_at_most`` when given."""
 
     @abc.abstractmethod
     def instance_details(

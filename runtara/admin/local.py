@@ -65,7 +65,15 @@ class LocalAdmin(Admin):
         )
 
     def list_instances(
-        self, *, tenant_id=None, status=None, limit=100, offset=0, after=None, count_at_most=None
+        self,
+        *,
+        tenant_id=None,
+        status=None,
+        limit=100,
+        offset=0,
+        after=None,
+        before=None,
+        count_at_most=None,
     ):
         return self._read(
             lambda tx: listing.list_instances(
@@ -75,6 +83,7 @@ class LocalAdmin(Admin):
                 limit=limit,
                 offset=offset,
                 after=after,
+                before=before,
                 count_at_most=count_at_most,
             )
         )

@@ -346,6 +346,7 @@ class RemoteAdmin(Admin):
         limit: int = 100,
         offset: int = 0,
         after: str | None = None,
+        before: str | None = None,
         count_at_most: int | None = None,
     ) -> InstancePage:
         request = mpb.ListInstancesRequest(limit=limit, offset=offset)
@@ -357,11 +358,14 @@ class RemoteAdmin(Admin):
             request.after = after
         if count_at_most is not None:
             request.count_at_most = count_at_most
+        if before is not None:
+            request.before = before
         reply = self._call(list_instances=request).list_instances
         return InstancePage(
             [mapping.instance_from_wire(m) for m in reply.instances],
             reply.total_count,
             reply.next_cursor if reply.HasField("next_cursor") else None,
+            reply.previous_cursor if reply.HasField("previous_cursor") else None,
         )
 
     def instance_details(

@@ -20,6 +20,8 @@ from runtara.launcher.spec import LaunchSpec
 FOLLOW_POLL = 0.5
 """Seconds between two looks for new events with ``events --follow``."""
 FOLLOW_PAGE = 100
+COUNTED = 10_000
+"""``instances`` counts the matching instances up to this many."""
 
 
 def _parser(name: str, description: str) -> common.Parser:
@@ -43,13 +45,22 @@ def instances(argv: Sequence[str]) -> int:
         help="only this status",
     )
     _paging(parser)
+    parser.add_argument(
+        "--after",
+        metavar="CURSOR",
+        help="the page after this cursor (the next page's command is printed below a page)",
+    )
     arguments = parser.parse_args(argv)
+    if arguments.after is not None and arguments.offset:
+        parser.error("--after and --offset choose the page two ways: give one")
     with common.open_admin(arguments) as admin:
         page = admin.list_instances(
             tenant_id=arguments.tenant,
             status=records.InstanceStatus(arguments.status) if arguments.status else None,
             limit=arguments.limit,
             offset=arguments.offset,
+            after=arguments.after,
+            count_at_most=COUNTED + 1,
         )
         if arguments.json:
             print(render.to_json(page))
@@ -72,8 +83,29 @@ def instances(argv: Sequence[str]) -> int:
         headers = ["INSTANCE", "TENANT", "STATUS", "CREATED", "FINISHED", "CHECKPOINT"]
         headers.append("LAST ACTIVITY")
         print(render.table(headers + (["WAITING FOR"] if waits else []), rows))
-    print(render.page_footer(len(rows), arguments.offset, page.total, "instances"))
+    print(_footer(page, arguments))
+    if page.next_cursor is not None:
+        # on standard error: the listing on standard output stays a table and its footer
+        print(
+            f"next page: the same command with --after {shlex.quote(page.next_cursor)}",
+            file=sys.stderr,
+        )
     return 0
+
+
+def _footer(page, arguments: argparse.Namespace) -> str:
+    """How many are shown of how many (``more than 10,000`` past the count's cap)."""
+    total = f"more than {COUNTED:,}" if page.total > COUNTED else str(page.total)
+    if arguments.after is None:
+        line = render.page_footer(len(page.items), arguments.offset, page.total, "instances")
+        line = line.replace(f"of {page.total}", f"of {total}").replace(
+            f"are {page.total}", f"are {total}"
+        )
+    elif not page.items:
+        line = f"no instances after the cursor (there are {total})"
+    else:
+        line = f"{len(page.items)} instances after the cursor, of {total}"
+    return line
 
 
 def _wait_reasons(admin, shown: list[records.Instance]) -> dict[str, str]:

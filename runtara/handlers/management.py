@@ -107,6 +107,7 @@ def list_instances(request: mpb.ListInstancesRequest, services: Services) -> mpb
             limit=_limit(request.limit),
             offset=request.offset,
             after=request.after if request.HasField("after") else None,
+            before=request.before if request.HasField("before") else None,
             count_at_most=request.count_at_most if request.HasField("count_at_most") else None,
         ),
     )
@@ -115,6 +116,7 @@ def list_instances(request: mpb.ListInstancesRequest, services: Services) -> mpb
             instances=[mapping.instance_to_wire(instance) for instance in page.items],
             total_count=page.total,
             next_cursor=page.next_cursor,
+            previous_cursor=page.previous_cursor,
         )
     )
 

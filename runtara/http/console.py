@@ -38,6 +38,9 @@ logger = logging.getLogger(__name__)
 
 PAGE = 50
 """Instances per page of the list."""
+COUNTED = 1000
+"""The list counts instances up to this many (then says ``1,000+``): a page never
+counts the whole table."""
 LAST_PAGE = 1_000_000
 """The highest page number asked for that is answered (storage offsets are bounded)."""
 EVENTS_PAGE = 100
@@ -129,6 +132,24 @@ class Pages:
     following: str | None
 
 
+@attrs.frozen
+class Listing:
+    """Where a page of the instance list is: how many it shows of how many
+    (``1,000+`` past :data:`COUNTED`), and links by cursor to its neighbours."""
+
+    shown: int
+    total: str
+    newer: str | None
+    older: str | None
+    first: str | None
+    """The list's first page (from a page after it)."""
+
+
+def counted(number: int) -> str:
+    """A count taken up to ``COUNTED + 1``: ``1,000+`` when it got there."""
+    return f"{COUNTED:,}+" if number > COUNTED else str(number)
+
+
 def page_number(raw: str | None, name: str) -> int:
     """A 1-based page number from a query parameter (1 when absent)."""
     if raw is None or raw == "":
@@ -202,27 +223,44 @@ class Console:
             if self.admin.instance_details(search, recent_events=0) is not None:
                 return messages.redirect(messages.path_of("instances", search))
             message = f"No instance has the id {search!r}."
+        # page=N: links from before pages had cursors (read by offset)
         number = page_number(query.get("page"), "page")
-        found = self.admin.list_instances(
-            tenant_id=tenant or None, status=status, limit=PAGE, offset=(number - 1) * PAGE
-        )
+        after, before = query.get("after") or None, query.get("before") or None
+        if number > 1 and (after or before):
+            raise BadRequest("a page is chosen by page or by a cursor (after, before), not both")
+        try:
+            found = self.admin.list_instances(
+                tenant_id=tenant or None,
+                status=status,
+                limit=PAGE,
+                offset=(number - 1) * PAGE,
+                after=after,
+                before=before,
+                count_at_most=COUNTED + 1,
+            )
+        except errors.OperationRefused as refused:
+            raise BadRequest(str(refused)) from None
         counts = self.admin.storage.run(
             lambda tx: {
-                name: tx.count_instances(
-                    tenant_id=tenant or None, status=records.InstanceStatus(name)
+                name: tx.count_instances_up_to(
+                    COUNTED + 1,
+                    tenant_id=tenant or None,
+                    status=records.InstanceStatus(name) if name else None,
                 )
-                for name in STATUSES
+                for name in ("", *STATUSES)
             },
             write=False,
         )
-        where = pages(
-            number,
-            PAGE,
-            len(found.items),
-            found.total,
-            lambda n: templating.link(
-                "instances", status=status_name, tenant=tenant, page=n if n > 1 else None
-            ),
+
+        def around(**cursor: str | None) -> str:
+            return templating.link("instances", status=status_name, tenant=tenant, **cursor)
+
+        where = Listing(
+            shown=len(found.items),
+            total=counted(found.total),
+            newer=around(before=found.previous_cursor) if found.previous_cursor else None,
+            older=around(after=found.next_cursor) if found.next_cursor else None,
+            first=around() if found.previous_cursor else None,
         )
         running = any(not instance.status.is_terminal for instance in found.items)
         now = self._now()
@@ -236,7 +274,7 @@ class Console:
             status=status_name,
             tenant=tenant,
             search=search,
-            counts=counts,
+            counts={name: counted(number) for name, number in counts.items()},
             message=message,
             notes={instance.instance_id: note(instance, now) for instance in found.items},
             done=_bulk_done(query),
@@ -505,14 +543,14 @@ class Console:
         for status in statuses:
             if status not in applies:
                 continue
-            offset = 0
+            cursor = None
             while True:
                 page = self.admin.list_instances(
-                    tenant_id=tenant or None, status=status, limit=PAGE, offset=offset
+                    tenant_id=tenant or None, status=status, limit=PAGE, after=cursor
                 )
                 found.extend(i for i in page.items if i.created_at <= before)
-                offset += len(page.items)
-                if not page.items or offset >= page.total:
+                cursor = page.next_cursor
+                if cursor is None:
                     break
         found.sort(key=lambda i: (i.created_at, i.instance_id), reverse=True)
         return list(dict.fromkeys(i.instance_id for i in found))

@@ -233,30 +233,34 @@ class GetInstanceStatusResponse(_message.Message):
     def __init__(self, instance_id: _Optional[str] = ..., status: _Optional[_Union[InstanceStatus, str]] = ..., checkpoint_id: _Optional[str] = ..., started_at_ms: _Optional[int] = ..., finished_at_ms: _Optional[int] = ..., output: _Optional[bytes] = ..., error: _Optional[str] = ...) -> None: ...
 
 class ListInstancesRequest(_message.Message):
-    __slots__ = ("tenant_id", "status", "limit", "offset", "after", "count_at_most")
+    __slots__ = ("tenant_id", "status", "limit", "offset", "after", "count_at_most", "before")
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     OFFSET_FIELD_NUMBER: _ClassVar[int]
     AFTER_FIELD_NUMBER: _ClassVar[int]
     COUNT_AT_MOST_FIELD_NUMBER: _ClassVar[int]
+    BEFORE_FIELD_NUMBER: _ClassVar[int]
     tenant_id: str
     status: InstanceStatus
     limit: int
     offset: int
     after: str
     count_at_most: int
-    def __init__(self, tenant_id: _Optional[str] = ..., status: _Optional[_Union[InstanceStatus, str]] = ..., limit: _Optional[int] = ..., offset: _Optional[int] = ..., after: _Optional[str] = ..., count_at_most: _Optional[int] = ...) -> None: ...
+    before: str
+    def __init__(self, tenant_id: _Optional[str] = ..., status: _Optional[_Union[InstanceStatus, str]] = ..., limit: _Optional[int] = ..., offset: _Optional[int] = ..., after: _Optional[str] = ..., count_at_most: _Optional[int] = ..., before: _Optional[str] = ...) -> None: ...
 
 class ListInstancesResponse(_message.Message):
-    __slots__ = ("instances", "total_count", "next_cursor")
+    __slots__ = ("instances", "total_count", "next_cursor", "previous_cursor")
     INSTANCES_FIELD_NUMBER: _ClassVar[int]
     TOTAL_COUNT_FIELD_NUMBER: _ClassVar[int]
     NEXT_CURSOR_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_CURSOR_FIELD_NUMBER: _ClassVar[int]
     instances: _containers.RepeatedCompositeFieldContainer[InstanceSummary]
     total_count: int
     next_cursor: str
-    def __init__(self, instances: _Optional[_Iterable[_Union[InstanceSummary, _Mapping]]] = ..., total_count: _Optional[int] = ..., next_cursor: _Optional[str] = ...) -> None: ...
+    previous_cursor: str
+    def __init__(self, instances: _Optional[_Iterable[_Union[InstanceSummary, _Mapping]]] = ..., total_count: _Optional[int] = ..., next_cursor: _Optional[str] = ..., previous_cursor: _Optional[str] = ...) -> None: ...
 
 class InstanceSummary(_message.Message):
     __slots__ = ("instance_id", "tenant_id", "status", "created_at_ms", "started_at_ms", "finished_at_ms", "checkpoint_id", "last_activity_at_ms", "sleep_until_ms", "output", "error")

@@ -56,10 +56,12 @@ class InstanceCursor:
 
 @attrs.frozen
 class InstancePage(records.Page[records.Instance]):
-    """A page of instances, with the cursor of the page after it."""
+    """A page of instances, with the cursors of the pages around it."""
 
     next_cursor: str | None = None
-    """None: this is the last page."""
+    """The page after this one (None: this is the last page)."""
+    previous_cursor: str | None = None
+    """The page before this one, read with ``before`` (None: this is the first page)."""
 
 
 def list_instances(
@@ -70,17 +72,24 @@ def list_instances(
     limit: int = 100,
     offset: int = 0,
     after: str | None = None,
+    before: str | None = None,
     count_at_most: int | None = None,
 ) -> InstancePage:
-    """A page of the list: after the cursor ``after`` (or, from older clients,
-    ``offset`` rows in), ``limit`` rows; its total counts the matching instances,
-    up to ``count_at_most`` when given."""
-    if after is not None and offset:
-        raise errors.OperationRefused("a page is chosen by its cursor or by an offset, not both")
+    """A page of the list: ``limit`` rows after the cursor ``after``, or before
+    the cursor ``before``, or (from older clients) ``offset`` rows in; its total
+    counts the matching instances, up to ``count_at_most`` when given."""
+    if sum((after is not None, before is not None, offset > 0)) > 1:
+        raise errors.OperationRefused(
+            "a page is chosen by one of a cursor after it, a cursor before it or an offset"
+        )
     filters = {"tenant_id": tenant_id, "status": status}
-    # one row more than the page says whether a page follows
+    # one row more than the page says whether a page follows (or precedes)
     if offset:
         items = tx.list_instances(**filters, limit=limit + 1, offset=offset)
+    elif before is not None:
+        items = tx.list_instances_after(
+            **filters, limit=limit + 1, before=InstanceCursor.decode(before)
+        )
     else:
         cursor = None if after is None else InstanceCursor.decode(after)
         items = tx.list_instances_after(**filters, limit=limit + 1, after=cursor)
@@ -88,8 +97,16 @@ def list_instances(
         total = tx.count_instances(**filters)
     else:
         total = tx.count_instances_up_to(count_at_most, **filters)
-    following = None
-    if len(items) > limit:
+    more = len(items) > limit
+    if before is not None:
+        items = items[len(items) - limit :] if more else items
+        following, preceding = True, more
+    else:
         items = items[:limit]
-        following = InstanceCursor.after(items[-1]).encode() if items else None
-    return InstancePage(items, total, following)
+        following, preceding = more, after is not None or offset > 0
+    return InstancePage(
+        items,
+        total,
+        InstanceCursor.after(items[-1]).encode() if items and following else None,
+        InstanceCursor.after(items[0]).encode() if items and preceding else None,
+    )

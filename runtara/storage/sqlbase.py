@@ -23,7 +23,7 @@ from runtara.storage.listing import InstanceCursor
 from runtara.storage.queries import Queries
 
 INSTANCE_FILTERS = ("tenant_id", "status")
-PAGE_FILTERS = (*INSTANCE_FILTERS, "after")
+PAGE_FILTERS = (*INSTANCE_FILTERS, "after", "before")
 CHECKPOINT_FILTERS = ("checkpoint_id", "created_after", "created_before")
 EVENT_FILTERS = ("event_type", "subtype", "created_after", "created_before", "payload_contains")
 _POSITIONAL = {"sqlite": "?", "postgresql": "%s"}
@@ -164,18 +164,23 @@ class SqlTransaction(base.Transaction):
         status: records.InstanceStatus | None = None,
         limit: int = 100,
         after: InstanceCursor | None = None,
+        before: InstanceCursor | None = None,
     ) -> list[records.Instance]:
         params: dict[str, Any] = {"limit": limit}
-        chosen = {"tenant_id": tenant_id, "status": status, "after": after}
+        chosen = {"tenant_id": tenant_id, "status": status, "after": after, "before": before}
         for key in ("tenant_id", "status"):
             if chosen[key] is not None:
                 params[key] = self._param(chosen[key])
-        if after is not None:
-            params["after_created_at"] = self._time(after.created_at)
-            params["after_instance_id"] = after.instance_id
+        for key in ("after", "before"):
+            if chosen[key] is not None:
+                params[f"{key}_created_at"] = self._time(chosen[key].created_at)
+                params[f"{key}_instance_id"] = chosen[key].instance_id
         keys = tuple(key for key in PAGE_FILTERS if chosen[key] is not None)
-        sql = self._queries.compose("list_instances_after", keys, " AND ")
-        return [self._instance(row) for row in self._execute(sql, params).fetchall()]
+        if before is None:
+            sql = self._queries.compose("list_instances_after", keys, " AND ")
+            return [self._instance(row) for row in self._execute(sql, params).fetchall()]
+        sql = self._queries.compose("list_instances_before", keys, " AND ")
+        return [self._instance(row) for row in reversed(self._execute(sql, params).fetchall())]
 
     def count_instances_up_to(
         self,

@@ -9,6 +9,8 @@ import datetime as dt
 from runtara import records
 from runtara.storage.listing import InstanceCursor
 
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+
 
 class Transaction(abc.ABC):
     """Reads and writes inside one transaction of :meth:`StorageDriver.run`.
@@ -66,23 +68,29 @@ class Transaction(abc.ABC):
         status: records.InstanceStatus | None = None,
         limit: int = 100,
         after: InstanceCursor | None = None,
+        before: InstanceCursor | None = None,
     ) -> list[records.Instance]:
         """The first ``limit`` instances in :meth:`list_instances`'s order that
-        come after the cursor ``after`` (from the start when None).
+        come after the cursor ``after`` (from the start when None); with
+        ``before`` instead, the last ``limit`` that come before that cursor,
+        still in the list's order.
 
         This default filters the whole list; a driver with an index on the
         order replaces it with a read that starts at the cursor."""
         found = self.list_instances(tenant_id=tenant_id, status=status, limit=2**31 - 1)
+
+        def position(instance: records.Instance | InstanceCursor) -> tuple[int, str]:
+            # the list's order: newest first (in whole microseconds), then by id
+            age = (instance.created_at - _EPOCH) // dt.timedelta(microseconds=1)
+            return (-age, instance.instance_id)
+
         if after is not None:
-            found = [
-                instance
-                for instance in found
-                if instance.created_at < after.created_at
-                or (
-                    instance.created_at == after.created_at
-                    and instance.instance_id > after.instance_id
-                )
-            ]
+            mark = position(after)
+            found = [instance for instance in found if position(instance) > mark]
+        if before is not None:
+            mark = position(before)
+            found = [instance for instance in found if position(instance) < mark]
+            return found[-limit:] if limit else []
         return found[:limit]
 
     def count_instances_up_to(

@@ -52,10 +52,11 @@ EXEMPT = {
 READ_IN_ORDER = {
     "list_instances_after": "a page read along the list's index from its cursor, "
     "stopping at the limit",
+    "list_instances_before": "the page before a cursor, read backwards along the same index",
     "count_instances_up_to": "counts index entries from one end, stopping at the cap",
 }
 """Queries that may read an index from one end: their limit stops them."""
-NOT_SORTED = ("list_instances_after",)
+NOT_SORTED = ("list_instances_after", "list_instances_before")
 """Pages that must come in the index's order, never sorted after reading."""
 T0 = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.timezone.utc)
 NUMBERS = {"limit", "offset", "at_most", "held_attempt", "attempt", "version"}
