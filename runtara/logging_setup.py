@@ -6,6 +6,10 @@ the fields a formatter renders (the instance, its tenant, the operation of the
 request, and the lifecycle change or decision the line reports), so that a
 log collector can filter on them without parsing messages.
 
+A server of several processes (``--processes``) names the process in each
+line its server processes write: ``[process N]`` in text, ``"process": N``
+in JSON; the parent's lines, about the whole server, name none.
+
 aioquic logs every handshake at INFO under the logger ``quic``: the server
 keeps that logger at WARNING unless its level is ``debug``, and clients (the
 SDK, the tools) keep it at ERROR (:func:`quiet_aioquic_for_clients`).
@@ -29,7 +33,12 @@ AIOQUIC_LOGGER = "quic"
 class JsonFormatter(logging.Formatter):
     """One JSON object a line: ``time`` (ISO 8601 UTC, milliseconds), ``level``
     (lower case), ``logger``, ``message``, the :data:`CONTEXT_FIELDS` the record
-    carries, and ``exception`` (the formatted traceback) when it has one."""
+    carries, ``process`` (the server process's number) when given one, and
+    ``exception`` (the formatted traceback) when it has one."""
+
+    def __init__(self, process: int | None = None) -> None:
+        super().__init__()
+        self.process = process
 
     def format(self, record: logging.LogRecord) -> str:
         entry = {
@@ -40,6 +49,8 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        if self.process is not None:
+            entry["process"] = self.process
         for field in CONTEXT_FIELDS:
             value = getattr(record, field, None)
             if value is not None:
@@ -56,14 +67,21 @@ class JsonFormatter(logging.Formatter):
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
-def configure(level: str, log_format: str = "text") -> None:
+def text_format(process: int | None = None) -> str:
+    if process is None:
+        return TEXT_FORMAT
+    return TEXT_FORMAT.replace("%(name)s:", f"%(name)s [process {process}]:")
+
+
+def configure(level: str, log_format: str = "text", process: int | None = None) -> None:
     """Send the process's log records to stderr at ``level`` (debug, info,
     warning or error) in ``log_format`` (``text`` or ``json``), replacing any
     handler configured before; aioquic's records only from WARNING up, unless
-    ``level`` is debug."""
+    ``level`` is debug. ``process``: the number of this server process of
+    several, named in every line."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
-        JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT)
+        JsonFormatter(process) if log_format == "json" else logging.Formatter(text_format(process))
     )
     logging.basicConfig(level=getattr(logging, level.upper()), handlers=[handler], force=True)
     logging.getLogger(AIOQUIC_LOGGER).setLevel(

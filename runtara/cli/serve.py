@@ -30,9 +30,12 @@ def serve(argv: Sequence[str], commands: Mapping[str, str]) -> int:
     config.add_arguments(parser, config.SERVER_SETTINGS, config.ServerConfig)
     arguments = parser.parse_args(argv)
     settings = config.server_config(arguments, os.environ)
-    logging_setup.configure(settings.log_level, settings.log_format)
+    # Imports aioquic: the tools that do not serve skip it.
+    from runtara.server import run, supervisor
+
+    logging_setup.configure(
+        settings.log_level, settings.log_format, process=supervisor.process_index()
+    )
     for warning in config.secrets_on_command_line(arguments):
         logger.warning("%s", warning)
-    from runtara.server import run  # imports aioquic; the tools that do not serve skip it
-
     return run.serve(settings)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
 import logging
 import os
 import signal
@@ -100,7 +99,7 @@ def serve(config: ServerConfig) -> int:
     # A server process that cannot start says so to its parent, which then stops
     # instead of starting it again.
     cannot_start = 1 if index is None else supervisor.CANNOT_START
-    storage = prepared_storage(config)
+    storage = prepared_storage(config, announce=index is None)
     if storage is None:
         return cannot_start
     if index is None:
@@ -121,26 +120,9 @@ def serve(config: ServerConfig) -> int:
         storage.close()
         return cannot_start
     identity = server.identity
-    logger.info(
-        "TLS certificate: %s, SHA-256 fingerprint %s",
-        "self-signed for localhost"
-        if identity.self_signed
-        else identity.certificate.subject.rfc4514_string(),
-        identity.fingerprint,
-    )
-    if server.management_address is not None:
-        logger.info(
-            "serving the management protocol on %s:%d (read and operate credentials)",
-            *server.management_address,
-        )
+    if index is None:  # else the parent said it, once for all of them
+        supervisor.log_shared_facts(identity, server.address, server.management_address)
     host, port = server.address
-    if not ipaddress.ip_address(host).is_loopback:
-        logger.warning(
-            "the instance protocol has no authentication: anyone who reaches %s can "
-            "register, checkpoint and end instances; keep it on loopback, or on a "
-            "network only your instances reach",
-            runtime_files.address_text(server.address),
-        )
     logger.info(
         "serving the runtara instance protocol on %s:%d (QUIC) with %d workers%s",
         host,
@@ -274,8 +256,10 @@ def running_server(
     )
 
 
-def prepared_storage(config: ServerConfig) -> base.StorageDriver | None:
-    """The driver, opened and migrated; None (the reason logged) when it cannot be."""
+def prepared_storage(config: ServerConfig, announce: bool = True) -> base.StorageDriver | None:
+    """The driver, opened and migrated; None (the reason logged) when it cannot be.
+    ``announce``: say which storage at INFO (a server process of several leaves
+    that to its parent, which prepared it first)."""
     storage = selection.open_driver(config.storage, workers=config.max_concurrent)
     try:
         applied = storage.migrate()
@@ -283,7 +267,12 @@ def prepared_storage(config: ServerConfig) -> base.StorageDriver | None:
         logger.error("cannot prepare the storage (%s): %s", storage.describe(), error)
         storage.close()
         return None
-    logger.info("runtara-core %s, storage: %s", __version__, storage.describe())
+    logger.log(
+        logging.INFO if announce else logging.DEBUG,
+        "runtara-core %s, storage: %s",
+        __version__,
+        storage.describe(),
+    )
     if applied:
         logger.info("applied migrations: %s", ", ".join(applied))
     return storage

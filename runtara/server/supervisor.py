@@ -42,6 +42,7 @@ them (and gives each process's own, labelled with its number).
 from __future__ import annotations
 
 import ctypes
+import ipaddress
 import json
 import logging
 import os
@@ -173,6 +174,34 @@ def _bind_all(
     return bound
 
 
+def log_shared_facts(
+    identity: tls.Identity,
+    instance: tuple[str, int],
+    management: tuple[str, int] | None,
+) -> None:
+    """What a server says once at start about itself: its certificate, its
+    management address, and a warning when the instance protocol is exposed."""
+    logger.info(
+        "TLS certificate: %s, SHA-256 fingerprint %s",
+        "self-signed for localhost"
+        if identity.self_signed
+        else identity.certificate.subject.rfc4514_string(),
+        identity.fingerprint,
+    )
+    if management is not None:
+        logger.info(
+            "serving the management protocol on %s:%d (read and operate credentials)",
+            *management[:2],
+        )
+    if not ipaddress.ip_address(instance[0]).is_loopback:
+        logger.warning(
+            "the instance protocol has no authentication: anyone who reaches %s can "
+            "register, checkpoint and end instances; keep it on loopback, or on a "
+            "network only your instances reach",
+            runtime_files.address_text(instance),
+        )
+
+
 def _steering_table(folder: Path, service: str) -> Path:
     return folder / f"steering-{service}"
 
@@ -290,10 +319,15 @@ def supervise(
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     logger.info(
-        "runtara-core: %d server processes on %s:%d (UDP, SO_REUSEPORT)",
+        "runtara-core: %d server processes on %s:%d (UDP, SO_REUSEPORT, steered)",
         config.processes,
         host,
         port,
+    )
+    log_shared_facts(
+        tls.load(config.tls_cert, config.tls_key),
+        (host, port),
+        bound["management"][0].getsockname() if "management" in bound else None,
     )
     try:
         for index in range(config.processes):

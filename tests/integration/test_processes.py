@@ -267,3 +267,20 @@ def test_while_the_first_process_restarts_new_clients_go_to_the_other(tmp_path):
     finally:
         server.signal(signal.SIGTERM)
         assert server.wait() == 0
+
+
+def test_each_line_names_its_process_and_shared_facts_are_said_once(tmp_path):
+    server = start_two(tmp_path)
+    try:
+        wait_for(lambda: serving(server) == 2, 30)
+        serving_lines = [line for line in server.log if "serving the runtara instance" in line]
+        assert sorted(re.search(r"\[process (\d)\]", line)[1] for line in serving_lines) == [
+            "0",
+            "1",
+        ]
+        for fact in ("storage: sqlite", "SHA-256 fingerprint", "serving the management protocol"):
+            (line,) = [line for line in server.log if fact in line]
+            assert "[process" not in line  # the parent's: about the whole server
+    finally:
+        server.signal(signal.SIGTERM)
+        assert server.wait() == 0
