@@ -2,9 +2,10 @@ from __future__ import annotations
 
 import ast
 
+from tests.docs import pages
 from tests.examples.conftest import EXAMPLES
 
-README = (EXAMPLES.parent / "README.md").read_text()
+TUTORIAL = pages.read("tutorial.md")
 SCRIPTS = sorted(EXAMPLES.glob("*.py"))
 
 
@@ -21,13 +22,16 @@ def test_every_example_says_how_to_run_it():
         assert source.endswith('\n\nif __name__ == "__main__":\n    sdk.main(workflow)\n'), script
 
 
-def test_the_readme_shows_every_example_after_the_sdk_section():
-    after_sdk = README.split("## Python SDK\n", 1)[1].split("\n## ", 1)[1]
-    assert after_sdk.startswith("Example instance scripts\n")
-    section = after_sdk.split("\n## ", 1)[0]
+def test_the_tutorial_shows_every_example_started_with_the_environment_python():
     for script in SCRIPTS:
-        assert f"**`{script.name}`**" in section, script
-        assert f"python examples/{script.name}" in section, script
+        assert f"**`{script.name}`**" in TUTORIAL, script
+        assert f"-- .venv/bin/python examples/{script.name}" in TUTORIAL, script
+    # the launcher runs a command with the server's environment, whose PATH need
+    # not lead to the virtual environment: every start names its Python
+    for block in pages.indented_blocks(TUTORIAL):
+        for line in block.splitlines():
+            if " start " in line:
+                assert " -- .venv/bin/python examples/" in line, line
 
 
 def test_scripts_that_write_files_name_the_folder_they_write_to():
@@ -36,4 +40,4 @@ def test_scripts_that_write_files_name_the_folder_they_write_to():
     for script in writers:
         docstring = ast.get_docstring(ast.parse(script.read_text()))
         assert "EXAMPLES_OUTPUT_DIR" in docstring and "never the working" in docstring, script
-    assert "EXAMPLES_OUTPUT_DIR" in README.split("## Example instance scripts\n", 1)[1]
+    assert "EXAMPLES_OUTPUT_DIR" in TUTORIAL

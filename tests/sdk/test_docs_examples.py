@@ -1,3 +1,5 @@
+"""The workflows the README and the SDK guide show run as they say."""
+
 from __future__ import annotations
 
 import json
@@ -5,22 +7,32 @@ import os
 import re
 import subprocess
 import sys
-from pathlib import Path
+
+import pytest
 
 from runtara import records
 from runtara.sdk import config
+from tests.docs import pages
 
-README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-
-
-def sdk_section() -> str:
-    return README.split("## Python SDK\n", 1)[1].split("\n## ", 1)[0]
+GUIDE = pages.read("guides/writing-workflows.md")
 
 
-def test_the_readme_example_runs_and_exits_to_sleep(server, tmp_path):
-    (example,) = re.findall(r"```python\n(.*?)```", sdk_section(), flags=re.DOTALL)
+def python_block(text: str) -> str:
+    (example,) = re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL)
+    return example
+
+
+@pytest.mark.parametrize(
+    "source, result",
+    [
+        (GUIDE, {"order": "order-17", "charged": 42}),
+        (pages.README.read_text(), {"order": "order-17", "charged": 42}),
+    ],
+    ids=["the SDK guide", "the README"],
+)
+def test_the_example_runs_and_exits_to_sleep(server, tmp_path, source, result):
     script = tmp_path / "workflow.py"
-    script.write_text(example)
+    script.write_text(python_block(source))
     host, port = server.address
     env = {
         **os.environ,
@@ -36,9 +48,9 @@ def test_the_readme_example_runs_and_exits_to_sleep(server, tmp_path):
         "sleep::cool-off",
     )
     charged = server.read(lambda tx: tx.get_checkpoint("order-17", "durable::charge::order-17"))
-    assert json.loads(charged.state)["result"] == {"order": "order-17", "charged": 42}
+    assert json.loads(charged.state)["result"] == result
 
 
-def test_the_readme_lists_every_sdk_variable():
+def test_the_sdk_guide_lists_every_sdk_variable():
     for setting in config.SETTINGS:
-        assert f"| `{setting.env}` |" in sdk_section(), setting.env
+        assert f"| `{setting.env}` |" in GUIDE, setting.env
