@@ -144,6 +144,18 @@ SELECT instance_id FROM instances
 WHERE status IN ('completed', 'failed', 'cancelled') AND finished_at < :cutoff
 ORDER BY finished_at, instance_id LIMIT :limit
 
+-- name: delete_finished_before
+-- A batch of prune in one statement: the oldest instances finished before
+-- :cutoff, their status and end checked again on the rows it deletes (one made
+-- live again meanwhile is kept); foreign keys cascade to what they own.
+DELETE FROM instances
+WHERE instance_id IN (
+    SELECT instance_id FROM instances
+    WHERE status IN ('completed', 'failed', 'cancelled') AND finished_at < :cutoff
+    ORDER BY finished_at, instance_id LIMIT :limit)
+  AND status IN ('completed', 'failed', 'cancelled') AND finished_at < :cutoff
+RETURNING instance_id
+
 -- name: delete_instance
 -- Foreign keys cascade to checkpoints, events and signals.
 DELETE FROM instances WHERE instance_id = :instance_id

@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import attrs
 
-from runtara.storage import base, operations
+from runtara.storage import base
 
 logger = logging.getLogger(__name__)
 
@@ -43,14 +43,10 @@ def prune(
     deleted: list[str] = []
     batches = 0
     while True:
-        ids = storage.run(lambda tx: tx.list_finished_before(cutoff, batch_size), write=False)
-        if not ids:
+        gone = storage.run(lambda tx: tx.delete_finished_before(cutoff, batch_size))
+        if not gone:
             return PruneResult(deleted, batches)
-
-        gone = storage.run(lambda tx, ids=ids: operations.delete_finished(tx, ids, cutoff))
         batches += 1
         deleted.extend(gone)
         if on_batch is not None:
             on_batch(gone)
-        if not gone:  # everything listed changed under us; stop rather than spin
-            return PruneResult(deleted, batches)

@@ -211,6 +211,10 @@ class SqlTransaction(base.Transaction):
     def delete_instance(self, instance_id: str) -> bool:
         return self._changed("delete_instance", {"instance_id": instance_id}) == 1
 
+    def delete_finished_before(self, cutoff: dt.datetime, limit: int) -> list[str]:
+        params = {"cutoff": self._time(cutoff), "limit": limit}
+        return [row[0] for row in self._rows("delete_finished_before", params)]
+
     # --- checkpoints ----------------------------------------------------------
 
     def insert_checkpoint(

@@ -130,6 +130,24 @@ class Transaction(abc.ABC):
 
     # --- checkpoints ----------------------------------------------------------
 
+    def delete_finished_before(self, cutoff: dt.datetime, limit: int) -> list[str]:
+        """Delete the first ``limit`` of :meth:`list_finished_before` that are still
+        finished before ``cutoff`` (each with what it owns); return their ids.
+
+        A driver may replace this default with one statement."""
+        gone = []
+        for instance_id in self.list_finished_before(cutoff, limit):
+            instance = self.get_instance(instance_id)  # locked: checked again
+            if (
+                instance is not None
+                and instance.status.is_terminal
+                and instance.finished_at is not None
+                and instance.finished_at < cutoff
+                and self.delete_instance(instance_id)
+            ):
+                gone.append(instance_id)
+        return gone
+
     @abc.abstractmethod
     def insert_checkpoint(
         self, instance_id: str, checkpoint_id: str, state: bytes, now: dt.datetime

@@ -117,3 +117,13 @@ SELECT queue, SUM(claimed), SUM(due), SUM(later) FROM (
 GROUP BY queue ORDER BY queue
 
 -- === schedules =================================================================
+
+-- name: delete_finished_before
+-- INDEXED BY: as list_finished_before.
+DELETE FROM instances
+WHERE instance_id IN (
+    SELECT instance_id FROM instances INDEXED BY idx_instances_finished
+    WHERE status IN ('completed', 'failed', 'cancelled') AND finished_at < :cutoff
+    ORDER BY finished_at, instance_id LIMIT :limit)
+  AND status IN ('completed', 'failed', 'cancelled') AND finished_at < :cutoff
+RETURNING instance_id

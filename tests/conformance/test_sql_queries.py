@@ -1000,6 +1000,25 @@ SCRIPT = [
     Step("count_events", {"instance_id": "i1"}, [(0,)], compose=()),
     Step("get_pending_signal", {"instance_id": "i1"}, []),
     Step("list_custom_signals", {"instance_id": "i1"}, []),
+    # --- a batch of prune: finished before the cutoff, oldest first, up to the limit
+    *(
+        Step("create_instance", {"instance_id": name, "tenant_id": "p", "now": at(0)}, 1)
+        for name in ("f1", "f2", "f3")
+    ),
+    *(
+        Step(
+            "update_instance",
+            {"instance_id": name, "status": status, "finished_at": at(end)},
+            1,
+            compose=("status", "finished_at"),
+            separator=", ",
+        )
+        for name, status, end in (("f1", "completed", 3), ("f2", "failed", 2), ("f3", "running", 1))
+    ),
+    Step("delete_finished_before", {"cutoff": at(4), "limit": 1}, [("f2",)]),
+    Step("delete_finished_before", {"cutoff": at(4), "limit": 10}, [("f1",)]),
+    Step("delete_finished_before", {"cutoff": at(4), "limit": 10}, []),
+    Step("get_instance", {"instance_id": "f3"}, lambda rows: len(rows) == 1),
 ]
 
 
