@@ -332,23 +332,55 @@ STORAGE_SETTINGS = (
     ),
 )
 
+MOST_PROCESSES = 64
+"""At most this many server processes (connection ids name the process in a byte)."""
+
 PROCESSES = Setting(
     "processes",
     "--processes",
     "RUNTARA_PROCESSES",
-    _whole(1, 64),
-    "server processes sharing the UDP port (SO_REUSEPORT), each with its own event "
-    "loop, worker pool and storage connections; by default one per core this "
-    "process may use, at most 2",
+    _whole(1, MOST_PROCESSES),
+    "server processes sharing the UDP port, each with its own event loop, worker "
+    "pool and storage connections, new clients steered to the one with the fewest; "
+    "by default one per core this process may use (its CPU affinity and cgroup "
+    "quota), at most 64",
     "N",
 )
 
 
 def default_processes() -> int:
-    """``--processes`` when not given: one per usable core, at most two. Two
-    processes on two cores measured fastest on SQLite and on PostgreSQL (see the
-    README's Performance section); more than two was not measured."""
-    return max(1, min(2, len(os.sched_getaffinity(0))))
+    """``--processes`` when not given: one per usable core. The server's work per
+    request (QUIC, protobuf, the handler) runs on its event-loop thread, holding
+    the interpreter lock: one process uses about one core, and only more
+    processes use more (see the README's Performance section)."""
+    return max(1, min(MOST_PROCESSES, usable_cores()))
+
+
+def usable_cores(
+    cgroups: Path = Path("/sys/fs/cgroup"), membership: Path = Path("/proc/self/cgroup")
+) -> int:
+    """The cores this process may run on (its CPU affinity), fewer when a cgroup v2
+    CPU quota (``cpu.max``, as a container's ``--cpus`` sets) of its group or a
+    parent group allows less: the quota in cores, rounded up."""
+    cores = len(os.sched_getaffinity(0))
+    try:
+        lines = membership.read_text().splitlines()
+    except OSError:
+        return cores
+    group = next((line[3:] for line in lines if line.startswith("0::")), None)
+    if group is None:
+        return cores
+    folder = cgroups / group.lstrip("/")
+    while True:
+        try:
+            quota, period = (folder / "cpu.max").read_text().split()
+        except (OSError, ValueError):
+            quota = "max"
+        if quota != "max":
+            cores = min(cores, max(1, -(-int(quota) // int(period))))
+        if folder == cgroups or cgroups not in folder.parents:
+            return cores
+        folder = folder.parent
 
 
 MAX_CONCURRENT = Setting(
