@@ -4,8 +4,8 @@ A process is started in its own session (so that it outlives a server that is
 killed, and a signal to the server does not reach it), with the server's
 environment plus the specification's variables plus the ones upstream's
 environment gives an instance, and the folder of the server's own Python first
-on its PATH (:func:`server_bin_first`). Its output goes to the instance's log
-files.
+on its PATH when that is a virtual environment's (:func:`server_bin_first`). Its
+output goes to the instance's log files.
 
 Given a parent cgroup, the process starts inside a new group of its own under
 it before its command runs (:mod:`runtara.launcher.held_exec`), so that nothing
@@ -32,14 +32,16 @@ HELD_EXEC = str(Path(__file__).with_name("held_exec.py"))
 
 
 def server_bin_first(path: str | None) -> str:
-    """``path`` (a PATH value) with the folder of the server's Python first, so that a
-    ``python`` or ``runtara-*`` in a command is the one of the server's environment
-    (its virtual environment, even when it was not activated), which has runtara.
-    The folder is the one ``sys.executable`` names, symbolic links not followed: a
-    virtual environment's ``bin``. ``path`` unchanged when that folder is already
-    first, or when the server's Python is not known."""
+    """``path`` (a PATH value) with the folder of the server's Python first when the
+    server runs from a virtual environment, so that a ``python`` or ``runtara-*`` in a
+    command is that environment's (which has runtara), even when it was not activated.
+    The folder is the one ``sys.executable`` names, symbolic links not followed: the
+    environment's ``bin``, which holds only its own programs. A Python outside a
+    virtual environment lives in a folder of every program (``/usr/bin``): putting
+    that first would change which of all of them runs, so ``path`` is left as it is;
+    so it is when the folder is already first."""
     path = os.defpath if path is None else path
-    if not sys.executable:
+    if not sys.executable or sys.prefix == sys.base_prefix:
         return path
     folder = os.path.dirname(sys.executable)
     if path.split(os.pathsep)[0] == folder:

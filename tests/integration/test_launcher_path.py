@@ -7,6 +7,8 @@ import signal
 import sys
 from pathlib import Path
 
+import pytest
+
 from runtara import records
 from runtara.config import StorageConfig
 from runtara.launcher import processes
@@ -14,6 +16,10 @@ from runtara.storage import selection
 from tests.support import ServerProcess, run_cli, sqlite_url, wait_for
 
 WORKFLOWS = Path(__file__).parent.parent / "workflows"
+pytestmark = pytest.mark.skipif(
+    sys.prefix == sys.base_prefix,
+    reason="the folder goes first for a server in a virtual environment; these tests run in none",
+)
 
 
 def decoy_python(folder: Path) -> Path:
