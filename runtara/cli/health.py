@@ -15,8 +15,9 @@ def stats(argv: Sequence[str]) -> int:
         prog=f"{common.PROG} stats",
         description="Print a running server's counters (GetStats), one a line: "
         "requests, connections, admission, storage; with --processes, the whole "
-        "server's sums and each process's own (process.N.name). Asks the server running on "
-        "this machine, or --server.",
+        "server's sums and each process's own (process.N.name), such as how many "
+        "connections each was given (process.N.connections_opened). Asks the server "
+        "running on this machine, or --server.",
     )
     common.add_target_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON object")

@@ -36,7 +36,10 @@ re-point any program.
 The first flight may take several datagrams (a large ClientHello), and a
 client repeats it when no answer comes in time: the deciding process
 remembers, for a while, whom it gave each client's id to, and hands the
-rest to the same process. A client whose random id happens to start with a
+rest to the same process. (While the target is being restarted, a repeat
+reaches the next process, which may start a second connection for it: the
+client keeps the one that answers first, and the other, never completed,
+ends at its handshake timeout.) A client whose random id happens to start with a
 process number has its first flight routed by that number, to one process
 consistently: a chance of ``processes``/256 for a client that picks ids of
 the server's length (aioquic's clients do; quinn's pick 20 bytes).
@@ -308,7 +311,12 @@ class Steering:
         path = self._mailbox(self.process)
         path.unlink(missing_ok=True)  # a predecessor's
         inbox = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        inbox.bind(str(path))
+        try:
+            inbox.bind(str(path))
+        except OSError as error:  # a path too long (TMPDIR): siblings then serve it all
+            logger.warning("new clients are not handed to this process: %s: %s", path, error)
+            inbox.close()
+            return
         inbox.setblocking(False)
         self._inbox = inbox
 

@@ -251,10 +251,13 @@ def supervise(
     config = _with_identity(config, shared)
     runtime_file = runtime_files.write(_running(config, credentials, storage, bound))
     (shared / "figures").mkdir()
-    for name, sockets in bound.items():
-        steering.start_group(
-            sockets, _steering_table(shared / "figures", name), stateless_reset.CONNECTION_ID_LENGTH
-        )
+    if config.processes > 1:  # with one socket, the kernel has nothing to choose
+        for name, sockets in bound.items():
+            steering.start_group(
+                sockets,
+                _steering_table(shared / "figures", name),
+                stateless_reset.CONNECTION_ID_LENGTH,
+            )
     (shared / "metrics").mkdir()
     environment = {
         name: value for name, value in os.environ.items() if not name.startswith("RUNTARA_")
