@@ -218,3 +218,25 @@ async def wait_until(condition, timeout: float = 5.0) -> None:
     while not condition():
         assert asyncio.get_running_loop().time() < deadline, "timed out"
         await asyncio.sleep(0.01)
+
+
+def test_a_process_whose_mailbox_cannot_be_bound_is_left_out_of_hand_overs(tmp_path, caplog):
+    def mailbox(number: int):
+        return tmp_path / ("x" * 120 if number == 1 else "mailbox-0")  # too long for AF_UNIX
+
+    async def scenario():
+        parts = [
+            steering.Steering(table(tmp_path, 2), process=n, id_length=ID_LENGTH, mailbox=mailbox)
+            for n in (0, 1)
+        ]
+        for part in parts:
+            part.start(asyncio.get_running_loop(), lambda datagram, address: None)
+        client_id = os.urandom(20)
+        parts[0].connections_changed(5)  # process 1 has the fewest
+        datagram = long_header(INITIAL, client_id)
+        assert not parts[0].hand_over(datagram, ("h", 1), client_id, True)
+        for part in parts:
+            part.close()
+
+    asyncio.run(scenario())
+    assert "new clients are not handed to this process" in caplog.text
