@@ -14,6 +14,7 @@ from runtara import records
 from runtara.config import StorageConfig
 from runtara.launcher import both_logs, logs
 from runtara.storage import selection
+from tests.integration.test_cli_conventions import Child
 from tests.support import ServerProcess, run_cli, sqlite_url, wait_for
 
 TWO_ATTEMPTS = """
@@ -39,10 +40,21 @@ def failed_twice(tmp_path):
     try:
         (tmp_path / "work").mkdir()
         started = run_cli(
-            "start", "--database-url", url, "--id", "twice", "--max-failures", "2",
-            "--cwd", str(tmp_path / "work"), "--", sys.executable, "-c", TWO_ATTEMPTS,
+            "start",
+            "--database-url",
+            url,
+            "--id",
+            "twice",
+            "--max-failures",
+            "2",
+            "--cwd",
+            str(tmp_path / "work"),
+            "--",
+            sys.executable,
+            "-c",
+            TWO_ATTEMPTS,
             cwd=tmp_path,
-        )  # fmt: skip
+        )
         assert started.returncode == 0, started.stderr
 
         def failed():
@@ -165,3 +177,58 @@ def test_a_log_cut_by_a_cap_puts_its_first_lines_in_the_attempt_before_its_marke
         b"stdout| in 2\n",
         b"stderr| err of 2\n",
     ]
+
+
+WAITS_THEN_FAILS = """
+import os, sys, time
+attempt = 2 if os.path.exists("tried") else 1
+open("tried", "a").close()
+print(f"out {attempt}", flush=True)
+sys.stderr.write(f"err {attempt}\\n")
+sys.stderr.flush()
+while attempt == 1 and not os.path.exists("go"):
+    time.sleep(0.05)
+time.sleep(60 if attempt == 2 else 0)
+sys.exit(1)
+"""
+
+
+def test_logs_follow_prints_each_attempt_as_it_comes(tmp_path):
+    url = sqlite_url(tmp_path)
+    fast = ("--restart-backoff", "50ms", "--restart-backoff-max", "200ms")
+    runs = str(tmp_path / "runs")
+    server = ServerProcess("--database-url", url, "--runs-dir", runs, *fast, cwd=tmp_path)
+    work = tmp_path / "work"
+    work.mkdir()
+    follower = None
+    try:
+        started = run_cli(
+            "start",
+            "--database-url",
+            url,
+            "--id",
+            "live",
+            "--cwd",
+            str(work),
+            "--",
+            sys.executable,
+            "-c",
+            WAITS_THEN_FAILS,
+            cwd=tmp_path,
+        )
+        assert started.returncode == 0, started.stderr
+        follower = Child("logs", "live", "--follow", *server.management_target(), cwd=tmp_path)
+        assert follower.next_line().startswith("--- attempt 1 (0 failed in a row before it), ")
+        assert [follower.next_line(), follower.next_line()] == ["stdout| out 1", "stderr| err 1"]
+        (work / "go").touch()
+        assert follower.next_line().startswith("--- attempt 2 (1 failed in a row before it), ")
+        assert [follower.next_line(), follower.next_line()] == ["stdout| out 2", "stderr| err 2"]
+        assert follower.interrupt() == (130, "")
+        follower = None
+        stopped = run_cli("stop", "live", "--grace", "1s", "--database-url", url, cwd=tmp_path)
+        assert stopped.returncode == 0, stopped.stderr
+    finally:
+        if follower is not None:
+            follower.process.kill()
+        server.signal(signal.SIGTERM)
+        assert server.wait() == 0, server.output()
