@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import concurrent.futures
+import datetime as dt
 import sqlite3
 import threading
 from pathlib import Path
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 
 import runtara.server.core
+from runtara.drivers.sqlite.driver import SqliteDriver
 from runtara.protocol import instance_pb2 as pb
 from tests.support import LoopbackServer, sqlite_url, wait_for
 
@@ -171,3 +173,47 @@ def test_the_core_imports_nothing_of_the_handlers():
         elif isinstance(node, ast.Import):
             imported.update(alias.name for alias in node.names)
     assert not [name for name in imported if name.startswith("runtara.handlers")]
+
+
+def test_a_sqlite_batch_commits_once_and_undoes_only_the_write_that_failed(tmp_path):
+    driver = SqliteDriver(sqlite_url(tmp_path))
+    driver.migrate()
+    now = dt.datetime(2026, 6, 1, tzinfo=dt.timezone.utc)
+    driver.register_instance("a", "tenant", None, now)
+    before = driver.stats()
+    seen_outside: list = []
+
+    def failing(tx):
+        tx.insert_checkpoint("a", "two", b"2", now)
+        raise RuntimeError("refused after writing")
+
+    def serve():
+        driver.run(lambda tx: tx.insert_checkpoint("a", "one", b"1", now))
+        with pytest.raises(RuntimeError):
+            driver.run(failing)
+        # Reads of the batch see its earlier writes; other threads see none of them.
+        inside = driver.run(lambda tx: tx.get_checkpoint("a", "one"), write=False)
+        reader = threading.Thread(
+            target=lambda: seen_outside.append(
+                driver.run(lambda tx: tx.get_checkpoint("a", "one"), write=False)
+            )
+        )
+        reader.start()
+        reader.join()
+        driver.run(lambda tx: tx.insert_checkpoint("a", "three", b"3", now))
+        return inside
+
+    try:
+        inside = driver.run_batch(serve)
+        assert inside.state == b"1"
+        assert seen_outside == [None]
+        read = driver.run(
+            lambda tx: [tx.get_checkpoint("a", name) for name in ("one", "two", "three")],
+            write=False,
+        )
+        assert [row and row.state for row in read] == [b"1", None, b"3"]
+        after = driver.stats()
+        assert after["commits"] == before["commits"] + 1
+        assert after["transactions"] == before["transactions"] + 3
+    finally:
+        driver.close()
