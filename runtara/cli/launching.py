@@ -134,6 +134,19 @@ def require_dashes(parser: common.Parser, argv: Sequence[str], leading: int = 0)
     before it: its flags would be taken for the parser's own (``--id``, ``--queue``)
     or refused as unknown ones. The command is what follows the options and the
     ``leading`` arguments before it (``schedule add NAME``)."""
+    start = _command_start(parser, argv, leading)
+    if start is None or not any(_is_flag(each) for each in argv[start:]):
+        return
+    fixed = shlex.join([*argv[:start], "--", *argv[start:]])
+    parser.error(
+        f"put `--` before the command, so that its flags are its own: {parser.prog} {fixed}"
+    )
+
+
+def _command_start(parser: common.Parser, argv: Sequence[str], leading: int) -> int | None:
+    """The index of the command's first word in ``argv``: the first argument that is
+    not an option, an option's value or one of the ``leading`` arguments; None when
+    there is none, or a ``--`` comes before it."""
     takes_value = {
         name: action.nargs != 0 for action in parser.arguments for name in action.option_strings
     }
@@ -141,26 +154,20 @@ def require_dashes(parser: common.Parser, argv: Sequence[str], leading: int = 0)
     while index < len(argv):
         token = argv[index]
         if token == "--":
-            return
-        index += 1
-        if token.startswith("-") and token != "-" and not _NUMBER.match(token):
-            if "=" not in token and _takes_value(takes_value, token):
-                index += 1
+            return None
+        if _is_flag(token):
+            value = "=" not in token and _takes_value(takes_value, token)
+            index += 2 if value else 1
         elif leading:
             leading -= 1
+            index += 1
         else:
-            break
-    else:
-        return
-    start = index - 1
-    if not any(
-        each.startswith("-") and each != "-" and not _NUMBER.match(each) for each in argv[start:]
-    ):
-        return
-    fixed = shlex.join([*argv[:start], "--", *argv[start:]])
-    parser.error(
-        f"put `--` before the command, so that its flags are its own: {parser.prog} {fixed}"
-    )
+            return index
+    return None
+
+
+def _is_flag(token: str) -> bool:
+    return token.startswith("-") and token != "-" and not _NUMBER.match(token)
 
 
 def _takes_value(takes_value: dict[str, bool], option: str) -> bool:
