@@ -252,6 +252,10 @@ def _udp_port() -> tuple[socket.socket, int]:
         (["--state-size", "-1"], 2, "'-1' is not a state size"),
         (["--server", "127.0.0.1:{closed}", "--baselines", "none"], 1, "client process 1: cannot"),
         (["--serve", "echo", "--port", "{taken}"], 1, "the server did not start"),
+        (["--instances", "10"], 2, "--instances goes with --scenario data"),
+        (["--scenario", "data", "--scenario", "resume"], 2, "--scenario data runs on its own"),
+        (["--scenario", "data", "--server", "127.0.0.1:1"], 2, "--scenario data runs on its own"),
+        (["--scenario", "data", "--instances", "0"], 2, "argument --instances"),
     ],
 )
 def test_bad_arguments_get_a_clear_error(monkeypatch, capsys, args, code, message):
@@ -299,3 +303,73 @@ def test_a_saturated_client_or_machine_is_said_plainly():
     table = report.render({"echo": figure}, {}, "title").splitlines()
     assert table[1].split()[-6] == "bound" and table[2].split()[-4] == "client+machine"
     assert table[3] == f"echo: {figure.saturation}"
+
+
+DATA = ["--scenario", "data", "--instances", "2000", "--duration", "1", "--warmup", "0.2"]
+DATA += ["--connections", "4", "--json"]
+
+
+def well_timed(timing: dict) -> None:
+    assert timing["count"] > 0
+    assert 0 < timing["p50_ms"] <= timing["p99_ms"] <= timing["max_ms"]
+
+
+@pytest.mark.slow
+def test_the_data_scenario_measures_an_empty_and_a_loaded_store(tmp_path, database_url):
+    from runtara.bench import data
+
+    report = figures(
+        run_cli("bench", *DATA, "--database-url", database_url, cwd=tmp_path, timeout=600)
+    )
+    assert report["size"] == {"finished": 2000, "sleeping": 200, "pending": 20}
+    load = report["load"]
+    # 3 checkpoints and 4 events per finished instance, 2 and 3 per sleeper; a
+    # launch for every other finished and sleeping instance and every pending one
+    assert load["rows"] == {
+        "instances": 2220,
+        "checkpoints": 6400,
+        "instance_events": 8600,
+        "instance_launches": 1120,
+    }
+    assert load["seconds"] > 0
+    assert load["rows_per_second"] == pytest.approx(sum(load["rows"].values()) / load["seconds"])
+    checkpoint = report["checkpoint"]
+    for name in ("empty", "loaded", "prune"):
+        well_formed(checkpoint[name])
+        assert checkpoint[name]["scenario"] == "checkpoint"
+    ratios = report["ratios"]
+    assert ratios["throughput_loaded_to_empty"] == pytest.approx(
+        checkpoint["loaded"]["ops_per_second"] / checkpoint["empty"]["ops_per_second"]
+    )
+    assert ratios["p99_prune_to_loaded"] == pytest.approx(
+        checkpoint["prune"]["p99_ms"] / checkpoint["loaded"]["p99_ms"]
+    )
+    for store in ("empty", "loaded"):
+        ticks = report["ticks"][store]
+        assert set(ticks) == {"lapsed", "wake", "claim", "stale", "tick"}
+        for timing in ticks.values():
+            well_timed(timing)
+            assert timing["count"] == data.TICKS
+        reads = report["reads"][store]
+        for name in ("instances first page", "instances next pages", "console list page", "show"):
+            well_timed(reads[name])
+    # 2000 instances at 50 a page: the pages followed all had a next one
+    assert report["reads"]["loaded"]["instances next pages"]["count"] == data.PAGES_FOLLOWED
+    assert report["reads"]["loaded"]["show"]["count"] == data.SHOWN
+    pruned = report["prune"]
+    assert pruned["instances"] == 2000 and pruned["batches"] == 4
+    assert pruned["instances_per_second"] == pytest.approx(2000 / pruned["seconds"])
+
+
+def test_the_data_scenario_needs_an_empty_store(tmp_path):
+    from tests.support import sqlite_url
+
+    url = sqlite_url(tmp_path)
+    server = LoopbackServer(url)
+    try:
+        server.client().register("already-here", "t")
+    finally:
+        server.stop()
+    result = run_cli("bench", *DATA, "--database-url", url, cwd=tmp_path, timeout=120)
+    assert result.returncode == 1
+    assert "the data scenario needs an empty store" in result.stderr
