@@ -520,10 +520,13 @@ class InstanceServer:
         # streams are answered and the worker slots given back whatever happens.
         try:
             results = handling.serve_together(self.services, jobs)
-            self._finished.extend(zip(jobs, results, strict=True))
-        finally:
-            self._finished.append((_BATCH_ENDED, None))
-            self._wake()
+        except BaseException as error:  # serve_together answers every job: a bug
+            logger.exception("a batch of requests failed")
+            results = [error] * len(jobs)
+        # The end first: the loop hands out the next batch before it writes the replies.
+        self._finished.append((_BATCH_ENDED, None))
+        self._finished.extend(zip(jobs, results, strict=True))
+        self._wake()
 
     def _run_alone(self, job: core.Job) -> None:
         self._finished.append((job, handling.serve_alone(job)))
@@ -546,6 +549,7 @@ class InstanceServer:
             job, result = finished.popleft()
             if job is _BATCH_ENDED:
                 self._batches_running -= 1
+                self._submit_batch()
             else:
                 self._perform(self.core.work_done(job, result))
         if self._to_submit and not self._submit_scheduled:
