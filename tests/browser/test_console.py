@@ -7,6 +7,7 @@ HTTPS proxy."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import sys
@@ -300,4 +301,34 @@ def test_through_an_https_proxy_an_operator_logs_in_and_acts(browser, proxied):
     finally:
         storage.close()
     assert pending.signal_type is records.SignalType.PAUSE
+    context.close()
+
+
+def test_the_list_pages_older_and_newer_by_cursor(browser, site):
+    # last of the tests on this site: its first page is these instances from now on
+    created = dt.datetime.now(dt.timezone.utc)
+    names = [f"paged-{number:03d}" for number in range(120)]
+    site.storage.run(
+        lambda tx: [
+            tx.create_instance(name, "paged", created + dt.timedelta(milliseconds=number))
+            for number, name in enumerate(names)
+        ]
+    )
+    newest_first = names[::-1]
+    context, page = log_in(browser, site.serving.base)
+    page.goto(f"{site.serving.base}/instances?tenant=paged")
+    assert rows(page) == newest_first[:50]
+    pager = page.locator("div.pager")
+    assert "50 shown of 120, newest first" in pager.inner_text()
+    assert pager.locator("a").all_inner_texts() == ["older →"]
+    pager.locator("a:has-text('older')").click()
+    assert rows(page) == newest_first[50:100]
+    assert "after=" in page.url and "tenant=paged" in page.url
+    pager.locator("a:has-text('older')").click()
+    assert rows(page) == newest_first[100:]
+    assert pager.locator("a").all_inner_texts() == ["« newest", "← newer"]
+    pager.locator("a:has-text('newer')").click()
+    assert rows(page) == newest_first[50:100]
+    pager.locator("a:has-text('newest')").click()
+    assert rows(page) == newest_first[:50]
     context.close()
