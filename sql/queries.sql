@@ -12,24 +12,23 @@ SELECT version, name, checksum FROM runtara_migrations ORDER BY version
 
 -- === instances =================================================================
 
+-- name: instance_columns
+-- An instance's columns, in the order sqlbase.instance_from_row reads them.
+instance_id, tenant_id, CAST(status AS TEXT), created_at, checkpoint_id, started_at,
+finished_at, output, error, sleep_until, last_activity_at, wake_claimed_until, registration
+
 -- name: create_instance
 INSERT INTO instances (instance_id, tenant_id, status, created_at)
 VALUES (:instance_id, :tenant_id, 'pending', :now)
 ON CONFLICT (instance_id) DO NOTHING
 
 -- name: get_instance
-SELECT instance_id, tenant_id, CAST(status AS TEXT), created_at, checkpoint_id, started_at,
-       finished_at, output, error, sleep_until, last_activity_at, wake_claimed_until,
-       registration
-FROM instances WHERE instance_id = :instance_id
+SELECT {instance_columns} FROM instances WHERE instance_id = :instance_id
 
 -- name: get_instance_for_update
 -- The row lock serializes the operations on one instance across connections
 -- and processes until the transaction ends.
-SELECT instance_id, tenant_id, CAST(status AS TEXT), created_at, checkpoint_id, started_at,
-       finished_at, output, error, sleep_until, last_activity_at, wake_claimed_until,
-       registration
-FROM instances WHERE instance_id = :instance_id
+SELECT {instance_columns} FROM instances WHERE instance_id = :instance_id
 FOR UPDATE
 
 -- name: update_instance
@@ -66,10 +65,7 @@ wake_claimed_until = :wake_claimed_until
 registration = :registration
 
 -- name: list_instances
-SELECT instance_id, tenant_id, CAST(status AS TEXT), created_at, checkpoint_id, started_at,
-       finished_at, output, error, sleep_until, last_activity_at, wake_claimed_until,
-       registration
-FROM instances WHERE {instance_filter}
+SELECT {instance_columns} FROM instances WHERE {instance_filter}
 ORDER BY created_at DESC, instance_id LIMIT :limit OFFSET :offset
 
 -- name: count_instances
@@ -84,10 +80,7 @@ status = :status
 -- name: list_instances_after
 -- A page of the list from a cursor (the last row of the page before), read
 -- from the order's index at the cursor: no OFFSET, whatever the page's depth.
-SELECT instance_id, tenant_id, CAST(status AS TEXT), created_at, checkpoint_id, started_at,
-       finished_at, output, error, sleep_until, last_activity_at, wake_claimed_until,
-       registration
-FROM instances WHERE {page_filter}
+SELECT {instance_columns} FROM instances WHERE {page_filter}
 ORDER BY created_at DESC, instance_id LIMIT :limit
 
 -- name: page_filter.tenant_id
@@ -106,10 +99,7 @@ AND (created_at < :after_created_at OR instance_id > :after_instance_id)
 -- The page before a cursor (the first row of the page after it): the same
 -- index read backwards from the cursor; the caller puts the rows back in the
 -- list's order.
-SELECT instance_id, tenant_id, CAST(status AS TEXT), created_at, checkpoint_id, started_at,
-       finished_at, output, error, sleep_until, last_activity_at, wake_claimed_until,
-       registration
-FROM instances WHERE {page_filter}
+SELECT {instance_columns} FROM instances WHERE {page_filter}
 ORDER BY created_at, instance_id DESC LIMIT :limit
 
 -- name: page_filter.before
@@ -123,19 +113,13 @@ SELECT count(*) FROM (SELECT 1 FROM instances WHERE {instance_filter} LIMIT :at_
 -- name: select_due_sleepers
 -- Sleepers nothing launches: the launcher's --wake-command gives them a launch.
 -- NOT EXISTS looks each due sleeper's launch up by key (NOT IN would read them all).
-SELECT instance_id, tenant_id, CAST(status AS TEXT), created_at, checkpoint_id, started_at,
-       finished_at, output, error, sleep_until, last_activity_at, wake_claimed_until,
-       registration
-FROM instances
+SELECT {instance_columns} FROM instances
 WHERE status = 'suspended' AND sleep_until IS NOT NULL AND sleep_until <= :due_before
   AND NOT EXISTS (SELECT 1 FROM instance_launches l WHERE l.instance_id = instances.instance_id)
 ORDER BY sleep_until, instance_id LIMIT :limit
 
 -- name: list_stale_instances
-SELECT instance_id, tenant_id, CAST(status AS TEXT), created_at, checkpoint_id, started_at,
-       finished_at, output, error, sleep_until, last_activity_at, wake_claimed_until,
-       registration
-FROM instances
+SELECT {instance_columns} FROM instances
 WHERE status = 'running' AND coalesce(last_activity_at, started_at, created_at) < :cutoff
 ORDER BY coalesce(last_activity_at, started_at, created_at), instance_id LIMIT :limit
 
@@ -264,6 +248,20 @@ WHERE instance_id = :instance_id ORDER BY created_at, checkpoint_id
 -- The launch protocol (runtara/storage/launches.py) moves a launch from state to
 -- state with update_launch_held: one compare-and-set on who holds it.
 
+-- name: launch_columns
+-- A launch's columns, in the order SqlTransaction._launch reads them.
+instance_id, spec, input, max_failures, attempt, failures, resumed_from, launched_at,
+next_launch_at, claimed_by, claimed_until, pid, pid_started, host, registration, stop_deadline,
+last_exit, queue, concurrency_key, priority, origin_instance, origin_checkpoint,
+parent_instance, on_parent_cancel
+
+-- name: launch_columns_of_l
+-- The same, of the launches aliased l in a join with instances.
+l.instance_id, l.spec, l.input, l.max_failures, l.attempt, l.failures, l.resumed_from,
+l.launched_at, l.next_launch_at, l.claimed_by, l.claimed_until, l.pid, l.pid_started, l.host,
+l.registration, l.stop_deadline, l.last_exit, l.queue, l.concurrency_key, l.priority,
+l.origin_instance, l.origin_checkpoint, l.parent_instance, l.on_parent_cancel
+
 -- name: insert_launch
 INSERT INTO instance_launches (instance_id, spec, input, max_failures, attempt, next_launch_at,
                                queue, concurrency_key, priority, origin_instance,
@@ -273,11 +271,7 @@ VALUES (:instance_id, :spec, :input, :max_failures, :attempt, :next_launch_at,
         :origin_checkpoint, :parent_instance, :on_parent_cancel)
 
 -- name: get_launch
-SELECT instance_id, spec, input, max_failures, attempt, failures, resumed_from, launched_at,
-       next_launch_at, claimed_by, claimed_until, pid, pid_started, host, registration,
-       stop_deadline, last_exit, queue, concurrency_key, priority, origin_instance,
-       origin_checkpoint, parent_instance, on_parent_cancel
-FROM instance_launches WHERE instance_id = :instance_id
+SELECT {launch_columns} FROM instance_launches WHERE instance_id = :instance_id
 
 -- name: update_launch
 UPDATE instance_launches SET {launch_assign} WHERE instance_id = :instance_id
@@ -366,59 +360,42 @@ FOR UPDATE OF i SKIP LOCKED
 -- (which reads every launch, those of finished instances included): claims
 -- run out; launches of pending and running instances nobody holds; those of
 -- due sleepers nobody holds.
-SELECT l.instance_id, l.spec, l.input, l.max_failures, l.attempt, l.failures, l.resumed_from,
-       l.launched_at, l.next_launch_at, l.claimed_by, l.claimed_until, l.pid, l.pid_started,
-       l.host, l.registration, l.stop_deadline, l.last_exit, l.queue, l.concurrency_key,
-       l.priority, l.origin_instance, l.origin_checkpoint, l.parent_instance,
-       l.on_parent_cancel
-FROM instance_launches l
+SELECT {launch_columns_of_l} FROM instance_launches l
 WHERE l.claimed_by IS NOT NULL AND l.claimed_until <= :now
 UNION ALL
-SELECT l.instance_id, l.spec, l.input, l.max_failures, l.attempt, l.failures, l.resumed_from,
-       l.launched_at, l.next_launch_at, l.claimed_by, l.claimed_until, l.pid, l.pid_started,
-       l.host, l.registration, l.stop_deadline, l.last_exit, l.queue, l.concurrency_key,
-       l.priority, l.origin_instance, l.origin_checkpoint, l.parent_instance,
-       l.on_parent_cancel
+SELECT {launch_columns_of_l}
 FROM instances i JOIN instance_launches l ON l.instance_id = i.instance_id
 WHERE i.status IN ('pending', 'running') AND l.claimed_by IS NULL AND l.next_launch_at IS NULL
 UNION ALL
-SELECT l.instance_id, l.spec, l.input, l.max_failures, l.attempt, l.failures, l.resumed_from,
-       l.launched_at, l.next_launch_at, l.claimed_by, l.claimed_until, l.pid, l.pid_started,
-       l.host, l.registration, l.stop_deadline, l.last_exit, l.queue, l.concurrency_key,
-       l.priority, l.origin_instance, l.origin_checkpoint, l.parent_instance,
-       l.on_parent_cancel
+SELECT {launch_columns_of_l}
 FROM instances i JOIN instance_launches l ON l.instance_id = i.instance_id
 WHERE i.status = 'suspended' AND i.sleep_until IS NOT NULL AND i.sleep_until <= :due_before
   AND l.claimed_by IS NULL AND l.next_launch_at IS NULL
 ORDER BY 1 LIMIT :limit
 
 -- name: list_claimed_launches
-SELECT instance_id, spec, input, max_failures, attempt, failures, resumed_from, launched_at,
-       next_launch_at, claimed_by, claimed_until, pid, pid_started, host, registration,
-       stop_deadline, last_exit, queue, concurrency_key, priority, origin_instance,
-       origin_checkpoint, parent_instance, on_parent_cancel
-FROM instance_launches WHERE claimed_by = :claimed_by
+SELECT {launch_columns} FROM instance_launches WHERE claimed_by = :claimed_by
 ORDER BY instance_id LIMIT :limit
 
 -- name: list_children
-SELECT instance_id, spec, input, max_failures, attempt, failures, resumed_from, launched_at,
-       next_launch_at, claimed_by, claimed_until, pid, pid_started, host, registration,
-       stop_deadline, last_exit, queue, concurrency_key, priority, origin_instance,
-       origin_checkpoint, parent_instance, on_parent_cancel
-FROM instance_launches WHERE parent_instance = :parent_instance
+SELECT {launch_columns} FROM instance_launches WHERE parent_instance = :parent_instance
 ORDER BY instance_id
 
 -- === queues ====================================================================
 
+-- name: queue_columns
+-- In the order SqlTransaction._queue reads them.
+name, concurrency, per_key, rate_limit, rate_period, paused
+
 -- name: get_queue
-SELECT name, concurrency, per_key, rate_limit, rate_period, paused FROM queues WHERE name = :name
+SELECT {queue_columns} FROM queues WHERE name = :name
 
 -- name: get_queue_for_update
-SELECT name, concurrency, per_key, rate_limit, rate_period, paused FROM queues WHERE name = :name
+SELECT {queue_columns} FROM queues WHERE name = :name
 FOR UPDATE
 
 -- name: list_queues
-SELECT name, concurrency, per_key, rate_limit, rate_period, paused FROM queues ORDER BY name
+SELECT {queue_columns} FROM queues ORDER BY name
 
 -- name: lock_queues
 -- Every claim decided by a queue's limits is taken with the queue rows locked,
@@ -465,21 +442,20 @@ GROUP BY queue ORDER BY queue
 
 -- === schedules =================================================================
 
+-- name: schedule_columns
+-- In the order SqlTransaction._schedule reads them.
+name, cron, every, timezone, overlap, catch_up, tenant_id, spec, input, created_at,
+next_tick_at, paused, last_tick_at, last_instance_id, ticks, skipped
+
 -- name: get_schedule
-SELECT name, cron, every, timezone, overlap, catch_up, tenant_id, spec, input, created_at,
-       next_tick_at, paused, last_tick_at, last_instance_id, ticks, skipped
-FROM schedules WHERE name = :name
+SELECT {schedule_columns} FROM schedules WHERE name = :name
 
 -- name: get_schedule_for_update
-SELECT name, cron, every, timezone, overlap, catch_up, tenant_id, spec, input, created_at,
-       next_tick_at, paused, last_tick_at, last_instance_id, ticks, skipped
-FROM schedules WHERE name = :name
+SELECT {schedule_columns} FROM schedules WHERE name = :name
 FOR UPDATE
 
 -- name: list_schedules
-SELECT name, cron, every, timezone, overlap, catch_up, tenant_id, spec, input, created_at,
-       next_tick_at, paused, last_tick_at, last_instance_id, ticks, skipped
-FROM schedules ORDER BY name
+SELECT {schedule_columns} FROM schedules ORDER BY name
 
 -- name: select_due_schedules
 SELECT name FROM schedules WHERE NOT paused AND next_tick_at <= :now

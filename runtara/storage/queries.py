@@ -12,6 +12,10 @@ its dialect's terms: ``%(name)s`` (and ``%%`` for ``%``) for psycopg; for
 SQLite, which has no row locks, a closing ``FOR UPDATE ...`` / ``FOR SHARE ...``
 line is dropped, the write transaction holding the database's only write lock.
 
+A *piece* is an entry that others name in braces, ``{instance_columns}``: it
+is written into them when the files are loaded (a record's columns, in the
+order its reader expects, are listed once), and is no query of its own.
+
 A query may hold one slot, ``{family}``, filled at run time by
 :meth:`Queries.compose` with the *fragments* named ``family.key`` for the keys
 a call needs: the optional filters of a listing (joined by AND) or the columns
@@ -125,4 +129,14 @@ def load(dialect: str, package: str = "runtara.migrations") -> Queries:
     own_source = f"{dialect}/{FILE}"
     own = parse(root.joinpath(dialect, FILE).read_text(encoding="utf-8"), own_source)
     write = DIALECTS[dialect]
-    return Queries(dialect, {name: write(sql) for name, sql in (shared | own).items()})
+    return Queries(dialect, {name: write(sql) for name, sql in _with_pieces(shared | own).items()})
+
+
+def _with_pieces(by_name: Mapping[str, str]) -> dict[str, str]:
+    """The entries with each piece written in where it is named, and the pieces left out."""
+    pieces = {name for sql in by_name.values() for name in _SLOT.findall(sql) if name in by_name}
+
+    def fill(named: re.Match[str]) -> str:
+        return by_name[named.group(1)] if named.group(1) in pieces else named.group(0)
+
+    return {name: _SLOT.sub(fill, sql) for name, sql in by_name.items() if name not in pieces}

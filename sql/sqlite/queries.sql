@@ -53,10 +53,7 @@ ORDER BY next_tick_at, name LIMIT :limit
 -- Sleepers nothing launches: the launcher's --wake-command gives them a launch.
 -- INDEXED BY: without statistics SQLite would read every suspended instance
 -- through the status index rather than the due ones through this one.
-SELECT instance_id, tenant_id, CAST(status AS TEXT), created_at, checkpoint_id, started_at,
-       finished_at, output, error, sleep_until, last_activity_at, wake_claimed_until,
-       registration
-FROM instances INDEXED BY idx_instances_sleep_until
+SELECT {instance_columns} FROM instances INDEXED BY idx_instances_sleep_until
 WHERE status = 'suspended' AND sleep_until IS NOT NULL AND sleep_until <= :due_before
   AND NOT EXISTS (SELECT 1 FROM instance_launches l WHERE l.instance_id = instances.instance_id)
 ORDER BY sleep_until, instance_id LIMIT :limit
@@ -72,28 +69,14 @@ ORDER BY finished_at, instance_id LIMIT :limit
 -- INDEXED BY: without statistics SQLite reads the claims in the primary key's
 -- order (for the ORDER BY) and the sleepers through the status index (all of
 -- them); these indexes read only the claims and the due sleepers.
-SELECT l.instance_id, l.spec, l.input, l.max_failures, l.attempt, l.failures, l.resumed_from,
-       l.launched_at, l.next_launch_at, l.claimed_by, l.claimed_until, l.pid, l.pid_started,
-       l.host, l.registration, l.stop_deadline, l.last_exit, l.queue, l.concurrency_key,
-       l.priority, l.origin_instance, l.origin_checkpoint, l.parent_instance,
-       l.on_parent_cancel
-FROM instance_launches l INDEXED BY idx_instance_launches_claimed
+SELECT {launch_columns_of_l} FROM instance_launches l INDEXED BY idx_instance_launches_claimed
 WHERE l.claimed_by IS NOT NULL AND l.claimed_until <= :now
 UNION ALL
-SELECT l.instance_id, l.spec, l.input, l.max_failures, l.attempt, l.failures, l.resumed_from,
-       l.launched_at, l.next_launch_at, l.claimed_by, l.claimed_until, l.pid, l.pid_started,
-       l.host, l.registration, l.stop_deadline, l.last_exit, l.queue, l.concurrency_key,
-       l.priority, l.origin_instance, l.origin_checkpoint, l.parent_instance,
-       l.on_parent_cancel
+SELECT {launch_columns_of_l}
 FROM instances i JOIN instance_launches l ON l.instance_id = i.instance_id
 WHERE i.status IN ('pending', 'running') AND l.claimed_by IS NULL AND l.next_launch_at IS NULL
 UNION ALL
-SELECT l.instance_id, l.spec, l.input, l.max_failures, l.attempt, l.failures, l.resumed_from,
-       l.launched_at, l.next_launch_at, l.claimed_by, l.claimed_until, l.pid, l.pid_started,
-       l.host, l.registration, l.stop_deadline, l.last_exit, l.queue, l.concurrency_key,
-       l.priority, l.origin_instance, l.origin_checkpoint, l.parent_instance,
-       l.on_parent_cancel
-FROM instances i INDEXED BY idx_instances_sleep_until
+SELECT {launch_columns_of_l} FROM instances i INDEXED BY idx_instances_sleep_until
      JOIN instance_launches l ON l.instance_id = i.instance_id
 WHERE i.status = 'suspended' AND i.sleep_until IS NOT NULL AND i.sleep_until <= :due_before
   AND l.claimed_by IS NULL AND l.next_launch_at IS NULL

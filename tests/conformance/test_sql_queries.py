@@ -1270,12 +1270,15 @@ def test_each_dialect_writes_the_shared_sql_in_its_own_terms():
     )
 
 
-def test_a_dialects_own_entry_replaces_the_shared_one(tmp_path, monkeypatch):
+def test_a_dialects_own_entry_replaces_the_shared_one_and_pieces_are_written_in(
+    tmp_path, monkeypatch
+):
     package = tmp_path / "shipped_queries"
     (package / "postgresql").mkdir(parents=True)
     (package / "__init__.py").write_text("")
     (package / "queries.sql").write_text(
         "-- name: same\nSELECT :x\n-- name: differs\nSELECT instr(:x, 'a')\n"
+        "-- name: columns\na, b\n-- name: pieced\nSELECT {columns} FROM t WHERE {filter}\n"
     )
     (package / "postgresql" / "queries.sql").write_text(
         "-- name: differs\nSELECT strpos(:x, 'a')\n-- name: call_own\nSELECT f(:x)\n"
@@ -1285,8 +1288,10 @@ def test_a_dialects_own_entry_replaces_the_shared_one(tmp_path, monkeypatch):
     assert dict(loaded) == {
         "same": "SELECT %(x)s",
         "differs": "SELECT strpos(%(x)s, 'a')",
+        "pieced": "SELECT a, b FROM t WHERE {filter}",
         "call_own": "SELECT f(%(x)s)",
     }
+    assert loaded.slot("pieced") == "filter"
 
 
 def test_an_unknown_dialect_is_refused():
