@@ -89,3 +89,11 @@ def test_the_launch_protocol_page_has_the_states_and_transitions_of_the_code():
     assert shown_transitions == list(transitions)
     for function in transitions.values():
         assert callable(getattr(launches, function)), function
+
+
+def test_every_link_of_the_readme_leads_to_a_file_of_the_repository():
+    links = re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", README)
+    relative = [link for link in links if "://" not in link]
+    assert len(relative) > 10
+    for link in relative:
+        assert (pages.ROOT / link).exists(), link
