@@ -50,7 +50,29 @@ class Parser(argparse.ArgumentParser):
     def parse_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> Any:
         if args is DESCRIBE:
             raise ParserBuilt(self)
-        return super().parse_args(args, namespace)
+        arguments, unknown = self.parse_known_args(args, namespace)
+        if unknown:
+            message = f"unrecognized arguments: {' '.join(unknown)}"
+            flag = unknown[0].split("=", 1)[0]
+            hint = did_you_mean(flag, self._flags()) if flag.startswith("--") else ""
+            self.error(f"{message}; {hint}" if hint else message)
+        return arguments
+
+    def _flags(self) -> list[str]:
+        """The long flags of this parser and of its subcommands' parsers."""
+        parsers = [self]
+        for action in self._actions:  # the subcommands are not in self.arguments
+            if isinstance(action, argparse._SubParsersAction):
+                parsers.extend(action.choices.values())
+        return sorted(
+            {
+                flag
+                for parser in parsers
+                for action in getattr(parser, "arguments", [])
+                for flag in action.option_strings
+                if flag.startswith("--")
+            }
+        )
 
 
 class _Describe(tuple):
@@ -80,8 +102,8 @@ def parser_of(command: Callable[[Sequence[str]], int]) -> Parser:
 
 
 def did_you_mean(typed: str, choices: Sequence[str]) -> str:
-    """ "did you mean 'X'?" naming the choices ``typed`` was most likely meant to be
-    (see :func:`meant`), or "" when none is close."""
+    """The hint "did you mean 'X'?" naming the choices ``typed`` was most likely meant
+    to be (see :func:`meant`), or "" when none is close."""
     found = meant(typed, choices)
     if not found:
         return ""

@@ -146,7 +146,7 @@ def require_dashes(parser: common.Parser, argv: Sequence[str], leading: int = 0)
 def _command_start(parser: common.Parser, argv: Sequence[str], leading: int) -> int | None:
     """The index of the command's first word in ``argv``: the first argument that is
     not an option, an option's value or one of the ``leading`` arguments; None when
-    there is none, or a ``--`` comes before it."""
+    there is none, or a ``--`` or an unknown option comes before it."""
     takes_value = {
         name: action.nargs != 0 for action in parser.arguments for name in action.option_strings
     }
@@ -156,8 +156,10 @@ def _command_start(parser: common.Parser, argv: Sequence[str], leading: int) -> 
         if token == "--":
             return None
         if _is_flag(token):
-            value = "=" not in token and _takes_value(takes_value, token)
-            index += 2 if value else 1
+            value = _takes_value(takes_value, token.split("=", 1)[0])
+            if value is None:
+                return None  # an unknown flag: argparse says so
+            index += 2 if value and "=" not in token else 1
         elif leading:
             leading -= 1
             index += 1
@@ -170,13 +172,13 @@ def _is_flag(token: str) -> bool:
     return token.startswith("-") and token != "-" and not _NUMBER.match(token)
 
 
-def _takes_value(takes_value: dict[str, bool], option: str) -> bool:
+def _takes_value(takes_value: dict[str, bool], option: str) -> bool | None:
     """Whether ``option`` (in full, or the unique beginning of one, as argparse allows)
-    is followed by a value."""
+    is followed by a value; None if it is no option of the parser."""
     if option in takes_value:
         return takes_value[option]
     found = [name for name in takes_value if name.startswith(option)]
-    return len(found) == 1 and takes_value[found[0]]
+    return takes_value[found[0]] if len(found) == 1 else None
 
 
 def launch_spec(arguments) -> LaunchSpec:

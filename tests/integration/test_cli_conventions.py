@@ -134,6 +134,14 @@ def test_a_mistyped_subcommand_or_choice_is_named_with_the_closest_one(tmp_path)
     stream = run_cli("logs", "job", "--stream", "stdot", cwd=tmp_path)
     assert stream.returncode == 2
     assert stream.stderr.endswith("; did you mean 'stdout'?\n")
+    flag = run_cli("logs", "job", "--folow", cwd=tmp_path)
+    assert (flag.returncode, flag.stderr) == (
+        2,
+        "runtara-core logs: error: unrecognized arguments: --folow; did you mean '--follow'?\n",
+    )
+    sub_flag = run_cli("queue", "set", "q", "--concurency", "3", cwd=tmp_path)
+    assert sub_flag.returncode == 2
+    assert sub_flag.stderr.endswith(": --concurency 3; did you mean '--concurrency'?\n")
     far = run_cli("queue", "frobnicate", cwd=tmp_path)
     assert far.returncode == 2
     assert far.stderr.endswith("(choose from 'set', 'list', 'pause', 'resume')\n")
