@@ -109,7 +109,10 @@ def serve(config: ServerConfig) -> int:
     figures_dir = os.environ.get(supervisor.FIGURES_DIR)
     if index is not None and figures_dir:
         folder, count = Path(figures_dir), supervisor.process_count()
-        steered = supervisor.steer(sockets, folder, index, count) if count > 1 else {}
+        steered = {}
+        if count > 1:
+            mailboxes = supervisor.inherited_mailboxes()
+            steered = supervisor.steer(sockets, mailboxes, folder, index, count)
         server.shared_figures = supervisor.SharedFigures(
             folder, index, steered["instance"].counters if steered else dict
         )

@@ -25,7 +25,7 @@ routes:
 The process that receives a client's first flight decides who serves the
 client: the process with the fewest connections, counting those handed to
 it and not yet taken. When that is another process, it hands the datagram
-over (a Unix datagram socket per process, in the processes' shared folder);
+over (through a pair of Unix datagram sockets per process, :class:`Mailboxes`);
 the other process handles it as if it had received it, and answers from its
 own socket of the group, on the same address. The client's next packets
 carry the connection id that process issued, which the program routes to
@@ -251,6 +251,48 @@ def move_first_flights(sockets: Sequence[socket.socket], target: int, id_length:
     attach(sockets[0], program(len(sockets), target, id_length))
 
 
+class Mailboxes:
+    """Where the processes of a group hand each other datagrams: a connected pair of
+    Unix datagram sockets per process, made by the parent, which keeps them (a
+    process started again reads its predecessor's). Every process has every
+    pair's sending end, and its own pair's receiving end. Connected, a pair
+    queues as many datagrams as its sending end's buffer holds (about 90 first
+    flights), where a datagram sent to a socket's address waits only in a queue
+    of ``net.unix.max_dgram_qlen`` (10)."""
+
+    def __init__(self, pairs: Sequence[tuple[socket.socket | None, socket.socket | None]]):
+        self._pairs = list(pairs)
+
+    @classmethod
+    def create(cls, processes: int) -> Mailboxes:
+        return cls([socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM) for _ in range(processes)])
+
+    def for_process(self, process: int) -> list[socket.socket]:
+        """The sockets process ``process`` gets: every sending end, then its receiving end."""
+        return [send for send, _ in self._pairs] + [self._pairs[process][1]]
+
+    @classmethod
+    def of_process(cls, process: int, sockets: Sequence[socket.socket]) -> Mailboxes:
+        """In process ``process``: its mailboxes, from the sockets :meth:`for_process` gave."""
+        *senders, inbox = sockets
+        pairs = [
+            (send, inbox if number == process else None) for number, send in enumerate(senders)
+        ]
+        return cls(pairs)
+
+    def inbox(self, process: int) -> socket.socket:
+        return self._pairs[process][1]
+
+    def send(self, process: int, message: bytes) -> None:
+        self._pairs[process][0].send(message, socket.MSG_DONTWAIT)
+
+    def close(self) -> None:
+        for pair in self._pairs:
+            for sock in pair:
+                if sock is not None:
+                    sock.close()
+
+
 REMEMBERED = 30.0
 """Seconds a process remembers whom it handed a client's first flight to: longer than
 a client keeps repeating it before giving up (quinn and the SDK: 10 s)."""
@@ -283,20 +325,16 @@ class Steering:
         *,
         process: int,
         id_length: int,
-        mailbox: Callable[[int], Path],
+        mailboxes: Mailboxes,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._table = table
         self.process = process
         self._id_length = id_length
-        self._mailbox = mailbox
-        """Where each process's Unix datagram socket is bound, by process number."""
+        self._mailboxes = mailboxes
         self._clock = clock
         self._given: dict[bytes, tuple[int, float]] = {}
         """Client-chosen ids whose first flight went to another process: to whom, when."""
-        self._inbox: socket.socket | None = None
-        self._outbox = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self._outbox.setblocking(False)
         self.opened = 0
         """Connections this process started (every one, since it started)."""
         self.handed_over = 0
@@ -308,17 +346,8 @@ class Steering:
     def start(self, loop: asyncio.AbstractEventLoop, deliver: Callable[[bytes, Address], None]):
         """Take, on ``loop``, the datagrams other processes hand this one, giving each
         to ``deliver`` as if this process's socket had received it."""
-        path = self._mailbox(self.process)
-        path.unlink(missing_ok=True)  # a predecessor's
-        inbox = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        try:
-            inbox.bind(str(path))
-        except OSError as error:  # a path too long (TMPDIR): siblings then serve it all
-            logger.warning("new clients are not handed to this process: %s: %s", path, error)
-            inbox.close()
-            return
+        inbox = self._mailboxes.inbox(self.process)
         inbox.setblocking(False)
-        self._inbox = inbox
 
         def take() -> None:
             while True:
@@ -356,8 +385,8 @@ class Steering:
         if process == self.process:
             return False
         try:
-            self._outbox.sendto(encode_handover(datagram, address), str(self._mailbox(process)))
-        except OSError as error:  # it is being restarted, or cannot keep up: serve it here
+            self._mailboxes.send(process, encode_handover(datagram, address))
+        except OSError as error:  # its mailbox is full: it cannot keep up, serve it here
             logger.debug("cannot hand a new connection to process %d: %s", process, error)
             return False
         self._table.count_handed(process)
@@ -373,9 +402,6 @@ class Steering:
             del self._given[client_id]
 
     def close(self) -> None:
-        if self._inbox is not None:
-            self._inbox.close()
-        self._outbox.close()
         self._table.close()
 
     def counters(self) -> dict[str, float]:

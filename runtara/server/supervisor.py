@@ -72,6 +72,9 @@ PROCESS_COUNT = "RUNTARA_PROCESS_COUNT"
 """Set by the parent in each server process: how many server processes it runs."""
 SOCKETS = "RUNTARA_SOCKETS"
 """Set by the parent in each server process: ``service=fd,...``, its bound sockets."""
+MAILBOXES = "RUNTARA_MAILBOXES"
+"""Set by the parent in each server process: ``service=fd fd ...,...``, the sockets
+through which the processes of each service's group hand each other datagrams."""
 PARENT = "RUNTARA_PARENT_PID"
 """Set by the parent in each server process: the parent's pid."""
 FIGURES_DIR = "RUNTARA_FIGURES_DIR"
@@ -119,6 +122,15 @@ def stop_with_parent(environ: Mapping[str, str] = os.environ) -> None:
         raise OSError(error, f"prctl(PR_SET_PDEATHSIG): {os.strerror(error)}")
     if os.getppid() != int(environ[PARENT]):
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def inherited_mailboxes(environ: Mapping[str, str] = os.environ) -> dict[str, list[socket.socket]]:
+    """The mailbox sockets a parent handed to this process, by service name."""
+    mailboxes = {}
+    for item in filter(None, environ.get(MAILBOXES, "").split(",")):
+        name, _, fds = item.partition("=")
+        mailboxes[name] = [socket.socket(fileno=int(fd)) for fd in fds.split()]
+    return mailboxes
 
 
 def inherited_sockets(environ: Mapping[str, str] = os.environ) -> dict[str, socket.socket]:
@@ -207,17 +219,21 @@ def _steering_table(folder: Path, service: str) -> Path:
 
 
 def steer(
-    sockets: Mapping[str, socket.socket], folder: Path, index: int, count: int
+    sockets: Mapping[str, socket.socket],
+    mailboxes: Mapping[str, list[socket.socket]],
+    folder: Path,
+    index: int,
+    count: int,
 ) -> dict[str, steering.Steering]:
     """In server process ``index`` of ``count``: its part in steering the groups of
-    each of its ``sockets`` (``folder`` holds their shared tables and mailboxes)."""
+    each of its ``sockets`` (``folder`` holds their shared tables)."""
     steered = {}
     for name, sock in sockets.items():
         steered[name] = steering.Steering(
             steering.SharedTable(_steering_table(folder, name), count),
             process=index,
             id_length=stateless_reset.CONNECTION_ID_LENGTH,
-            mailbox=lambda number, name=name: folder / f"steering-{name}-{number}.sock",
+            mailboxes=steering.Mailboxes.of_process(index, mailboxes[name]),
         )
         aioquic_adapter.steer(sock, steered[name])
     return steered
@@ -251,6 +267,7 @@ def supervise(
     config = _with_identity(config, shared)
     runtime_file = runtime_files.write(_running(config, credentials, storage, bound))
     (shared / "figures").mkdir()
+    mailboxes: dict[str, steering.Mailboxes] = {}
     if config.processes > 1:  # with one socket, the kernel has nothing to choose
         for name, sockets in bound.items():
             steering.start_group(
@@ -258,6 +275,7 @@ def supervise(
                 _steering_table(shared / "figures", name),
                 stateless_reset.CONNECTION_ID_LENGTH,
             )
+            mailboxes[name] = steering.Mailboxes.create(config.processes)
     (shared / "metrics").mkdir()
     environment = {
         name: value for name, value in os.environ.items() if not name.startswith("RUNTARA_")
@@ -284,15 +302,22 @@ def supervise(
             return
         mine = {name: sockets[index] for name, sockets in bound.items()}
         handed = ",".join(f"{name}={sock.fileno()}" for name, sock in mine.items())
+        boxes = {name: boxes.for_process(index) for name, boxes in mailboxes.items()}
+        boxes_handed = ",".join(
+            f"{name}={' '.join(str(sock.fileno()) for sock in socks)}"
+            for name, socks in boxes.items()
+        )
         child = subprocess.Popen(
             [sys.executable, "-m", "runtara"],
             env={
                 **environment,
                 PROCESS_INDEX: str(index),
                 SOCKETS: handed,
+                MAILBOXES: boxes_handed,
                 PARENT: str(os.getpid()),
             },
-            pass_fds=[sock.fileno() for sock in mine.values()],
+            pass_fds=[sock.fileno() for sock in mine.values()]
+            + [sock.fileno() for socks in boxes.values() for sock in socks],
         )
         children[index] = child
         logger.info("server process %d started (pid %d)", index, child.pid)
@@ -373,6 +398,8 @@ def supervise(
         for sockets in bound.values():
             for sock in sockets:
                 sock.close()
+        for boxes in mailboxes.values():
+            boxes.close()
     if killed or failed:
         return 1
     logger.info("stopped")
