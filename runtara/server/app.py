@@ -9,17 +9,27 @@ performed here (stream writes through the connection, work on the pool, timers
 on the loop).
 
 One hand-off per loop pass, not per request: the instance requests the core
-lets run during one pass of the loop are submitted to the pool together, as
-one batch, by one callback the first of them schedules. A worker serves the
-batch in one storage batch (one transaction and commit for SQLite, see
+lets run during one pass of the loop go to the pool together, as one batch,
+by one callback the first of them schedules. A worker serves the batch in one
+storage batch (one transaction and one COMMIT for SQLite, see
 :func:`handling.serve_together`) and queues all its results at once; the loop
 is woken only if no wake-up is pending, so one ``call_soon_threadsafe``
-carries them, and often other batches' too. The core still admits and counts
-each request alone, so the pool's bound and the overload policy are
-unchanged (a batch holds one worker thread, and at most ``max_concurrent``
-requests run, batched or not). Management requests are served one by one, as
-before: some wait for work of other threads (the launcher's) that writes to
-the storage, which a batch's open transaction would hold up; they are few.
+carries them, and often other batches' too.
+
+With a store that has one writer (``batches_writes``: SQLite), batches are
+served one at a time, by one worker: when its batch is committed and its
+results queued, it takes the requests that arrived meanwhile as the next
+batch, without a round trip through the loop, and goes back to the pool when
+none is waiting. A store that commits each request on its own (PostgreSQL)
+gets its requests one by one, concurrently, as before: serving a batch on one
+connection would queue their round trips.
+
+The core still admits and counts each request alone, so the pool's bound and
+the overload policy are unchanged (a batch holds one worker thread, and at
+most ``max_concurrent`` requests run, batched or not). Management requests
+are served one by one: some wait for work of other threads (the launcher's)
+that writes to the storage, which a batch's open transaction would hold up;
+they are few.
 """
 
 from __future__ import annotations
@@ -67,8 +77,6 @@ REPLY_SETTLE = 1.0
 """Seconds a stopping server waits at most for its last replies to be acknowledged."""
 ANNOUNCE_PAUSE = 0.05
 """Seconds to wait when the resets' rate limit holds back those sent unasked at a start."""
-_BATCH_ENDED = object()
-"""Queued by a worker after the results of a batch."""
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
@@ -152,15 +160,18 @@ class InstanceServer:
         self._batching = storage is None or storage.batches_writes
         """Whether the requests of a loop pass are served together (else one by one)."""
         self._one_batch_at_a_time = storage is not None and storage.batches_writes
-        """A store with one writer commits one batch at a time: the requests that
-        arrive meanwhile wait for the next batch on the loop, not on the store."""
+        """A store with one writer commits one batch at a time: one worker serves the
+        batches, each taking the requests that arrived while the previous one ran."""
         self._to_submit: list[core.Job] = []
-        """Batched jobs the core handed out that no worker has yet."""
+        """Batched jobs the core handed out that no worker has taken yet."""
+        self._batch_lock = threading.Lock()
+        """Guards ``_to_submit`` and ``_serving`` (one batch at a time only)."""
+        self._serving = False
+        """A worker is serving batches one after the other (one batch at a time only)."""
         self._submit_scheduled = False
-        self._batches_running = 0
         self.batches = 0
-        """Batches handed to the pool (see ``stats``: ``batches``)."""
-        self._finished: collections.deque[tuple[core.Job | object, Any]] = collections.deque()
+        """Batches served (see ``stats``: ``batches``)."""
+        self._finished: collections.deque[tuple[core.Job, Any]] = collections.deque()
         self._wake_pending = False
         self._idle: asyncio.Event | None = None
         self._last_snapshot: dict[str, float] = self._snapshot()
@@ -499,7 +510,8 @@ class InstanceServer:
         if not job.batched or not self._batching:
             self._executor.submit(self._run_alone, job)
             return
-        self._to_submit.append(job)
+        with self._batch_lock:
+            self._to_submit.append(job)
         if not self._submit_scheduled:
             # After the callbacks of this pass: the requests they decode join the batch.
             self._submit_scheduled = True
@@ -507,13 +519,28 @@ class InstanceServer:
 
     def _submit_batch(self) -> None:
         self._submit_scheduled = False
-        if self._one_batch_at_a_time and self._batches_running:
-            return  # the next batch leaves when this one is done (see _finish_batch)
+        if self._one_batch_at_a_time:
+            with self._batch_lock:
+                if self._serving or not self._to_submit:
+                    return  # the worker serving takes them when its batch is committed
+                self._serving = True
+            self._executor.submit(self._serve_batches)
+            return
         jobs, self._to_submit = self._to_submit, []
         if jobs:
-            self._batches_running += 1
-            self.batches += 1
             self._executor.submit(self._run_batch, jobs)
+
+    def _serve_batches(self) -> None:
+        """On a worker, for a store with one writer: serve batches one after the other,
+        each made of the requests that arrived while the previous one ran, until
+        none is waiting; no hand-off through the loop between two batches."""
+        while True:
+            with self._batch_lock:
+                jobs, self._to_submit = self._to_submit, []
+                if not jobs:
+                    self._serving = False
+                    return
+            self._run_batch(jobs)
 
     def _run_batch(self, jobs: list[core.Job]) -> None:
         # On a worker thread. Every job gets a result (see serve_together): the
@@ -523,8 +550,8 @@ class InstanceServer:
         except BaseException as error:  # serve_together answers every job: a bug
             logger.exception("a batch of requests failed")
             results = [error] * len(jobs)
-        # The end first: the loop hands out the next batch before it writes the replies.
-        self._finished.append((_BATCH_ENDED, None))
+        with self._batch_lock:
+            self.batches += 1
         self._finished.extend(zip(jobs, results, strict=True))
         self._wake()
 
@@ -547,13 +574,6 @@ class InstanceServer:
         finished = self._finished
         while finished:
             job, result = finished.popleft()
-            if job is _BATCH_ENDED:
-                self._batches_running -= 1
-                self._submit_batch()
-            else:
-                self._perform(self.core.work_done(job, result))
-        if self._to_submit and not self._submit_scheduled:
-            self._submit_scheduled = True
-            self._loop.call_soon(self._submit_batch)
+            self._perform(self.core.work_done(job, result))
         if self._idle is not None and self.core.idle:
             self._idle.set()

@@ -73,8 +73,8 @@ class HeldBatch:
         self.blocker.close()
         assert not self.first.result(10).HasField("error")
         wait_for(lambda: self.server.server.stats()["running"] == 0)
-        # The held requests left as one batch after the first one.
-        assert self.server.server.stats()["batches"] == batches + 1
+        # Served: the first request's batch, then the held requests as one batch.
+        assert self.server.server.stats()["batches"] == batches + 2
         self.pool.shutdown()
 
 
