@@ -15,9 +15,9 @@ commits on power loss, for fewer fsyncs.
 URL forms: ``sqlite:PATH``, ``sqlite://PATH`` (relative), ``sqlite:///ABSOLUTE``
 or a plain path, optionally followed by ``?synchronous=full|normal``,
 ``&busy_timeout_ms=N`` (how long to wait for the database: another process's
-write lock, or this process's commits) and ``&max_batch=N`` (most writes
-committed together). Without a URL the file is ``runtara.db`` in the working
-directory.
+write lock, or this process's commits) and ``&max_batch=N`` (most write-group
+jobs committed together; a batch of the server's requests is one job).
+Without a URL the file is ``runtara.db`` in the working directory.
 """
 
 from __future__ import annotations
