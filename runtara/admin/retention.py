@@ -1,10 +1,11 @@
 """Deleting finished instances (``runtara-core prune`` and ``--retention``).
 
 Deletes completed, failed and cancelled instances that finished before a cutoff,
-with their checkpoints, events and signals, in bounded batches: each batch is
-one transaction that re-checks every instance under its lock, so a running or
-suspended instance is never touched and an interruption at any point leaves
-every instance either whole or gone.
+with their checkpoints, events, signals and launches, in bounded batches: each
+batch is one transaction (one statement for the SQL drivers) that checks every
+instance again on the row it deletes, so a running or suspended instance is
+never touched and an interruption at any point leaves every instance either
+whole or gone.
 """
 
 from __future__ import annotations
