@@ -185,9 +185,14 @@ def attach(sock: socket.socket, instructions: Sequence[Instruction]) -> None:
 class SharedTable:
     """The file the processes of one group share, 32-bit slots: each process's
     number of connections, then how many datagrams were handed to each, then
-    how many each took. Every slot has one writer (the handed ones: the target),
-    aligned 32-bit reads and writes are whole, so no lock is needed; the
-    handed and taken counts only grow, wrapping at 2**32."""
+    how many each took. Aligned 32-bit reads and writes are whole, so no lock
+    is needed: a process's connections and taken counts have that process as
+    their one writer, the handed counts the process that receives first
+    flights (two for a moment when the parent moves them, when a count may be
+    lost: a process is then seen with one waiting datagram more or less, never
+    fewer than none). The handed and taken counts only grow, wrapping at 2**32.
+    The parent keeps the file and the mailboxes across restarts: a process
+    started again takes what was left waiting for its predecessor."""
 
     def __init__(self, path: Path, processes: int) -> None:
         size = 4 * 3 * processes
@@ -219,13 +224,11 @@ class SharedTable:
         slot = 2 * self.processes + process
         self._slots[slot] = (self._slots[slot] + 1) & 0xFFFFFFFF
 
-    def forget_handed(self, process: int) -> None:
-        """A process starting again: what was handed to its predecessor is lost."""
-        self._slots[2 * self.processes + process] = self.handed(process)
-
     def load(self, process: int) -> int:
         """Connections, and datagrams handed over not yet taken (a connection each, soon)."""
         waiting = (self.handed(process) - self._slots[2 * self.processes + process]) & 0xFFFFFFFF
+        if waiting >= 1 << 31:  # more taken than handed: a handed count was lost
+            waiting = 0
         return self.connections(process) + waiting
 
     def least_loaded(self, first: int) -> int:
@@ -340,8 +343,7 @@ class Steering:
         self.handed_over = 0
         """First-flight datagrams this process handed to another."""
         self._connections = 0
-        table.set_connections(process, 0)
-        table.forget_handed(process)
+        table.set_connections(process, 0)  # its predecessor's are gone
 
     def start(self, loop: asyncio.AbstractEventLoop, deliver: Callable[[bytes, Address], None]):
         """Take, on ``loop``, the datagrams other processes hand this one, giving each

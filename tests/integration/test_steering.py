@@ -128,7 +128,10 @@ def test_the_least_loaded_counts_what_was_handed_over_and_not_yet_taken(tmp_path
     shared.count_taken(1)  # taken: now one of its connections
     shared.set_connections(1, 2)
     assert shared.least_loaded(0) == 2
-    shared.forget_handed(2)  # restarted: its predecessor's are lost
+    # Two processes handing over at once (the parent moving first flights) may lose
+    # a handed count: more taken than handed is none waiting, not 2**32 - 1.
+    shared.count_taken(2)
+    shared.count_taken(2)
     assert shared.load(2) == 0
     shared.close()
 
@@ -204,7 +207,7 @@ def test_first_flights_are_handed_to_the_least_loaded_process_and_repeats_follow
         for _ in range(200):
             client_id = os.urandom(20)
             first._table.set_connections(1, 0)
-            first._table.forget_handed(1)
+            first._table.count_taken(1)  # as if process 1 took each: it stays the least loaded
             handed += first.hand_over(long_header(INITIAL, client_id), ("h", 1), client_id, True)
         assert 10 < handed < 200  # more than net.unix.max_dgram_qlen, fewer than all
         for part in processes:
