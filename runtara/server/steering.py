@@ -249,6 +249,11 @@ def start_group(sockets: Sequence[socket.socket], table_path: Path, id_length: i
     attach(sockets[0], program(len(sockets), 0, id_length))
 
 
+UNAVAILABLE = 1 << 30
+"""The connections a dead process is shown with, so that none is handed to it
+before its successor starts (and shows its own, none)."""
+
+
 def move_first_flights(sockets: Sequence[socket.socket], target: int, id_length: int) -> None:
     """In the parent: send the group's first flights to process ``target`` from now on."""
     attach(sockets[0], program(len(sockets), target, id_length))

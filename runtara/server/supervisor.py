@@ -268,6 +268,7 @@ def supervise(
     runtime_file = runtime_files.write(_running(config, credentials, storage, bound))
     (shared / "figures").mkdir()
     mailboxes: dict[str, steering.Mailboxes] = {}
+    tables: dict[str, steering.SharedTable] = {}
     if config.processes > 1:  # with one socket, the kernel has nothing to choose
         for name, sockets in bound.items():
             steering.start_group(
@@ -276,6 +277,9 @@ def supervise(
                 stateless_reset.CONNECTION_ID_LENGTH,
             )
             mailboxes[name] = steering.Mailboxes.create(config.processes)
+            tables[name] = steering.SharedTable(
+                _steering_table(shared / "figures", name), config.processes
+            )
     (shared / "metrics").mkdir()
     environment = {
         name: value for name, value in os.environ.items() if not name.startswith("RUNTARA_")
@@ -380,6 +384,8 @@ def supervise(
                     child.pid,
                     f"exited with code {code}" if code >= 0 else f"was killed by signal {-code}",
                 )
+                for table in tables.values():
+                    table.set_connections(index, steering.UNAVAILABLE)
                 if index == first_flights and config.processes > 1:
                     # Until it is back, clients' first flights would wait in its socket.
                     first_flights = (index + 1) % config.processes
@@ -400,6 +406,8 @@ def supervise(
                 sock.close()
         for boxes in mailboxes.values():
             boxes.close()
+        for table in tables.values():
+            table.close()
     if killed or failed:
         return 1
     logger.info("stopped")

@@ -284,3 +284,27 @@ def test_each_line_names_its_process_and_shared_facts_are_said_once(tmp_path):
     finally:
         server.signal(signal.SIGTERM)
         assert server.wait() == 0
+
+
+def test_no_new_client_is_handed_to_a_process_being_restarted(tmp_path):
+    server = start_two(tmp_path)
+    clients = []
+    try:
+        wait_for(lambda: serving(server) == 2, 30)
+        clients = [RpcClient(server.address) for _ in range(3)]  # process 0 gets two
+        for number, client in enumerate(clients):
+            assert client.register(f"held{number}").success
+        wait_for(lambda: opened_by_process(server) == [2, 1], 10)
+        os.kill(children_of(server)[1], signal.SIGKILL)  # the one with the fewest
+        wait_for(lambda: any("starting it again" in line for line in server.log), 10)
+        before = serving(server)
+        late = RpcClient(server.address, timeout=3)
+        assert late.register("late").success
+        assert serving(server) == before, "process 1 was back before the client was served"
+        late.close()
+    finally:
+        for client in clients:
+            with contextlib.suppress(Exception):
+                client.close()
+        server.signal(signal.SIGTERM)
+        assert server.wait() == 0
