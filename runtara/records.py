@@ -12,6 +12,8 @@ from typing import Any, Generic, TypeVar
 
 import attrs
 
+from runtara import errors
+
 
 class InstanceStatus(str, enum.Enum):
     PENDING = "pending"
@@ -187,6 +189,41 @@ class Page(Generic[T]):
     items: list[T]
     total: int
     """How many items match, across all pages."""
+
+
+_CURSOR_SEPARATOR = "/"
+
+
+@attrs.frozen
+class InstanceCursor:
+    """Where a page ends: the ``created_at`` and ``instance_id`` of its last row."""
+
+    created_at: dt.datetime
+    instance_id: str
+
+    @classmethod
+    def after(cls, instance: Instance) -> InstanceCursor:
+        return cls(instance.created_at, instance.instance_id)
+
+    def encode(self) -> str:
+        """The cursor as text: ``<created_at, ISO 8601 UTC>/<instance_id>``."""
+        when = self.created_at.astimezone(dt.timezone.utc).isoformat(timespec="microseconds")
+        return f"{when}{_CURSOR_SEPARATOR}{self.instance_id}"
+
+    @classmethod
+    def decode(cls, text: str) -> InstanceCursor:
+        """The cursor :meth:`encode` wrote; raises OperationRefused for other text."""
+        when, separator, instance_id = text.partition(_CURSOR_SEPARATOR)
+        try:
+            created_at = dt.datetime.fromisoformat(when)
+        except ValueError:
+            created_at = None
+        if not separator or not instance_id or created_at is None or created_at.tzinfo is None:
+            raise errors.OperationRefused(
+                f"not a page cursor: {text!r} (a cursor is the next_cursor of a page, "
+                "such as 2026-01-31T12:00:00.000000+00:00/instance-id)"
+            )
+        return cls(created_at.astimezone(dt.timezone.utc), instance_id)
 
 
 @attrs.frozen

@@ -9,49 +9,11 @@ that a page does not count the whole table either.
 
 from __future__ import annotations
 
-import datetime as dt
-from typing import TYPE_CHECKING
-
 import attrs
 
 from runtara import errors, records
-
-if TYPE_CHECKING:  # the contract refers to the cursor: no import back at run time
-    from runtara.storage import base
-
-SEPARATOR = "/"
-
-
-@attrs.frozen
-class InstanceCursor:
-    """Where a page ends: the ``created_at`` and ``instance_id`` of its last row."""
-
-    created_at: dt.datetime
-    instance_id: str
-
-    @classmethod
-    def after(cls, instance: records.Instance) -> InstanceCursor:
-        return cls(instance.created_at, instance.instance_id)
-
-    def encode(self) -> str:
-        """The cursor as text: ``<created_at, ISO 8601 UTC>/<instance_id>``."""
-        when = self.created_at.astimezone(dt.timezone.utc).isoformat(timespec="microseconds")
-        return f"{when}{SEPARATOR}{self.instance_id}"
-
-    @classmethod
-    def decode(cls, text: str) -> InstanceCursor:
-        """The cursor :meth:`encode` wrote; raises OperationRefused for other text."""
-        when, separator, instance_id = text.partition(SEPARATOR)
-        try:
-            created_at = dt.datetime.fromisoformat(when)
-        except ValueError:
-            created_at = None
-        if not separator or not instance_id or created_at is None or created_at.tzinfo is None:
-            raise errors.OperationRefused(
-                f"not a page cursor: {text!r} (a cursor is the next_cursor of a page, "
-                "such as 2026-01-31T12:00:00.000000+00:00/instance-id)"
-            )
-        return cls(created_at.astimezone(dt.timezone.utc), instance_id)
+from runtara.records import InstanceCursor
+from runtara.storage.transaction import Transaction
 
 
 @attrs.frozen
@@ -65,7 +27,7 @@ class InstancePage(records.Page[records.Instance]):
 
 
 def list_instances(
-    tx: base.Transaction,
+    tx: Transaction,
     *,
     tenant_id: str | None = None,
     status: records.InstanceStatus | None = None,

@@ -18,8 +18,8 @@ from typing import Any, Protocol
 import attrs
 
 from runtara import records
+from runtara.records import InstanceCursor
 from runtara.storage import base, migrations
-from runtara.storage.listing import InstanceCursor
 from runtara.storage.queries import Queries
 
 INSTANCE_FILTERS = ("tenant_id", "status")

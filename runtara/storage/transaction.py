@@ -7,7 +7,7 @@ import abc
 import datetime as dt
 
 from runtara import records
-from runtara.storage.listing import InstanceCursor
+from runtara.records import InstanceCursor
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 

@@ -2,7 +2,8 @@
 
 The wire protocol imports nothing of the rest; the handlers never reach the
 server, the admin tools or a driver; storage and the server never import a
-driver; the SDK never imports the server or the storage.
+driver; the SDK never imports the server or the storage; and no modules import
+each other in a circle (imports made only for type checking count too).
 """
 
 from __future__ import annotations
@@ -75,8 +76,47 @@ def test_each_layer_imports_only_what_it_may(layer, allowed, forbidden):
     assert crossings == []
 
 
+def circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The sets of modules that import each other in a loop (Tarjan's algorithm)."""
+    order: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found = []
+
+    def visit(name: str) -> None:
+        order[name] = low[name] = len(order)
+        stack.append(name)
+        for module in graph[name]:
+            if module not in order:
+                visit(module)
+                low[name] = min(low[name], low[module])
+            elif module in stack:
+                low[name] = min(low[name], order[module])
+        if low[name] == order[name]:
+            members = stack[stack.index(name) :]
+            del stack[stack.index(name) :]
+            if len(members) > 1:
+                found.append(sorted(members))
+
+    for name in sorted(graph):
+        if name not in order:
+            visit(name)
+    return found
+
+
+KNOWN_CIRCLES = [["runtara.sdk.children", "runtara.sdk.instance"]]
+"""Circles not yet opened (they may go; no new one may come)."""
+
+
+def test_no_modules_import_each_other_in_a_circle():
+    found = circles({name: imports_of(name) for name in MODULES})
+    assert [circle for circle in found if circle not in KNOWN_CIRCLES] == []
+
+
 def test_the_reading_finds_the_imports():
     assert {"runtara.storage.operations", "runtara.storage.transaction"} <= imports_of(
         "runtara.storage.base"
     )
     assert "runtara.protocol.codes" in imports_of("runtara.admin.remote")
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert circles(graph) == [["a", "b", "c"]]
