@@ -242,23 +242,6 @@ class SharedTable:
         self._map.close()
 
 
-def start_group(sockets: Sequence[socket.socket], table_path: Path, id_length: int) -> None:
-    """In the parent, which bound ``sockets`` in order: the shared table, and the
-    group's program (first flights to process 0)."""
-    SharedTable.create(table_path, len(sockets))
-    attach(sockets[0], program(len(sockets), 0, id_length))
-
-
-UNAVAILABLE = 1 << 30
-"""The connections a dead process is shown with, so that none is handed to it
-before its successor starts (and shows its own, none)."""
-
-
-def move_first_flights(sockets: Sequence[socket.socket], target: int, id_length: int) -> None:
-    """In the parent: send the group's first flights to process ``target`` from now on."""
-    attach(sockets[0], program(len(sockets), target, id_length))
-
-
 class Mailboxes:
     """Where the processes of a group hand each other datagrams: a connected pair of
     Unix datagram sockets per process, made by the parent, which keeps them (a
@@ -299,6 +282,45 @@ class Mailboxes:
             for sock in pair:
                 if sock is not None:
                     sock.close()
+
+
+UNAVAILABLE = 1 << 30
+"""The connections a dead process is shown with, so that none is handed to it
+before its successor starts (and shows its own, none)."""
+
+
+class Group:
+    """The parent's side of steering one SO_REUSEPORT group, whose ``sockets`` it
+    bound in order: the group's program, its shared table and mailboxes."""
+
+    def __init__(self, sockets: Sequence[socket.socket], table_path: Path, id_length: int):
+        self._sockets = list(sockets)
+        self._id_length = id_length
+        SharedTable.create(table_path, len(sockets))
+        self.table = SharedTable(table_path, len(sockets))
+        self.mailboxes = Mailboxes.create(len(sockets))
+        self.first_flights = 0
+        """The process the program sends clients' first flights to."""
+        self._point_first_flights()
+
+    def process_died(self, process: int) -> bool:
+        """Route new clients around ``process`` until its successor starts; True if
+        that moved the first flights (to the next process), which would otherwise
+        wait in its socket."""
+        self.table.set_connections(process, UNAVAILABLE)
+        if process != self.first_flights:
+            return False
+        self.first_flights = (process + 1) % len(self._sockets)
+        self._point_first_flights()
+        return True
+
+    def _point_first_flights(self) -> None:
+        processes = len(self._sockets)
+        attach(self._sockets[0], program(processes, self.first_flights, self._id_length))
+
+    def close(self) -> None:
+        self.table.close()
+        self.mailboxes.close()
 
 
 REMEMBERED = 30.0

@@ -267,19 +267,16 @@ def supervise(
     config = _with_identity(config, shared)
     runtime_file = runtime_files.write(_running(config, credentials, storage, bound))
     (shared / "figures").mkdir()
-    mailboxes: dict[str, steering.Mailboxes] = {}
-    tables: dict[str, steering.SharedTable] = {}
+    groups: dict[str, steering.Group] = {}
     if config.processes > 1:  # with one socket, the kernel has nothing to choose
-        for name, sockets in bound.items():
-            steering.start_group(
+        groups = {
+            name: steering.Group(
                 sockets,
                 _steering_table(shared / "figures", name),
                 stateless_reset.CONNECTION_ID_LENGTH,
             )
-            mailboxes[name] = steering.Mailboxes.create(config.processes)
-            tables[name] = steering.SharedTable(
-                _steering_table(shared / "figures", name), config.processes
-            )
+            for name, sockets in bound.items()
+        }
     (shared / "metrics").mkdir()
     environment = {
         name: value for name, value in os.environ.items() if not name.startswith("RUNTARA_")
@@ -295,8 +292,6 @@ def supervise(
         },
     )
     children: dict[int, subprocess.Popen] = {}
-    first_flights = 0
-    """The process the steering program sends clients' first flights to."""
     stopping = False
     killed = False
     failed = False
@@ -306,7 +301,7 @@ def supervise(
             return
         mine = {name: sockets[index] for name, sockets in bound.items()}
         handed = ",".join(f"{name}={sock.fileno()}" for name, sock in mine.items())
-        boxes = {name: boxes.for_process(index) for name, boxes in mailboxes.items()}
+        boxes = {name: group.mailboxes.for_process(index) for name, group in groups.items()}
         boxes_handed = ",".join(
             f"{name}={' '.join(str(sock.fileno()) for sock in socks)}"
             for name, socks in boxes.items()
@@ -384,16 +379,11 @@ def supervise(
                     child.pid,
                     f"exited with code {code}" if code >= 0 else f"was killed by signal {-code}",
                 )
-                for table in tables.values():
-                    table.set_connections(index, steering.UNAVAILABLE)
-                if index == first_flights and config.processes > 1:
-                    # Until it is back, clients' first flights would wait in its socket.
-                    first_flights = (index + 1) % config.processes
-                    for sockets in bound.values():
-                        steering.move_first_flights(
-                            sockets, first_flights, stateless_reset.CONNECTION_ID_LENGTH
-                        )
-                    logger.info("new clients go to server process %d first", first_flights)
+                if any([group.process_died(index) for group in groups.values()]):
+                    logger.info(
+                        "new clients go to server process %d first",
+                        (index + 1) % config.processes,
+                    )
                 time.sleep(RESTART_DELAY)
                 start(index)
             reap_orphans({child.pid for child in children.values()})
@@ -404,10 +394,8 @@ def supervise(
         for sockets in bound.values():
             for sock in sockets:
                 sock.close()
-        for boxes in mailboxes.values():
-            boxes.close()
-        for table in tables.values():
-            table.close()
+        for group in groups.values():
+            group.close()
     if killed or failed:
         return 1
     logger.info("stopped")

@@ -226,3 +226,15 @@ async def wait_until(condition, timeout: float = 5.0) -> None:
     while not condition():
         assert asyncio.get_running_loop().time() < deadline, "timed out"
         await asyncio.sleep(0.01)
+
+
+def test_the_parent_routes_new_clients_around_a_dead_process(group, tmp_path):
+    parent = steering.Group(group, tmp_path / "table", ID_LENGTH)
+    first_flight = long_header(INITIAL, os.urandom(20))
+    assert receiver(group, first_flight) == 0
+    assert not parent.process_died(2)  # it does not receive first flights
+    assert parent.table.least_loaded(2) == 0  # and is not handed any
+    assert parent.process_died(0)
+    assert {receiver(group, first_flight) for _ in range(5)} == {1}
+    assert receiver(group, short_header(0)) == 0  # its clients still reach its socket
+    parent.close()
