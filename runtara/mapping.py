@@ -78,7 +78,8 @@ def event_type(number: int) -> records.EventType:
     return _EVENT_TYPES.get(number, records.EventType.HEARTBEAT)
 
 
-def _optional(message, field: str):
+def optional(message, field: str):
+    """The field's value, or None where the message leaves it out."""
     return getattr(message, field) if message.HasField(field) else None
 
 
@@ -172,11 +173,11 @@ def instance_from_wire(message: mpb.InstanceSummary) -> records.Instance:
         tenant_id=message.tenant_id,
         status=status_from_wire(message.status) or records.InstanceStatus.PENDING,
         created_at=from_millis(message.created_at_ms),
-        checkpoint_id=_optional(message, "checkpoint_id"),
+        checkpoint_id=optional(message, "checkpoint_id"),
         started_at=optional_time(message, "started_at_ms"),
         finished_at=optional_time(message, "finished_at_ms"),
-        output=_optional(message, "output"),
-        error=_optional(message, "error"),
+        output=optional(message, "output"),
+        error=optional(message, "error"),
         sleep_until=optional_time(message, "sleep_until_ms"),
         last_activity_at=optional_time(message, "last_activity_at_ms"),
     )
@@ -230,11 +231,11 @@ def launch_from_wire(instance_id: str, message: mpb.Launch) -> records.Launch:
         attempt=message.attempt,
         failures=message.failures,
         **{name: optional_time(message, field) for field, name in _LAUNCH_TIMES},
-        **{name: _optional(message, field) for field, name in _LAUNCH_TEXTS},
+        **{name: optional(message, field) for field, name in _LAUNCH_TEXTS},
         # A server of a version before queues sends none: its launches are all
         # in the default queue.
         queue=message.queue or records.DEFAULT_QUEUE,
-        key=_optional(message, "key"),
+        key=optional(message, "key"),
         priority=message.priority,
     )
 
@@ -255,9 +256,9 @@ def event_from_wire(instance_id: str, message: mpb.Event) -> records.Event:
         instance_id=instance_id,
         event_type=records.EventType(message.event_type),
         created_at=from_millis(message.created_at_ms),
-        checkpoint_id=_optional(message, "checkpoint_id"),
-        payload=_optional(message, "payload"),
-        subtype=_optional(message, "subtype"),
+        checkpoint_id=optional(message, "checkpoint_id"),
+        payload=optional(message, "payload"),
+        subtype=optional(message, "subtype"),
         id=message.id,
     )
 
@@ -315,7 +316,7 @@ def custom_signal_from_wire(
 
 def checkpoint_filter_from_wire(message) -> records.CheckpointFilter:
     return records.CheckpointFilter(
-        checkpoint_id=_optional(message, "checkpoint_id"),
+        checkpoint_id=optional(message, "checkpoint_id"),
         created_after=optional_time(message, "created_after_ms"),
         created_before=optional_time(message, "created_before_ms"),
     )
@@ -332,13 +333,13 @@ def checkpoint_filter_to_wire(wanted: records.CheckpointFilter, message) -> None
 
 def event_filter_from_wire(message: mpb.ListEventsRequest) -> records.EventFilter:
     """Raises ValueError for an event type this version does not know."""
-    kind = _optional(message, "event_type")
+    kind = optional(message, "event_type")
     return records.EventFilter(
         event_type=None if kind is None else records.EventType(kind),
-        subtype=_optional(message, "subtype"),
+        subtype=optional(message, "subtype"),
         created_after=optional_time(message, "created_after_ms"),
         created_before=optional_time(message, "created_before_ms"),
-        payload_contains=_optional(message, "payload_contains"),
+        payload_contains=optional(message, "payload_contains"),
     )
 
 
@@ -380,7 +381,7 @@ def queue_from_wire(message: mpb.Queue) -> records.Queue:
     return records.Queue(
         message.name,
         paused=message.paused,
-        **{name: _optional(message, field) for field, name in _QUEUE_FIELDS},
+        **{name: optional(message, field) for field, name in _QUEUE_FIELDS},
     )
 
 
@@ -507,5 +508,5 @@ def schedule_from_wire(message: mpb.Schedule) -> records.Schedule:
         last_tick_at=optional_time(message, "last_tick_at_ms"),
         ticks=message.ticks,
         skipped=message.skipped,
-        **{name: _optional(message, field) for field, name in _SCHEDULE_OPTIONAL},
+        **{name: optional(message, field) for field, name in _SCHEDULE_OPTIONAL},
     )

@@ -7,6 +7,11 @@ server's management service. Both return the same records and raise the same
 errors: :class:`runtara.errors.OperationRefused` for an unknown or finished
 instance, :class:`runtara.errors.StorageError` or
 :class:`runtara.errors.ClientError` when the storage or the server fails.
+
+Each operation is declared once in :mod:`runtara.handlers.management`; a
+method here names it and its arguments, and the subclass's ``_perform``
+carries it out. Health, counters and closing differ by nature and are the
+subclasses' own.
 """
 
 from __future__ import annotations
@@ -15,7 +20,9 @@ import abc
 import datetime as dt
 
 from runtara import records
+from runtara.handlers import management
 from runtara.launcher.spec import LaunchSpec
+from runtara.protocol import management_pb2 as mpb
 from runtara.records import UNCHANGED
 from runtara.storage.listing import InstancePage
 
@@ -26,6 +33,10 @@ class Admin(abc.ABC):
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+    @abc.abstractmethod
+    def _perform(self, operator: management.Operator, **arguments):
+        """Carry out one operator operation with these arguments; its result."""
 
     @abc.abstractmethod
     def describe(self) -> str:
@@ -41,17 +52,26 @@ class Admin(abc.ABC):
         """The running server's counters by name (GetStats); raises
         OperationRefused without a server."""
 
-    @abc.abstractmethod
     def send_signal(
         self, instance_id: str, signal_type: records.SignalType, payload: bytes
     ) -> None:
         """Make this the instance's pending signal (a live instance only)."""
+        return self._perform(
+            management.SEND_SIGNAL,
+            instance_id=instance_id,
+            signal_type=signal_type,
+            payload=payload,
+        )
 
-    @abc.abstractmethod
     def send_custom_signal(self, instance_id: str, checkpoint_id: str, payload: bytes) -> None:
         """Leave a signal for one checkpoint id of a live instance, taken once."""
+        return self._perform(
+            management.SEND_CUSTOM_SIGNAL,
+            instance_id=instance_id,
+            checkpoint_id=checkpoint_id,
+            payload=payload,
+        )
 
-    @abc.abstractmethod
     def list_instances(
         self,
         *,
@@ -66,14 +86,25 @@ class Admin(abc.ABC):
         """Instances, newest first: the page after the cursor ``after`` (a page's
         ``next_cursor``), or before the cursor ``before`` (its ``previous_cursor``),
         or ``offset`` rows in; its total counted up to ``count_at_most`` when given."""
+        return self._perform(
+            management.LIST_INSTANCES,
+            tenant_id=tenant_id,
+            status=status,
+            limit=limit,
+            offset=offset,
+            after=after,
+            before=before,
+            count_at_most=count_at_most,
+        )
 
-    @abc.abstractmethod
     def instance_details(
         self, instance_id: str, recent_events: int = 10
     ) -> records.InstanceDetails | None:
         """The instance with its signals and latest events, or None."""
+        return self._perform(
+            management.GET_INSTANCE, instance_id=instance_id, recent_events=recent_events
+        )
 
-    @abc.abstractmethod
     def list_checkpoints(
         self,
         instance_id: str,
@@ -83,12 +114,20 @@ class Admin(abc.ABC):
         offset: int = 0,
     ) -> records.Page[records.CheckpointInfo]:
         """The instance's checkpoints, newest first (OperationRefused if it is unknown)."""
+        return self._perform(
+            management.LIST_CHECKPOINTS,
+            instance_id=instance_id,
+            checkpoint_filter=checkpoint_filter,
+            limit=limit,
+            offset=offset,
+        )
 
-    @abc.abstractmethod
     def get_checkpoint(self, instance_id: str, checkpoint_id: str) -> records.Checkpoint | None:
         """One checkpoint with its state (OperationRefused if the instance is unknown)."""
+        return self._perform(
+            management.GET_CHECKPOINT, instance_id=instance_id, checkpoint_id=checkpoint_id
+        )
 
-    @abc.abstractmethod
     def list_events(
         self,
         instance_id: str,
@@ -98,8 +137,14 @@ class Admin(abc.ABC):
         offset: int = 0,
     ) -> records.Page[records.Event]:
         """The instance's events, newest first (OperationRefused if it is unknown)."""
+        return self._perform(
+            management.LIST_EVENTS,
+            instance_id=instance_id,
+            event_filter=event_filter,
+            limit=limit,
+            offset=offset,
+        )
 
-    @abc.abstractmethod
     def start_instance(
         self,
         instance_id: str,
@@ -119,8 +164,17 @@ class Admin(abc.ABC):
         and input (nothing changes). OperationRefused for any other existing id
         (unless it is finished and ``replace``).
         """
+        return self._perform(
+            management.START_INSTANCE,
+            instance_id=instance_id,
+            tenant_id=tenant_id,
+            spec=spec,
+            payload=payload,
+            replace=replace,
+            not_before=not_before,
+            delay=delay,
+        )
 
-    @abc.abstractmethod
     def retry_instance(
         self, instance_id: str, env: dict[str, str], payload: bytes | None
     ) -> str | None:
@@ -128,8 +182,10 @@ class Admin(abc.ABC):
         fresh count of failures; ``env`` set on top of its launch environment and
         ``payload`` (unless None) as its new input. Returns the checkpoint it goes on
         from (None: it starts over). OperationRefused when it cannot be retried."""
+        return self._perform(
+            management.RETRY_INSTANCE, instance_id=instance_id, env=env, payload=payload
+        )
 
-    @abc.abstractmethod
     def fork_instance(
         self,
         instance_id: str,
@@ -146,25 +202,34 @@ class Admin(abc.ABC):
         Returns the new id and the checkpoint forked from. OperationRefused for an
         unknown instance or checkpoint, one without a launch, an existing
         ``new_id``."""
+        return self._perform(
+            management.FORK_INSTANCE,
+            instance_id=instance_id,
+            checkpoint_id=checkpoint_id,
+            new_id=new_id,
+            env=env,
+            payload=payload,
+        )
 
-    @abc.abstractmethod
     def stop_instance(self, instance_id: str, grace: float) -> bool:
         """Send cancel, and give the instance ``grace`` seconds to end by itself, past
         which a launcher terminates its process. True if a launcher watches it."""
+        return self._perform(management.STOP_INSTANCE, instance_id=instance_id, grace=grace)
 
-    @abc.abstractmethod
     def give_up_stop(self, instance_id: str, reason: str) -> bool:
         """Record ``cancelled`` (with ``reason``) for an instance a stop did not end;
         False if it ended meanwhile."""
+        return self._perform(management.STOP_INSTANCE, instance_id=instance_id, give_up=reason)
 
-    @abc.abstractmethod
     def read_log(self, instance_id: str, stream: str, offset: int) -> tuple[bytes, int]:
         """Output of a launched instance (``stdout`` or ``stderr``) from ``offset``,
         and the offset after it."""
+        return self._perform(
+            management.READ_LOG, instance_id=instance_id, stream=stream, offset=offset
+        )
 
     # --- queues -------------------------------------------------------------------
 
-    @abc.abstractmethod
     def set_queue(
         self,
         name: str,
@@ -176,14 +241,21 @@ class Admin(abc.ABC):
     ) -> records.Queue:
         """Change the given limits of a queue (None removes one; ``rate`` is (starts,
         seconds)) or pause or resume it; returns the queue as it now is."""
+        return self._perform(
+            management.SET_QUEUE,
+            name=name,
+            concurrency=concurrency,
+            per_key=per_key,
+            rate=rate,
+            paused=paused,
+        )
 
-    @abc.abstractmethod
     def list_queues(self) -> list[records.QueueView]:
         """Every queue with limits or launches (the default one always), by name."""
+        return self._perform(management.LIST_QUEUES)
 
     # --- schedules ----------------------------------------------------------------
 
-    @abc.abstractmethod
     def add_schedule(
         self,
         name: str,
@@ -199,22 +271,39 @@ class Admin(abc.ABC):
         replace: bool = False,
     ) -> records.Schedule:
         """Create a schedule (replace one of that name with ``replace``)."""
+        return self._perform(
+            management.ADD_SCHEDULE,
+            name=name,
+            cron=cron,
+            every=every,
+            timezone=timezone,
+            overlap=overlap,
+            catch_up=catch_up,
+            tenant_id=tenant_id,
+            spec=spec,
+            payload=payload,
+            replace=replace,
+        )
 
-    @abc.abstractmethod
     def list_schedules(self) -> list[records.Schedule]:
         """Every schedule, by name."""
+        return self._perform(management.LIST_SCHEDULES)
 
-    @abc.abstractmethod
     def pause_schedule(self, name: str, paused: bool) -> records.Schedule:
         """Pause or resume a schedule; returns it as it now is."""
+        return self._perform(
+            management.CHANGE_SCHEDULE,
+            name=name,
+            action=mpb.SCHEDULE_PAUSE if paused else mpb.SCHEDULE_RESUME,
+        )
 
-    @abc.abstractmethod
     def remove_schedule(self, name: str) -> None:
         """Remove a schedule (OperationRefused if unknown); its instances stay."""
+        return self._perform(management.CHANGE_SCHEDULE, name=name, action=mpb.SCHEDULE_REMOVE)
 
-    @abc.abstractmethod
     def trigger_schedule(self, name: str) -> str:
         """Start one instance of the schedule now; returns its id."""
+        return self._perform(management.CHANGE_SCHEDULE, name=name, action=mpb.SCHEDULE_TRIGGER)
 
     @abc.abstractmethod
     def close(self) -> None:

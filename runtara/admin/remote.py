@@ -18,16 +18,13 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
-from runtara import errors, limits, mapping, records
+from runtara import errors
 from runtara.admin.base import Admin
 from runtara.client.connection import CertificateRejected, Connection
 from runtara.client.loop_thread import LoopThread
 from runtara.handlers import dispatch
-from runtara.launcher.spec import LaunchSpec
 from runtara.protocol import codes
 from runtara.protocol import management_pb2 as mpb
-from runtara.records import UNCHANGED
-from runtara.storage.listing import InstancePage
 
 T = TypeVar("T")
 
@@ -142,152 +139,15 @@ class RemoteAdmin(Admin):
             raise errors.StorageError(f"{code}: {response.error.message}")
         return response
 
-    def start_instance(
-        self,
-        instance_id,
-        tenant_id,
-        spec: LaunchSpec,
-        payload,
-        *,
-        replace=False,
-        not_before=None,
-        delay=None,
-    ):
-        request = mpb.StartInstanceRequest(
-            instance_id=instance_id, tenant_id=tenant_id, spec=spec.to_json(), replace=replace
-        )
-        if payload is not None:
-            request.input = payload
-        if not_before is not None:
-            request.not_before_ms = mapping.millis(not_before)
-        if delay is not None:
-            # A delay is counted from the server's clock; a past one means at once.
-            request.delay_ms = max(0, round(delay * 1000))
-        reply = self._call(start_instance=request).start_instance
-        if not reply.success:
-            raise errors.OperationRefused(reply.error)
-        return reply.deduplicated
-
-    def retry_instance(
-        self, instance_id: str, env: dict[str, str], payload: bytes | None
-    ) -> str | None:
-        request = mpb.RetryInstanceRequest(
-            instance_id=instance_id, env=[f"{name}={value}" for name, value in env.items()]
-        )
-        if payload is not None:
-            request.input = payload
-        reply = self._call(retry_instance=request).retry_instance
-        if not reply.success:
-            raise errors.OperationRefused(reply.error)
-        return reply.checkpoint_id if reply.HasField("checkpoint_id") else None
-
-    def fork_instance(self, instance_id, checkpoint_id, new_id, env, payload):
-        request = mpb.ForkInstanceRequest(
-            instance_id=instance_id, env=[f"{name}={value}" for name, value in env.items()]
-        )
-        if checkpoint_id is not None:
-            request.checkpoint_id = checkpoint_id
-        if new_id is not None:
-            request.new_id = new_id
-        if payload is not None:
-            request.input = payload
-        reply = self._call(fork_instance=request).fork_instance
-        if not reply.success:
-            raise errors.OperationRefused(reply.error)
-        return reply.instance_id, reply.checkpoint_id
-
-    def stop_instance(self, instance_id: str, grace: float) -> bool:
-        return self._stop(
-            mpb.StopInstanceRequest(instance_id=instance_id, grace_ms=round(grace * 1000))
-        )
-
-    def give_up_stop(self, instance_id: str, reason: str) -> bool:
-        return self._stop(
-            mpb.StopInstanceRequest(instance_id=instance_id, give_up=True, reason=reason)
-        )
-
-    def _stop(self, request: mpb.StopInstanceRequest) -> bool:
-        reply = self._call(stop_instance=request).stop_instance
-        if not reply.success:
-            raise errors.OperationRefused(reply.error)
-        return reply.launched
-
-    def read_log(self, instance_id: str, stream: str, offset: int) -> tuple[bytes, int]:
-        reply = self._call(
-            read_log=mpb.ReadLogRequest(instance_id=instance_id, stream=stream, offset=offset)
-        ).read_log
-        return reply.data, reply.next_offset
-
-    def set_queue(
-        self, name, *, concurrency=UNCHANGED, per_key=UNCHANGED, rate=UNCHANGED, paused=UNCHANGED
-    ):
-        request = mapping.queue_changes_to_wire(
-            name, concurrency=concurrency, per_key=per_key, rate=rate, paused=paused
-        )
-        reply = self._call(set_queue=request).set_queue
-        if not reply.success:
-            raise errors.OperationRefused(reply.error)
-        return mapping.queue_from_wire(reply.queue)
-
-    def list_queues(self):
-        reply = self._call(list_queues=mpb.ListQueuesRequest()).list_queues
-        return [mapping.queue_view_from_wire(view) for view in reply.queues]
-
-    def add_schedule(
-        self,
-        name,
-        *,
-        cron,
-        every,
-        timezone,
-        overlap,
-        catch_up,
-        tenant_id,
-        spec: LaunchSpec,
-        payload,
-        replace=False,
-    ):
-        request = mpb.AddScheduleRequest(
-            name=name,
-            timezone=timezone,
-            overlap=overlap,
-            catch_up=catch_up,
-            tenant_id=tenant_id,
-            spec=spec.to_json(),
-            replace=replace,
-        )
-        if cron is not None:
-            request.cron = cron
-        if every is not None:
-            request.every_seconds = every
-        if payload is not None:
-            request.input = payload
-        reply = self._call(add_schedule=request).add_schedule
-        if not reply.success:
-            raise errors.OperationRefused(reply.error)
-        return mapping.schedule_from_wire(reply.schedule)
-
-    def list_schedules(self):
-        reply = self._call(list_schedules=mpb.ListSchedulesRequest()).list_schedules
-        return [mapping.schedule_from_wire(schedule) for schedule in reply.schedules]
-
-    def _change_schedule(self, name: str, action: int) -> mpb.ChangeScheduleResponse:
-        reply = self._call(
-            change_schedule=mpb.ChangeScheduleRequest(name=name, action=action)
-        ).change_schedule
-        if not reply.success:
-            raise errors.OperationRefused(reply.error)
-        return reply
-
-    def pause_schedule(self, name, paused):
-        action = mpb.SCHEDULE_PAUSE if paused else mpb.SCHEDULE_RESUME
-        return mapping.schedule_from_wire(self._change_schedule(name, action).schedule)
-
-    def remove_schedule(self, name):
-        self._change_schedule(name, mpb.SCHEDULE_REMOVE)
-
-    def trigger_schedule(self, name):
-        return self._change_schedule(name, mpb.SCHEDULE_TRIGGER).instance_id
+    def _perform(self, operator, **arguments):
+        if (
+            operator.asks_for_instance
+            and self.instance_details(arguments["instance_id"], 0) is None
+        ):
+            raise errors.OperationRefused(f"Instance '{arguments['instance_id']}' not found")
+        request = operator.request(**arguments)
+        reply = getattr(self._call(**{operator.field: request}), operator.field)
+        return operator.outcome(reply, arguments)
 
     def close(self) -> None:
         if self._loop is not None:
@@ -313,133 +173,6 @@ class RemoteAdmin(Admin):
 
     def stats(self) -> dict[str, float]:
         return dict(self._call(get_stats=mpb.GetStatsRequest()).get_stats.counters)
-
-    def send_signal(
-        self, instance_id: str, signal_type: records.SignalType, payload: bytes
-    ) -> None:
-        limits.check_signal_payload(instance_id, len(payload))
-        reply = self._call(
-            send_signal=mpb.SendSignalRequest(
-                instance_id=instance_id,
-                signal_type=mapping.SIGNAL_TO_WIRE[signal_type],
-                payload=payload,
-            )
-        ).send_signal
-        if not reply.success:
-            raise errors.OperationRefused(reply.error)
-
-    def send_custom_signal(self, instance_id: str, checkpoint_id: str, payload: bytes) -> None:
-        limits.check_signal_payload(checkpoint_id, len(payload))
-        reply = self._call(
-            send_custom_signal=mpb.SendCustomSignalRequest(
-                instance_id=instance_id, checkpoint_id=checkpoint_id, payload=payload
-            )
-        ).send_custom_signal
-        if not reply.success:
-            raise errors.OperationRefused(reply.error)
-
-    def list_instances(
-        self,
-        *,
-        tenant_id: str | None = None,
-        status: records.InstanceStatus | None = None,
-        limit: int = 100,
-        offset: int = 0,
-        after: str | None = None,
-        before: str | None = None,
-        count_at_most: int | None = None,
-    ) -> InstancePage:
-        request = mpb.ListInstancesRequest(limit=limit, offset=offset)
-        if tenant_id is not None:
-            request.tenant_id = tenant_id
-        if status is not None:
-            request.status = mapping.status_to_wire(status)
-        if after is not None:
-            request.after = after
-        if count_at_most is not None:
-            request.count_at_most = count_at_most
-        if before is not None:
-            request.before = before
-        reply = self._call(list_instances=request).list_instances
-        return InstancePage(
-            [mapping.instance_from_wire(m) for m in reply.instances],
-            reply.total_count,
-            reply.next_cursor if reply.HasField("next_cursor") else None,
-            reply.previous_cursor if reply.HasField("previous_cursor") else None,
-        )
-
-    def instance_details(
-        self, instance_id: str, recent_events: int = 10
-    ) -> records.InstanceDetails | None:
-        reply = self._call(
-            get_instance=mpb.GetInstanceRequest(
-                instance_id=instance_id, recent_events=recent_events
-            )
-        ).get_instance
-        if not reply.found:
-            return None
-        return records.InstanceDetails(
-            mapping.instance_from_wire(reply.instance),
-            mapping.pending_signal_from_wire(instance_id, reply.pending_signal)
-            if reply.HasField("pending_signal")
-            else None,
-            [mapping.custom_signal_from_wire(instance_id, m) for m in reply.custom_signals],
-            [mapping.event_from_wire(instance_id, m) for m in reply.recent_events],
-            mapping.launch_from_wire(instance_id, reply.launch)
-            if reply.HasField("launch")
-            else None,
-            reply.wait_reason if reply.HasField("wait_reason") else None,
-            list(reply.children),
-        )
-
-    def _require_instance(self, instance_id: str) -> None:
-        if self.instance_details(instance_id, recent_events=0) is None:
-            raise errors.OperationRefused(f"Instance '{instance_id}' not found")
-
-    def list_checkpoints(
-        self,
-        instance_id: str,
-        checkpoint_filter: records.CheckpointFilter = records.ALL_CHECKPOINTS,
-        *,
-        limit: int = 100,
-        offset: int = 0,
-    ) -> records.Page[records.CheckpointInfo]:
-        self._require_instance(instance_id)
-        request = mpb.ListCheckpointsRequest(instance_id=instance_id, limit=limit, offset=offset)
-        mapping.checkpoint_filter_to_wire(checkpoint_filter, request)
-        reply = self._call(list_checkpoints=request).list_checkpoints
-        return records.Page(
-            [mapping.checkpoint_info_from_wire(m) for m in reply.checkpoints], reply.total_count
-        )
-
-    def get_checkpoint(self, instance_id: str, checkpoint_id: str) -> records.Checkpoint | None:
-        self._require_instance(instance_id)
-        reply = self._call(
-            get_checkpoint=mpb.GetCheckpointRequest(
-                instance_id=instance_id, checkpoint_id=checkpoint_id
-            )
-        ).get_checkpoint
-        if not reply.found:
-            return None
-        return records.Checkpoint(
-            instance_id, checkpoint_id, reply.data, mapping.from_millis(reply.created_at_ms)
-        )
-
-    def list_events(
-        self,
-        instance_id: str,
-        event_filter: records.EventFilter = records.ALL_EVENTS,
-        *,
-        limit: int = 100,
-        offset: int = 0,
-    ) -> records.Page[records.Event]:
-        self._require_instance(instance_id)
-        request = mpb.ListEventsRequest(instance_id=instance_id, limit=limit, offset=offset)
-        mapping.event_filter_to_wire(event_filter, request)
-        reply = self._call(list_events=request).list_events
-        return records.Page(
-            [mapping.event_from_wire(instance_id, m) for m in reply.events], reply.total_count
-        )
 
 
 async def _settle() -> None:

@@ -67,33 +67,13 @@ INSTANCE_OPERATIONS = _table(
 
 MANAGEMENT_OPERATIONS = _table(
     mpb.RpcResponse,
-    ("health_check", management.health_check, "HEALTH_CHECK_ERROR"),
-    ("send_signal", management.send_signal, "SEND_SIGNAL_ERROR", Role.OPERATE),
-    (
-        "send_custom_signal",
-        management.send_custom_signal,
-        "SEND_CUSTOM_SIGNAL_ERROR",
-        Role.OPERATE,
+    *(
+        (name, handler, f"{name.upper()}_ERROR", role)
+        for name, handler, role in (
+            *((operator.field, operator, operator.role) for operator in management.OPERATORS),
+            *management.SERVER_ONLY,
+        )
     ),
-    ("get_instance_status", management.get_instance_status, "GET_INSTANCE_STATUS_ERROR"),
-    ("list_instances", management.list_instances, "LIST_INSTANCES_ERROR"),
-    ("get_instance", management.get_instance, "GET_INSTANCE_ERROR"),
-    ("list_checkpoints", management.list_checkpoints, "LIST_CHECKPOINTS_ERROR"),
-    ("get_checkpoint", management.get_checkpoint, "GET_CHECKPOINT_ERROR"),
-    ("list_events", management.list_events, "LIST_EVENTS_ERROR"),
-    ("get_stats", management.get_stats, "GET_STATS_ERROR"),
-    ("start_instance", management.start_instance, "START_INSTANCE_ERROR", Role.OPERATE),
-    ("stop_instance", management.stop_instance, "STOP_INSTANCE_ERROR", Role.OPERATE),
-    ("read_log", management.read_log, "READ_LOG_ERROR"),
-    ("retry_instance", management.retry_instance, "RETRY_INSTANCE_ERROR", Role.OPERATE),
-    ("fork_instance", management.fork_instance, "FORK_INSTANCE_ERROR", Role.OPERATE),
-    ("start_child", management.start_child, "START_CHILD_ERROR", Role.OPERATE),
-    ("get_child", management.get_child, "GET_CHILD_ERROR"),
-    ("set_queue", management.set_queue, "SET_QUEUE_ERROR", Role.OPERATE),
-    ("list_queues", management.list_queues, "LIST_QUEUES_ERROR"),
-    ("add_schedule", management.add_schedule, "ADD_SCHEDULE_ERROR", Role.OPERATE),
-    ("list_schedules", management.list_schedules, "LIST_SCHEDULES_ERROR"),
-    ("change_schedule", management.change_schedule, "CHANGE_SCHEDULE_ERROR", Role.OPERATE),
 )
 """The management protocol's operations; those that change something need the
 operate credential, the others the read one (or the operate one)."""

@@ -1,31 +1,708 @@
 """The management protocol's operations (upstream's messages, plus our additions).
 
+Each operator operation is declared once, as an :class:`Operator`: the work on
+a storage, which :class:`runtara.admin.local.LocalAdmin` and the server both
+run, and how its call and its result travel as a management request and reply,
+which :class:`runtara.admin.remote.RemoteAdmin` and the server both use. The
+operations only a server can answer (its health and counters, an instance's
+status for upstream's clients, a workflow's children) are plain handlers.
+
 Served on their own port when ``--management-addr`` is set. Refusals an
 operator can act on (unknown or finished instance, missing checkpoint id) are
-answered in-band (``success=false`` / ``found=false``); storage failures are
-``RpcResponse.error`` with the code ``<OPERATION>_ERROR``.
+answered in-band (``success=false``, ``found=false`` or an empty list); storage
+failures are ``RpcResponse.error`` with the code ``<OPERATION>_ERROR``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import time
+from collections.abc import Callable
+from typing import Any
 
-from runtara import __version__, errors, mapping, records
+import attrs
+from google.protobuf.message import Message
+
+from runtara import __version__, errors, limits, mapping, records
+from runtara.credentials import Role
 from runtara.handlers.services import Services
-from runtara.launcher import logs, spec
+from runtara.launcher import logs
+from runtara.launcher import spec as specs
 from runtara.protocol import management_pb2 as mpb
 from runtara.storage import launches, listing, operations, queues, schedules
+from runtara.storage.listing import InstancePage
 
 DEFAULT_LIMIT = 100
+
+Arguments = dict[str, Any]
+
+
+def _answers_success(message: Message) -> bool:
+    return "success" in message.DESCRIPTOR.fields_by_name
+
+
+@attrs.frozen
+class Operator:
+    """One operator operation. ``run(place, **arguments)`` does it, where ``place``
+    has ``storage``, the clock ``now()`` and the logs' ``runs_dir`` (the server's
+    :class:`Services`, or a LocalAdmin)."""
+
+    field: str
+    """Its ``RpcRequest`` and ``RpcResponse`` oneof field."""
+    run: Callable[..., Any]
+    request: Callable[..., Message]
+    """Client side: the call's arguments as the wire request."""
+    arguments: Callable[[Any], Arguments]
+    """Server side: the wire request as the call's arguments (a ValueError for a
+    request that means nothing is refused)."""
+    reply: Callable[[Any, Arguments], Message] | None = None
+    """Server side: the result as the wire reply; None: an empty reply."""
+    result: Callable[[Any, Arguments], Any] | None = None
+    """Client side: the wire reply as the result; None: the call returns None."""
+    role: Role = Role.READ
+    refused: Callable[[Any], Message] | None = None
+    """Server side: the reply to a refused request, where it is not ``success=false``."""
+    asks_for_instance: bool = False
+    """The reply to an unknown instance is an empty one (upstream's wire): the
+    client asks for the instance first, to refuse it as the local side does."""
+
+    def _reply_type(self) -> type[Message]:
+        return type(getattr(mpb.RpcResponse(), self.field))
+
+    def __call__(self, request: Message, services: Services) -> mpb.RpcResponse:
+        """The server's handler of the operation."""
+        try:
+            try:
+                arguments = self.arguments(request)
+            except ValueError as problem:
+                raise errors.OperationRefused(f"{self.field}: {problem}") from None
+            result = self.run(services, **arguments)
+        except (errors.OperationRefused, errors.ConfigError) as refusal:
+            if self.refused is not None:
+                reply = self.refused(request)
+            elif _answers_success(self._reply_type()):
+                reply = self._reply_type()(success=False, error=str(refusal))
+            else:
+                raise
+        else:
+            reply = self._reply_type()() if self.reply is None else self.reply(result, arguments)
+            if _answers_success(reply):
+                reply.success = True
+        return mpb.RpcResponse(**{self.field: reply})
+
+    def outcome(self, reply: Message, arguments: Arguments) -> Any:
+        """The client's result of a reply; OperationRefused for a refusal."""
+        if _answers_success(reply) and not reply.success:
+            raise errors.OperationRefused(reply.error)
+        return None if self.result is None else self.result(reply, arguments)
+
+
+def _read(place, work):
+    return place.storage.run(work, write=False)
 
 
 def _limit(value: int) -> int:
     return value or DEFAULT_LIMIT
 
 
-def _read(services: Services, work):
-    return services.storage.run(work, write=False)
+def _present(message_type: type[Message], **fields) -> Message:
+    """A message with the fields that are not None (None leaves an optional one out)."""
+    return message_type(**{name: value for name, value in fields.items() if value is not None})
+
+
+def _input(payload: bytes | None, absent=None):
+    return absent if payload is None else specs.checked_input(payload)
+
+
+def _respec(env: dict[str, str]):
+    return (lambda stored: specs.with_env(stored, env)) if env else None
+
+
+def _env_to_wire(env: dict[str, str]) -> list[str]:
+    return [f"{name}={value}" for name, value in env.items()]
+
+
+# --- signals ----------------------------------------------------------------------
+
+
+def _send_signal(place, instance_id, signal_type, payload):
+    now = place.now()
+    place.storage.run(lambda tx: operations.send_signal(tx, instance_id, signal_type, payload, now))
+
+
+def _signal_request(instance_id, signal_type, payload):
+    limits.check_signal_payload(instance_id, len(payload))  # a larger one is never sent
+    return mpb.SendSignalRequest(
+        instance_id=instance_id, signal_type=mapping.SIGNAL_TO_WIRE[signal_type], payload=payload
+    )
+
+
+def _signal_arguments(request):
+    signal_type = mapping.signal_from_wire(request.signal_type)
+    if signal_type is None:
+        raise errors.OperationRefused(f"Unknown signal type: {request.signal_type}")
+    return {
+        "instance_id": request.instance_id,
+        "signal_type": signal_type,
+        "payload": request.payload,
+    }
+
+
+SEND_SIGNAL = Operator(
+    "send_signal", _send_signal, _signal_request, _signal_arguments, role=Role.OPERATE
+)
+
+
+def _send_custom_signal(place, instance_id, checkpoint_id, payload):
+    now = place.now()
+    place.storage.run(
+        lambda tx: operations.send_custom_signal(tx, instance_id, checkpoint_id, payload, now)
+    )
+
+
+def _custom_signal_request(instance_id, checkpoint_id, payload):
+    limits.check_signal_payload(checkpoint_id, len(payload))  # a larger one is never sent
+    return mpb.SendCustomSignalRequest(
+        instance_id=instance_id, checkpoint_id=checkpoint_id, payload=payload
+    )
+
+
+SEND_CUSTOM_SIGNAL = Operator(
+    "send_custom_signal",
+    _send_custom_signal,
+    _custom_signal_request,
+    lambda request: {
+        "instance_id": request.instance_id,
+        "checkpoint_id": request.checkpoint_id,
+        "payload": request.payload,
+    },
+    role=Role.OPERATE,
+)
+
+# --- reading instances --------------------------------------------------------------
+
+
+def _instances_request(*, status, **query):
+    request = _present(mpb.ListInstancesRequest, **query)
+    if status is not None:
+        request.status = mapping.status_to_wire(status)
+    return request
+
+
+def _instances_arguments(request):
+    status = mapping.optional(request, "status")
+    if status is not None and mapping.status_from_wire(status) is None:
+        raise errors.OperationRefused(f"Unknown status: {status}")
+    return {
+        "tenant_id": mapping.optional(request, "tenant_id"),
+        "status": None if status is None else mapping.status_from_wire(status),
+        "limit": _limit(request.limit),
+        "offset": request.offset,
+        "after": mapping.optional(request, "after"),
+        "before": mapping.optional(request, "before"),
+        "count_at_most": mapping.optional(request, "count_at_most"),
+    }
+
+
+LIST_INSTANCES = Operator(
+    "list_instances",
+    lambda place, **query: _read(place, lambda tx: listing.list_instances(tx, **query)),
+    _instances_request,
+    _instances_arguments,
+    reply=lambda page, _: mpb.ListInstancesResponse(
+        instances=[mapping.instance_to_wire(instance) for instance in page.items],
+        total_count=page.total,
+        next_cursor=page.next_cursor,
+        previous_cursor=page.previous_cursor,
+    ),
+    result=lambda reply, _: InstancePage(
+        [mapping.instance_from_wire(m) for m in reply.instances],
+        reply.total_count,
+        mapping.optional(reply, "next_cursor"),
+        mapping.optional(reply, "previous_cursor"),
+    ),
+    refused=lambda request: mpb.ListInstancesResponse(),
+)
+
+
+def _instance_details(place, instance_id, recent_events):
+    now = place.now()
+    return _read(place, lambda tx: operations.instance_details(tx, instance_id, recent_events, now))
+
+
+def _details_to_wire(details, _):
+    if details is None:
+        return mpb.GetInstanceResponse(found=False)
+    reply = mpb.GetInstanceResponse(
+        found=True,
+        instance=mapping.instance_to_wire(details.instance),
+        custom_signals=[mapping.custom_signal_to_wire(s) for s in details.custom_signals],
+        recent_events=[mapping.event_to_wire(e) for e in details.recent_events],
+        children=details.children,
+        wait_reason=details.wait_reason,
+    )
+    if details.pending_signal is not None:
+        reply.pending_signal.CopyFrom(mapping.pending_signal_to_wire(details.pending_signal))
+    if details.launch is not None:
+        reply.launch.CopyFrom(mapping.launch_to_wire(details.launch))
+    return reply
+
+
+def _details_from_wire(reply, arguments):
+    if not reply.found:
+        return None
+    instance_id = arguments["instance_id"]
+    return records.InstanceDetails(
+        mapping.instance_from_wire(reply.instance),
+        mapping.pending_signal_from_wire(instance_id, reply.pending_signal)
+        if reply.HasField("pending_signal")
+        else None,
+        [mapping.custom_signal_from_wire(instance_id, m) for m in reply.custom_signals],
+        [mapping.event_from_wire(instance_id, m) for m in reply.recent_events],
+        mapping.launch_from_wire(instance_id, reply.launch) if reply.HasField("launch") else None,
+        mapping.optional(reply, "wait_reason"),
+        list(reply.children),
+    )
+
+
+GET_INSTANCE = Operator(
+    "get_instance",
+    _instance_details,
+    mpb.GetInstanceRequest,
+    lambda request: {"instance_id": request.instance_id, "recent_events": request.recent_events},
+    reply=_details_to_wire,
+    result=_details_from_wire,
+)
+
+
+def _checkpoints_request(instance_id, checkpoint_filter, limit, offset):
+    request = mpb.ListCheckpointsRequest(instance_id=instance_id, limit=limit, offset=offset)
+    mapping.checkpoint_filter_to_wire(checkpoint_filter, request)
+    return request
+
+
+LIST_CHECKPOINTS = Operator(
+    "list_checkpoints",
+    lambda place, instance_id, checkpoint_filter, limit, offset: _read(
+        place,
+        lambda tx: operations.list_checkpoints(
+            tx, instance_id, checkpoint_filter, limit=limit, offset=offset
+        ),
+    ),
+    _checkpoints_request,
+    lambda request: {
+        "instance_id": request.instance_id,
+        "checkpoint_filter": mapping.checkpoint_filter_from_wire(request),
+        "limit": _limit(request.limit),
+        "offset": request.offset,
+    },
+    reply=lambda page, arguments: mpb.ListCheckpointsResponse(
+        checkpoints=[mapping.checkpoint_info_to_wire(info) for info in page.items],
+        total_count=page.total,
+        limit=arguments["limit"],
+        offset=arguments["offset"],
+    ),
+    result=lambda reply, _: records.Page(
+        [mapping.checkpoint_info_from_wire(m) for m in reply.checkpoints], reply.total_count
+    ),
+    refused=lambda request: mpb.ListCheckpointsResponse(limit=_limit(request.limit)),
+    asks_for_instance=True,
+)
+
+
+def _checkpoint_to_wire(checkpoint, arguments):
+    reply = mpb.GetCheckpointResponse(**arguments)
+    if checkpoint is not None:
+        reply.found = True
+        reply.created_at_ms = mapping.millis(checkpoint.created_at)
+        reply.data = checkpoint.state
+    return reply
+
+
+GET_CHECKPOINT = Operator(
+    "get_checkpoint",
+    lambda place, instance_id, checkpoint_id: _read(
+        place, lambda tx: operations.read_checkpoint(tx, instance_id, checkpoint_id)
+    ),
+    mpb.GetCheckpointRequest,
+    lambda request: {"instance_id": request.instance_id, "checkpoint_id": request.checkpoint_id},
+    reply=_checkpoint_to_wire,
+    result=lambda reply, arguments: (
+        records.Checkpoint(
+            **arguments, state=reply.data, created_at=mapping.from_millis(reply.created_at_ms)
+        )
+        if reply.found
+        else None
+    ),
+    refused=lambda request: _checkpoint_to_wire(
+        None, {"instance_id": request.instance_id, "checkpoint_id": request.checkpoint_id}
+    ),
+    asks_for_instance=True,
+)
+
+
+def _events_request(instance_id, event_filter, limit, offset):
+    request = mpb.ListEventsRequest(instance_id=instance_id, limit=limit, offset=offset)
+    mapping.event_filter_to_wire(event_filter, request)
+    return request
+
+
+LIST_EVENTS = Operator(
+    "list_events",
+    lambda place, instance_id, event_filter, limit, offset: _read(
+        place,
+        lambda tx: operations.list_events(
+            tx, instance_id, event_filter, limit=limit, offset=offset
+        ),
+    ),
+    _events_request,
+    lambda request: {
+        "instance_id": request.instance_id,
+        "event_filter": mapping.event_filter_from_wire(request),
+        "limit": _limit(request.limit),
+        "offset": request.offset,
+    },
+    reply=lambda page, _: mpb.ListEventsResponse(
+        events=[mapping.event_to_wire(event) for event in page.items], total_count=page.total
+    ),
+    result=lambda reply, arguments: records.Page(
+        [mapping.event_from_wire(arguments["instance_id"], m) for m in reply.events],
+        reply.total_count,
+    ),
+    refused=lambda request: mpb.ListEventsResponse(),
+    asks_for_instance=True,
+)
+
+# --- launches -----------------------------------------------------------------------
+
+
+def _start_instance(place, instance_id, tenant_id, spec, payload, *, replace, not_before, delay):
+    operations.require_id(instance_id, "instance_id")
+    operations.require_id(tenant_id, "tenant_id")
+    launch = specs.checked(spec)
+    payload = _input(payload)
+    now = place.now()
+    due = launches.due_time(now, not_before, delay)
+    return place.storage.run(
+        lambda tx: launches.start_instance(
+            tx,
+            instance_id,
+            tenant_id,
+            launch.to_json(),
+            payload,
+            launch.max_failures,
+            now,
+            replace=replace,
+            queue=launch.queue,
+            key=launch.key,
+            priority=launch.priority,
+            not_before=due,
+        )
+    )
+
+
+START_INSTANCE = Operator(
+    "start_instance",
+    _start_instance,
+    lambda instance_id, tenant_id, spec, payload, *, replace, not_before, delay: _present(
+        mpb.StartInstanceRequest,
+        instance_id=instance_id,
+        tenant_id=tenant_id,
+        spec=spec.to_json(),
+        input=payload,
+        replace=replace,
+        not_before_ms=None if not_before is None else mapping.millis(not_before),
+        # A delay is counted from the server's clock; a past one means at once.
+        delay_ms=None if delay is None else max(0, round(delay * 1000)),
+    ),
+    lambda request: {
+        "instance_id": request.instance_id,
+        "tenant_id": request.tenant_id,
+        "spec": specs.LaunchSpec.from_json(request.spec),
+        "payload": mapping.optional(request, "input"),
+        "replace": request.replace,
+        "not_before": mapping.optional_time(request, "not_before_ms"),
+        "delay": request.delay_ms / 1000 if request.HasField("delay_ms") else None,
+    },
+    reply=lambda deduplicated, _: mpb.StartInstanceResponse(deduplicated=deduplicated),
+    result=lambda reply, _: reply.deduplicated,
+    role=Role.OPERATE,
+)
+
+
+def _retry_instance(place, instance_id, env, payload):
+    operations.require_id(instance_id, "instance_id")
+    payload = _input(payload, records.UNCHANGED)
+    now = place.now()
+    instance = place.storage.run(
+        lambda tx: launches.retry(tx, instance_id, now, respec=_respec(env), payload=payload)
+    )
+    return instance.checkpoint_id
+
+
+RETRY_INSTANCE = Operator(
+    "retry_instance",
+    _retry_instance,
+    lambda instance_id, env, payload: _present(
+        mpb.RetryInstanceRequest, instance_id=instance_id, env=_env_to_wire(env), input=payload
+    ),
+    lambda request: {
+        "instance_id": request.instance_id,
+        "env": specs.parse_env(list(request.env)),
+        "payload": mapping.optional(request, "input"),
+    },
+    reply=lambda checkpoint_id, _: _present(mpb.RetryInstanceResponse, checkpoint_id=checkpoint_id),
+    result=lambda reply, _: mapping.optional(reply, "checkpoint_id"),
+    role=Role.OPERATE,
+)
+
+
+def _fork_instance(place, instance_id, checkpoint_id, new_id, env, payload):
+    operations.require_id(instance_id, "instance_id")
+    new_id = launches.fork_id(instance_id) if new_id is None else new_id
+    operations.require_id(new_id, "new_id")
+    if checkpoint_id is not None:
+        operations.require_id(checkpoint_id, "checkpoint_id")
+    payload = _input(payload, records.UNCHANGED)
+    now = place.now()
+    forked_at = place.storage.run(
+        lambda tx: launches.fork(
+            tx, instance_id, checkpoint_id, new_id, now, respec=_respec(env), payload=payload
+        )
+    )
+    return new_id, forked_at
+
+
+FORK_INSTANCE = Operator(
+    "fork_instance",
+    _fork_instance,
+    lambda instance_id, checkpoint_id, new_id, env, payload: _present(
+        mpb.ForkInstanceRequest,
+        instance_id=instance_id,
+        checkpoint_id=checkpoint_id,
+        new_id=new_id,
+        env=_env_to_wire(env),
+        input=payload,
+    ),
+    lambda request: {
+        "instance_id": request.instance_id,
+        "checkpoint_id": mapping.optional(request, "checkpoint_id"),
+        "new_id": mapping.optional(request, "new_id"),
+        "env": specs.parse_env(list(request.env)),
+        "payload": mapping.optional(request, "input"),
+    },
+    reply=lambda forked, _: mpb.ForkInstanceResponse(
+        instance_id=forked[0], checkpoint_id=forked[1]
+    ),
+    result=lambda reply, _: (reply.instance_id, reply.checkpoint_id),
+    role=Role.OPERATE,
+)
+
+
+def _stop_instance(place, instance_id, grace=0.0, give_up=None):
+    """Ask the instance to stop within ``grace`` seconds, or (``give_up``, the
+    reason) record it cancelled when a stop did not end it."""
+    now = place.now()
+    if give_up is not None:
+        return place.storage.run(
+            lambda tx: launches.cancel_unanswered(tx, instance_id, give_up, now)
+        )
+    grace = dt.timedelta(seconds=grace)
+    return place.storage.run(lambda tx: launches.request_stop(tx, instance_id, grace, now))
+
+
+STOP_INSTANCE = Operator(
+    "stop_instance",
+    _stop_instance,
+    lambda instance_id, grace=0.0, give_up=None: mpb.StopInstanceRequest(
+        instance_id=instance_id,
+        grace_ms=round(grace * 1000),
+        give_up=give_up is not None,
+        reason=give_up or "",
+    ),
+    lambda request: {
+        "instance_id": request.instance_id,
+        "grace": request.grace_ms / 1000,
+        "give_up": (request.reason or "stopped") if request.give_up else None,
+    },
+    reply=lambda launched, _: mpb.StopInstanceResponse(launched=launched),
+    result=lambda reply, _: reply.launched,
+    role=Role.OPERATE,
+)
+
+
+def _read_log(place, instance_id, stream, offset):
+    if stream not in logs.STREAMS:
+        raise errors.OperationRefused(f"no log stream {stream!r} (it is one of {logs.STREAMS})")
+    if place.runs_dir is None:
+        return b"", 0
+    return logs.read_from(logs.log_path(place.runs_dir, instance_id, stream), offset)
+
+
+READ_LOG = Operator(
+    "read_log",
+    _read_log,
+    mpb.ReadLogRequest,
+    lambda request: {
+        "instance_id": request.instance_id,
+        "stream": request.stream,
+        "offset": request.offset,
+    },
+    reply=lambda read, _: mpb.ReadLogResponse(data=read[0], next_offset=read[1]),
+    result=lambda reply, _: (reply.data, reply.next_offset),
+)
+
+# --- queues and schedules -----------------------------------------------------------
+
+SET_QUEUE = Operator(
+    "set_queue",
+    lambda place, name, **changes: place.storage.run(
+        lambda tx: queues.set_queue(tx, name, **changes)
+    ),
+    mapping.queue_changes_to_wire,
+    lambda request: {"name": request.name, **mapping.queue_changes_from_wire(request)},
+    reply=lambda queue, _: mpb.SetQueueResponse(queue=mapping.queue_to_wire(queue)),
+    result=lambda reply, _: mapping.queue_from_wire(reply.queue),
+    role=Role.OPERATE,
+)
+
+
+def _list_queues(place):
+    now = place.now()
+    return _read(place, lambda tx: queues.list_queues(tx, now))
+
+
+LIST_QUEUES = Operator(
+    "list_queues",
+    _list_queues,
+    mpb.ListQueuesRequest,
+    lambda request: {},
+    reply=lambda views, _: mpb.ListQueuesResponse(
+        queues=[mapping.queue_view_to_wire(view) for view in views]
+    ),
+    result=lambda reply, _: [mapping.queue_view_from_wire(view) for view in reply.queues],
+)
+
+
+def _add_schedule(place, name, *, tenant_id, spec, payload, **options):
+    operations.require_id(tenant_id, "tenant_id")
+    launch = specs.checked(spec)
+    payload = _input(payload)
+    now = place.now()
+    return place.storage.run(
+        lambda tx: schedules.add(
+            tx,
+            name,
+            tenant_id=tenant_id,
+            spec=launch.to_json(),
+            payload=payload,
+            now=now,
+            **options,
+        )
+    )
+
+
+ADD_SCHEDULE = Operator(
+    "add_schedule",
+    _add_schedule,
+    lambda name, *, every, spec, payload, **fields: _present(
+        mpb.AddScheduleRequest,
+        name=name,
+        every_seconds=every,
+        spec=spec.to_json(),
+        input=payload,
+        **fields,
+    ),
+    lambda request: {
+        "name": request.name,
+        "cron": mapping.optional(request, "cron"),
+        "every": mapping.optional(request, "every_seconds"),
+        "timezone": request.timezone,
+        "overlap": request.overlap,
+        "catch_up": request.catch_up,
+        "tenant_id": request.tenant_id,
+        "spec": specs.LaunchSpec.from_json(request.spec),
+        "payload": mapping.optional(request, "input"),
+        "replace": request.replace,
+    },
+    reply=lambda schedule, _: mpb.AddScheduleResponse(schedule=mapping.schedule_to_wire(schedule)),
+    result=lambda reply, _: mapping.schedule_from_wire(reply.schedule),
+    role=Role.OPERATE,
+)
+
+LIST_SCHEDULES = Operator(
+    "list_schedules",
+    lambda place: _read(place, lambda tx: tx.list_schedules()),
+    mpb.ListSchedulesRequest,
+    lambda request: {},
+    reply=lambda found, _: mpb.ListSchedulesResponse(
+        schedules=[mapping.schedule_to_wire(schedule) for schedule in found]
+    ),
+    result=lambda reply, _: [mapping.schedule_from_wire(s) for s in reply.schedules],
+)
+
+
+def _change_schedule(place, name, action):
+    """Pause, resume (the schedule as it now is), remove (None) or trigger (the
+    started instance's id) schedule ``name``; ``action`` is the wire's enum."""
+    now = place.now()
+    if action in (mpb.SCHEDULE_PAUSE, mpb.SCHEDULE_RESUME):
+        paused = action == mpb.SCHEDULE_PAUSE
+        return place.storage.run(lambda tx: schedules.set_paused(tx, name, paused, now))
+    if action == mpb.SCHEDULE_REMOVE:
+        if not place.storage.run(lambda tx: schedules.remove(tx, name)):
+            raise errors.OperationRefused(f"Schedule '{name}' not found")
+        return None
+    if action == mpb.SCHEDULE_TRIGGER:
+        return place.storage.run(lambda tx: schedules.trigger(tx, name, now))
+    raise errors.OperationRefused(f"Unknown schedule action: {action}")
+
+
+def _schedule_change_from_wire(reply, arguments):
+    if arguments["action"] == mpb.SCHEDULE_TRIGGER:
+        return reply.instance_id
+    if arguments["action"] == mpb.SCHEDULE_REMOVE:
+        return None
+    return mapping.schedule_from_wire(reply.schedule)
+
+
+CHANGE_SCHEDULE = Operator(
+    "change_schedule",
+    _change_schedule,
+    mpb.ChangeScheduleRequest,
+    lambda request: {"name": request.name, "action": request.action},
+    reply=lambda changed, _: mpb.ChangeScheduleResponse(
+        schedule=mapping.schedule_to_wire(changed)
+        if isinstance(changed, records.Schedule)
+        else None,
+        instance_id=changed if isinstance(changed, str) else None,
+    ),
+    result=_schedule_change_from_wire,
+    role=Role.OPERATE,
+)
+
+OPERATORS = (
+    SEND_SIGNAL,
+    SEND_CUSTOM_SIGNAL,
+    LIST_INSTANCES,
+    GET_INSTANCE,
+    LIST_CHECKPOINTS,
+    GET_CHECKPOINT,
+    LIST_EVENTS,
+    START_INSTANCE,
+    STOP_INSTANCE,
+    READ_LOG,
+    RETRY_INSTANCE,
+    FORK_INSTANCE,
+    SET_QUEUE,
+    LIST_QUEUES,
+    ADD_SCHEDULE,
+    LIST_SCHEDULES,
+    CHANGE_SCHEDULE,
+)
+"""The operator operations, which the admin tools carry out locally or remotely."""
+
+# --- what only a server answers ---------------------------------------------------
 
 
 def health_check(request: mpb.HealthCheckRequest, services: Services) -> mpb.RpcResponse:
@@ -52,39 +729,6 @@ def health_check(request: mpb.HealthCheckRequest, services: Services) -> mpb.Rpc
     )
 
 
-def send_signal(request: mpb.SendSignalRequest, services: Services) -> mpb.RpcResponse:
-    signal_type = mapping.signal_from_wire(request.signal_type)
-    try:
-        if signal_type is None:
-            raise errors.OperationRefused(f"Unknown signal type: {request.signal_type}")
-        now = services.now()
-        services.storage.run(
-            lambda tx: operations.send_signal(
-                tx, request.instance_id, signal_type, request.payload, now
-            )
-        )
-    except errors.OperationRefused as refusal:
-        return mpb.RpcResponse(
-            send_signal=mpb.SendSignalResponse(success=False, error=str(refusal))
-        )
-    return mpb.RpcResponse(send_signal=mpb.SendSignalResponse(success=True))
-
-
-def send_custom_signal(request: mpb.SendCustomSignalRequest, services: Services) -> mpb.RpcResponse:
-    now = services.now()
-    try:
-        services.storage.run(
-            lambda tx: operations.send_custom_signal(
-                tx, request.instance_id, request.checkpoint_id, request.payload, now
-            )
-        )
-    except errors.OperationRefused as refusal:
-        return mpb.RpcResponse(
-            send_custom_signal=mpb.SendCustomSignalResponse(success=False, error=str(refusal))
-        )
-    return mpb.RpcResponse(send_custom_signal=mpb.SendCustomSignalResponse(success=True))
-
-
 def get_instance_status(
     request: mpb.GetInstanceStatusRequest, services: Services
 ) -> mpb.RpcResponse:
@@ -93,247 +737,8 @@ def get_instance_status(
     return mpb.RpcResponse(get_instance_status=reply)
 
 
-def list_instances(request: mpb.ListInstancesRequest, services: Services) -> mpb.RpcResponse:
-    status = mapping.status_from_wire(request.status) if request.HasField("status") else None
-    if request.HasField("status") and status is None:
-        return mpb.RpcResponse(list_instances=mpb.ListInstancesResponse())
-    tenant_id = request.tenant_id if request.HasField("tenant_id") else None
-    page = _read(
-        services,
-        lambda tx: listing.list_instances(
-            tx,
-            tenant_id=tenant_id,
-            status=status,
-            limit=_limit(request.limit),
-            offset=request.offset,
-            after=request.after if request.HasField("after") else None,
-            before=request.before if request.HasField("before") else None,
-            count_at_most=request.count_at_most if request.HasField("count_at_most") else None,
-        ),
-    )
-    return mpb.RpcResponse(
-        list_instances=mpb.ListInstancesResponse(
-            instances=[mapping.instance_to_wire(instance) for instance in page.items],
-            total_count=page.total,
-            next_cursor=page.next_cursor,
-            previous_cursor=page.previous_cursor,
-        )
-    )
-
-
-def get_instance(request: mpb.GetInstanceRequest, services: Services) -> mpb.RpcResponse:
-    now = services.now()
-    details = _read(
-        services,
-        lambda tx: operations.instance_details(tx, request.instance_id, request.recent_events, now),
-    )
-    if details is None:
-        return mpb.RpcResponse(get_instance=mpb.GetInstanceResponse(found=False))
-    reply = mpb.GetInstanceResponse(
-        found=True,
-        instance=mapping.instance_to_wire(details.instance),
-        custom_signals=[mapping.custom_signal_to_wire(s) for s in details.custom_signals],
-        recent_events=[mapping.event_to_wire(e) for e in details.recent_events],
-        children=details.children,
-    )
-    if details.pending_signal is not None:
-        reply.pending_signal.CopyFrom(mapping.pending_signal_to_wire(details.pending_signal))
-    if details.launch is not None:
-        reply.launch.CopyFrom(mapping.launch_to_wire(details.launch))
-    if details.wait_reason is not None:
-        reply.wait_reason = details.wait_reason
-    return mpb.RpcResponse(get_instance=reply)
-
-
-def list_checkpoints(request: mpb.ListCheckpointsRequest, services: Services) -> mpb.RpcResponse:
-    limit = _limit(request.limit)
-    try:
-        page = _read(
-            services,
-            lambda tx: operations.list_checkpoints(
-                tx,
-                request.instance_id,
-                mapping.checkpoint_filter_from_wire(request),
-                limit=limit,
-                offset=request.offset,
-            ),
-        )
-    except errors.OperationRefused:
-        return mpb.RpcResponse(list_checkpoints=mpb.ListCheckpointsResponse(limit=limit))
-    return mpb.RpcResponse(
-        list_checkpoints=mpb.ListCheckpointsResponse(
-            checkpoints=[mapping.checkpoint_info_to_wire(info) for info in page.items],
-            total_count=page.total,
-            limit=limit,
-            offset=request.offset,
-        )
-    )
-
-
-def get_checkpoint(request: mpb.GetCheckpointRequest, services: Services) -> mpb.RpcResponse:
-    try:
-        checkpoint = _read(
-            services,
-            lambda tx: operations.read_checkpoint(tx, request.instance_id, request.checkpoint_id),
-        )
-    except errors.OperationRefused:
-        checkpoint = None
-    reply = mpb.GetCheckpointResponse(
-        checkpoint_id=request.checkpoint_id, instance_id=request.instance_id
-    )
-    if checkpoint is not None:
-        reply.found = True
-        reply.created_at_ms = mapping.millis(checkpoint.created_at)
-        reply.data = checkpoint.state
-    return mpb.RpcResponse(get_checkpoint=reply)
-
-
-def list_events(request: mpb.ListEventsRequest, services: Services) -> mpb.RpcResponse:
-    try:
-        event_filter = mapping.event_filter_from_wire(request)
-        page = _read(
-            services,
-            lambda tx: operations.list_events(
-                tx,
-                request.instance_id,
-                event_filter,
-                limit=_limit(request.limit),
-                offset=request.offset,
-            ),
-        )
-    except (ValueError, errors.OperationRefused):
-        return mpb.RpcResponse(list_events=mpb.ListEventsResponse())
-    return mpb.RpcResponse(
-        list_events=mpb.ListEventsResponse(
-            events=[mapping.event_to_wire(event) for event in page.items], total_count=page.total
-        )
-    )
-
-
 def get_stats(request: mpb.GetStatsRequest, services: Services) -> mpb.RpcResponse:
     return mpb.RpcResponse(get_stats=mpb.GetStatsResponse(counters=dict(services.counters())))
-
-
-def start_instance(request: mpb.StartInstanceRequest, services: Services) -> mpb.RpcResponse:
-    try:
-        operations.require_id(request.instance_id, "instance_id")
-        operations.require_id(request.tenant_id, "tenant_id")
-        launch = spec.checked(spec.LaunchSpec.from_json(request.spec))
-        payload = spec.checked_input(request.input) if request.HasField("input") else None
-        now = services.now()
-        due = launches.due_time(
-            now,
-            mapping.optional_time(request, "not_before_ms"),
-            request.delay_ms / 1000 if request.HasField("delay_ms") else None,
-        )
-        deduplicated = services.storage.run(
-            lambda tx: launches.start_instance(
-                tx,
-                request.instance_id,
-                request.tenant_id,
-                launch.to_json(),
-                payload,
-                launch.max_failures,
-                now,
-                replace=request.replace,
-                queue=launch.queue,
-                key=launch.key,
-                priority=launch.priority,
-                not_before=due,
-            )
-        )
-    except (errors.OperationRefused, errors.ConfigError) as refusal:
-        return mpb.RpcResponse(
-            start_instance=mpb.StartInstanceResponse(success=False, error=str(refusal))
-        )
-    return mpb.RpcResponse(
-        start_instance=mpb.StartInstanceResponse(success=True, deduplicated=deduplicated)
-    )
-
-
-def stop_instance(request: mpb.StopInstanceRequest, services: Services) -> mpb.RpcResponse:
-    now = services.now()
-    try:
-        if request.give_up:
-            done = services.storage.run(
-                lambda tx: launches.cancel_unanswered(
-                    tx, request.instance_id, request.reason or "stopped", now
-                )
-            )
-        else:
-            grace = dt.timedelta(milliseconds=request.grace_ms)
-            done = services.storage.run(
-                lambda tx: launches.request_stop(tx, request.instance_id, grace, now)
-            )
-    except errors.OperationRefused as refusal:
-        return mpb.RpcResponse(
-            stop_instance=mpb.StopInstanceResponse(success=False, error=str(refusal))
-        )
-    return mpb.RpcResponse(stop_instance=mpb.StopInstanceResponse(success=True, launched=done))
-
-
-def retry_instance(request: mpb.RetryInstanceRequest, services: Services) -> mpb.RpcResponse:
-    try:
-        operations.require_id(request.instance_id, "instance_id")
-        env = spec.parse_env(list(request.env))
-        payload = (
-            spec.checked_input(request.input) if request.HasField("input") else records.UNCHANGED
-        )
-        now = services.now()
-        instance = services.storage.run(
-            lambda tx: launches.retry(
-                tx,
-                request.instance_id,
-                now,
-                respec=(lambda stored: spec.with_env(stored, env)) if env else None,
-                payload=payload,
-            )
-        )
-    except (errors.OperationRefused, errors.ConfigError) as refusal:
-        return mpb.RpcResponse(
-            retry_instance=mpb.RetryInstanceResponse(success=False, error=str(refusal))
-        )
-    reply = mpb.RetryInstanceResponse(success=True)
-    if instance.checkpoint_id is not None:
-        reply.checkpoint_id = instance.checkpoint_id
-    return mpb.RpcResponse(retry_instance=reply)
-
-
-def fork_instance(request: mpb.ForkInstanceRequest, services: Services) -> mpb.RpcResponse:
-    try:
-        operations.require_id(request.instance_id, "instance_id")
-        new_id = (
-            request.new_id if request.HasField("new_id") else launches.fork_id(request.instance_id)
-        )
-        operations.require_id(new_id, "new_id")
-        checkpoint_id = request.checkpoint_id if request.HasField("checkpoint_id") else None
-        if checkpoint_id is not None:
-            operations.require_id(checkpoint_id, "checkpoint_id")
-        env = spec.parse_env(list(request.env))
-        payload = (
-            spec.checked_input(request.input) if request.HasField("input") else records.UNCHANGED
-        )
-        now = services.now()
-        forked_at = services.storage.run(
-            lambda tx: launches.fork(
-                tx,
-                request.instance_id,
-                checkpoint_id,
-                new_id,
-                now,
-                respec=(lambda stored: spec.with_env(stored, env)) if env else None,
-                payload=payload,
-            )
-        )
-    except (errors.OperationRefused, errors.ConfigError) as refusal:
-        return mpb.RpcResponse(
-            fork_instance=mpb.ForkInstanceResponse(success=False, error=str(refusal))
-        )
-    return mpb.RpcResponse(
-        fork_instance=mpb.ForkInstanceResponse(
-            success=True, instance_id=new_id, checkpoint_id=forked_at
-        )
-    )
 
 
 def start_child(request: mpb.StartChildRequest, services: Services) -> mpb.RpcResponse:
@@ -341,8 +746,8 @@ def start_child(request: mpb.StartChildRequest, services: Services) -> mpb.RpcRe
     try:
         operations.require_id(request.parent_id, "parent_id")
         operations.require_id(request.child_id, "child_id")
-        env = spec.parse_env(list(request.env))
-        payload = spec.checked_input(request.input) if request.HasField("input") else None
+        env = specs.parse_env(list(request.env))
+        payload = _input(mapping.optional(request, "input"))
         now = services.now()
         deduplicated = services.storage.run(
             lambda tx: launches.start_child(
@@ -354,7 +759,7 @@ def start_child(request: mpb.StartChildRequest, services: Services) -> mpb.RpcRe
                 payload,
                 request.on_parent_cancel or "cancel",
                 now,
-                checked=lambda text: spec.checked(spec.LaunchSpec.from_json(text)).to_json(),
+                checked=lambda text: specs.checked(specs.LaunchSpec.from_json(text)).to_json(),
             )
         )
     except (errors.OperationRefused, errors.ConfigError) as refusal:
@@ -387,97 +792,12 @@ def get_child(request: mpb.GetChildRequest, services: Services) -> mpb.RpcRespon
     return mpb.RpcResponse(get_child=reply)
 
 
-def read_log(request: mpb.ReadLogRequest, services: Services) -> mpb.RpcResponse:
-    if request.stream not in logs.STREAMS or services.runs_dir is None:
-        return mpb.RpcResponse(read_log=mpb.ReadLogResponse())
-    data, offset = logs.read_from(
-        logs.log_path(services.runs_dir, request.instance_id, request.stream), request.offset
-    )
-    return mpb.RpcResponse(read_log=mpb.ReadLogResponse(data=data, next_offset=offset))
-
-
-def set_queue(request: mpb.SetQueueRequest, services: Services) -> mpb.RpcResponse:
-    try:
-        try:
-            changes = mapping.queue_changes_from_wire(request)
-        except ValueError as problem:
-            raise errors.OperationRefused(f"set_queue: {problem}") from None
-        queue = services.storage.run(lambda tx: queues.set_queue(tx, request.name, **changes))
-    except (errors.OperationRefused, errors.ConfigError) as refusal:
-        return mpb.RpcResponse(set_queue=mpb.SetQueueResponse(success=False, error=str(refusal)))
-    return mpb.RpcResponse(
-        set_queue=mpb.SetQueueResponse(success=True, queue=mapping.queue_to_wire(queue))
-    )
-
-
-def list_queues(request: mpb.ListQueuesRequest, services: Services) -> mpb.RpcResponse:
-    now = services.now()
-    views = _read(services, lambda tx: queues.list_queues(tx, now))
-    return mpb.RpcResponse(
-        list_queues=mpb.ListQueuesResponse(queues=[mapping.queue_view_to_wire(v) for v in views])
-    )
-
-
-def add_schedule(request: mpb.AddScheduleRequest, services: Services) -> mpb.RpcResponse:
-    try:
-        operations.require_id(request.tenant_id, "tenant_id")
-        launch = spec.checked(spec.LaunchSpec.from_json(request.spec))
-        payload = spec.checked_input(request.input) if request.HasField("input") else None
-        now = services.now()
-        schedule = services.storage.run(
-            lambda tx: schedules.add(
-                tx,
-                request.name,
-                cron=request.cron if request.HasField("cron") else None,
-                every=request.every_seconds if request.HasField("every_seconds") else None,
-                timezone=request.timezone,
-                overlap=request.overlap,
-                catch_up=request.catch_up,
-                tenant_id=request.tenant_id,
-                spec=launch.to_json(),
-                payload=payload,
-                now=now,
-                replace=request.replace,
-            )
-        )
-    except (errors.OperationRefused, errors.ConfigError) as refusal:
-        return mpb.RpcResponse(
-            add_schedule=mpb.AddScheduleResponse(success=False, error=str(refusal))
-        )
-    return mpb.RpcResponse(
-        add_schedule=mpb.AddScheduleResponse(
-            success=True, schedule=mapping.schedule_to_wire(schedule)
-        )
-    )
-
-
-def list_schedules(request: mpb.ListSchedulesRequest, services: Services) -> mpb.RpcResponse:
-    found = _read(services, lambda tx: tx.list_schedules())
-    return mpb.RpcResponse(
-        list_schedules=mpb.ListSchedulesResponse(
-            schedules=[mapping.schedule_to_wire(schedule) for schedule in found]
-        )
-    )
-
-
-def change_schedule(request: mpb.ChangeScheduleRequest, services: Services) -> mpb.RpcResponse:
-    reply = mpb.ChangeScheduleResponse(success=True)
-    name = request.name
-    try:
-        now = services.now()
-        if request.action in (mpb.SCHEDULE_PAUSE, mpb.SCHEDULE_RESUME):
-            paused = request.action == mpb.SCHEDULE_PAUSE
-            schedule = services.storage.run(lambda tx: schedules.set_paused(tx, name, paused, now))
-            reply.schedule.CopyFrom(mapping.schedule_to_wire(schedule))
-        elif request.action == mpb.SCHEDULE_REMOVE:
-            if not services.storage.run(lambda tx: schedules.remove(tx, name)):
-                raise errors.OperationRefused(f"Schedule '{name}' not found")
-        elif request.action == mpb.SCHEDULE_TRIGGER:
-            reply.instance_id = services.storage.run(lambda tx: schedules.trigger(tx, name, now))
-        else:
-            raise errors.OperationRefused(f"Unknown schedule action: {request.action}")
-    except (errors.OperationRefused, errors.ConfigError) as refusal:
-        return mpb.RpcResponse(
-            change_schedule=mpb.ChangeScheduleResponse(success=False, error=str(refusal))
-        )
-    return mpb.RpcResponse(change_schedule=reply)
+SERVER_ONLY = (
+    ("health_check", health_check, Role.READ),
+    ("get_instance_status", get_instance_status, Role.READ),
+    ("get_stats", get_stats, Role.READ),
+    ("start_child", start_child, Role.OPERATE),
+    ("get_child", get_child, Role.READ),
+)
+"""The operations a LocalAdmin has no counterpart of: the server's health and
+counters, and what workflows (not operators) ask."""
