@@ -75,3 +75,25 @@ SELECT runtara_acknowledge_signal(:instance_id, :signal_type, :acknowledged, :no
 -- name: call_record_retry
 SELECT runtara_record_retry(:instance_id, :checkpoint_id, :attempt, :error_message, :now,
                             :registration)
+
+-- name: list_lapsed_launches
+-- LATERAL ... LIMIT 1: the launch of each pending or running instance and of
+-- each due sleeper is looked up by its key. Joined otherwise, PostgreSQL reads
+-- every launch nobody holds, those of all the finished instances, to hash them.
+SELECT {launch_columns_of_l} FROM instance_launches l
+WHERE l.claimed_by IS NOT NULL AND l.claimed_until <= :now
+UNION ALL
+SELECT {launch_columns_of_l}
+FROM instances i CROSS JOIN LATERAL (
+    SELECT * FROM instance_launches o
+    WHERE o.instance_id = i.instance_id AND o.claimed_by IS NULL AND o.next_launch_at IS NULL
+    LIMIT 1) l
+WHERE i.status IN ('pending', 'running')
+UNION ALL
+SELECT {launch_columns_of_l}
+FROM instances i CROSS JOIN LATERAL (
+    SELECT * FROM instance_launches o
+    WHERE o.instance_id = i.instance_id AND o.claimed_by IS NULL AND o.next_launch_at IS NULL
+    LIMIT 1) l
+WHERE i.status = 'suspended' AND i.sleep_until IS NOT NULL AND i.sleep_until <= :due_before
+ORDER BY 1 LIMIT :limit
