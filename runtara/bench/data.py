@@ -4,7 +4,8 @@ One run measures the same things on an empty store and, after loading the
 data set (:mod:`runtara.bench.dataset`), on the loaded one:
 
 - checkpoint throughput and latency of a runtara-core server on the store
-  (QUIC clients, as the ``checkpoint`` scenario), its launcher ticking;
+  (QUIC clients, as the ``checkpoint`` scenario), its launcher ticking: the
+  median of ``--runs`` measurements;
 - one launcher tick's store work, each part timed on its own: the lapsed
   launches looked after, the sleepers woken (the wake scheduler), the due
   launches claimed; and the stale-instance check;
@@ -171,13 +172,18 @@ def _measure_store(
     progress: Progress,
 ) -> dict:
     name = f"checkpoint/{label}"
-    progress.say(f"{name}: starting runtara-core")
-    figures = run._measure_remote(
-        run.Measurement(name, "checkpoint", None),
-        lambda: servers.runtara(run.server_arguments(options, folder)),
-        options,
-        progress,
-    )
+    runs = []
+    for number in range(options.runs):
+        progress.say(f"{name}: starting runtara-core (run {number + 1} of {options.runs})")
+        runs.append(
+            run._measure_remote(
+                run.Measurement(name, "checkpoint", None),
+                lambda: servers.runtara(run.server_arguments(options, folder)),
+                options,
+                progress,
+            )
+        )
+    figures = report.median(runs)
     progress.say(f"{label}: timing {TICKS} launcher ticks")
     ticks = _ticks(storage, at)
     progress.say(f"{label}: timing the listings, the console's list page and show")

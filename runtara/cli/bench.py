@@ -224,7 +224,8 @@ def _data(arguments: argparse.Namespace, options, server: config.ServerConfig) -
     title = (
         f"runtara-core bench --scenario data: {driver}, {options.connections} connections, "
         + (f"{options.count} checkpoints" if options.count else f"{options.duration:g} s")
-        + f" after {options.warmup:g} s warm-up per measurement"
+        + f" after {options.warmup:g} s warm-up per measurement, median of {options.runs} "
+        "run(s) per store"
     )
     print(data.render(outcome, title))
     return 0
