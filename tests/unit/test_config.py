@@ -122,13 +122,3 @@ def test_the_config_module_imports_nothing_of_the_server_or_the_storage():
         for alias in node.names
     }
     assert not any(name.startswith(("runtara.server", "runtara.storage")) for name in imported)
-
-
-@pytest.mark.parametrize(("cores", "processes"), [(1, 1), (2, 2), (8, 2)])
-def test_processes_default_to_one_per_usable_core_at_most_two(monkeypatch, cores, processes):
-    monkeypatch.setattr(config.os, "sched_getaffinity", lambda pid: set(range(cores)))
-    assert config.ServerConfig().processes == processes
-    given = config.server_config(argparse.Namespace(processes="3"), {})
-    assert given.processes == 3
-    from_environment = config.server_config(argparse.Namespace(), {"RUNTARA_PROCESSES": "1"})
-    assert from_environment.processes == 1
