@@ -183,20 +183,10 @@ def instance_from_wire(message: mpb.InstanceSummary) -> records.Instance:
     )
 
 
-_LAUNCH_TIMES = (
-    ("next_launch_at_ms", "next_launch_at"),
-    ("claimed_until_ms", "claimed_until"),
-    ("stop_deadline_ms", "stop_deadline"),
-    ("launched_at_ms", "launched_at"),
-)
-_LAUNCH_TEXTS = (("claimed_by", "claimed_by"), ("host", "host"), ("pid", "pid"))
-_LAUNCH_TEXTS += (("last_exit", "last_exit"), ("resumed_from", "resumed_from"))
-_LAUNCH_TEXTS += (
-    ("origin_instance", "origin_instance"),
-    ("origin_checkpoint", "origin_checkpoint"),
-    ("parent_instance", "parent_instance"),
-    ("on_parent_cancel", "on_parent_cancel"),
-)
+_LAUNCH_TIMES = ("next_launch_at", "claimed_until", "stop_deadline", "launched_at")
+"""Sent as ``<name>_ms``."""
+_LAUNCH_TEXTS = ("claimed_by", "host", "pid", "last_exit", "resumed_from", "origin_instance")
+_LAUNCH_TEXTS += ("origin_checkpoint", "parent_instance", "on_parent_cancel")
 
 
 def launch_to_wire(launch: records.Launch) -> mpb.Launch:
@@ -211,14 +201,14 @@ def launch_to_wire(launch: records.Launch) -> mpb.Launch:
     )
     if launch.key is not None:
         message.key = launch.key
-    for field, name in _LAUNCH_TIMES:
+    for name in _LAUNCH_TIMES:
         value = getattr(launch, name)
         if value is not None:
-            setattr(message, field, millis(value))
-    for field, name in _LAUNCH_TEXTS:
+            setattr(message, f"{name}_ms", millis(value))
+    for name in _LAUNCH_TEXTS:
         value = getattr(launch, name)
         if value is not None:
-            setattr(message, field, value)
+            setattr(message, name, value)
     return message
 
 
@@ -230,8 +220,8 @@ def launch_from_wire(instance_id: str, message: mpb.Launch) -> records.Launch:
         max_failures=message.max_failures,
         attempt=message.attempt,
         failures=message.failures,
-        **{name: optional_time(message, field) for field, name in _LAUNCH_TIMES},
-        **{name: optional(message, field) for field, name in _LAUNCH_TEXTS},
+        **{name: optional_time(message, f"{name}_ms") for name in _LAUNCH_TIMES},
+        **{name: optional(message, name) for name in _LAUNCH_TEXTS},
         # A server of a version before queues sends none: its launches are all
         # in the default queue.
         queue=message.queue or records.DEFAULT_QUEUE,
