@@ -233,8 +233,11 @@ def fire(tx: Transaction, schedule: records.Schedule, now: dt.datetime) -> Fired
         instance_id = f"{schedule.name}@{tick.astimezone(schedule_times.UTC):%Y-%m-%dT%H:%M:%SZ}"
         counted += 1
         previous = instance_id
-        if _start_tick(tx, schedule, instance_id, tick, now):
-            started.append(instance_id)
+        try:
+            if not _start(tx, schedule, instance_id, tick, now):
+                started.append(instance_id)
+        except errors.OperationRefused:
+            pass  # another instance holds the id (of an older schedule of this name): started
     skipped = older + len(due) - counted
     tx.put_schedule(
         attrs.evolve(
@@ -285,22 +288,6 @@ def _overlap_admits(
     if schedule.overlap == "cancel-previous":
         launches.request_stop(tx, previous, STOP_GRACE, now)
     return schedule.overlap != "skip"
-
-
-def _start_tick(
-    tx: Transaction,
-    schedule: records.Schedule,
-    instance_id: str,
-    tick: dt.datetime,
-    now: dt.datetime,
-) -> bool:
-    """Start the tick's instance; False if it was there already (started before)."""
-    try:
-        return not _start(tx, schedule, instance_id, tick, now)
-    except errors.OperationRefused:
-        # Another instance holds the id (one of an older schedule of this name that
-        # is still kept): the tick has started before, in effect.
-        return False
 
 
 def _unfinished(tx: Transaction, instance_id: str) -> bool:
