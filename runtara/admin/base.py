@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import abc
 import datetime as dt
+from typing import Any
 
 from runtara import records
 from runtara.handlers import management
@@ -25,6 +26,11 @@ from runtara.launcher.spec import LaunchSpec
 from runtara.protocol import management_pb2 as mpb
 from runtara.records import UNCHANGED
 from runtara.storage.listing import InstancePage
+
+
+def _arguments(method_locals: dict[str, Any]) -> dict[str, Any]:
+    """A method's arguments by name, from its ``locals()`` taken first thing."""
+    return {name: value for name, value in method_locals.items() if name != "self"}
 
 
 class Admin(abc.ABC):
@@ -35,7 +41,7 @@ class Admin(abc.ABC):
         self.close()
 
     @abc.abstractmethod
-    def _perform(self, operator: management.Operator, **arguments):
+    def _perform(self, operator: management.Operator, arguments: dict[str, Any]) -> Any:
         """Carry out one operator operation with these arguments; its result."""
 
     @abc.abstractmethod
@@ -56,21 +62,11 @@ class Admin(abc.ABC):
         self, instance_id: str, signal_type: records.SignalType, payload: bytes
     ) -> None:
         """Make this the instance's pending signal (a live instance only)."""
-        return self._perform(
-            management.SEND_SIGNAL,
-            instance_id=instance_id,
-            signal_type=signal_type,
-            payload=payload,
-        )
+        return self._perform(management.SEND_SIGNAL, _arguments(locals()))
 
     def send_custom_signal(self, instance_id: str, checkpoint_id: str, payload: bytes) -> None:
         """Leave a signal for one checkpoint id of a live instance, taken once."""
-        return self._perform(
-            management.SEND_CUSTOM_SIGNAL,
-            instance_id=instance_id,
-            checkpoint_id=checkpoint_id,
-            payload=payload,
-        )
+        return self._perform(management.SEND_CUSTOM_SIGNAL, _arguments(locals()))
 
     def list_instances(
         self,
@@ -86,24 +82,13 @@ class Admin(abc.ABC):
         """Instances, newest first: the page after the cursor ``after`` (a page's
         ``next_cursor``), or before the cursor ``before`` (its ``previous_cursor``),
         or ``offset`` rows in; its total counted up to ``count_at_most`` when given."""
-        return self._perform(
-            management.LIST_INSTANCES,
-            tenant_id=tenant_id,
-            status=status,
-            limit=limit,
-            offset=offset,
-            after=after,
-            before=before,
-            count_at_most=count_at_most,
-        )
+        return self._perform(management.LIST_INSTANCES, _arguments(locals()))
 
     def instance_details(
         self, instance_id: str, recent_events: int = 10
     ) -> records.InstanceDetails | None:
         """The instance with its signals and latest events, or None."""
-        return self._perform(
-            management.GET_INSTANCE, instance_id=instance_id, recent_events=recent_events
-        )
+        return self._perform(management.GET_INSTANCE, _arguments(locals()))
 
     def list_checkpoints(
         self,
@@ -114,19 +99,11 @@ class Admin(abc.ABC):
         offset: int = 0,
     ) -> records.Page[records.CheckpointInfo]:
         """The instance's checkpoints, newest first (OperationRefused if it is unknown)."""
-        return self._perform(
-            management.LIST_CHECKPOINTS,
-            instance_id=instance_id,
-            checkpoint_filter=checkpoint_filter,
-            limit=limit,
-            offset=offset,
-        )
+        return self._perform(management.LIST_CHECKPOINTS, _arguments(locals()))
 
     def get_checkpoint(self, instance_id: str, checkpoint_id: str) -> records.Checkpoint | None:
         """One checkpoint with its state (OperationRefused if the instance is unknown)."""
-        return self._perform(
-            management.GET_CHECKPOINT, instance_id=instance_id, checkpoint_id=checkpoint_id
-        )
+        return self._perform(management.GET_CHECKPOINT, _arguments(locals()))
 
     def list_events(
         self,
@@ -137,13 +114,7 @@ class Admin(abc.ABC):
         offset: int = 0,
     ) -> records.Page[records.Event]:
         """The instance's events, newest first (OperationRefused if it is unknown)."""
-        return self._perform(
-            management.LIST_EVENTS,
-            instance_id=instance_id,
-            event_filter=event_filter,
-            limit=limit,
-            offset=offset,
-        )
+        return self._perform(management.LIST_EVENTS, _arguments(locals()))
 
     def start_instance(
         self,
@@ -164,16 +135,7 @@ class Admin(abc.ABC):
         and input (nothing changes). OperationRefused for any other existing id
         (unless it is finished and ``replace``).
         """
-        return self._perform(
-            management.START_INSTANCE,
-            instance_id=instance_id,
-            tenant_id=tenant_id,
-            spec=spec,
-            payload=payload,
-            replace=replace,
-            not_before=not_before,
-            delay=delay,
-        )
+        return self._perform(management.START_INSTANCE, _arguments(locals()))
 
     def retry_instance(
         self, instance_id: str, env: dict[str, str], payload: bytes | None
@@ -182,9 +144,7 @@ class Admin(abc.ABC):
         fresh count of failures; ``env`` set on top of its launch environment and
         ``payload`` (unless None) as its new input. Returns the checkpoint it goes on
         from (None: it starts over). OperationRefused when it cannot be retried."""
-        return self._perform(
-            management.RETRY_INSTANCE, instance_id=instance_id, env=env, payload=payload
-        )
+        return self._perform(management.RETRY_INSTANCE, _arguments(locals()))
 
     def fork_instance(
         self,
@@ -202,31 +162,24 @@ class Admin(abc.ABC):
         Returns the new id and the checkpoint forked from. OperationRefused for an
         unknown instance or checkpoint, one without a launch, an existing
         ``new_id``."""
-        return self._perform(
-            management.FORK_INSTANCE,
-            instance_id=instance_id,
-            checkpoint_id=checkpoint_id,
-            new_id=new_id,
-            env=env,
-            payload=payload,
-        )
+        return self._perform(management.FORK_INSTANCE, _arguments(locals()))
 
     def stop_instance(self, instance_id: str, grace: float) -> bool:
         """Send cancel, and give the instance ``grace`` seconds to end by itself, past
         which a launcher terminates its process. True if a launcher watches it."""
-        return self._perform(management.STOP_INSTANCE, instance_id=instance_id, grace=grace)
+        return self._perform(management.STOP_INSTANCE, _arguments(locals()))
 
     def give_up_stop(self, instance_id: str, reason: str) -> bool:
         """Record ``cancelled`` (with ``reason``) for an instance a stop did not end;
         False if it ended meanwhile."""
-        return self._perform(management.STOP_INSTANCE, instance_id=instance_id, give_up=reason)
+        return self._perform(
+            management.STOP_INSTANCE, {"instance_id": instance_id, "give_up": reason}
+        )
 
     def read_log(self, instance_id: str, stream: str, offset: int) -> tuple[bytes, int]:
         """Output of a launched instance (``stdout`` or ``stderr``) from ``offset``,
         and the offset after it."""
-        return self._perform(
-            management.READ_LOG, instance_id=instance_id, stream=stream, offset=offset
-        )
+        return self._perform(management.READ_LOG, _arguments(locals()))
 
     # --- queues -------------------------------------------------------------------
 
@@ -241,18 +194,11 @@ class Admin(abc.ABC):
     ) -> records.Queue:
         """Change the given limits of a queue (None removes one; ``rate`` is (starts,
         seconds)) or pause or resume it; returns the queue as it now is."""
-        return self._perform(
-            management.SET_QUEUE,
-            name=name,
-            concurrency=concurrency,
-            per_key=per_key,
-            rate=rate,
-            paused=paused,
-        )
+        return self._perform(management.SET_QUEUE, _arguments(locals()))
 
     def list_queues(self) -> list[records.QueueView]:
         """Every queue with limits or launches (the default one always), by name."""
-        return self._perform(management.LIST_QUEUES)
+        return self._perform(management.LIST_QUEUES, _arguments(locals()))
 
     # --- schedules ----------------------------------------------------------------
 
@@ -271,39 +217,28 @@ class Admin(abc.ABC):
         replace: bool = False,
     ) -> records.Schedule:
         """Create a schedule (replace one of that name with ``replace``)."""
-        return self._perform(
-            management.ADD_SCHEDULE,
-            name=name,
-            cron=cron,
-            every=every,
-            timezone=timezone,
-            overlap=overlap,
-            catch_up=catch_up,
-            tenant_id=tenant_id,
-            spec=spec,
-            payload=payload,
-            replace=replace,
-        )
+        return self._perform(management.ADD_SCHEDULE, _arguments(locals()))
 
     def list_schedules(self) -> list[records.Schedule]:
         """Every schedule, by name."""
-        return self._perform(management.LIST_SCHEDULES)
+        return self._perform(management.LIST_SCHEDULES, _arguments(locals()))
 
     def pause_schedule(self, name: str, paused: bool) -> records.Schedule:
         """Pause or resume a schedule; returns it as it now is."""
-        return self._perform(
-            management.CHANGE_SCHEDULE,
-            name=name,
-            action=mpb.SCHEDULE_PAUSE if paused else mpb.SCHEDULE_RESUME,
-        )
+        action = mpb.SCHEDULE_PAUSE if paused else mpb.SCHEDULE_RESUME
+        return self._perform(management.CHANGE_SCHEDULE, {"name": name, "action": action})
 
     def remove_schedule(self, name: str) -> None:
         """Remove a schedule (OperationRefused if unknown); its instances stay."""
-        return self._perform(management.CHANGE_SCHEDULE, name=name, action=mpb.SCHEDULE_REMOVE)
+        return self._perform(
+            management.CHANGE_SCHEDULE, {"name": name, "action": mpb.SCHEDULE_REMOVE}
+        )
 
     def trigger_schedule(self, name: str) -> str:
         """Start one instance of the schedule now; returns its id."""
-        return self._perform(management.CHANGE_SCHEDULE, name=name, action=mpb.SCHEDULE_TRIGGER)
+        return self._perform(
+            management.CHANGE_SCHEDULE, {"name": name, "action": mpb.SCHEDULE_TRIGGER}
+        )
 
     @abc.abstractmethod
     def close(self) -> None:

@@ -44,7 +44,7 @@ class LocalAdmin(Admin):
             "(its --management-addr)"
         )
 
-    def _perform(self, operator, **arguments):
+    def _perform(self, operator, arguments):
         return operator.run(self, **arguments)
 
     def close(self) -> None:

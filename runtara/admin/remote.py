@@ -139,13 +139,13 @@ class RemoteAdmin(Admin):
             raise errors.StorageError(f"{code}: {response.error.message}")
         return response
 
-    def _perform(self, operator, **arguments):
+    def _perform(self, operator, arguments):
         if (
             operator.asks_for_instance
             and self.instance_details(arguments["instance_id"], 0) is None
         ):
             raise errors.OperationRefused(f"Instance '{arguments['instance_id']}' not found")
-        request = operator.request(**arguments)
+        request = operator.request_of(arguments)
         reply = getattr(self._call(**{operator.field: request}), operator.field)
         return operator.outcome(reply, arguments)
 

@@ -37,10 +37,6 @@ DEFAULT_LIMIT = 100
 Arguments = dict[str, Any]
 
 
-def _answers_success(message: Message) -> bool:
-    return "success" in message.DESCRIPTOR.fields_by_name
-
-
 @attrs.frozen
 class Operator:
     """One operator operation. ``run(place, **arguments)`` does it, where ``place``
@@ -50,11 +46,12 @@ class Operator:
     field: str
     """Its ``RpcRequest`` and ``RpcResponse`` oneof field."""
     run: Callable[..., Any]
-    request: Callable[..., Message]
-    """Client side: the call's arguments as the wire request."""
-    arguments: Callable[[Any], Arguments]
+    request: Callable[..., Message] | None = None
+    """Client side: the call's arguments as the wire request; None: each argument
+    is the request's field of its name."""
+    arguments: Callable[[Any], Arguments] = None
     """Server side: the wire request as the call's arguments (a ValueError for a
-    request that means nothing is refused)."""
+    request that means nothing is refused); None: the request's fields by name."""
     reply: Callable[[Any, Arguments], Message] | None = None
     """Server side: the result as the wire reply; None: an empty reply."""
     result: Callable[[Any, Arguments], Any] | None = None
@@ -73,7 +70,7 @@ class Operator:
         """The server's handler of the operation."""
         try:
             try:
-                arguments = self.arguments(request)
+                arguments = (self.arguments or _fields)(request)
             except ValueError as problem:
                 raise errors.OperationRefused(f"{self.field}: {problem}") from None
             result = self.run(services, **arguments)
@@ -90,6 +87,12 @@ class Operator:
                 reply.success = True
         return mpb.RpcResponse(**{self.field: reply})
 
+    def request_of(self, arguments: Arguments) -> Message:
+        """The client's request for a call."""
+        if self.request is not None:
+            return self.request(**arguments)
+        return _present(type(getattr(mpb.RpcRequest(), self.field)), **arguments)
+
     def outcome(self, reply: Message, arguments: Arguments) -> Any:
         """The client's result of a reply; OperationRefused for a refusal."""
         if _answers_success(reply) and not reply.success:
@@ -97,17 +100,34 @@ class Operator:
         return None if self.result is None else self.result(reply, arguments)
 
 
-def _read(place, work):
-    return place.storage.run(work, write=False)
-
-
-def _limit(value: int) -> int:
-    return value or DEFAULT_LIMIT
+def _answers_success(message: Message) -> bool:
+    return "success" in message.DESCRIPTOR.fields_by_name
 
 
 def _present(message_type: type[Message], **fields) -> Message:
     """A message with the fields that are not None (None leaves an optional one out)."""
     return message_type(**{name: value for name, value in fields.items() if value is not None})
+
+
+def _fields(message: Message, **renamed: str) -> Arguments:
+    """The message's fields by name (``renamed``: wire name=argument name); None
+    for an optional one it leaves out."""
+    return {
+        renamed.get(field.name, field.name): getattr(message, field.name)
+        if not field.has_presence or message.HasField(field.name)
+        else None
+        for field in message.DESCRIPTOR.fields
+    }
+
+
+def _on(place, work, *, write: bool = True):
+    """``work(tx, now)`` in one transaction, ``now`` read from ``place``'s clock first."""
+    now = place.now()
+    return place.storage.run(lambda tx: work(tx, now), write=write)
+
+
+def _limit(value: int) -> int:
+    return value or DEFAULT_LIMIT
 
 
 def _input(payload: bytes | None, absent=None):
@@ -122,60 +142,51 @@ def _env_to_wire(env: dict[str, str]) -> list[str]:
     return [f"{name}={value}" for name, value in env.items()]
 
 
+def _relaunch_arguments(request) -> Arguments:
+    """A retry's or a fork's arguments, from the wire."""
+    return {**_fields(request, input="payload"), "env": specs.parse_env(list(request.env))}
+
+
+def _sendable(name: str, payload: bytes) -> bytes:
+    limits.check_signal_payload(name, len(payload))  # a larger request is never sent
+    return payload
+
+
 # --- signals ----------------------------------------------------------------------
 
 
-def _send_signal(place, instance_id, signal_type, payload):
-    now = place.now()
-    place.storage.run(lambda tx: operations.send_signal(tx, instance_id, signal_type, payload, now))
-
-
-def _signal_request(instance_id, signal_type, payload):
-    limits.check_signal_payload(instance_id, len(payload))  # a larger one is never sent
-    return mpb.SendSignalRequest(
-        instance_id=instance_id, signal_type=mapping.SIGNAL_TO_WIRE[signal_type], payload=payload
-    )
-
-
-def _signal_arguments(request):
-    signal_type = mapping.signal_from_wire(request.signal_type)
+def _signal_type(number: int) -> records.SignalType:
+    signal_type = mapping.signal_from_wire(number)
     if signal_type is None:
-        raise errors.OperationRefused(f"Unknown signal type: {request.signal_type}")
-    return {
-        "instance_id": request.instance_id,
-        "signal_type": signal_type,
-        "payload": request.payload,
-    }
+        raise errors.OperationRefused(f"Unknown signal type: {number}")
+    return signal_type
 
 
 SEND_SIGNAL = Operator(
-    "send_signal", _send_signal, _signal_request, _signal_arguments, role=Role.OPERATE
+    "send_signal",
+    lambda place, instance_id, signal_type, payload: _on(
+        place, lambda tx, now: operations.send_signal(tx, instance_id, signal_type, payload, now)
+    ),
+    lambda instance_id, signal_type, payload: mpb.SendSignalRequest(
+        instance_id=instance_id,
+        signal_type=mapping.SIGNAL_TO_WIRE[signal_type],
+        payload=_sendable(instance_id, payload),
+    ),
+    lambda request: {**_fields(request), "signal_type": _signal_type(request.signal_type)},
+    role=Role.OPERATE,
 )
-
-
-def _send_custom_signal(place, instance_id, checkpoint_id, payload):
-    now = place.now()
-    place.storage.run(
-        lambda tx: operations.send_custom_signal(tx, instance_id, checkpoint_id, payload, now)
-    )
-
-
-def _custom_signal_request(instance_id, checkpoint_id, payload):
-    limits.check_signal_payload(checkpoint_id, len(payload))  # a larger one is never sent
-    return mpb.SendCustomSignalRequest(
-        instance_id=instance_id, checkpoint_id=checkpoint_id, payload=payload
-    )
-
 
 SEND_CUSTOM_SIGNAL = Operator(
     "send_custom_signal",
-    _send_custom_signal,
-    _custom_signal_request,
-    lambda request: {
-        "instance_id": request.instance_id,
-        "checkpoint_id": request.checkpoint_id,
-        "payload": request.payload,
-    },
+    lambda place, instance_id, checkpoint_id, payload: _on(
+        place,
+        lambda tx, now: operations.send_custom_signal(tx, instance_id, checkpoint_id, payload, now),
+    ),
+    lambda instance_id, checkpoint_id, payload: mpb.SendCustomSignalRequest(
+        instance_id=instance_id,
+        checkpoint_id=checkpoint_id,
+        payload=_sendable(checkpoint_id, payload),
+    ),
     role=Role.OPERATE,
 )
 
@@ -192,21 +203,17 @@ def _instances_request(*, status, **query):
 def _instances_arguments(request):
     status = mapping.optional(request, "status")
     if status is not None and mapping.status_from_wire(status) is None:
-        raise errors.OperationRefused(f"Unknown status: {status}")
+        raise errors.OperationRefused(f"Unknown status: {status}")  # RpcResponse.error
     return {
-        "tenant_id": mapping.optional(request, "tenant_id"),
+        **_fields(request),
         "status": None if status is None else mapping.status_from_wire(status),
         "limit": _limit(request.limit),
-        "offset": request.offset,
-        "after": mapping.optional(request, "after"),
-        "before": mapping.optional(request, "before"),
-        "count_at_most": mapping.optional(request, "count_at_most"),
     }
 
 
 LIST_INSTANCES = Operator(
     "list_instances",
-    lambda place, **query: _read(place, lambda tx: listing.list_instances(tx, **query)),
+    lambda place, **query: _on(place, lambda tx, _: listing.list_instances(tx, **query)),
     _instances_request,
     _instances_arguments,
     reply=lambda page, _: mpb.ListInstancesResponse(
@@ -221,13 +228,7 @@ LIST_INSTANCES = Operator(
         mapping.optional(reply, "next_cursor"),
         mapping.optional(reply, "previous_cursor"),
     ),
-    refused=lambda request: mpb.ListInstancesResponse(),
 )
-
-
-def _instance_details(place, instance_id, recent_events):
-    now = place.now()
-    return _read(place, lambda tx: operations.instance_details(tx, instance_id, recent_events, now))
 
 
 def _details_to_wire(details, _):
@@ -267,27 +268,35 @@ def _details_from_wire(reply, arguments):
 
 GET_INSTANCE = Operator(
     "get_instance",
-    _instance_details,
-    mpb.GetInstanceRequest,
-    lambda request: {"instance_id": request.instance_id, "recent_events": request.recent_events},
+    lambda place, instance_id, recent_events: _on(
+        place,
+        lambda tx, now: operations.instance_details(tx, instance_id, recent_events, now),
+        write=False,
+    ),
     reply=_details_to_wire,
     result=_details_from_wire,
 )
 
 
-def _checkpoints_request(instance_id, checkpoint_filter, limit, offset):
-    request = mpb.ListCheckpointsRequest(instance_id=instance_id, limit=limit, offset=offset)
+def _checkpoints_request(checkpoint_filter, **query):
+    request = mpb.ListCheckpointsRequest(**query)
     mapping.checkpoint_filter_to_wire(checkpoint_filter, request)
     return request
 
 
+def _page(items: str, item_from_wire):
+    """A list reply as a Page of the records ``item_from_wire(reply item, arguments)`` gives."""
+    return lambda reply, arguments: records.Page(
+        [item_from_wire(m, arguments) for m in getattr(reply, items)], reply.total_count
+    )
+
+
 LIST_CHECKPOINTS = Operator(
     "list_checkpoints",
-    lambda place, instance_id, checkpoint_filter, limit, offset: _read(
+    lambda place, instance_id, checkpoint_filter, **page: _on(
         place,
-        lambda tx: operations.list_checkpoints(
-            tx, instance_id, checkpoint_filter, limit=limit, offset=offset
-        ),
+        lambda tx, _: operations.list_checkpoints(tx, instance_id, checkpoint_filter, **page),
+        write=False,
     ),
     _checkpoints_request,
     lambda request: {
@@ -302,9 +311,7 @@ LIST_CHECKPOINTS = Operator(
         limit=arguments["limit"],
         offset=arguments["offset"],
     ),
-    result=lambda reply, _: records.Page(
-        [mapping.checkpoint_info_from_wire(m) for m in reply.checkpoints], reply.total_count
-    ),
+    result=_page("checkpoints", lambda m, _: mapping.checkpoint_info_from_wire(m)),
     refused=lambda request: mpb.ListCheckpointsResponse(limit=_limit(request.limit)),
     asks_for_instance=True,
 )
@@ -321,11 +328,9 @@ def _checkpoint_to_wire(checkpoint, arguments):
 
 GET_CHECKPOINT = Operator(
     "get_checkpoint",
-    lambda place, instance_id, checkpoint_id: _read(
-        place, lambda tx: operations.read_checkpoint(tx, instance_id, checkpoint_id)
+    lambda place, instance_id, checkpoint_id: _on(
+        place, lambda tx, _: operations.read_checkpoint(tx, instance_id, checkpoint_id), write=False
     ),
-    mpb.GetCheckpointRequest,
-    lambda request: {"instance_id": request.instance_id, "checkpoint_id": request.checkpoint_id},
     reply=_checkpoint_to_wire,
     result=lambda reply, arguments: (
         records.Checkpoint(
@@ -334,26 +339,23 @@ GET_CHECKPOINT = Operator(
         if reply.found
         else None
     ),
-    refused=lambda request: _checkpoint_to_wire(
-        None, {"instance_id": request.instance_id, "checkpoint_id": request.checkpoint_id}
-    ),
+    refused=lambda request: _checkpoint_to_wire(None, _fields(request)),
     asks_for_instance=True,
 )
 
 
-def _events_request(instance_id, event_filter, limit, offset):
-    request = mpb.ListEventsRequest(instance_id=instance_id, limit=limit, offset=offset)
+def _events_request(event_filter, **query):
+    request = mpb.ListEventsRequest(**query)
     mapping.event_filter_to_wire(event_filter, request)
     return request
 
 
 LIST_EVENTS = Operator(
     "list_events",
-    lambda place, instance_id, event_filter, limit, offset: _read(
+    lambda place, instance_id, event_filter, **page: _on(
         place,
-        lambda tx: operations.list_events(
-            tx, instance_id, event_filter, limit=limit, offset=offset
-        ),
+        lambda tx, _: operations.list_events(tx, instance_id, event_filter, **page),
+        write=False,
     ),
     _events_request,
     lambda request: {
@@ -365,9 +367,8 @@ LIST_EVENTS = Operator(
     reply=lambda page, _: mpb.ListEventsResponse(
         events=[mapping.event_to_wire(event) for event in page.items], total_count=page.total
     ),
-    result=lambda reply, arguments: records.Page(
-        [mapping.event_from_wire(arguments["instance_id"], m) for m in reply.events],
-        reply.total_count,
+    result=_page(
+        "events", lambda m, arguments: mapping.event_from_wire(arguments["instance_id"], m)
     ),
     refused=lambda request: mpb.ListEventsResponse(),
     asks_for_instance=True,
@@ -381,10 +382,9 @@ def _start_instance(place, instance_id, tenant_id, spec, payload, *, replace, no
     operations.require_id(tenant_id, "tenant_id")
     launch = specs.checked(spec)
     payload = _input(payload)
-    now = place.now()
-    due = launches.due_time(now, not_before, delay)
-    return place.storage.run(
-        lambda tx: launches.start_instance(
+    return _on(
+        place,
+        lambda tx, now: launches.start_instance(
             tx,
             instance_id,
             tenant_id,
@@ -396,31 +396,26 @@ def _start_instance(place, instance_id, tenant_id, spec, payload, *, replace, no
             queue=launch.queue,
             key=launch.key,
             priority=launch.priority,
-            not_before=due,
-        )
+            not_before=launches.due_time(now, not_before, delay),
+        ),
     )
 
 
 START_INSTANCE = Operator(
     "start_instance",
     _start_instance,
-    lambda instance_id, tenant_id, spec, payload, *, replace, not_before, delay: _present(
+    lambda spec, payload, not_before, delay, **fields: _present(
         mpb.StartInstanceRequest,
-        instance_id=instance_id,
-        tenant_id=tenant_id,
         spec=spec.to_json(),
         input=payload,
-        replace=replace,
         not_before_ms=None if not_before is None else mapping.millis(not_before),
         # A delay is counted from the server's clock; a past one means at once.
         delay_ms=None if delay is None else max(0, round(delay * 1000)),
+        **fields,
     ),
     lambda request: {
-        "instance_id": request.instance_id,
-        "tenant_id": request.tenant_id,
+        **_fields(request, input="payload", not_before_ms="not_before", delay_ms="delay"),
         "spec": specs.LaunchSpec.from_json(request.spec),
-        "payload": mapping.optional(request, "input"),
-        "replace": request.replace,
         "not_before": mapping.optional_time(request, "not_before_ms"),
         "delay": request.delay_ms / 1000 if request.HasField("delay_ms") else None,
     },
@@ -433,9 +428,9 @@ START_INSTANCE = Operator(
 def _retry_instance(place, instance_id, env, payload):
     operations.require_id(instance_id, "instance_id")
     payload = _input(payload, records.UNCHANGED)
-    now = place.now()
-    instance = place.storage.run(
-        lambda tx: launches.retry(tx, instance_id, now, respec=_respec(env), payload=payload)
+    instance = _on(
+        place,
+        lambda tx, now: launches.retry(tx, instance_id, now, respec=_respec(env), payload=payload),
     )
     return instance.checkpoint_id
 
@@ -443,14 +438,10 @@ def _retry_instance(place, instance_id, env, payload):
 RETRY_INSTANCE = Operator(
     "retry_instance",
     _retry_instance,
-    lambda instance_id, env, payload: _present(
-        mpb.RetryInstanceRequest, instance_id=instance_id, env=_env_to_wire(env), input=payload
+    lambda env, payload, **fields: _present(
+        mpb.RetryInstanceRequest, env=_env_to_wire(env), input=payload, **fields
     ),
-    lambda request: {
-        "instance_id": request.instance_id,
-        "env": specs.parse_env(list(request.env)),
-        "payload": mapping.optional(request, "input"),
-    },
+    _relaunch_arguments,
     reply=lambda checkpoint_id, _: _present(mpb.RetryInstanceResponse, checkpoint_id=checkpoint_id),
     result=lambda reply, _: mapping.optional(reply, "checkpoint_id"),
     role=Role.OPERATE,
@@ -464,11 +455,11 @@ def _fork_instance(place, instance_id, checkpoint_id, new_id, env, payload):
     if checkpoint_id is not None:
         operations.require_id(checkpoint_id, "checkpoint_id")
     payload = _input(payload, records.UNCHANGED)
-    now = place.now()
-    forked_at = place.storage.run(
-        lambda tx: launches.fork(
+    forked_at = _on(
+        place,
+        lambda tx, now: launches.fork(
             tx, instance_id, checkpoint_id, new_id, now, respec=_respec(env), payload=payload
-        )
+        ),
     )
     return new_id, forked_at
 
@@ -476,21 +467,10 @@ def _fork_instance(place, instance_id, checkpoint_id, new_id, env, payload):
 FORK_INSTANCE = Operator(
     "fork_instance",
     _fork_instance,
-    lambda instance_id, checkpoint_id, new_id, env, payload: _present(
-        mpb.ForkInstanceRequest,
-        instance_id=instance_id,
-        checkpoint_id=checkpoint_id,
-        new_id=new_id,
-        env=_env_to_wire(env),
-        input=payload,
+    lambda env, payload, **fields: _present(
+        mpb.ForkInstanceRequest, env=_env_to_wire(env), input=payload, **fields
     ),
-    lambda request: {
-        "instance_id": request.instance_id,
-        "checkpoint_id": mapping.optional(request, "checkpoint_id"),
-        "new_id": mapping.optional(request, "new_id"),
-        "env": specs.parse_env(list(request.env)),
-        "payload": mapping.optional(request, "input"),
-    },
+    _relaunch_arguments,
     reply=lambda forked, _: mpb.ForkInstanceResponse(
         instance_id=forked[0], checkpoint_id=forked[1]
     ),
@@ -502,13 +482,10 @@ FORK_INSTANCE = Operator(
 def _stop_instance(place, instance_id, grace=0.0, give_up=None):
     """Ask the instance to stop within ``grace`` seconds, or (``give_up``, the
     reason) record it cancelled when a stop did not end it."""
-    now = place.now()
     if give_up is not None:
-        return place.storage.run(
-            lambda tx: launches.cancel_unanswered(tx, instance_id, give_up, now)
-        )
+        return _on(place, lambda tx, now: launches.cancel_unanswered(tx, instance_id, give_up, now))
     grace = dt.timedelta(seconds=grace)
-    return place.storage.run(lambda tx: launches.request_stop(tx, instance_id, grace, now))
+    return _on(place, lambda tx, now: launches.request_stop(tx, instance_id, grace, now))
 
 
 STOP_INSTANCE = Operator(
@@ -542,12 +519,6 @@ def _read_log(place, instance_id, stream, offset):
 READ_LOG = Operator(
     "read_log",
     _read_log,
-    mpb.ReadLogRequest,
-    lambda request: {
-        "instance_id": request.instance_id,
-        "stream": request.stream,
-        "offset": request.offset,
-    },
     reply=lambda read, _: mpb.ReadLogResponse(data=read[0], next_offset=read[1]),
     result=lambda reply, _: (reply.data, reply.next_offset),
 )
@@ -556,9 +527,7 @@ READ_LOG = Operator(
 
 SET_QUEUE = Operator(
     "set_queue",
-    lambda place, name, **changes: place.storage.run(
-        lambda tx: queues.set_queue(tx, name, **changes)
-    ),
+    lambda place, name, **changes: _on(place, lambda tx, _: queues.set_queue(tx, name, **changes)),
     mapping.queue_changes_to_wire,
     lambda request: {"name": request.name, **mapping.queue_changes_from_wire(request)},
     reply=lambda queue, _: mpb.SetQueueResponse(queue=mapping.queue_to_wire(queue)),
@@ -566,17 +535,9 @@ SET_QUEUE = Operator(
     role=Role.OPERATE,
 )
 
-
-def _list_queues(place):
-    now = place.now()
-    return _read(place, lambda tx: queues.list_queues(tx, now))
-
-
 LIST_QUEUES = Operator(
     "list_queues",
-    _list_queues,
-    mpb.ListQueuesRequest,
-    lambda request: {},
+    lambda place: _on(place, queues.list_queues, write=False),
     reply=lambda views, _: mpb.ListQueuesResponse(
         queues=[mapping.queue_view_to_wire(view) for view in views]
     ),
@@ -586,44 +547,24 @@ LIST_QUEUES = Operator(
 
 def _add_schedule(place, name, *, tenant_id, spec, payload, **options):
     operations.require_id(tenant_id, "tenant_id")
-    launch = specs.checked(spec)
-    payload = _input(payload)
-    now = place.now()
-    return place.storage.run(
-        lambda tx: schedules.add(
-            tx,
-            name,
-            tenant_id=tenant_id,
-            spec=launch.to_json(),
-            payload=payload,
-            now=now,
-            **options,
-        )
+    spec, payload = specs.checked(spec).to_json(), _input(payload)
+    return _on(
+        place,
+        lambda tx, now: schedules.add(
+            tx, name, tenant_id=tenant_id, spec=spec, payload=payload, now=now, **options
+        ),
     )
 
 
 ADD_SCHEDULE = Operator(
     "add_schedule",
     _add_schedule,
-    lambda name, *, every, spec, payload, **fields: _present(
-        mpb.AddScheduleRequest,
-        name=name,
-        every_seconds=every,
-        spec=spec.to_json(),
-        input=payload,
-        **fields,
+    lambda every, spec, payload, **fields: _present(
+        mpb.AddScheduleRequest, every_seconds=every, spec=spec.to_json(), input=payload, **fields
     ),
     lambda request: {
-        "name": request.name,
-        "cron": mapping.optional(request, "cron"),
-        "every": mapping.optional(request, "every_seconds"),
-        "timezone": request.timezone,
-        "overlap": request.overlap,
-        "catch_up": request.catch_up,
-        "tenant_id": request.tenant_id,
+        **_fields(request, every_seconds="every", input="payload"),
         "spec": specs.LaunchSpec.from_json(request.spec),
-        "payload": mapping.optional(request, "input"),
-        "replace": request.replace,
     },
     reply=lambda schedule, _: mpb.AddScheduleResponse(schedule=mapping.schedule_to_wire(schedule)),
     result=lambda reply, _: mapping.schedule_from_wire(reply.schedule),
@@ -632,9 +573,7 @@ ADD_SCHEDULE = Operator(
 
 LIST_SCHEDULES = Operator(
     "list_schedules",
-    lambda place: _read(place, lambda tx: tx.list_schedules()),
-    mpb.ListSchedulesRequest,
-    lambda request: {},
+    lambda place: _on(place, lambda tx, _: tx.list_schedules(), write=False),
     reply=lambda found, _: mpb.ListSchedulesResponse(
         schedules=[mapping.schedule_to_wire(schedule) for schedule in found]
     ),
@@ -645,16 +584,15 @@ LIST_SCHEDULES = Operator(
 def _change_schedule(place, name, action):
     """Pause, resume (the schedule as it now is), remove (None) or trigger (the
     started instance's id) schedule ``name``; ``action`` is the wire's enum."""
-    now = place.now()
     if action in (mpb.SCHEDULE_PAUSE, mpb.SCHEDULE_RESUME):
         paused = action == mpb.SCHEDULE_PAUSE
-        return place.storage.run(lambda tx: schedules.set_paused(tx, name, paused, now))
+        return _on(place, lambda tx, now: schedules.set_paused(tx, name, paused, now))
     if action == mpb.SCHEDULE_REMOVE:
-        if not place.storage.run(lambda tx: schedules.remove(tx, name)):
+        if not _on(place, lambda tx, _: schedules.remove(tx, name)):
             raise errors.OperationRefused(f"Schedule '{name}' not found")
         return None
     if action == mpb.SCHEDULE_TRIGGER:
-        return place.storage.run(lambda tx: schedules.trigger(tx, name, now))
+        return _on(place, lambda tx, now: schedules.trigger(tx, name, now))
     raise errors.OperationRefused(f"Unknown schedule action: {action}")
 
 
@@ -669,8 +607,6 @@ def _schedule_change_from_wire(reply, arguments):
 CHANGE_SCHEDULE = Operator(
     "change_schedule",
     _change_schedule,
-    mpb.ChangeScheduleRequest,
-    lambda request: {"name": request.name, "action": request.action},
     reply=lambda changed, _: mpb.ChangeScheduleResponse(
         schedule=mapping.schedule_to_wire(changed)
         if isinstance(changed, records.Schedule)
@@ -724,7 +660,7 @@ def health_check(request: mpb.HealthCheckRequest, services: Services) -> mpb.Rpc
             healthy=True,
             version=__version__,
             uptime_ms=int((time.monotonic() - services.started) * 1000),
-            active_instances=_read(services, operations.count_active),
+            active_instances=services.storage.run(operations.count_active, write=False),
         )
     )
 
@@ -732,7 +668,7 @@ def health_check(request: mpb.HealthCheckRequest, services: Services) -> mpb.Rpc
 def get_instance_status(
     request: mpb.GetInstanceStatusRequest, services: Services
 ) -> mpb.RpcResponse:
-    instance = _read(services, lambda tx: tx.get_instance(request.instance_id))
+    instance = services.storage.run(lambda tx: tx.get_instance(request.instance_id), write=False)
     reply = mapping.status_response(request.instance_id, instance, mpb.GetInstanceStatusResponse)
     return mpb.RpcResponse(get_instance_status=reply)
 
@@ -781,7 +717,7 @@ def get_child(request: mpb.GetChildRequest, services: Services) -> mpb.RpcRespon
             return None
         return tx.get_instance(request.child_id)
 
-    instance = _read(services, read) if request.parent_id else None
+    instance = services.storage.run(read, write=False) if request.parent_id else None
     if instance is None:
         return mpb.RpcResponse(get_child=mpb.GetChildResponse(found=False))
     reply = mpb.GetChildResponse(found=True, status=mapping.status_to_wire(instance.status))
