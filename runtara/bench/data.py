@@ -176,7 +176,7 @@ def _measure_store(
     for number in range(options.runs):
         progress.say(f"{name}: starting runtara-core (run {number + 1} of {options.runs})")
         runs.append(
-            run._measure_remote(
+            run.measure_remote(
                 run.Measurement(name, "checkpoint", None),
                 lambda: servers.runtara(run.server_arguments(options, folder)),
                 options,
@@ -317,13 +317,13 @@ def _measure_prune(
                     state_size=state_size,
                     count=None,
                 )
-                await run._phase(
+                await run.phase(
                     f"{name}: warm-up ", group, server.pid, progress, seconds=options.warmup
                 )
                 start = cpu.sample(server.pid, group.pids)
                 await group.record()
                 pruning = asyncio.ensure_future(asyncio.to_thread(prune))
-                await run._phase(f"{name}: measured", group, server.pid, progress, until=pruning)
+                await run.phase(f"{name}: measured", group, server.pid, progress, until=pruning)
                 await pruning
                 end = cpu.sample(server.pid, group.pids)
                 return await group.finish(), cpu.Use.between(start, end)

@@ -110,14 +110,14 @@ def _measure(measurement: Measurement, options: Options, progress: Progress) -> 
         return _measure_storage(measurement, options, progress)
     if baseline is not None:
         progress.say(f"{name}: starting the {baseline} server")
-        return _measure_remote(
+        return measure_remote(
             measurement,
             lambda: servers.echo(options.max_concurrent) if baseline == "echo" else servers.naive(),
             options,
             progress,
         )
     if options.server is not None:
-        return _measure_remote(measurement, None, options, progress)
+        return measure_remote(measurement, None, options, progress)
     with tempfile.TemporaryDirectory(prefix="runtara-bench-") as folder:
         progress.say(f"{name}: starting runtara-core")
         if name == "idle":
@@ -126,7 +126,7 @@ def _measure(measurement: Measurement, options: Options, progress: Progress) -> 
                 return _measure_idle(server, options, progress)
             finally:
                 server.stop()
-        return _measure_remote(
+        return measure_remote(
             measurement,
             lambda: servers.runtara(server_arguments(options, folder)),
             options,
@@ -160,7 +160,7 @@ async def counters(address: tuple[str, int] | None, token: str = "") -> dict[str
         await connection.close(wait=0.2)
 
 
-def _measure_remote(
+def measure_remote(
     measurement: Measurement,
     start_server: Callable[[], servers.ServerProcess] | None,
     options: Options,
@@ -306,13 +306,13 @@ async def _drive(
 ) -> tuple[LoadResult, cpu.Use]:
     """Warm ``work`` (a ClientGroup or a StorageLoad) up, measure one window;
     what it measured and the CPU used meanwhile."""
-    await _phase(f"{name}: warm-up ", work, server_pid, progress, seconds=options.warmup)
+    await phase(f"{name}: warm-up ", work, server_pid, progress, seconds=options.warmup)
     start = cpu.sample(server_pid, work.pids)
     await work.record()
     if options.count is None:
-        await _phase(f"{name}: measured", work, server_pid, progress, seconds=options.duration)
+        await phase(f"{name}: measured", work, server_pid, progress, seconds=options.duration)
     else:
-        await _phase(f"{name}: measured", work, server_pid, progress, until=work.counted())
+        await phase(f"{name}: measured", work, server_pid, progress, until=work.counted())
     end = cpu.sample(server_pid, work.pids)
     result = await work.finish()
     use = cpu.Use.between(start, end)
@@ -325,7 +325,7 @@ async def _drive(
     return result, use
 
 
-async def _phase(
+async def phase(
     label: str,
     work: ClientGroup | StorageLoad,
     server_pid: int | None,
