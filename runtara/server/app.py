@@ -27,9 +27,9 @@ connection would queue their round trips.
 The core still admits and counts each request alone, so the pool's bound and
 the overload policy are unchanged (a batch holds one worker thread, and at
 most ``max_concurrent`` requests run, batched or not). Management requests
-are served one by one: some wait for work of other threads (the launcher's)
-that writes to the storage, which a batch's open transaction would hold up;
-they are few.
+are served one by one, outside batches: HealthCheck probes the database with a
+write on a connection of its own, which would wait for the batch's open
+transaction, and GetStats waits for the loop; they are few.
 """
 
 from __future__ import annotations
