@@ -163,7 +163,8 @@ class InstanceServer:
         """A store with one writer commits one batch at a time: one worker serves the
         batches, each taking the requests that arrived while the previous one ran."""
         self._to_submit: list[core.Job] = []
-        """Batched jobs the core handed out that no worker has taken yet."""
+        """Batched jobs the core handed out that no worker has taken yet. The core
+        counts them as running, so a stopping server waits for them too."""
         self._batch_lock = threading.Lock()
         """Guards ``_to_submit`` and ``_serving`` (one batch at a time only)."""
         self._serving = False
