@@ -49,13 +49,16 @@ class Operator:
     request: Callable[..., Message] | None = None
     """Client side: the call's arguments as the wire request; None: each argument
     is the request's field of its name."""
-    arguments: Callable[[Any], Arguments] = None
+    arguments: Callable[[Any], Arguments] | None = None
     """Server side: the wire request as the call's arguments (a ValueError for a
     request that means nothing is refused); None: the request's fields by name."""
     reply: Callable[[Any, Arguments], Message] | None = None
-    """Server side: the result as the wire reply; None: an empty reply."""
+    """Server side: the result as the wire reply; None: the result is the reply's
+    ``returns`` fields."""
     result: Callable[[Any, Arguments], Any] | None = None
-    """Client side: the wire reply as the result; None: the call returns None."""
+    """Client side: the wire reply as the result; None: its ``returns`` fields."""
+    returns: tuple[str, ...] = ()
+    """The reply's fields the result is (a tuple of them when more than one)."""
     role: Role = Role.READ
     refused: Callable[[Any], Message] | None = None
     """Server side: the reply to a refused request, where it is not ``success=false``."""
@@ -82,7 +85,11 @@ class Operator:
             else:
                 raise
         else:
-            reply = self._reply_type()() if self.reply is None else self.reply(result, arguments)
+            if self.reply is not None:
+                reply = self.reply(result, arguments)
+            else:
+                values = result if len(self.returns) > 1 else [result] * len(self.returns)
+                reply = _present(self._reply_type(), **dict(zip(self.returns, values, strict=True)))
             if _answers_success(reply):
                 reply.success = True
         return mpb.RpcResponse(**{self.field: reply})
@@ -97,7 +104,12 @@ class Operator:
         """The client's result of a reply; OperationRefused for a refusal."""
         if _answers_success(reply) and not reply.success:
             raise errors.OperationRefused(reply.error)
-        return None if self.result is None else self.result(reply, arguments)
+        if self.result is not None:
+            return self.result(reply, arguments)
+        values = tuple(_fields(reply)[name] for name in self.returns)
+        if len(values) > 1:
+            return values
+        return values[0] if values else None
 
 
 def _answers_success(message: Message) -> bool:
@@ -278,42 +290,72 @@ GET_INSTANCE = Operator(
 )
 
 
-def _checkpoints_request(checkpoint_filter, **query):
-    request = mpb.ListCheckpointsRequest(**query)
-    mapping.checkpoint_filter_to_wire(checkpoint_filter, request)
-    return request
+def _instance_page(
+    field, read, wanted, wanted_to_wire, wanted_from_wire, item_to_wire, item_from_wire
+):
+    """An operation that reads one page of an instance's records, those ``wanted``
+    (a filter) only; an unknown instance or filter is an empty page on the wire."""
+    request_type = type(getattr(mpb.RpcRequest(), field))
+    reply_type = type(getattr(mpb.RpcResponse(), field))
+    items = reply_type.DESCRIPTOR.fields[0].name  # the records come first
 
+    def request(*, instance_id, limit, offset, **wanted_filter):
+        message = request_type(instance_id=instance_id, limit=limit, offset=offset)
+        wanted_to_wire(*wanted_filter.values(), message)
+        return message
 
-def _page(items: str, item_from_wire):
-    """A list reply as a Page of the records ``item_from_wire(reply item, arguments)`` gives."""
-    return lambda reply, arguments: records.Page(
-        [item_from_wire(m, arguments) for m in getattr(reply, items)], reply.total_count
+    def reply(page, arguments):
+        message = reply_type(total_count=page.total, **{items: map(item_to_wire, page.items)})
+        for echoed in {"limit", "offset"} & set(reply_type.DESCRIPTOR.fields_by_name):
+            setattr(message, echoed, arguments[echoed])
+        return message
+
+    return Operator(
+        field,
+        lambda place, instance_id, limit, offset, **wanted_filter: _on(
+            place,
+            lambda tx, _: read(
+                tx, instance_id, *wanted_filter.values(), limit=limit, offset=offset
+            ),
+            write=False,
+        ),
+        request,
+        lambda message: {
+            "instance_id": message.instance_id,
+            wanted: wanted_from_wire(message),
+            "limit": _limit(message.limit),
+            "offset": message.offset,
+        },
+        reply=reply,
+        result=lambda message, arguments: records.Page(
+            [item_from_wire(arguments["instance_id"], m) for m in getattr(message, items)],
+            message.total_count,
+        ),
+        refused=lambda message: reply(
+            records.Page([], 0), {"limit": _limit(message.limit), "offset": message.offset}
+        ),
+        asks_for_instance=True,
     )
 
 
-LIST_CHECKPOINTS = Operator(
+LIST_CHECKPOINTS = _instance_page(
     "list_checkpoints",
-    lambda place, instance_id, checkpoint_filter, **page: _on(
-        place,
-        lambda tx, _: operations.list_checkpoints(tx, instance_id, checkpoint_filter, **page),
-        write=False,
-    ),
-    _checkpoints_request,
-    lambda request: {
-        "instance_id": request.instance_id,
-        "checkpoint_filter": mapping.checkpoint_filter_from_wire(request),
-        "limit": _limit(request.limit),
-        "offset": request.offset,
-    },
-    reply=lambda page, arguments: mpb.ListCheckpointsResponse(
-        checkpoints=[mapping.checkpoint_info_to_wire(info) for info in page.items],
-        total_count=page.total,
-        limit=arguments["limit"],
-        offset=arguments["offset"],
-    ),
-    result=_page("checkpoints", lambda m, _: mapping.checkpoint_info_from_wire(m)),
-    refused=lambda request: mpb.ListCheckpointsResponse(limit=_limit(request.limit)),
-    asks_for_instance=True,
+    operations.list_checkpoints,
+    "checkpoint_filter",
+    mapping.checkpoint_filter_to_wire,
+    mapping.checkpoint_filter_from_wire,
+    mapping.checkpoint_info_to_wire,
+    lambda _, message: mapping.checkpoint_info_from_wire(message),
+)
+
+LIST_EVENTS = _instance_page(
+    "list_events",
+    operations.list_events,
+    "event_filter",
+    mapping.event_filter_to_wire,
+    mapping.event_filter_from_wire,
+    mapping.event_to_wire,
+    mapping.event_from_wire,
 )
 
 
@@ -343,36 +385,6 @@ GET_CHECKPOINT = Operator(
     asks_for_instance=True,
 )
 
-
-def _events_request(event_filter, **query):
-    request = mpb.ListEventsRequest(**query)
-    mapping.event_filter_to_wire(event_filter, request)
-    return request
-
-
-LIST_EVENTS = Operator(
-    "list_events",
-    lambda place, instance_id, event_filter, **page: _on(
-        place,
-        lambda tx, _: operations.list_events(tx, instance_id, event_filter, **page),
-        write=False,
-    ),
-    _events_request,
-    lambda request: {
-        "instance_id": request.instance_id,
-        "event_filter": mapping.event_filter_from_wire(request),
-        "limit": _limit(request.limit),
-        "offset": request.offset,
-    },
-    reply=lambda page, _: mpb.ListEventsResponse(
-        events=[mapping.event_to_wire(event) for event in page.items], total_count=page.total
-    ),
-    result=_page(
-        "events", lambda m, arguments: mapping.event_from_wire(arguments["instance_id"], m)
-    ),
-    refused=lambda request: mpb.ListEventsResponse(),
-    asks_for_instance=True,
-)
 
 # --- launches -----------------------------------------------------------------------
 
@@ -419,8 +431,7 @@ START_INSTANCE = Operator(
         "not_before": mapping.optional_time(request, "not_before_ms"),
         "delay": request.delay_ms / 1000 if request.HasField("delay_ms") else None,
     },
-    reply=lambda deduplicated, _: mpb.StartInstanceResponse(deduplicated=deduplicated),
-    result=lambda reply, _: reply.deduplicated,
+    returns=("deduplicated",),
     role=Role.OPERATE,
 )
 
@@ -442,8 +453,7 @@ RETRY_INSTANCE = Operator(
         mpb.RetryInstanceRequest, env=_env_to_wire(env), input=payload, **fields
     ),
     _relaunch_arguments,
-    reply=lambda checkpoint_id, _: _present(mpb.RetryInstanceResponse, checkpoint_id=checkpoint_id),
-    result=lambda reply, _: mapping.optional(reply, "checkpoint_id"),
+    returns=("checkpoint_id",),
     role=Role.OPERATE,
 )
 
@@ -471,10 +481,7 @@ FORK_INSTANCE = Operator(
         mpb.ForkInstanceRequest, env=_env_to_wire(env), input=payload, **fields
     ),
     _relaunch_arguments,
-    reply=lambda forked, _: mpb.ForkInstanceResponse(
-        instance_id=forked[0], checkpoint_id=forked[1]
-    ),
-    result=lambda reply, _: (reply.instance_id, reply.checkpoint_id),
+    returns=("instance_id", "checkpoint_id"),
     role=Role.OPERATE,
 )
 
@@ -502,8 +509,7 @@ STOP_INSTANCE = Operator(
         "grace": request.grace_ms / 1000,
         "give_up": (request.reason or "stopped") if request.give_up else None,
     },
-    reply=lambda launched, _: mpb.StopInstanceResponse(launched=launched),
-    result=lambda reply, _: reply.launched,
+    returns=("launched",),
     role=Role.OPERATE,
 )
 
@@ -519,8 +525,7 @@ def _read_log(place, instance_id, stream, offset):
 READ_LOG = Operator(
     "read_log",
     _read_log,
-    reply=lambda read, _: mpb.ReadLogResponse(data=read[0], next_offset=read[1]),
-    result=lambda reply, _: (reply.data, reply.next_offset),
+    returns=("data", "next_offset"),
 )
 
 # --- queues and schedules -----------------------------------------------------------
