@@ -225,7 +225,9 @@ def _instances_arguments(request):
 
 LIST_INSTANCES = Operator(
     "list_instances",
-    lambda place, **query: _on(place, lambda tx, _: listing.list_instances(tx, **query)),
+    lambda place, **query: _on(
+        place, lambda tx, _: listing.list_instances(tx, **query), write=False
+    ),
     _instances_request,
     _instances_arguments,
     reply=lambda page, _: mpb.ListInstancesResponse(
