@@ -150,8 +150,14 @@ def _respec(env: dict[str, str]):
     return (lambda stored: specs.with_env(stored, env)) if env else None
 
 
-def _env_to_wire(env: dict[str, str]) -> list[str]:
-    return [f"{name}={value}" for name, value in env.items()]
+def _relaunch_request(message_type: type[Message]):
+    """A retry's or a fork's request: ``env`` as NAME=VALUE texts, ``payload`` as ``input``."""
+    return lambda env, payload, **fields: _present(
+        message_type,
+        env=[f"{name}={value}" for name, value in env.items()],
+        input=payload,
+        **fields,
+    )
 
 
 def _relaunch_arguments(request) -> Arguments:
@@ -451,9 +457,7 @@ def _retry_instance(place, instance_id, env, payload):
 RETRY_INSTANCE = Operator(
     "retry_instance",
     _retry_instance,
-    lambda env, payload, **fields: _present(
-        mpb.RetryInstanceRequest, env=_env_to_wire(env), input=payload, **fields
-    ),
+    _relaunch_request(mpb.RetryInstanceRequest),
     _relaunch_arguments,
     returns=("checkpoint_id",),
     role=Role.OPERATE,
@@ -479,9 +483,7 @@ def _fork_instance(place, instance_id, checkpoint_id, new_id, env, payload):
 FORK_INSTANCE = Operator(
     "fork_instance",
     _fork_instance,
-    lambda env, payload, **fields: _present(
-        mpb.ForkInstanceRequest, env=_env_to_wire(env), input=payload, **fields
-    ),
+    _relaunch_request(mpb.ForkInstanceRequest),
     _relaunch_arguments,
     returns=("instance_id", "checkpoint_id"),
     role=Role.OPERATE,
