@@ -3,7 +3,8 @@ written once over each dialect's named queries (:mod:`runtara.storage.queries`).
 
 A SQL driver provides its connection handling and a small subclass of
 :class:`SqlTransaction` (how a statement runs on its connection, how a time is
-passed and read back); the SQL itself is in ``sql/<dialect>/queries.sql``.
+passed and read back); the SQL itself is in ``sql/queries.sql`` (and
+``sql/<dialect>/queries.sql`` for what a dialect writes otherwise).
 The connections handed to these functions are DB-API connections with
 ``execute(sql[, params])`` returning a cursor, as sqlite3's and psycopg's are.
 """
