@@ -140,6 +140,7 @@ class RemoteAdmin(Admin):
         return response
 
     def _perform(self, operator, arguments):
+        """The operation as one management request (two for ``asks_for_instance``)."""
         if (
             operator.asks_for_instance
             and self.instance_details(arguments["instance_id"], 0) is None
@@ -161,6 +162,8 @@ class RemoteAdmin(Admin):
         self._loop = None
         self._connection = None
 
+    # Health and counters are not operator operations: locally they are the storage's
+    # check and nothing, here the server's own answers.
     def health(self) -> str:
         reply = self._call(health_check=mpb.HealthCheckRequest()).health_check
         if not reply.healthy:
