@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import socket
 from collections.abc import Callable
 from typing import Protocol
 
@@ -209,18 +208,6 @@ class Steering(Protocol):
         """True if another process gets this long-header datagram for ``client_id``."""
 
 
-_steerings: dict[int, Steering] = {}
-
-
-def steer(sock: socket.socket, steering: Steering | None) -> None:
-    """Have the :class:`AdmittingServer` that will serve on ``sock`` take part in
-    ``steering`` (None: stop). Set before the server starts serving on ``sock``."""
-    if steering is None:
-        _steerings.pop(sock.fileno(), None)
-    else:
-        _steerings[sock.fileno()] = steering
-
-
 class AdmittingServer(QuicServer):
     """aioquic's server endpoint, asking ``admit`` about every new connection.
 
@@ -233,7 +220,7 @@ class AdmittingServer(QuicServer):
     know is answered with the stateless reset it gives (aioquic drops those
     silently). Long-header packets keep aioquic's handling.
 
-    When its socket shares its port with other server processes (:func:`steer`),
+    With ``steering`` (its socket shares its port with other server processes),
     it reports its number of connections (handshaking, open or closing) each
     time it changes, offers clients' long-header packets to hand over to
     another process, and takes those handed to it.
@@ -244,6 +231,7 @@ class AdmittingServer(QuicServer):
         *,
         admit: Callable[[QuicConnectionProtocol, str], str | None],
         connection_ids: ConnectionIds | None = None,
+        steering: Steering | None = None,
         **kwargs,
     ):
         if connection_ids is not None:
@@ -258,7 +246,7 @@ class AdmittingServer(QuicServer):
         self._address = "?"
         self._ids = connection_ids
         self._live: set[QuicConnectionProtocol] = set()
-        self._steering: Steering | None = None
+        self._steering = steering
         inner = self._create_protocol
 
         def create(connection: QuicConnection, stream_handler=None):
@@ -278,8 +266,6 @@ class AdmittingServer(QuicServer):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
-        sock = transport.get_extra_info("socket")
-        self._steering = _steerings.get(sock.fileno()) if sock is not None else None
         if self._steering is not None:
             self._steering.start(self._loop, self._receive)
 

@@ -42,7 +42,7 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable, Iterable, Mapping
 from typing import Any
 
 from aioquic.quic import events
@@ -104,6 +104,7 @@ class InstanceServer:
         process: int | None = None,
         processes: int | None = None,
         credentials: credentials_module.Credentials | None = None,
+        steerings: Mapping[str, aioquic_adapter.Steering] | None = None,
     ) -> None:
         self.config = config
         self._claims = address_locks.Claims(
@@ -115,6 +116,9 @@ class InstanceServer:
         self._sockets = sockets or {}
         """Bound UDP sockets to serve on instead of binding, by service name (a parent
         process that binds them for several server processes hands them down)."""
+        self._steerings = steerings or {}
+        """By service name, this process's part in sharing its socket's port with
+        the other server processes."""
         if process is None:
             process, processes = supervisor.process_index() or 0, supervisor.process_count()
         self._process, self._processes = process, processes or 1
@@ -378,6 +382,7 @@ class InstanceServer:
                 create_protocol=self._create_connection,
                 admit=functools.partial(self._admit, service=service),
                 connection_ids=self._resets,
+                steering=self._steerings.get(service.name),
             ),
             sock=sock,
         )

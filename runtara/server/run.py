@@ -105,16 +105,22 @@ def serve(config: ServerConfig) -> int:
     if index is None:
         _say_generated(generated)
     sockets = supervisor.inherited_sockets()
-    server = InstanceServer(config, storage, sockets=sockets, credentials=credentials)
     figures_dir = os.environ.get(supervisor.FIGURES_DIR)
+    steered = {}
+    if index is not None and figures_dir and supervisor.process_count() > 1:
+        steered = supervisor.steer(
+            sockets,
+            supervisor.inherited_mailboxes(),
+            Path(figures_dir),
+            index,
+            supervisor.process_count(),
+        )
+    server = InstanceServer(
+        config, storage, sockets=sockets, credentials=credentials, steerings=steered
+    )
     if index is not None and figures_dir:
-        folder, count = Path(figures_dir), supervisor.process_count()
-        steered = {}
-        if count > 1:
-            mailboxes = supervisor.inherited_mailboxes()
-            steered = supervisor.steer(sockets, mailboxes, folder, index, count)
         server.shared_figures = supervisor.SharedFigures(
-            folder, index, steered["instance"].counters if steered else dict
+            Path(figures_dir), index, steered["instance"].counters if steered else dict
         )
     try:
         server.start()

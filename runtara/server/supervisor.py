@@ -58,7 +58,7 @@ from pathlib import Path
 
 import attrs
 
-from runtara import __version__, aioquic_adapter, errors, runtime_files
+from runtara import __version__, errors, runtime_files
 from runtara import config as config_module
 from runtara.credentials import Credentials
 from runtara.launcher import processes
@@ -228,14 +228,13 @@ def steer(
     """In server process ``index`` of ``count``: its part in steering the groups of
     each of its ``sockets`` (``folder`` holds their shared tables)."""
     steered = {}
-    for name, sock in sockets.items():
+    for name in sockets:
         steered[name] = steering.Steering(
             steering.SharedTable(_steering_table(folder, name), count),
             process=index,
             id_length=stateless_reset.CONNECTION_ID_LENGTH,
             mailboxes=steering.Mailboxes.of_process(index, mailboxes[name]),
         )
-        aioquic_adapter.steer(sock, steered[name])
     return steered
 
 

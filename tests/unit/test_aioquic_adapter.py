@@ -203,14 +203,10 @@ def test_a_steered_server_reports_its_connections_and_offers_clients_first_fligh
         config.certificate = identity.certificate
         config.private_key = identity.private_key
         server = aioquic_adapter.AdmittingServer(
-            configuration=config, admit=lambda protocol, address: "no room"
+            configuration=config, admit=lambda protocol, address: "no room", steering=steering
         )
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-            aioquic_adapter.steer(sock, steering)
-            try:
-                server.connection_made(FakeTransport(sock))
-            finally:
-                aioquic_adapter.steer(sock, None)
+            server.connection_made(FakeTransport(sock))
         clients = []
         for _ in range(2):
             client, _ = pair()
