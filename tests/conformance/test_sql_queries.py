@@ -112,6 +112,22 @@ def claim(instance_id) -> Step:
     )
 
 
+def release(instance_id) -> Step:
+    """The launch's claim is given up: no holder, no end."""
+    return Step(
+        "update_launch",
+        {"instance_id": instance_id, "claimed_by": None, "claimed_until": None},
+        1,
+        compose=("claimed_by", "claimed_until"),
+        separator=", ",
+    )
+
+
+def lapsed(now, due_before, expect) -> Step:
+    """The launches whose claim ran out by ``now``, or unwatched sleepers due before ``due_before``."""
+    return Step("list_lapsed_launches", {"now": now, "due_before": due_before, "limit": 10}, expect)
+
+
 def due(now, limit=10) -> dict:
     return {"now": now, "limit": limit}
 
@@ -191,6 +207,18 @@ LAUNCH_COLUMNS = tuple(field.name for field in attrs.fields(records.LaunchUpdate
 
 def ids(rows: list[tuple]) -> list[str]:
     return [row[0] for row in rows]
+
+
+def listed(*expected_ids: str, columns: int | None = None) -> Callable[[list[tuple]], bool]:
+    """A test of the rows: their ids in this order (and, given ``columns``, the
+    first row that wide)."""
+
+    def check(rows: list[tuple]) -> bool:
+        if ids(rows) != list(expected_ids):
+            return False
+        return columns is None or len(rows[0]) == columns
+
+    return check
 
 
 @attrs.frozen
@@ -297,25 +325,25 @@ SCRIPT = [
     Step(
         "list_instances",
         {"limit": 10, "offset": 0},
-        lambda rows: ids(rows) == ["i3", "i2", "i1"] and len(rows[0]) == INSTANCE_COLUMNS,
+        listed("i3", "i2", "i1", columns=INSTANCE_COLUMNS),
         compose=(),
     ),
     Step(
         "list_instances",
         {"limit": 1, "offset": 1, "tenant_id": "a"},
-        lambda rows: ids(rows) == ["i1"],
+        listed("i1"),
         compose=("tenant_id",),
     ),
     Step(
         "list_instances",
         {"limit": 10, "offset": 0, "status": "suspended"},
-        lambda rows: ids(rows) == ["i2"],
+        listed("i2"),
         compose=("status",),
     ),
     Step(
         "list_instances",
         {"limit": 10, "offset": 0, "tenant_id": "a", "status": "running"},
-        lambda rows: ids(rows) == ["i3"],
+        listed("i3"),
         compose=("tenant_id", "status"),
     ),
     Step("count_instances", {}, [(3,)], compose=()),
@@ -326,41 +354,41 @@ SCRIPT = [
         [(0,)],
         compose=("tenant_id", "status"),
     ),
-    Step("list_instances_after", {"limit": 2}, lambda rows: ids(rows) == ["i3", "i2"], compose=()),
+    Step("list_instances_after", {"limit": 2}, listed("i3", "i2"), compose=()),
     Step(
         "list_instances_after",
         {"limit": 10, "after_created_at": at(2), "after_instance_id": "i3"},
-        lambda rows: ids(rows) == ["i2", "i1"] and len(rows[0]) == INSTANCE_COLUMNS,
+        listed("i2", "i1", columns=INSTANCE_COLUMNS),
         compose=("after",),
     ),
     Step(
         "list_instances_after",
         {"limit": 10, "tenant_id": "a", "after_created_at": at(2), "after_instance_id": "i3"},
-        lambda rows: ids(rows) == ["i1"],
+        listed("i1"),
         compose=("tenant_id", "after"),
     ),
     Step(
         "list_instances_after",
         {"limit": 10, "status": "suspended"},
-        lambda rows: ids(rows) == ["i2"],
+        listed("i2"),
         compose=("status",),
     ),
     Step(
         "list_instances_before",
         {"limit": 10, "before_created_at": at(0), "before_instance_id": "i1"},
-        lambda rows: ids(rows) == ["i2", "i3"] and len(rows[0]) == INSTANCE_COLUMNS,
+        listed("i2", "i3", columns=INSTANCE_COLUMNS),
         compose=("before",),
     ),
     Step(
         "list_instances_before",
         {"limit": 1, "tenant_id": "a", "before_created_at": at(0), "before_instance_id": "i1"},
-        lambda rows: ids(rows) == ["i3"],
+        listed("i3"),
         compose=("tenant_id", "before"),
     ),
     Step(
         "list_instances_before",
         {"limit": 10, "status": "running", "before_created_at": at(1), "before_instance_id": "i2"},
-        lambda rows: ids(rows) == ["i3"],
+        listed("i3"),
         compose=("status", "before"),
     ),
     Step("count_instances_up_to", {"at_most": 2}, [(2,)], compose=()),
@@ -375,7 +403,7 @@ SCRIPT = [
     Step(
         "list_stale_instances",
         {"cutoff": at(50), "limit": 10},
-        lambda rows: ids(rows) == ["i3"],
+        listed("i3"),
     ),
     Step("list_stale_instances", {"cutoff": at(1), "limit": 10}, []),
     # --- launches (i2 is suspended, i3 running)
@@ -559,52 +587,22 @@ SCRIPT = [
         compose=("claimed_until",),
         separator=", ",
     ),
-    Step(
-        "list_claimed_launches", {"claimed_by": "me", "limit": 10}, lambda rows: ids(rows) == ["i2"]
-    ),
+    Step("list_claimed_launches", {"claimed_by": "me", "limit": 10}, listed("i2")),
     Step("list_claimed_launches", {"claimed_by": "nobody", "limit": 10}, []),
     # claims that ran out; a running instance whose launch nobody holds
-    Step("list_lapsed_launches", {"now": at(44), "due_before": at(0), "limit": 10}, []),
-    Step(
-        "list_lapsed_launches",
-        {"now": at(45), "due_before": at(0), "limit": 10},
-        lambda rows: ids(rows) == ["i2"],
+    lapsed(now=at(44), due_before=at(0), expect=[]),
+    lapsed(now=at(45), due_before=at(0), expect=listed("i2")),
+    lapsed(
+        now=at(50),
+        due_before=at(0),
+        expect=listed("i2", "i3", columns=LAUNCH_ROW_COLUMNS),
     ),
-    Step(
-        "list_lapsed_launches",
-        {"now": at(50), "due_before": at(0), "limit": 10},
-        lambda rows: ids(rows) == ["i2", "i3"] and len(rows[0]) == LAUNCH_ROW_COLUMNS,
-    ),
-    Step(
-        "update_launch",
-        {"instance_id": "i3", "claimed_by": None, "claimed_until": None},
-        1,
-        compose=("claimed_by", "claimed_until"),
-        separator=", ",
-    ),
-    Step(
-        "list_lapsed_launches",
-        {"now": at(0), "due_before": at(0), "limit": 10},
-        lambda rows: ids(rows) == ["i3"],
-    ),
+    release("i3"),
+    lapsed(now=at(0), due_before=at(0), expect=listed("i3")),
     # an unwatched sleeper is lapsed once its wake time is before due_before
-    Step(
-        "update_launch",
-        {"instance_id": "i2", "claimed_by": None, "claimed_until": None},
-        1,
-        compose=("claimed_by", "claimed_until"),
-        separator=", ",
-    ),
-    Step(
-        "list_lapsed_launches",
-        {"now": at(0), "due_before": at(9), "limit": 10},
-        lambda rows: ids(rows) == ["i3"],
-    ),
-    Step(
-        "list_lapsed_launches",
-        {"now": at(0), "due_before": at(10), "limit": 10},
-        lambda rows: ids(rows) == ["i2", "i3"],
-    ),
+    release("i2"),
+    lapsed(now=at(0), due_before=at(9), expect=listed("i3")),
+    lapsed(now=at(0), due_before=at(10), expect=listed("i2", "i3")),
     Step("list_finished_before", {"cutoff": at(6), "limit": 10}, [("i1",)]),
     Step("list_finished_before", {"cutoff": at(5), "limit": 10}, []),
     # --- queues: the order of due launches (no queue rows: no limits)
@@ -748,10 +746,10 @@ SCRIPT = [
         [("held", 0, 0, 1), ("keyed", 1, 0, 3), ("rated", 0, 0, 1), ("slow", 1, 0, 1)],
     ),
     # the claims ran out at(300): c1 and k1 are lapsed, with the running i3
-    Step(
-        "list_lapsed_launches",
-        {"now": at(300), "due_before": at(0), "limit": 10},
-        lambda rows: ids(rows) == ["c1", "i3", "k1"] and len(rows[0]) == LAUNCH_ROW_COLUMNS,
+    lapsed(
+        now=at(300),
+        due_before=at(0),
+        expect=listed("c1", "i3", "k1", columns=LAUNCH_ROW_COLUMNS),
     ),
     Step("delete_expired_queue_starts", {"queue": "rated", "now": at(209)}, 0),
     Step("delete_expired_queue_starts", {"queue": "slow", "now": at(210)}, 0),
@@ -787,7 +785,7 @@ SCRIPT = [
     Step("delete_schedule", {"name": "hourly"}, 1),
     Step("delete_schedule", {"name": "hourly"}, 0),
     Step("get_schedule", {"name": "hourly"}, []),
-    Step("list_schedules", {}, lambda rows: ids(rows) == ["also", "nightly", "off"]),
+    Step("list_schedules", {}, listed("also", "nightly", "off")),
     # --- checkpoints
     Step(
         "insert_checkpoint",
