@@ -1,4 +1,5 @@
-"""Child instances: a workflow starts others and waits for their results.
+"""Child instances: what :meth:`Instance.start_child` and
+:meth:`Instance.wait_child` need to start others and wait for their results.
 
 The instance protocol has no start message, so children are started and read
 through the management service (``RUNTARA_MANAGEMENT_ADDR``) with the
@@ -18,11 +19,8 @@ is due and the loop goes on (the sleeps already over return at once).
 
 from __future__ import annotations
 
-import json
 import os
-import time
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from runtara import errors
 from runtara.client.connection import Connection
@@ -31,20 +29,18 @@ from runtara.protocol import management_pb2 as mpb
 from runtara.records import InstanceStatus
 from runtara.sdk import exceptions
 
-if TYPE_CHECKING:
-    from runtara.sdk.instance import Instance
-
 FIRST_INTERVAL = 1.0
 """The first sleep of a wait for a child (seconds); each next one doubles."""
 LONGEST_INTERVAL = 10.0
 """The longest sleep of a wait for a child (seconds)."""
 POLICIES = ("cancel", "abandon")
 
-_FINAL = {
+FINAL = {
     mpb.STATUS_COMPLETED: InstanceStatus.COMPLETED,
     mpb.STATUS_FAILED: InstanceStatus.FAILED,
     mpb.STATUS_CANCELLED: InstanceStatus.CANCELLED,
 }
+"""The statuses a child ends in, as the management service sends them."""
 
 
 class ChildFailed(errors.RuntaraError):
@@ -62,7 +58,7 @@ class ChildTimeout(TimeoutError):
     """A child did not finish within the wait's timeout."""
 
 
-class _Management:
+class Management:
     """The management service, reached with the instance's child credential."""
 
     def __init__(self, instance_id: str, environ: Any = None) -> None:
@@ -104,74 +100,3 @@ class _Management:
         if self._connection is not None:
             await self._connection.close()
             self._connection = None
-
-
-def _management(instance: Instance) -> _Management:
-    found = getattr(instance, "_children_client", None)
-    if found is None:
-        found = instance._children_client = _Management(instance.instance_id)
-    return found
-
-
-def start_child(
-    instance: Instance,
-    child_id: str,
-    *,
-    command: Sequence[str] | None = None,
-    input: Any = None,
-    env: dict[str, str] | None = None,
-    on_parent_cancel: str = "cancel",
-) -> str:
-    if on_parent_cancel not in POLICIES:
-        raise ValueError(
-            f"on_parent_cancel must be 'cancel' or 'abandon', not {on_parent_cancel!r}"
-        )
-    key = f"child::{child_id}"
-    if instance.get_checkpoint(key) is not None:
-        return child_id
-    request = mpb.StartChildRequest(
-        parent_id=instance.instance_id,
-        child_id=child_id,
-        command=list(command or ()),
-        env=[f"{name}={value}" for name, value in (env or {}).items()],
-        on_parent_cancel=on_parent_cancel,
-    )
-    if input is not None:
-        request.input = json.dumps(input).encode("utf-8")
-    client = _management(instance)
-    reply = instance._run(client.call(start_child=request)).start_child
-    if not reply.success:
-        raise exceptions.ServerError("START_CHILD_REFUSED", reply.error)
-    instance.checkpoint(key, json.dumps({"child": child_id}).encode())
-    return child_id
-
-
-def child_status(instance: Instance, child_id: str) -> mpb.GetChildResponse:
-    request = mpb.GetChildRequest(parent_id=instance.instance_id, child_id=child_id)
-    return instance._run(_management(instance).call(get_child=request)).get_child
-
-
-def wait_child(instance: Instance, child_id: str, timeout: float | None = None) -> Any:
-    reply = child_status(instance, child_id)
-    if not reply.found:
-        raise exceptions.InvalidState(f"{child_id!r} is not a child of {instance.instance_id!r}")
-    if reply.status not in _FINAL:
-        # when the wait began, saved once, so that the timeout spans relaunches
-        began = instance.checkpoint(f"wait-child::{child_id}", json.dumps(time.time()).encode())
-        since = json.loads(began.existing_state or b"0") if began.found else time.time()
-        interval, sleeps = FIRST_INTERVAL, 0
-        while reply.status not in _FINAL:
-            if timeout is not None and time.time() - since >= timeout:
-                raise ChildTimeout(f"child instance {child_id!r} did not finish in {timeout}s")
-            instance.sleep(interval, key=f"wait-child::{child_id}::{sleeps}", exit=True)
-            sleeps += 1
-            interval = min(LONGEST_INTERVAL, interval * 2)
-            reply = child_status(instance, child_id)
-    status = _FINAL[reply.status]
-    if status is not InstanceStatus.COMPLETED:
-        # A child cancelled because this instance is being stopped: the stop's cancel
-        # (raised here under the runner) is what ends this instance, not the child.
-        instance.poll_signals(force=True)
-        raise ChildFailed(child_id, status, reply.error if reply.HasField("error") else None)
-    output = reply.output if reply.HasField("output") else b""
-    return json.loads(output) if output else None

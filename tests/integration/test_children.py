@@ -126,7 +126,7 @@ def test_the_child_credential_starts_and_reads_its_own_children_only(launching):
     }
 
     async def scenario():
-        client = children._Management("h", environ)
+        client = children.Management("h", environ)
         try:
             own = await client.call(
                 get_child=mpb.GetChildRequest(parent_id="h", child_id="h-stopped")
