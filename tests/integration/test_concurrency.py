@@ -2,11 +2,31 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 
 from runtara.protocol import instance_pb2 as pb
 from tests.support import LoopbackServer, sqlite_url, wait_for
+
+
+@contextlib.contextmanager
+def locked_server(tmp_path, **limits):
+    """A SQLite server with instance ``a`` registered; yields (server, client,
+    blocker), where ``blocker`` holds the database's write lock, so that every
+    worker that writes waits on it until the test rolls it back."""
+    server = LoopbackServer(sqlite_url(tmp_path), **limits)
+    blocker = None
+    try:
+        client = server.client()
+        assert client.register("a").success
+        blocker = sqlite3.connect(tmp_path / "runtara.db", isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")
+        yield server, client, blocker
+    finally:
+        if blocker is not None:
+            blocker.close()
+        server.stop()
 
 
 def test_32_connections_checkpointing_at_once_lose_no_acknowledged_checkpoint(server):
@@ -51,14 +71,7 @@ def test_32_connections_checkpointing_at_once_lose_no_acknowledged_checkpoint(se
 
 
 def test_requests_beyond_workers_and_parking_get_an_overload_error(tmp_path):
-    server = LoopbackServer(sqlite_url(tmp_path), max_concurrent=2, max_pending=1)
-    blocker = None
-    try:
-        client = server.client()
-        assert client.register("a").success
-        # Hold SQLite's write lock so that every worker waits on it.
-        blocker = sqlite3.connect(tmp_path / "runtara.db", isolation_level=None)
-        blocker.execute("BEGIN IMMEDIATE")
+    with locked_server(tmp_path, max_concurrent=2, max_pending=1) as (server, client, blocker):
         replies = {}
 
         def call(index):
@@ -77,20 +90,10 @@ def test_requests_beyond_workers_and_parking_get_an_overload_error(tmp_path):
         assert all(not reply.HasField("error") for reply in replies.values())
         assert server.read(lambda tx: tx.get_checkpoint("a", "cp-overflow")) is None
         assert server.server.stats()["rejected"] == 1
-    finally:
-        if blocker is not None:
-            blocker.close()
-        server.stop()
 
 
 def test_no_reply_requests_refused_under_overload_are_reset(tmp_path):
-    server = LoopbackServer(sqlite_url(tmp_path), max_concurrent=1, max_pending=0)
-    blocker = None
-    try:
-        client = server.client()
-        assert client.register("a").success
-        blocker = sqlite3.connect(tmp_path / "runtara.db", isolation_level=None)
-        blocker.execute("BEGIN IMMEDIATE")
+    with locked_server(tmp_path, max_concurrent=1, max_pending=0) as (server, client, blocker):
         busy = threading.Thread(target=client.checkpoint, args=("a", "cp", b"x"))
         busy.start()
         wait_for(lambda: server.server.stats()["running"] == 1)
@@ -111,10 +114,6 @@ def test_no_reply_requests_refused_under_overload_are_reset(tmp_path):
         assert error is not None and "reset" in str(error)
         blocker.execute("ROLLBACK")
         busy.join()
-    finally:
-        if blocker is not None:
-            blocker.close()
-        server.stop()
 
 
 def test_a_request_larger_than_the_connection_buffer_is_refused(tmp_path):
@@ -137,13 +136,7 @@ def test_a_request_larger_than_the_connection_buffer_is_refused(tmp_path):
 
 
 def test_admitted_request_bytes_are_capped(tmp_path):
-    server = LoopbackServer(sqlite_url(tmp_path), max_inflight_bytes=100_000)
-    blocker = None
-    try:
-        client = server.client()
-        assert client.register("a").success
-        blocker = sqlite3.connect(tmp_path / "runtara.db", isolation_level=None)
-        blocker.execute("BEGIN IMMEDIATE")
+    with locked_server(tmp_path, max_inflight_bytes=100_000) as (server, client, blocker):
         first = {}
         thread = threading.Thread(
             target=lambda: first.update(reply=client.checkpoint("a", "one", b"x" * 60_000))
@@ -156,7 +149,3 @@ def test_admitted_request_bytes_are_capped(tmp_path):
         thread.join()
         assert not first["reply"].HasField("error")
         assert server.server.stats()["admitted_bytes"] == 0
-    finally:
-        if blocker is not None:
-            blocker.close()
-        server.stop()

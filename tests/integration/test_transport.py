@@ -50,8 +50,15 @@ def test_clients_get_at_least_1000_concurrent_request_streams(server, client):
     assert client.loop.run(concurrent(600), 60) == [pb.STATUS_RUNNING] * 600
 
 
-def test_keep_alive_pings_hold_an_idle_connection_open(tmp_path):
-    server = LoopbackServer(sqlite_url(tmp_path), keep_alive_ms=200, idle_timeout_ms=1000)
+@pytest.mark.parametrize(
+    ("keep_alive_ms", "closed_when_idle"),
+    [(200, False), (0, True)],
+    ids=["keep-alive-pings-hold-an-idle-connection-open", "without-them-it-times-out"],
+)
+def test_keep_alive_decides_whether_an_idle_connection_times_out(
+    tmp_path, keep_alive_ms, closed_when_idle
+):
+    server = LoopbackServer(sqlite_url(tmp_path), keep_alive_ms=keep_alive_ms, idle_timeout_ms=1000)
     try:
 
         async def idle(seconds):
@@ -61,23 +68,7 @@ def test_keep_alive_pings_hold_an_idle_connection_open(tmp_path):
             await connection.close()
             return closed
 
-        assert asyncio.run(idle(2.5)) is False
-    finally:
-        server.stop()
-
-
-def test_without_keep_alive_an_idle_connection_times_out(tmp_path):
-    server = LoopbackServer(sqlite_url(tmp_path), keep_alive_ms=0, idle_timeout_ms=1000)
-    try:
-
-        async def idle(seconds):
-            connection = await Connection.open(*server.address, idle_timeout=1.0)
-            await asyncio.sleep(seconds)
-            closed = connection.closed
-            await connection.close()
-            return closed
-
-        assert asyncio.run(idle(2.5)) is True
+        assert asyncio.run(idle(2.5)) is closed_when_idle
     finally:
         server.stop()
 
