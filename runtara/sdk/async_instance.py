@@ -14,12 +14,12 @@ import logging
 import time
 from typing import Any
 
-from runtara import errors, records
+from runtara import errors, mapping, records
 from runtara.protocol import instance_pb2 as pb
 from runtara.sdk import current, exceptions
 from runtara.sdk.channel import Channel, Retry
 from runtara.sdk.config import SdkConfig
-from runtara.sdk.results import SIGNAL_TO_WIRE, CheckpointResult, Signals, Status
+from runtara.sdk.results import CheckpointResult, Signals, Status
 
 logger = logging.getLogger(__name__)
 
@@ -204,7 +204,7 @@ class AsyncInstance:
         acknowledging a cancel makes the instance ``cancelled``."""
         request = pb.SignalAck(
             instance_id=self.instance_id,
-            signal_type=SIGNAL_TO_WIRE[signal_type],
+            signal_type=mapping.SIGNAL_TO_WIRE[signal_type],
             acknowledged=acknowledged,
         )
         await self._channel.call_no_reply(pb.RpcRequest(signal_ack=request))

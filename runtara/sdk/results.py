@@ -4,24 +4,8 @@ from __future__ import annotations
 
 import attrs
 
-from runtara import records
+from runtara import mapping, records
 from runtara.protocol import instance_pb2 as pb
-
-_SIGNAL_TYPES = {
-    pb.SIGNAL_CANCEL: records.SignalType.CANCEL,
-    pb.SIGNAL_PAUSE: records.SignalType.PAUSE,
-    pb.SIGNAL_RESUME: records.SignalType.RESUME,
-}
-SIGNAL_TO_WIRE = {kind: number for number, kind in _SIGNAL_TYPES.items()}
-
-_STATUSES = {
-    pb.STATUS_PENDING: records.InstanceStatus.PENDING,
-    pb.STATUS_RUNNING: records.InstanceStatus.RUNNING,
-    pb.STATUS_SUSPENDED: records.InstanceStatus.SUSPENDED,
-    pb.STATUS_COMPLETED: records.InstanceStatus.COMPLETED,
-    pb.STATUS_FAILED: records.InstanceStatus.FAILED,
-    pb.STATUS_CANCELLED: records.InstanceStatus.CANCELLED,
-}
 
 
 @attrs.frozen
@@ -33,9 +17,7 @@ class Signal:
 
     @classmethod
     def from_wire(cls, message: pb.Signal) -> Signal:
-        # An unknown number means cancel, as upstream's client reads it.
-        kind = _SIGNAL_TYPES.get(message.signal_type, records.SignalType.CANCEL)
-        return cls(kind, message.payload)
+        return cls(mapping.signal_or_cancel(message.signal_type), message.payload)
 
 
 @attrs.frozen
@@ -131,15 +113,12 @@ class Status:
 
     @classmethod
     def from_wire(cls, message: pb.GetInstanceStatusResponse) -> Status:
-        def optional(name: str):
-            return getattr(message, name) if message.HasField(name) else None
-
         return cls(
             instance_id=message.instance_id,
-            status=_STATUSES.get(message.status),
-            checkpoint_id=optional("checkpoint_id"),
+            status=mapping.status_from_wire(message.status),
+            checkpoint_id=mapping.optional(message, "checkpoint_id"),
             started_at_ms=message.started_at_ms,
-            finished_at_ms=optional("finished_at_ms"),
-            output=optional("output"),
-            error=optional("error"),
+            finished_at_ms=mapping.optional(message, "finished_at_ms"),
+            output=mapping.optional(message, "output"),
+            error=mapping.optional(message, "error"),
         )
