@@ -120,6 +120,9 @@ def poll_signals_response(signals: records.Signals) -> pb.PollSignalsResponse:
     return reply
 
 
+_INSTANCE_TEXTS = ("checkpoint_id", "output", "error")
+
+
 def status_response(
     instance_id: str, instance: records.Instance | None, message_type=pb.GetInstanceStatusResponse
 ):
@@ -131,15 +134,21 @@ def status_response(
         reply.error = "Instance not found"
         return reply
     reply.status = status_to_wire(instance.status)
-    if instance.started_at is not None:
-        reply.started_at_ms = millis(instance.started_at)
-    if instance.finished_at is not None:
-        reply.finished_at_ms = millis(instance.finished_at)
-    for field in ("checkpoint_id", "output", "error"):
-        value = getattr(instance, field)
-        if value is not None:
-            setattr(reply, field, value)
+    _copy_given(instance, reply, _INSTANCE_TEXTS, ("started_at", "finished_at"))
     return reply
+
+
+def _copy_given(record, message, fields: tuple[str, ...], times: tuple[str, ...] = ()) -> None:
+    """Set on ``message`` each of ``fields`` that ``record`` gives (is not None),
+    and each of ``times`` as ``<name>_ms``."""
+    for name in fields:
+        value = getattr(record, name)
+        if value is not None:
+            setattr(message, name, value)
+    for name in times:
+        value = getattr(record, name)
+        if value is not None:
+            setattr(message, f"{name}_ms", millis(value))
 
 
 # --- the management protocol --------------------------------------------------
@@ -152,18 +161,8 @@ def instance_to_wire(instance: records.Instance) -> mpb.InstanceSummary:
         status=status_to_wire(instance.status),
         created_at_ms=millis(instance.created_at),
     )
-    for field, value in (
-        ("started_at_ms", instance.started_at),
-        ("finished_at_ms", instance.finished_at),
-        ("last_activity_at_ms", instance.last_activity_at),
-        ("sleep_until_ms", instance.sleep_until),
-    ):
-        if value is not None:
-            setattr(message, field, millis(value))
-    for field in ("checkpoint_id", "output", "error"):
-        value = getattr(instance, field)
-        if value is not None:
-            setattr(message, field, value)
+    times = ("started_at", "finished_at", "last_activity_at", "sleep_until")
+    _copy_given(instance, message, _INSTANCE_TEXTS, times)
     return message
 
 
@@ -199,16 +198,7 @@ def launch_to_wire(launch: records.Launch) -> mpb.Launch:
         queue=launch.queue,
         priority=launch.priority,
     )
-    if launch.key is not None:
-        message.key = launch.key
-    for name in _LAUNCH_TIMES:
-        value = getattr(launch, name)
-        if value is not None:
-            setattr(message, f"{name}_ms", millis(value))
-    for name in _LAUNCH_TEXTS:
-        value = getattr(launch, name)
-        if value is not None:
-            setattr(message, name, value)
+    _copy_given(launch, message, ("key", *_LAUNCH_TEXTS), _LAUNCH_TIMES)
     return message
 
 
@@ -234,10 +224,7 @@ def event_to_wire(event: records.Event) -> mpb.Event:
     message = mpb.Event(
         id=event.id or 0, event_type=event.event_type.value, created_at_ms=millis(event.created_at)
     )
-    for field in ("checkpoint_id", "payload", "subtype"):
-        value = getattr(event, field)
-        if value is not None:
-            setattr(message, field, value)
+    _copy_given(event, message, ("checkpoint_id", "payload", "subtype"))
     return message
 
 
