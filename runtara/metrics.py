@@ -43,7 +43,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import prometheus_client
@@ -110,44 +110,38 @@ class Metrics:
         self._cpu_counted = 0.0
         objects: list[Collector] = []
 
-        def made(metric):
+        def made(kind, *args: Any, **kwargs: Any):
+            # not in prometheus_client's global registry: this one's, below
+            metric = kind(*args, registry=None, **kwargs)
             objects.append(metric)
             return metric
 
         # --- requests -----------------------------------------------------
         self.requests = made(
-            prometheus_client.Counter(
-                "runtara_requests",
-                "Requests answered, by protocol, operation and outcome: ok; error (the "
-                "operation's own error code, or a refused registration); superseded; "
-                "overloaded; unavailable (shutting down); unauthenticated; empty_request",
-                ["protocol", "operation", "outcome"],
-                registry=None,
-            )
+            prometheus_client.Counter,
+            "runtara_requests",
+            "Requests answered, by protocol, operation and outcome: ok; error (the "
+            "operation's own error code, or a refused registration); superseded; "
+            "overloaded; unavailable (shutting down); unauthenticated; empty_request",
+            ["protocol", "operation", "outcome"],
         )
         self.request_seconds = made(
-            prometheus_client.Histogram(
-                "runtara_request_duration_seconds",
-                "Time a worker spent on a request: validation, the storage transaction "
-                "and its commit, the reply's encoding",
-                ["protocol", "operation"],
-                buckets=LATENCY_BUCKETS,
-                registry=None,
-            )
+            prometheus_client.Histogram,
+            "runtara_request_duration_seconds",
+            "Time a worker spent on a request: validation, the storage transaction "
+            "and its commit, the reply's encoding",
+            ["protocol", "operation"],
+            buckets=LATENCY_BUCKETS,
         )
         self.connections_opened = made(
-            prometheus_client.Counter(
-                "runtara_connections",
-                "QUIC connections opened, by protocol and outcome (accepted, refused)",
-                ["protocol", "outcome"],
-                registry=None,
-            )
+            prometheus_client.Counter,
+            "runtara_connections",
+            "QUIC connections opened, by protocol and outcome (accepted, refused)",
+            ["protocol", "outcome"],
         )
         # --- serving figures, sampled ---------------------------------------
         self.gauges = {
-            figure: made(
-                prometheus_client.Gauge(name, help_text, registry=None, multiprocess_mode="livesum")
-            )
+            figure: made(prometheus_client.Gauge, name, help_text, multiprocess_mode="livesum")
             for figure, name, help_text in (
                 ("connections", "runtara_open_connections", "QUIC connections open"),
                 ("running", "runtara_requests_running", "Requests running on a worker"),
@@ -174,115 +168,88 @@ class Metrics:
             )
         }
         self.storage_up = made(
-            prometheus_client.Gauge(
-                "runtara_storage_healthy",
-                "1 while the storage's last operations succeeded, 0 while they fail "
-                "(in any server process)",
-                registry=None,
-                multiprocess_mode="livemin",
-            )
+            prometheus_client.Gauge,
+            "runtara_storage_healthy",
+            "1 while the storage's last operations succeeded, 0 while they fail "
+            "(in any server process)",
+            multiprocess_mode="livemin",
         )
         self.processes = made(
-            prometheus_client.Gauge(
-                "runtara_server_processes",
-                "Server processes running",
-                registry=None,
-                multiprocess_mode="livesum",
-            )
+            prometheus_client.Gauge,
+            "runtara_server_processes",
+            "Server processes running",
+            multiprocess_mode="livesum",
         )
         self.memory = made(
-            prometheus_client.Gauge(
-                "runtara_server_resident_memory_bytes",
-                "Resident memory of the server processes",
-                registry=None,
-                multiprocess_mode="livesum",
-            )
+            prometheus_client.Gauge,
+            "runtara_server_resident_memory_bytes",
+            "Resident memory of the server processes",
+            multiprocess_mode="livesum",
         )
         self.cpu = made(
-            prometheus_client.Counter(
-                "runtara_server_cpu_seconds",
-                "CPU time (user and system) of the server processes",
-                registry=None,
-            )
+            prometheus_client.Counter,
+            "runtara_server_cpu_seconds",
+            "CPU time (user and system) of the server processes",
         )
         # --- storage -------------------------------------------------------
         self.checkpoints = made(
-            prometheus_client.Counter(
-                "runtara_checkpoints_stored",
-                "Checkpoints stored (a Checkpoint of an id that holds a state already "
-                "stores nothing)",
-                registry=None,
-            )
+            prometheus_client.Counter,
+            "runtara_checkpoints_stored",
+            "Checkpoints stored (a Checkpoint of an id that holds a state already stores nothing)",
         )
         self.checkpoint_bytes = made(
-            prometheus_client.Counter(
-                "runtara_checkpoint_bytes_stored",
-                "Bytes of the states of the checkpoints stored",
-                registry=None,
-            )
+            prometheus_client.Counter,
+            "runtara_checkpoint_bytes_stored",
+            "Bytes of the states of the checkpoints stored",
         )
         self.commit_seconds = made(
-            prometheus_client.Histogram(
-                "runtara_storage_commit_duration_seconds",
-                "Time of a committed write transaction, from its start to the end of its "
-                "commit, by driver",
-                ["driver"],
-                buckets=LATENCY_BUCKETS,
-                registry=None,
-            )
+            prometheus_client.Histogram,
+            "runtara_storage_commit_duration_seconds",
+            "Time of a committed write transaction, from its start to the end of its "
+            "commit, by driver",
+            ["driver"],
+            buckets=LATENCY_BUCKETS,
         )
         self.writes_per_commit = made(
-            prometheus_client.Histogram(
-                "runtara_storage_writes_per_commit",
-                "Requests' writes carried by one commit (SQLite commits concurrent "
-                "writers together; PostgreSQL commits each on its own)",
-                ["driver"],
-                buckets=WRITES_BUCKETS,
-                registry=None,
-            )
+            prometheus_client.Histogram,
+            "runtara_storage_writes_per_commit",
+            "Requests' writes carried by one commit (SQLite commits concurrent "
+            "writers together; PostgreSQL commits each on its own)",
+            ["driver"],
+            buckets=WRITES_BUCKETS,
         )
         self.commit_failures = made(
-            prometheus_client.Counter(
-                "runtara_storage_commit_failures",
-                "SQLite write groups whose commit failed (their requests were told so)",
-                ["driver"],
-                registry=None,
-            )
+            prometheus_client.Counter,
+            "runtara_storage_commit_failures",
+            "SQLite write groups whose commit failed (their requests were told so)",
+            ["driver"],
         )
         # --- launches and wakes ----------------------------------------------
         self.launches = made(
-            prometheus_client.Counter(
-                "runtara_launches",
-                "Launch attempts of instances by the launcher, by outcome (started, or "
-                "failed: the command could not be started)",
-                ["outcome"],
-                registry=None,
-            )
+            prometheus_client.Counter,
+            "runtara_launches",
+            "Launch attempts of instances by the launcher, by outcome (started, or "
+            "failed: the command could not be started)",
+            ["outcome"],
         )
         self.queue_starts = made(
-            prometheus_client.Counter(
-                "runtara_queue_started",
-                "Instance processes the launcher started, by the instance's queue",
-                ["queue"],
-                registry=None,
-            )
+            prometheus_client.Counter,
+            "runtara_queue_started",
+            "Instance processes the launcher started, by the instance's queue",
+            ["queue"],
         )
         self.launch_ends = made(
-            prometheus_client.Counter(
-                "runtara_launch_exits",
-                "Instance processes that ended, by what followed: finished, suspended, "
-                "relaunch, failed (attempts spent), stopped, taken over",
-                ["outcome"],
-                registry=None,
-            )
+            prometheus_client.Counter,
+            "runtara_launch_exits",
+            "Instance processes that ended, by what followed: finished, suspended, "
+            "relaunch, failed (attempts spent), stopped, taken over",
+            ["outcome"],
         )
         self.wakes = made(
-            prometheus_client.Counter(
-                "runtara_wakes",
-                "Runs of --wake-command for due sleepers, by outcome (started, failed)",
-                ["outcome"],
-                registry=None,
-            )
+            prometheus_client.Counter,
+            "runtara_wakes",
+            "Runs of --wake-command for due sleepers, by outcome (started, failed)",
+            ["outcome"],
         )
         self._children: dict[tuple, object] = {}
         self.registry = prometheus_client.CollectorRegistry()
