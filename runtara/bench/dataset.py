@@ -270,8 +270,8 @@ def _pending(count: int, total: int, now: dt.datetime, draw: random.Random) -> I
             instance_id = f"queued-{n:08d}"
             created = now - dt.timedelta(hours=1) * (1 - n / total)
             batch.instances.append(
-                (instance_id, _tenant(draw), "pending", None, created, None, None, None)
-                + (None, None, None)
+                (instance_id, _tenant(draw), "pending", None, created)
+                + (None,) * (len(INSTANCE_COLUMNS) - 5)  # not started yet
             )
             batch.launches.append((instance_id, SPEC, 3, 0, created, None, None))
         yield batch
