@@ -369,9 +369,9 @@ def render(outcome: dict, title: str) -> str:
     )
     lines.append("")
     lines.append("store work, ms (p50 / p99 / max), empty store -> loaded store")
+    width = max(len(name) for group in ("ticks", "reads") for name in outcome[group]["loaded"])
     for group in ("ticks", "reads"):
         empty, loaded = outcome[group]["empty"], outcome[group]["loaded"]
-        width = max(len(name) for name in loaded)
         for name, timing in loaded.items():
             before = empty.get(name)
             lines.append(
