@@ -5,32 +5,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 
-import pytest
-
 from runtara import clock, records
 from tests.integration.test_launcher import Launching
-from tests.support import run_cli, sqlite_url, wait_for
+from tests.support import run_cli, wait_for
 
 Status = records.InstanceStatus
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def either(request, tmp_path):
-    url = (
-        sqlite_url(tmp_path)
-        if request.param == "sqlite"
-        else request.getfixturevalue("postgres_url")
-    )
-    running = Launching(tmp_path, url)
-    yield running
-    running.stop()
-
-
-@pytest.fixture
-def launching(tmp_path):
-    running = Launching(tmp_path, sqlite_url(tmp_path))
-    yield running
-    running.stop()
 
 
 def cli(launching: Launching, *args: str):

@@ -5,21 +5,12 @@ from __future__ import annotations
 import json
 import re
 
-import pytest
-
 from runtara import records
 from tests.integration.test_launcher import Launching
-from tests.support import run_cli, sqlite_url
+from tests.support import run_cli
 
 Status = records.InstanceStatus
 LAST_STEP = "durable::step::4"
-
-
-@pytest.fixture
-def launching(tmp_path):
-    running = Launching(tmp_path, sqlite_url(tmp_path))
-    yield running
-    running.stop()
 
 
 def cli(launching: Launching, *args: str):

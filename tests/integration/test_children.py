@@ -14,31 +14,15 @@ from runtara import credentials, errors, records
 from runtara.protocol import management_pb2 as mpb
 from runtara.sdk import children
 from tests.integration.test_launcher import Launching
-from tests.support import free_udp_port, run_cli, sqlite_url, wait_for
+from tests.support import free_udp_port, run_cli, wait_for
 
 Status = records.InstanceStatus
 
 
-def launching_server(folder, url) -> Launching:
-    return Launching(folder, url, "--management-addr", f"127.0.0.1:{free_udp_port()}")
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def either(request, tmp_path):
-    if request.param == "sqlite":
-        url = sqlite_url(tmp_path)
-    else:
-        url = request.getfixturevalue("postgres_url")
-    running = launching_server(tmp_path, url)
-    yield running
-    running.stop()
-
-
 @pytest.fixture
-def launching(tmp_path):
-    running = launching_server(tmp_path, sqlite_url(tmp_path))
-    yield running
-    running.stop()
+def launcher_flags() -> tuple[str, ...]:
+    """The launching servers of these tests take management requests."""
+    return ("--management-addr", f"127.0.0.1:{free_udp_port()}")
 
 
 def start(launching: Launching, instance_id: str, given: dict) -> str:

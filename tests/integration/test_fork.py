@@ -13,22 +13,10 @@ from runtara.launcher.spec import LaunchSpec
 from runtara.storage import launches
 from tests.integration.test_launcher import Launching
 from tests.integration.test_management_queues import remote
-from tests.support import LoopbackServer, run_cli, sqlite_url
+from tests.support import LoopbackServer, run_cli
 
 HERE = Path(__file__).parent
 STEP_KEYS = [f"durable::step::{number}" for number in range(1, 6)]
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def either(request, tmp_path):
-    """A launching server on each driver in turn."""
-    if request.param == "sqlite":
-        url = sqlite_url(tmp_path)
-    else:
-        url = request.getfixturevalue("postgres_url")
-    running = Launching(tmp_path, url)
-    yield running
-    running.stop()
 
 
 def saved(launching: Launching, instance_id: str) -> list[tuple[str, bytes]]:
@@ -95,8 +83,7 @@ def test_a_fork_runs_again_from_the_third_checkpoint_with_a_fix(either):
     assert "forked from" not in cli(launching, "show", "orig").stdout
 
 
-def test_a_fork_from_the_latest_checkpoint_with_an_id_and_input(launching_sqlite):
-    launching = launching_sqlite
+def test_a_fork_from_the_latest_checkpoint_with_an_id_and_input(launching):
     effects = launching.folder / "effects.txt"
     launching.start("--id", "orig", script="fixable.py", EFFECTS=str(effects))
     launching.finished("orig")
@@ -128,15 +115,7 @@ def test_a_fork_from_the_latest_checkpoint_with_an_id_and_input(launching_sqlite
     assert json.loads(launch.spec)["env"]["FIXED"] == "1"
 
 
-@pytest.fixture
-def launching_sqlite(tmp_path):
-    running = Launching(tmp_path, sqlite_url(tmp_path))
-    yield running
-    running.stop()
-
-
-def test_bad_forks_are_refused_with_one_clear_line(launching_sqlite):
-    launching = launching_sqlite
+def test_bad_forks_are_refused_with_one_clear_line(launching):
     effects = launching.folder / "effects.txt"
     launching.start("--id", "orig", script="fixable.py", EFFECTS=str(effects))
     launching.finished("orig")

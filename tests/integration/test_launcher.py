@@ -11,8 +11,6 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import pytest
-
 from runtara import clock, records
 from runtara.config import StorageConfig
 from runtara.launcher import logs
@@ -92,13 +90,6 @@ class Launching:
         self.server.signal(signal.SIGTERM)
         assert self.server.wait() == 0, self.server.output()
         self.storage.close()
-
-
-@pytest.fixture
-def launching(tmp_path):
-    running = Launching(tmp_path, sqlite_url(tmp_path))
-    yield running
-    running.stop()
 
 
 def effects_of(path: Path) -> Counter:
@@ -359,18 +350,6 @@ def test_a_durable_sleeper_is_woken_with_its_own_command(launching):
     assert done.status is records.InstanceStatus.COMPLETED, done.error
     launched = [facts for kind, facts in launching.attempts(instance_id) if kind == "launched"]
     assert len(launched) == 2
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def either(request, tmp_path):
-    """A launching server on each driver in turn."""
-    if request.param == "sqlite":
-        url = sqlite_url(tmp_path)
-    else:
-        url = request.getfixturevalue("postgres_url")
-    running = Launching(tmp_path, url)
-    yield running
-    running.stop()
 
 
 def test_a_duplicate_process_by_hand_is_refused_and_only_one_progresses(either):

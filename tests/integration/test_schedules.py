@@ -91,46 +91,34 @@ def test_every_2s_over_11s_starts_5_or_6_instances_one_per_tick(servers):
         assert output["env"].startswith(stamp[:-1])
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def one_server(request, tmp_path):
-    url = (
-        sqlite_url(tmp_path)
-        if request.param == "sqlite"
-        else request.getfixturevalue("postgres_url")
-    )
-    running = Launching(tmp_path, url)
-    yield running
-    running.stop()
-
-
-def test_after_a_restart_missed_ticks_are_started_as_the_catch_up_policy_says(one_server):
-    add_schedule(one_server, "every-tick", "--catch-up", "all", "--overlap", "allow")
-    add_schedule(one_server, "only-on-time", "--catch-up", "none", "--overlap", "allow")
-    add_schedule(one_server, "latest-only", "--catch-up", "one", "--overlap", "allow")
+def test_after_a_restart_missed_ticks_are_started_as_the_catch_up_policy_says(either):
+    add_schedule(either, "every-tick", "--catch-up", "all", "--overlap", "allow")
+    add_schedule(either, "only-on-time", "--catch-up", "none", "--overlap", "allow")
+    add_schedule(either, "latest-only", "--catch-up", "one", "--overlap", "allow")
     time.sleep(3)
-    one_server.server.signal(signal.SIGTERM)
-    assert one_server.server.wait() == 0
+    either.server.signal(signal.SIGTERM)
+    assert either.server.wait() == 0
     down = time.time()
     time.sleep(7)  # three or four ticks missed
-    one_server.server = ServerProcess(*one_server.flags, cwd=one_server.folder)
+    either.server = ServerProcess(*either.flags, cwd=either.folder)
     time.sleep(2.5)
     for name in ("every-tick", "only-on-time", "latest-only"):
-        schedule_cli(one_server, "pause", name)
+        schedule_cli(either, "pause", name)
     up = dt.datetime.fromtimestamp(down + 7, dt.timezone.utc)
     gone = dt.datetime.fromtimestamp(down, dt.timezone.utc)
 
-    every = ticks_of(one_server, "every-tick")
+    every = ticks_of(either, "every-tick")
     assert all(later - earlier == TICK for earlier, later in zip(every, every[1:], strict=False)), (
         every
     )
     assert sum(1 for tick in every if gone < tick < up) >= 3  # the missed ones, caught up
-    assert shown(one_server, "every-tick")["skipped"] == 0
+    assert shown(either, "every-tick")["skipped"] == 0
 
-    on_time = ticks_of(one_server, "only-on-time")
+    on_time = ticks_of(either, "only-on-time")
     assert not any(gone + TICK < tick < up - TICK for tick in on_time), on_time
-    assert shown(one_server, "only-on-time")["skipped"] >= 2
+    assert shown(either, "only-on-time")["skipped"] >= 2
 
-    latest = ticks_of(one_server, "latest-only")
+    latest = ticks_of(either, "latest-only")
     missed = [tick for tick in latest if gone + TICK < tick < up - TICK]
     assert len(missed) <= 1, latest
-    assert shown(one_server, "latest-only")["skipped"] >= 1
+    assert shown(either, "latest-only")["skipped"] >= 1
