@@ -13,6 +13,7 @@ from runtara import errors
 from runtara.drivers.postgres import PostgresDriver
 from runtara.protocol import instance_pb2 as pb
 from runtara.storage import migrations
+from tests.driver_checks import assert_exists_only_once_migrated, assert_refuses_writes
 from tests.support import LoopbackServer, RpcClient, ServerProcess, run_cli, wait_for
 
 
@@ -249,16 +250,7 @@ def read_only(url: str) -> str:
 
 
 def test_exists_says_whether_the_schema_was_migrated(postgres_url):
-    driver = PostgresDriver(postgres_url, workers=1)
-    try:
-        assert driver.exists() is False
-        with pytest.raises(errors.StorageUnavailable, match="runtara_migrations"):
-            driver.check()
-        driver.migrate()
-        assert driver.exists() is True
-        driver.check()
-    finally:
-        driver.close()
+    assert_exists_only_once_migrated(PostgresDriver(postgres_url, workers=1))
     with pytest.raises(errors.StorageUnavailable, match="cannot connect"):
         PostgresDriver("postgresql://postgres@127.0.0.1:1/runtara", workers=1).exists()
 
@@ -266,15 +258,7 @@ def test_exists_says_whether_the_schema_was_migrated(postgres_url):
 def test_a_database_that_accepts_no_writes_is_refused_at_start(postgres_url, tmp_path):
     PostgresDriver(postgres_url, workers=1).migrate()
     url = read_only(postgres_url)
-    driver = PostgresDriver(url, workers=1)
-    try:
-        assert driver.exists() is True  # reading works
-        with pytest.raises(errors.StorageUnavailable, match="read-only transaction"):
-            driver.check()
-        with pytest.raises(errors.StorageUnavailable, match="read-only transaction"):
-            driver.migrate()
-    finally:
-        driver.close()
+    assert_refuses_writes(PostgresDriver(url, workers=1), "read-only transaction")
     result = run_cli("--database-url", url, "--port", "0", cwd=tmp_path)
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()

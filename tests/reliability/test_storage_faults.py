@@ -18,6 +18,7 @@ import pytest
 
 from runtara import errors
 from runtara.drivers.sqlite import SqliteDriver
+from tests.driver_checks import assert_refuses_writes
 from tests.other_user import require_root
 from tests.support import RpcClient, ServerProcess, run_cli
 
@@ -185,15 +186,7 @@ def test_a_read_only_database_file_refuses_to_start_naming_it(read_only_file, tm
     assert str(database) in line and "the file is read-only" in line
     unhealthy = run_cli("health", "--database-url", url, cwd=tmp_path)
     assert unhealthy.returncode == 1 and "the file is read-only" in unhealthy.stdout
-    driver = SqliteDriver(url)
-    try:
-        assert driver.exists()  # reading it is fine, and changes nothing
-        with pytest.raises(errors.StorageUnavailable, match="the file is read-only"):
-            driver.check()
-        with pytest.raises(errors.StorageUnavailable, match="the file is read-only"):
-            driver.migrate()
-    finally:
-        driver.close()
+    assert_refuses_writes(SqliteDriver(url), "the file is read-only")
     writable()
     assert serves(url, tmp_path, "writable-again")
 

@@ -10,6 +10,7 @@ import pytest
 
 from runtara import errors
 from runtara.drivers.sqlite import SqliteDriver
+from tests.driver_checks import assert_exists_only_once_migrated
 
 
 @pytest.fixture
@@ -34,16 +35,7 @@ def test_a_missing_database_does_not_exist_and_asking_creates_nothing(missing):
 def test_a_database_exists_once_migrated(tmp_path):
     path = tmp_path / "runtara.db"
     sqlite3.connect(path).close()  # an empty SQLite file is not a runtara database
-    driver = SqliteDriver(f"sqlite:{path}")
-    try:
-        assert driver.exists() is False
-        with pytest.raises(errors.StorageUnavailable, match="runtara_migrations"):
-            driver.check()
-        driver.migrate()
-        assert driver.exists() is True
-        driver.check()
-    finally:
-        driver.close()
+    assert_exists_only_once_migrated(SqliteDriver(f"sqlite:{path}"))
 
 
 def test_a_file_that_is_not_a_database_is_unavailable(tmp_path):
