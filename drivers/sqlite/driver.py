@@ -46,6 +46,8 @@ T = TypeVar("T")
 
 DEFAULT_FILE = "runtara.db"
 _SYNCHRONOUS = ("full", "normal")
+WRITE_CACHE_KIB = 64 * 1024
+"""The write connection's page cache (one connection: reads keep the default)."""
 _OPTIONS = {"synchronous", "busy_timeout_ms", "max_batch", "mode"}  # mode: sqlx-style URLs
 _UNAVAILABLE = ("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_FULL", "SQLITE_IOERR", "SQLITE_PERM")
 """Error names (and their extended forms) that mean the file cannot be used, not a bad migration."""
@@ -99,6 +101,9 @@ class SqliteDriver(base.StorageDriver):
             self._use_wal(connection)
             connection.execute(f"PRAGMA synchronous = {self.synchronous.upper()}")
             connection.execute("PRAGMA foreign_keys = ON")
+            # Writes change index pages all over a large store (prune most of all);
+            # SQLite's default 2 MiB cache made the worst prune batch 5x slower.
+            connection.execute(f"PRAGMA cache_size = -{WRITE_CACHE_KIB}")
         except sqlite3.Error as error:
             connection.close()
             raise errors.StorageUnavailable(self._cannot("use", error)) from error
