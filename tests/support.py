@@ -19,7 +19,7 @@ from pathlib import Path
 from runtara import runtime_files
 from runtara.client.connection import Connection
 from runtara.client.loop_thread import LoopThread
-from runtara.config import ServerConfig
+from runtara.config import ServerConfig, StorageConfig
 from runtara.protocol import instance_pb2 as pb
 from runtara.server.app import InstanceServer
 from runtara.storage import base, selection
@@ -202,6 +202,17 @@ class LoopbackServer:
 
 def sqlite_url(folder: Path) -> str:
     return f"sqlite:{folder / 'runtara.db'}"
+
+
+@contextlib.contextmanager
+def migrated_storage(url: str, workers: int):
+    """A storage driver over ``url`` with its schema migrated, closed on leaving."""
+    driver = selection.open_driver(StorageConfig(database_url=url), workers=workers)
+    try:
+        driver.migrate()
+        yield driver
+    finally:
+        driver.close()
 
 
 def free_udp_port() -> int:

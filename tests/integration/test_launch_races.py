@@ -13,10 +13,10 @@ import time
 import pytest
 
 from runtara import clock, records
-from runtara.config import StorageConfig
 from runtara.launcher.spec import LaunchSpec
 from runtara.records import InstanceStatus, InstanceUpdate, LaunchUpdate
-from runtara.storage import launches, operations, selection
+from runtara.storage import launches, operations
+from tests.support import migrated_storage
 
 LEASE = dt.timedelta(seconds=15)
 SPEC = LaunchSpec(("/bin/true",)).to_json()
@@ -26,10 +26,8 @@ HELD = 0.5
 
 @pytest.fixture
 def storage(postgres_url):
-    driver = selection.open_driver(StorageConfig(database_url=postgres_url), workers=4)
-    driver.migrate()
-    yield driver
-    driver.close()
+    with migrated_storage(postgres_url, workers=4) as driver:
+        yield driver
 
 
 def race(storage, first, second, *, pause_in=None) -> dict[str, object]:

@@ -10,11 +10,10 @@ import sys
 import pytest
 
 from runtara import clock, errors, records
-from runtara.config import StorageConfig
 from runtara.launcher import launcher
 from runtara.launcher.spec import LaunchSpec
-from runtara.storage import launches, selection
-from tests.support import LoopbackServer, sqlite_url, wait_for
+from runtara.storage import launches
+from tests.support import LoopbackServer, migrated_storage, sqlite_url, wait_for
 
 
 class FailingOnce:
@@ -34,10 +33,8 @@ class FailingOnce:
 
 @pytest.fixture
 def storage(tmp_path):
-    driver = selection.open_driver(StorageConfig(database_url=sqlite_url(tmp_path)), workers=4)
-    driver.migrate()
-    yield driver
-    driver.close()
+    with migrated_storage(sqlite_url(tmp_path), workers=4) as driver:
+        yield driver
 
 
 def start(storage, instance_id: str, *command: str, max_failures: int = 3) -> None:

@@ -14,6 +14,7 @@ from runtara.config import StorageConfig
 from runtara.launcher.spec import LaunchSpec
 from runtara.records import InstanceStatus, InstanceUpdate
 from runtara.storage import launches, queues, selection
+from tests.support import migrated_storage
 
 T0 = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.timezone.utc)
 LEASE = dt.timedelta(seconds=30)
@@ -25,10 +26,8 @@ def at(seconds: float) -> dt.datetime:
 
 @pytest.fixture
 def storage(database_url):
-    driver = selection.open_driver(StorageConfig(database_url=database_url), workers=4)
-    driver.migrate()
-    yield driver
-    driver.close()
+    with migrated_storage(database_url, workers=4) as driver:
+        yield driver
 
 
 def start(storage, instance_id, *, when=0.0, queue="q", key=None, priority=0, **more):

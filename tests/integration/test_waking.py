@@ -17,19 +17,15 @@ from pathlib import Path
 import pytest
 
 from runtara import clock, records
-from runtara.config import StorageConfig
 from runtara.launcher import launcher
 from runtara.records import InstanceStatus, InstanceUpdate
-from runtara.storage import selection
-from tests.support import ServerProcess, wait_for
+from tests.support import ServerProcess, migrated_storage, wait_for
 
 
 @pytest.fixture
 def storage(database_url):
-    driver = selection.open_driver(StorageConfig(database_url=database_url), workers=8)
-    driver.migrate()
-    yield driver
-    driver.close()
+    with migrated_storage(database_url, workers=8) as driver:
+        yield driver
 
 
 def sleeper(storage, instance_id, wakes_at, checkpoint_id="cp-1", status=InstanceStatus.SUSPENDED):

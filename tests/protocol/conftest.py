@@ -9,16 +9,6 @@ from tests.protocol.harness import CoreServer
 
 @pytest.fixture
 def server():
+    """The core over the in-memory driver; the ``client`` and ``running`` fixtures
+    of tests/conftest.py use this one here."""
     return CoreServer()
-
-
-@pytest.fixture
-def client(server):
-    return server.client()
-
-
-@pytest.fixture
-def running(server, client):
-    """A registered (running) instance id."""
-    assert client.register("inst-1").success
-    return "inst-1"
