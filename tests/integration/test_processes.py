@@ -56,9 +56,18 @@ def start_two(tmp_path, *flags, session=False):
     )
 
 
-def test_two_processes_serve_one_port_and_sum_their_figures(tmp_path):
-    server = start_two(tmp_path)
+@contextlib.contextmanager
+def stopped_after(server: ServerProcess):
+    """The server, stopped with SIGTERM on leaving: it must exit 0."""
     try:
+        yield server
+    finally:
+        server.signal(signal.SIGTERM)
+        assert server.wait() == 0
+
+
+def test_two_processes_serve_one_port_and_sum_their_figures(tmp_path):
+    with stopped_after(start_two(tmp_path)) as server:
         wait_for(lambda: len(children_of(server)) == 2, 30)
         fingerprints = {
             line.rsplit(" ", 1)[1] for line in server.log if "SHA-256 fingerprint" in line
@@ -85,9 +94,6 @@ def test_two_processes_serve_one_port_and_sum_their_figures(tmp_path):
         assert re.search(r"^process\.1\.completed +\d+$", listed, re.MULTILINE)
         found = run_cli("stats", cwd=tmp_path)  # the server running here, found by itself
         assert found.returncode == 0 and "process.1.completed" in found.stdout
-    finally:
-        server.signal(signal.SIGTERM)
-        assert server.wait() == 0
     assert all(not _alive(pid) for pid in children_of(server).values())
 
 
@@ -234,8 +240,7 @@ def opened_by_process(server: ServerProcess) -> list[float]:
 
 
 def test_new_clients_are_split_evenly_between_the_processes(tmp_path):
-    server = start_two(tmp_path)
-    try:
+    with stopped_after(start_two(tmp_path)) as server:
         wait_for(lambda: serving(server) == 2, 30)
         clients = [RpcClient(server.address) for _ in range(8)]
         for number, client in enumerate(clients):
@@ -248,14 +253,10 @@ def test_new_clients_are_split_evenly_between_the_processes(tmp_path):
         assert figures(server)["process.0.connections_handed_over"] >= 3
         for client in clients:
             client.close()
-    finally:
-        server.signal(signal.SIGTERM)
-        assert server.wait() == 0
 
 
 def test_while_the_first_process_restarts_new_clients_go_to_the_other(tmp_path):
-    server = start_two(tmp_path)
-    try:
+    with stopped_after(start_two(tmp_path)) as server:
         wait_for(lambda: serving(server) == 2, 30)
         os.kill(children_of(server)[0], signal.SIGKILL)
         wait_for(lambda: any("go to server process 1 first" in line for line in server.log), 10)
@@ -264,14 +265,10 @@ def test_while_the_first_process_restarts_new_clients_go_to_the_other(tmp_path):
         assert client.register("meanwhile").success
         assert serving(server) == before, "process 0 was back before the client was served"
         client.close()
-    finally:
-        server.signal(signal.SIGTERM)
-        assert server.wait() == 0
 
 
 def test_each_line_names_its_process_and_shared_facts_are_said_once(tmp_path):
-    server = start_two(tmp_path)
-    try:
+    with stopped_after(start_two(tmp_path)) as server:
         wait_for(lambda: serving(server) == 2, 30)
         serving_lines = [line for line in server.log if "serving the runtara instance" in line]
         assert sorted(re.search(r"\[process (\d)\]", line)[1] for line in serving_lines) == [
@@ -281,9 +278,6 @@ def test_each_line_names_its_process_and_shared_facts_are_said_once(tmp_path):
         for fact in ("storage: sqlite", "SHA-256 fingerprint", "serving the management protocol"):
             (line,) = [line for line in server.log if fact in line]
             assert "[process" not in line  # the parent's: about the whole server
-    finally:
-        server.signal(signal.SIGTERM)
-        assert server.wait() == 0
 
 
 def test_no_new_client_is_handed_to_a_process_being_restarted(tmp_path):
