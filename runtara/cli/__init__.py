@@ -129,9 +129,7 @@ def _dispatch(argv: list[str]) -> int:
 
 
 def _help(argv: Sequence[str]) -> int:
-    parser = common.Parser(
-        prog=f"{common.PROG} help", description="Show the help, or a command's help."
-    )
+    parser = common.command_parser("help", "Show the help, or a command's help.")
     parser.add_argument("command", nargs="?", choices=list(COMMANDS), help="a command")
     name = parser.parse_args(argv).command
     return _dispatch([name, "--help"] if name else ["--help"])

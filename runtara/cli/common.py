@@ -84,6 +84,11 @@ DESCRIBE: Sequence[str] = _Describe()
 :class:`ParserBuilt` with the command's parser: see :func:`parser_of`."""
 
 
+def command_parser(command: str, description: str, **options: Any) -> Parser:
+    """The parser of ``runtara-core COMMAND``."""
+    return Parser(prog=f"{PROG} {command}", description=description, **options)
+
+
 class ParserBuilt(Exception):
     def __init__(self, parser: Parser) -> None:
         super().__init__(parser.prog)

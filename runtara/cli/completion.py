@@ -17,9 +17,9 @@ FUNCTION = "_runtara_core"
 
 
 def completion(argv: Sequence[str], commands: Mapping[str, Callable[[Sequence[str]], int]]) -> int:
-    parser = common.Parser(
-        prog=f"{common.PROG} completion",
-        description="Print a shell completion script for runtara-core. To load it in every "
+    parser = common.command_parser(
+        "completion",
+        "Print a shell completion script for runtara-core. To load it in every "
         f'bash session, add to ~/.bashrc: eval "$({common.PROG} completion bash)"',
     )
     parser.add_argument(

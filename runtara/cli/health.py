@@ -11,9 +11,9 @@ from runtara.cli import common
 
 
 def stats(argv: Sequence[str]) -> int:
-    parser = common.Parser(
-        prog=f"{common.PROG} stats",
-        description="Print a running server's counters (GetStats), one a line: "
+    parser = common.command_parser(
+        "stats",
+        "Print a running server's counters (GetStats), one a line: "
         "requests, connections, admission, storage; with --processes, the whole "
         "server's sums and each process's own (process.N.name), such as how many "
         "connections each was given (process.N.connections_opened). Asks the server "
@@ -35,9 +35,9 @@ def stats(argv: Sequence[str]) -> int:
 
 
 def health(argv: Sequence[str]) -> int:
-    parser = common.Parser(
-        prog=f"{common.PROG} health",
-        description="Exit 0 if the server answers (the one running on this machine, or "
+    parser = common.command_parser(
+        "health",
+        "Exit 0 if the server answers (the one running on this machine, or "
         "--server) or the store is reachable (--database-url), 1 otherwise, with one line "
         "saying which.",
     )

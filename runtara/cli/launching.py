@@ -32,9 +32,9 @@ POLL = 0.2
 
 
 def start(argv: Sequence[str]) -> int:
-    parser = common.Parser(
-        prog=f"{common.PROG} start",
-        description="Store a pending instance with how to launch it, and print its id; "
+    parser = common.command_parser(
+        "start",
+        "Store a pending instance with how to launch it, and print its id; "
         "the server's launcher starts it (as its queue allows), relaunches it from its last "
         "checkpoint when its process dies, and relaunches it when it is woken or resumed. "
         "Starting an id again with the same specification and input changes nothing.",
@@ -240,9 +240,9 @@ def read_input(value: str) -> bytes:
 
 
 def retry(argv: Sequence[str]) -> int:
-    parser = common.Parser(
-        prog=f"{common.PROG} retry",
-        description="Make a failed or cancelled instance go on from its last checkpoint: the "
+    parser = common.command_parser(
+        "retry",
+        "Make a failed or cancelled instance go on from its last checkpoint: the "
         "same id, its checkpoints kept (finished durable steps are not run again), a fresh "
         "count of failures; the server's launcher launches it at once. With filters instead "
         "of an id, every failed or cancelled instance they match.",
@@ -269,9 +269,9 @@ LATEST = "last"
 
 
 def fork(argv: Sequence[str]) -> int:
-    parser = common.Parser(
-        prog=f"{common.PROG} fork",
-        description="Store a new instance that runs again from a checkpoint of INSTANCE, and "
+    parser = common.command_parser(
+        "fork",
+        "Store a new instance that runs again from a checkpoint of INSTANCE, and "
         "print its id: it gets copies of the checkpoints INSTANCE saved up to and including "
         "that one (the durable steps they hold are not run again) and INSTANCE's launch "
         "(command, folder, environment, input, queue, key, priority); the server's launcher "
@@ -331,9 +331,9 @@ def fork(argv: Sequence[str]) -> int:
 
 
 def stop(argv: Sequence[str]) -> int:
-    parser = common.Parser(
-        prog=f"{common.PROG} stop",
-        description="Send cancel, wait for the instance to end, and past the grace have its "
+    parser = common.command_parser(
+        "stop",
+        "Send cancel, wait for the instance to end, and past the grace have its "
         "process terminated (SIGTERM, then SIGKILL) and the instance recorded cancelled. "
         "With filters instead of an id, every live instance they match.",
     )
@@ -383,9 +383,9 @@ def _ending(instance: records.Instance) -> str:
 
 
 def logs_command(argv: Sequence[str]) -> int:
-    parser = common.Parser(
-        prog=f"{common.PROG} logs",
-        description="Print what a launched instance wrote (all its attempts): by default both "
+    parser = common.command_parser(
+        "logs",
+        "Print what a launched instance wrote (all its attempts): by default both "
         "stdout and stderr, each line labelled `stdout| ` or `stderr| `, attempt by attempt "
         "(each attempt's marker line once), within an attempt its stdout lines then its stderr "
         "lines (the logs do not record the order between the two); with --follow, lines as "

@@ -12,28 +12,21 @@ NO_LIMIT = "none"
 
 
 def queue(argv: Sequence[str]) -> int:
-    parser = common.Parser(
-        prog=f"{common.PROG} queue",
-        description="Set, list, pause and resume the queues that instances are started in "
+    parser = common.command_parser(
+        "queue",
+        "Set, list, pause and resume the queues that instances are started in "
         "(start --queue). Limits hold for every server on the database, at once.",
     )
     actions = parser.add_subparsers(dest="action", required=True, parser_class=common.Parser)
     setting = actions.add_parser("set", help="change a queue's limits")
     setting.add_argument("name", help="queue name")
-    setting.add_argument(
-        "--concurrency",
-        type=common.checked(_count),
-        default=UNCHANGED,
-        metavar="N|none",
-        help="at most N of its instances running at once",
-    )
-    setting.add_argument(
-        "--per-key",
-        type=common.checked(_count),
-        default=UNCHANGED,
-        metavar="N|none",
-        help="at most N running at once per concurrency key (start --key)",
-    )
+    for option, meaning in (
+        ("--concurrency", "at most N of its instances running at once"),
+        ("--per-key", "at most N running at once per concurrency key (start --key)"),
+    ):
+        setting.add_argument(
+            option, type=common.checked(_count), default=UNCHANGED, metavar="N|none", help=meaning
+        )
     setting.add_argument(
         "--rate",
         type=common.checked(_rate),

@@ -12,9 +12,9 @@ CATCH_UPS = ("none", "one", "all")
 
 
 def schedule(argv: Sequence[str]) -> int:
-    parser = common.Parser(
-        prog=f"{common.PROG} schedule",
-        description="Durable schedules: each tick starts exactly one instance (id NAME@TIME, "
+    parser = common.command_parser(
+        "schedule",
+        "Durable schedules: each tick starts exactly one instance (id NAME@TIME, "
         "RUNTARA_SCHEDULED_AT in its environment, scheduled_at in its input), whichever "
         "servers share the database.",
     )

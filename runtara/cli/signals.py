@@ -9,9 +9,9 @@ from runtara.cli import bulk, common
 
 
 def signal(argv: Sequence[str]) -> int:
-    parser = common.Parser(
-        prog=f"{common.PROG} signal",
-        description="Send cancel, pause or resume to an instance; it replaces any pending "
+    parser = common.command_parser(
+        "signal",
+        "Send cancel, pause or resume to an instance; it replaces any pending "
         "signal, and the instance sees it on its next Checkpoint or PollSignals. With "
         "filters instead of an id, to every live instance they match.",
     )
@@ -32,9 +32,9 @@ def signal(argv: Sequence[str]) -> int:
 
 
 def custom_signal(argv: Sequence[str]) -> int:
-    parser = common.Parser(
-        prog=f"{common.PROG} custom-signal",
-        description="Send a signal for one checkpoint id of an instance; the instance takes "
+    parser = common.command_parser(
+        "custom-signal",
+        "Send a signal for one checkpoint id of an instance; the instance takes "
         "it once, on a Checkpoint of that id or a PollSignals naming it.",
     )
     parser.add_argument("instance", help="instance id")

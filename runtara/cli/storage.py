@@ -13,9 +13,7 @@ from runtara.storage import registry, selection
 
 
 def migrate(argv: Sequence[str]) -> int:
-    parser = common.Parser(
-        prog=f"{common.PROG} migrate", description="Apply pending schema migrations."
-    )
+    parser = common.command_parser("migrate", "Apply pending schema migrations.")
     config.add_arguments(parser, config.STORAGE_SETTINGS, config.StorageConfig)
     storage = selection.open_driver(
         config.storage_config(parser.parse_args(argv), os.environ), workers=1
@@ -32,9 +30,9 @@ def migrate(argv: Sequence[str]) -> int:
 
 
 def drivers(argv: Sequence[str]) -> int:
-    parser = common.Parser(
-        prog=f"{common.PROG} drivers",
-        description="List the installed storage drivers, and each broken plugin with the "
+    parser = common.command_parser(
+        "drivers",
+        "List the installed storage drivers, and each broken plugin with the "
         "reason it cannot be used; exit 1 if there is one.",
     )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -70,9 +68,9 @@ def drivers(argv: Sequence[str]) -> int:
 
 
 def prune(argv: Sequence[str]) -> int:
-    parser = common.Parser(
-        prog=f"{common.PROG} prune",
-        description="Delete finished (completed, failed, cancelled) instances with their "
+    parser = common.command_parser(
+        "prune",
+        "Delete finished (completed, failed, cancelled) instances with their "
         "checkpoints, events and signals. Each batch is one transaction; running and "
         "suspended instances are never touched; it is safe to interrupt.",
     )
