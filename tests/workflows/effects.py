@@ -13,6 +13,8 @@ from __future__ import annotations
 import os
 import time
 
+from appending import append_line
+
 from runtara import sdk
 
 STEPS = int(os.environ.get("STEPS", "8"))
@@ -25,12 +27,7 @@ INSTANCE = os.environ["RUNTARA_INSTANCE_ID"]
 
 @sdk.durable(max_retries=0)
 def step(number: int) -> int:
-    line = f"{INSTANCE} {number} {os.getpid()}\n".encode()
-    descriptor = os.open(EFFECTS, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-    try:
-        os.write(descriptor, line)
-    finally:
-        os.close(descriptor)
+    append_line(EFFECTS, f"{INSTANCE} {number} {os.getpid()}\n")
     time.sleep(STEP_SECONDS)
     return os.getpid()
 

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 from pathlib import Path
+
+import stubborn
 
 from runtara import sdk
 
@@ -37,7 +38,7 @@ def start_helper(kind: str) -> int:
     raise ValueError(f"unknown helper {kind!r}")
 
 
-def workflow(instance: sdk.Instance) -> int:
+def workflow(instance: sdk.Instance) -> int | None:
     kinds = os.environ["HELPERS"].split(",")
     lines = [f"{kind} {start_helper(kind)}\n" for kind in kinds]
     target = Path(os.environ["PIDS"])
@@ -46,10 +47,7 @@ def workflow(instance: sdk.Instance) -> int:
     partial.rename(target)
     if os.environ["THEN"] == "finish":
         return len(lines)
-    instance.checkpoint("started", b"")
-    while True:
-        instance.heartbeat()
-        time.sleep(0.2)
+    return stubborn.workflow(instance)
 
 
 if __name__ == "__main__":

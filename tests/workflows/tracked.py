@@ -7,6 +7,8 @@ from __future__ import annotations
 import os
 import time
 
+from appending import append_line
+
 from runtara import sdk
 
 TRACK = os.environ["TRACK"]
@@ -15,12 +17,7 @@ KEY = os.environ.get("KEY", "-")
 
 
 def note(instance: sdk.Instance, what: str) -> None:
-    line = f"{what} {instance.instance_id} {KEY} {time.time():.6f}\n".encode()
-    descriptor = os.open(TRACK, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-    try:
-        os.write(descriptor, line)
-    finally:
-        os.close(descriptor)
+    append_line(TRACK, f"{what} {instance.instance_id} {KEY} {time.time():.6f}\n")
 
 
 def workflow(instance: sdk.Instance) -> str:
