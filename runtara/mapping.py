@@ -466,8 +466,7 @@ def schedule_to_wire(schedule: records.Schedule) -> mpb.Schedule:
         value = getattr(schedule, name)
         if value is not None:
             setattr(message, field, value)
-    if schedule.last_tick_at is not None:
-        message.last_tick_at_ms = millis(schedule.last_tick_at)
+    _copy_given(schedule, message, (), ("last_tick_at",))
     return message
 
 
