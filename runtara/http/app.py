@@ -131,17 +131,16 @@ class HttpApp:
         if not segments and method == "GET":
             return messages.redirect("/instances")
         section, rest = segments[0], segments[1:]
-        if section == "queues":
+        named = {  # pages of named things: the list, and an action on one by name
+            "queues": (self.console.queues, QUEUE_ACTIONS, self.console.queue_act),
+            "schedules": (self.console.schedules, SCHEDULE_ACTIONS, self.console.schedule_act),
+        }
+        if section in named:
+            show, actions, act = named[section]
             if not rest and method == "GET":
-                return self.console.queues(request)
-            if len(rest) == 2 and rest[1] in QUEUE_ACTIONS and method == "POST":
-                return self.console.queue_act(request, rest[0], rest[1])
-            return self._not_found(request)
-        if section == "schedules":
-            if not rest and method == "GET":
-                return self.console.schedules(request)
-            if len(rest) == 2 and rest[1] in SCHEDULE_ACTIONS and method == "POST":
-                return self.console.schedule_act(request, rest[0], rest[1])
+                return show(request)
+            if len(rest) == 2 and rest[1] in actions and method == "POST":
+                return act(request, rest[0], rest[1])
             return self._not_found(request)
         if section != "instances":
             return self._not_found(request)
