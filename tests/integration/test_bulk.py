@@ -12,10 +12,6 @@ from tests.support import run_cli, wait_for
 Status = records.InstanceStatus
 
 
-def cli(launching: Launching, *args: str):
-    return run_cli(*args, "--database-url", launching.url, cwd=launching.folder)
-
-
 def start_broken(launching: Launching, count: int, *arguments: str, prefix: str) -> list[str]:
     broken = launching.folder / "BROKEN"
     broken.touch()
@@ -56,7 +52,7 @@ def test_retry_by_filters_resumes_exactly_the_recent_failed_ones(either):
     )
     assert launching.finished(fine).status is Status.COMPLETED
 
-    done = cli(launching, "retry", "--status", "failed", "--created-after", "1h", "--yes")
+    done = launching.cli("retry", "--status", "failed", "--created-after", "1h", "--yes")
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert sorted(line.split()[0] for line in lines[:-1]) == recent
@@ -74,12 +70,12 @@ def test_an_interrupted_retry_rerun_does_the_rest_and_nothing_twice(launching):
     ids = start_broken(launching, 12, "--tenant", "acme", prefix="f")
 
     # --dry-run lists them and changes nothing; more than 10 need --yes
-    dry = cli(launching, "retry", "--tenant", "acme", "--dry-run")
+    dry = launching.cli("retry", "--tenant", "acme", "--dry-run")
     assert dry.returncode == 0, dry.stderr
     assert dry.stdout.splitlines()[0].split() == ["ID", "STATUS", "TENANT", "CREATED", "ERROR"]
     assert "dry run: 12 instances would be retried" in dry.stdout
     assert all(f in dry.stdout for f in ids)
-    refused = cli(launching, "retry", "--tenant", "acme")
+    refused = launching.cli("retry", "--tenant", "acme")
     assert refused.returncode == 2
     assert "12 instances match" in refused.stderr and "--yes" in refused.stderr
     assert all(launching.instance(i).status is Status.FAILED for i in ids)
@@ -87,14 +83,14 @@ def test_an_interrupted_retry_rerun_does_the_rest_and_nothing_twice(launching):
 
     (launching.folder / "BROKEN").unlink()
     # the first run is cut short after half of them
-    first = cli(launching, "retry", "--tenant", "acme", "--limit", "6", "--json")
+    first = launching.cli("retry", "--tenant", "acme", "--limit", "6", "--json")
     assert first.returncode == 0, first.stderr
     outcomes = [json.loads(line) for line in first.stdout.splitlines()]
     assert outcomes[-1] == {"summary": {"matched": 6, "ok": 6, "refused": 0, "error": 0}}
     halfway = {o["instance_id"] for o in outcomes[:-1]}
     assert len(halfway) == 6 and {o["outcome"] for o in outcomes[:-1]} == {"ok"}
 
-    again = cli(launching, "retry", "--tenant", "acme", "--status", "failed", "--yes")
+    again = launching.cli("retry", "--tenant", "acme", "--status", "failed", "--yes")
     assert again.returncode == 0, again.stderr
     rest = {line.split()[0] for line in again.stdout.splitlines()[:-1]}
     assert rest == set(ids) - halfway
@@ -103,14 +99,14 @@ def test_an_interrupted_retry_rerun_does_the_rest_and_nothing_twice(launching):
     assert {i: retried(launching, i) for i in ids} == dict.fromkeys(ids, 1)
 
     # nothing is left to retry
-    last = cli(launching, "retry", "--tenant", "acme", "--yes")
+    last = launching.cli("retry", "--tenant", "acme", "--yes")
     assert last.returncode == 0 and "no instance matches" in last.stdout
 
 
 def test_filters_and_an_id_are_exclusive_and_filters_are_needed(launching):
-    both = cli(launching, "stop", "some-id", "--status", "running")
+    both = launching.cli("stop", "some-id", "--status", "running")
     assert both.returncode == 2 and "not both" in both.stderr
-    neither = cli(launching, "retry")
+    neither = launching.cli("retry")
     assert neither.returncode == 2 and "at least one filter" in neither.stderr
 
 
@@ -122,7 +118,7 @@ def test_signal_pause_goes_to_the_suspended_ones(launching):
     ]
     for instance_id in sleepers:
         wait_for(lambda i=instance_id: launching.instance(i).status is Status.SUSPENDED, 30)
-    sent = cli(launching, "signal", "--status", "suspended", "pause", "--payload", "window")
+    sent = launching.cli("signal", "--status", "suspended", "pause", "--payload", "window")
     assert sent.returncode == 0, sent.stderr
     assert sorted(line.split()[0] for line in sent.stdout.splitlines()[:-1]) == sleepers
     for instance_id in sleepers:
@@ -139,14 +135,14 @@ def test_stop_by_tenant_cancels_that_tenants_instances_only(launching):
     }
     for instance_id in ids["x"] + ids["y"]:
         wait_for(lambda i=instance_id: launching.instance(i).status is Status.RUNNING, 30)
-    stopped = cli(launching, "stop", "--tenant", "x", "--yes", "--grace", "1s")
+    stopped = launching.cli("stop", "--tenant", "x", "--yes", "--grace", "1s")
     assert stopped.returncode == 0, stopped.stderr
     assert sorted(line.split()[0] for line in stopped.stdout.splitlines()[:-1]) == sorted(ids["x"])
     for instance_id in ids["x"]:
         assert launching.finished(instance_id, 30).status is Status.CANCELLED
     assert all(launching.instance(i).status is Status.RUNNING for i in ids["y"])
     # a rerun finds nothing live left in x
-    rerun = cli(launching, "stop", "--tenant", "x", "--yes")
+    rerun = launching.cli("stop", "--tenant", "x", "--yes")
     assert rerun.returncode == 0 and "no instance matches" in rerun.stdout
 
 

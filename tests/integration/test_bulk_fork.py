@@ -7,14 +7,9 @@ import re
 
 from runtara import records
 from tests.integration.test_launcher import Launching
-from tests.support import run_cli
 
 Status = records.InstanceStatus
 LAST_STEP = "durable::step::4"
-
-
-def cli(launching: Launching, *args: str):
-    return run_cli(*args, "--database-url", launching.url, cwd=launching.folder)
 
 
 def start_failing(launching: Launching, count: int) -> list[str]:
@@ -38,13 +33,12 @@ def test_fork_by_filters_forks_each_failed_one_once_from_its_latest_checkpoint(l
     originals = start_failing(launching, 3)
     before = {i: launching.instance(i) for i in originals}
 
-    dry = cli(launching, "fork", "--status", "failed", "--from", "last", "--dry-run")
+    dry = launching.cli("fork", "--status", "failed", "--from", "last", "--dry-run")
     assert dry.returncode == 0, dry.stderr
     assert "dry run: 3 instances would be forked" in dry.stdout
     assert all_ids(launching) == set(originals)
 
-    forked = cli(
-        launching,
+    forked = launching.cli(
         "fork",
         "--status",
         "failed",
@@ -81,7 +75,7 @@ def test_fork_by_filters_forks_each_failed_one_once_from_its_latest_checkpoint(l
         assert [line for line in effects if line.startswith(f"{new_id} ")] == [f"{new_id} step 5"]
 
     # the text form: one line per instance with its new id, then the summary
-    only_one = cli(launching, "fork", "--status", "failed", "--from", "last", "--limit", "1")
+    only_one = launching.cli("fork", "--status", "failed", "--from", "last", "--limit", "1")
     assert only_one.returncode == 0, only_one.stderr
     first, summary = only_one.stdout.splitlines()
     assert re.fullmatch(
@@ -92,13 +86,13 @@ def test_fork_by_filters_forks_each_failed_one_once_from_its_latest_checkpoint(l
 
 def test_fork_by_filters_refuses_a_named_checkpoint_and_an_id(launching):
     originals = start_failing(launching, 1)
-    named = cli(launching, "fork", "--status", "failed", "--from", LAST_STEP)
+    named = launching.cli("fork", "--status", "failed", "--from", LAST_STEP)
     assert named.returncode == 2
     assert "with filters only --from last is allowed" in named.stderr, named.stderr
-    with_id = cli(launching, "fork", "--status", "failed", "--from", "last", "--id", "x")
+    with_id = launching.cli("fork", "--status", "failed", "--from", "last", "--id", "x")
     assert with_id.returncode == 2 and "--id goes with an instance id" in with_id.stderr
-    both = cli(launching, "fork", originals[0], "--status", "failed", "--from", "last")
+    both = launching.cli("fork", originals[0], "--status", "failed", "--from", "last")
     assert both.returncode == 2 and "not both" in both.stderr
-    dry_with_id = cli(launching, "fork", originals[0], "--from", "last", "--dry-run")
+    dry_with_id = launching.cli("fork", originals[0], "--from", "last", "--dry-run")
     assert dry_with_id.returncode == 2 and "--dry-run goes with filters" in dry_with_id.stderr
     assert all_ids(launching) == set(originals)

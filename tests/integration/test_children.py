@@ -14,7 +14,7 @@ from runtara import credentials, errors, records
 from runtara.protocol import management_pb2 as mpb
 from runtara.sdk import children
 from tests.integration.test_launcher import Launching
-from tests.support import free_udp_port, run_cli, wait_for
+from tests.support import free_udp_port, wait_for
 
 Status = records.InstanceStatus
 
@@ -62,10 +62,10 @@ def test_a_parent_killed_while_waiting_starts_no_child_twice_and_sums_them(eithe
     exits = [facts["outcome"] for kind, facts in launching.attempts("p") if kind == "exited"]
     assert "relaunch" in exits and "suspended" in exits, exits
     # show names the children and the parent
-    shown = run_cli("show", "p", "--database-url", launching.url, cwd=launching.folder)
+    shown = launching.cli("show", "p")
     assert shown.returncode == 0, shown.stderr
     assert all(kid in shown.stdout for kid in kids), shown.stdout
-    shown = run_cli("show", "p-c1", "--database-url", launching.url, cwd=launching.folder)
+    shown = launching.cli("show", "p-c1")
     assert "parent" in shown.stdout and " p" in shown.stdout, shown.stdout
 
 
@@ -79,23 +79,13 @@ def test_stopping_a_parent_stops_its_children_but_not_an_abandoned_one(launching
             ),
             60,
         )
-    stopped = run_cli(
-        "stop", "h", "--grace", "20s", "--database-url", launching.url, cwd=launching.folder
-    )
+    stopped = launching.cli("stop", "h", "--grace", "20s")
     assert stopped.returncode == 0, stopped.stderr
     done = launching.finished("h", 60)
     assert done.status is Status.CANCELLED, done.error
     assert launching.finished("h-stopped", 60).status is Status.CANCELLED
     assert launching.instance("h-abandoned").status is Status.RUNNING
-    stopped = run_cli(
-        "stop",
-        "h-abandoned",
-        "--grace",
-        "20s",
-        "--database-url",
-        launching.url,
-        cwd=launching.folder,
-    )
+    stopped = launching.cli("stop", "h-abandoned", "--grace", "20s")
     assert stopped.returncode == 0, stopped.stderr
     assert launching.finished("h-abandoned", 60).status is Status.CANCELLED
 
@@ -140,4 +130,4 @@ def test_the_child_credential_starts_and_reads_its_own_children_only(launching):
     asyncio.run(scenario())
     assert launching.instance("x") is None
     for instance_id in ("h-abandoned", "h"):
-        run_cli("stop", instance_id, "--database-url", launching.url, cwd=launching.folder)
+        launching.cli("stop", instance_id)

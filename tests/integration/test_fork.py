@@ -31,10 +31,6 @@ def saved(launching: Launching, instance_id: str) -> list[tuple[str, bytes]]:
     return launching.storage.run(read, write=False)
 
 
-def cli(launching: Launching, *arguments: str):
-    return run_cli(*arguments, "--database-url", launching.url, cwd=launching.folder)
-
-
 def test_a_fork_runs_again_from_the_third_checkpoint_with_a_fix(either):
     launching = either
     effects = launching.folder / "effects.txt"
@@ -46,7 +42,7 @@ def test_a_fork_runs_again_from_the_third_checkpoint_with_a_fix(either):
     assert [name for name, _ in before] == STEP_KEYS[:4]
     third = before[2][0]
 
-    forked = cli(launching, "fork", "orig", "--from", third, "--env", "FIXED=1")
+    forked = launching.cli("fork", "orig", "--from", third, "--env", "FIXED=1")
     assert forked.returncode == 0, forked.stderr
     new_id = forked.stdout.strip()
     assert re.fullmatch(r"orig-fork-[0-9a-f]{8}", new_id)
@@ -72,23 +68,22 @@ def test_a_fork_runs_again_from_the_third_checkpoint_with_a_fix(either):
     assert launching.instance("orig") == failed
     assert saved(launching, "orig") == before
 
-    shown = cli(launching, "show", new_id)
+    shown = launching.cli("show", new_id)
     assert shown.returncode == 0, shown.stderr
     assert re.search(rf"^forked from\s+orig at {re.escape(third)}$", shown.stdout, re.M)
-    as_json = json.loads(cli(launching, "show", new_id, "--json").stdout)
+    as_json = json.loads(launching.cli("show", new_id, "--json").stdout)
     assert (as_json["launch"]["origin_instance"], as_json["launch"]["origin_checkpoint"]) == (
         "orig",
         third,
     )
-    assert "forked from" not in cli(launching, "show", "orig").stdout
+    assert "forked from" not in launching.cli("show", "orig").stdout
 
 
 def test_a_fork_from_the_latest_checkpoint_with_an_id_and_input(launching):
     effects = launching.folder / "effects.txt"
     launching.start("--id", "orig", script="fixable.py", EFFECTS=str(effects))
     launching.finished("orig")
-    forked = cli(
-        launching,
+    forked = launching.cli(
         "fork",
         "orig",
         "--from",
@@ -127,14 +122,14 @@ def test_bad_forks_are_refused_with_one_clear_line(launching):
         (("orig", "--from", "last", "--id", "orig"), "Instance 'orig' already exists"),
         (("bare", "--from", "a"), "Instance 'bare' was not started with `runtara-core start`"),
     ):
-        refused = cli(launching, "fork", *arguments)
+        refused = launching.cli("fork", *arguments)
         assert refused.returncode == 1, (arguments, refused.stderr)
         assert refused.stdout == ""
         assert len(refused.stderr.splitlines()) == 1 and message in refused.stderr, refused.stderr
-    assert cli(launching, "fork", "orig", "--from", "last", "--id", "f").returncode == 0
-    again = cli(launching, "fork", "orig", "--from", "last", "--id", "f")
+    assert launching.cli("fork", "orig", "--from", "last", "--id", "f").returncode == 0
+    again = launching.cli("fork", "orig", "--from", "last", "--id", "f")
     assert again.returncode == 1 and "Instance 'f' already exists" in again.stderr
-    missing = cli(launching, "fork", "orig")
+    missing = launching.cli("fork", "orig")
     assert missing.returncode == 2 and "--from" in missing.stderr
 
 

@@ -35,6 +35,10 @@ class Launching:
         self.server = ServerProcess(*self.flags, cwd=folder)
         self.storage = selection.open_driver(StorageConfig(database_url=url), workers=2)
 
+    def cli(self, command: str, *arguments: str) -> subprocess.CompletedProcess:
+        """Run ``runtara-core command *arguments`` on this server's database, in its folder."""
+        return run_cli(command, "--database-url", self.url, *arguments, cwd=self.folder)
+
     def restart(self, how: int = signal.SIGKILL) -> None:
         self.server.signal(how)
         self.server.wait()
@@ -42,16 +46,8 @@ class Launching:
 
     def start(self, *arguments: str, script: str = "kill_loop.py", **env: str) -> str:
         flags = [f"--env={name}={value}" for name, value in env.items()]
-        started = run_cli(
-            "start",
-            "--database-url",
-            self.url,
-            *flags,
-            *arguments,
-            "--",
-            sys.executable,
-            str(WORKFLOWS / script),
-            cwd=self.folder,
+        started = self.cli(
+            "start", *flags, *arguments, "--", sys.executable, str(WORKFLOWS / script)
         )
         assert started.returncode == 0, started.stderr
         return started.stdout.strip()
@@ -145,17 +141,14 @@ def test_the_input_reaches_the_instance_and_the_output_comes_back(launching):
 
 
 def test_a_command_that_cannot_start_fails_its_attempts_with_the_os_error(launching):
-    started = run_cli(
+    started = launching.cli(
         "start",
-        "--database-url",
-        launching.url,
         "--id",
         "missing",
         "--max-attempts",
         "2",
         "--",
         str(launching.folder / "no-such-program"),
-        cwd=launching.folder,
     )
     assert started.returncode == 0, started.stderr
     failed = launching.finished("missing")
@@ -182,15 +175,7 @@ def test_a_crash_loop_stops_at_max_failures_with_the_last_stderr(launching):
     )
     assert "KeyError: 'KILLS_FILE'" in failed.error
     assert len([a for a in launching.attempts(instance_id) if a[0] == "exited"]) == 3
-    shown = run_cli(
-        "logs",
-        instance_id,
-        "--database-url",
-        launching.url,
-        "--runs-dir",
-        str(launching.runs),
-        cwd=launching.folder,
-    )
+    shown = launching.cli("logs", instance_id, "--runs-dir", str(launching.runs))
     assert shown.returncode == 0 and shown.stdout.count("KeyError: 'KILLS_FILE'") == 3
 
 
@@ -245,9 +230,9 @@ def test_retry_goes_on_from_the_checkpoints_of_a_failed_instance(launching):
     assert [int(line.split()[0]) for line in effects.read_text().splitlines()] == [0, 1, 2, 3, 4]
     kinds = [event.event_type.value for event in launching.events(instance_id)]
     assert kinds.count("retried") == 1 and kinds.count("launched") == 2
-    again = run_cli("retry", "flaky", "--database-url", launching.url, cwd=launching.folder)
+    again = launching.cli("retry", "flaky")
     assert again.returncode == 1 and "is completed: only a failed or cancelled" in again.stderr
-    unknown = run_cli("retry", "nope", "--database-url", launching.url, cwd=launching.folder)
+    unknown = launching.cli("retry", "nope")
     assert unknown.returncode == 1 and "'nope' not found" in unknown.stderr
 
 
@@ -301,9 +286,7 @@ def test_stop_ends_an_instance_that_ignores_the_cancel_within_the_grace(launchin
     instance_id = launching.start(script="stubborn.py")
     wait_for(lambda: launching.instance(instance_id).checkpoint_id == "started", 30)
     began = time.monotonic()
-    stopped = run_cli(
-        "stop", instance_id, "--grace", "1s", "--database-url", launching.url, cwd=launching.folder
-    )
+    stopped = launching.cli("stop", instance_id, "--grace", "1s")
     took = time.monotonic() - began
     assert stopped.returncode == 0, stopped.stderr
     done = launching.instance(instance_id)
@@ -322,17 +305,13 @@ def test_pause_then_resume_relaunches_from_the_checkpoint(launching):
         BATCH_OUTPUT=str(output),
     )
     wait_for(lambda: output.exists() and len(output.read_text().splitlines()) >= 3, 30)
-    paused = run_cli(
-        "signal", instance_id, "pause", "--database-url", launching.url, cwd=launching.folder
-    )
+    paused = launching.cli("signal", instance_id, "pause")
     assert paused.returncode == 0, paused.stderr
     wait_for(lambda: launching.instance(instance_id).status is records.InstanceStatus.SUSPENDED, 30)
     wait_for(lambda: launching.attempts(instance_id)[-1][0] == "exited", 30)
     done_before = len(output.read_text().splitlines())
     assert done_before < 12
-    resumed = run_cli(
-        "signal", instance_id, "resume", "--database-url", launching.url, cwd=launching.folder
-    )
+    resumed = launching.cli("signal", instance_id, "resume")
     assert resumed.returncode == 0, resumed.stderr
     assert launching.finished(instance_id).status is records.InstanceStatus.COMPLETED
     items = output.read_text().splitlines()
@@ -392,38 +371,11 @@ def test_a_duplicate_process_by_hand_is_refused_and_only_one_progresses(either):
 
 def test_start_refuses_an_existing_id_and_oversized_input(launching):
     launching.start("--id", "taken", script="echo_input.py")
-    again = run_cli(
-        "start",
-        "--database-url",
-        launching.url,
-        "--id",
-        "taken",
-        "--",
-        "true",
-        cwd=launching.folder,
-    )
+    again = launching.cli("start", "--id", "taken", "--", "true")
     assert again.returncode == 1 and "already exists" in again.stderr
     big = launching.folder / "big.bin"
     big.write_bytes(bytes(17 * 1024 * 1024))
-    too_big = run_cli(
-        "start",
-        "--database-url",
-        launching.url,
-        "--input",
-        f"@{big}",
-        "--",
-        "true",
-        cwd=launching.folder,
-    )
+    too_big = launching.cli("start", "--input", f"@{big}", "--", "true")
     assert too_big.returncode == 2 and "at most 16777216 (16 MiB)" in too_big.stderr
-    not_json = run_cli(
-        "start",
-        "--database-url",
-        launching.url,
-        "--input",
-        "{nope",
-        "--",
-        "true",
-        cwd=launching.folder,
-    )
+    not_json = launching.cli("start", "--input", "{nope", "--", "true")
     assert not_json.returncode == 2 and "--input is not JSON" in not_json.stderr
