@@ -3,6 +3,7 @@ accepted; a second SIGTERM, or the end of the grace period, exits promptly."""
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sqlite3
 import threading
@@ -60,18 +61,24 @@ def test_sigterm_under_load_finishes_in_flight_requests_and_loses_nothing(tmp_pa
     assert lost == []
 
 
+@contextlib.contextmanager
 def blocked_server(tmp_path, grace: str):
-    """A server with one request stuck behind a held SQLite write lock."""
+    """A server with one request stuck behind a held SQLite write lock; the lock and
+    the client are let go on leaving."""
     server = ServerProcess("--shutdown-grace", grace, "--log-level", "debug", cwd=tmp_path)
     client = RpcClient(server.address, timeout=60)
     assert client.register("stuck").success
     blocker = sqlite3.connect(tmp_path / "runtara.db", isolation_level=None)
-    blocker.execute("BEGIN IMMEDIATE")
-    threading.Thread(
-        target=lambda: _ignore(lambda: client.checkpoint("stuck", "cp", b"x")), daemon=True
-    ).start()
-    wait_for(lambda: "checkpoint from" in server.output())
-    return server, client, blocker
+    try:
+        blocker.execute("BEGIN IMMEDIATE")
+        threading.Thread(
+            target=lambda: _ignore(lambda: client.checkpoint("stuck", "cp", b"x")), daemon=True
+        ).start()
+        wait_for(lambda: "checkpoint from" in server.output())
+        yield server
+    finally:
+        blocker.close()
+        client.close()
 
 
 def _ignore(call) -> None:
@@ -82,21 +89,16 @@ def _ignore(call) -> None:
 
 
 def test_the_end_of_the_grace_period_exits_promptly(tmp_path):
-    server, client, blocker = blocked_server(tmp_path, grace="1")
-    try:
+    with blocked_server(tmp_path, grace="1") as server:
         started = time.monotonic()
         server.signal(signal.SIGTERM)
         assert server.wait(timeout=15) == 0
         assert time.monotonic() - started < 10
         assert "requests still running past the grace period" in server.output()
-    finally:
-        blocker.close()
-        client.close()
 
 
 def test_a_second_sigterm_exits_at_once(tmp_path):
-    server, client, blocker = blocked_server(tmp_path, grace="60")
-    try:
+    with blocked_server(tmp_path, grace="60") as server:
         server.signal(signal.SIGTERM)
         wait_for(lambda: "finishing in-flight requests" in server.output())
         started = time.monotonic()
@@ -104,9 +106,6 @@ def test_a_second_sigterm_exits_at_once(tmp_path):
         assert server.wait(timeout=15) == 1
         assert time.monotonic() - started < 10
         assert "second SIGTERM: exiting now" in server.output()
-    finally:
-        blocker.close()
-        client.close()
     with sqlite3.connect(tmp_path / "runtara.db") as db:  # nothing half-written
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         assert db.execute("SELECT count(*) FROM checkpoints").fetchone()[0] == 0
