@@ -28,6 +28,27 @@ sys.exit(1)
 """
 
 
+def start_code(url: str, instance_id: str, code: str, work: Path, *flags: str) -> None:
+    """Start ``python -c code`` as ``instance_id`` in the folder ``work`` (the command
+    runs in the folder above it)."""
+    started = run_cli(
+        "start",
+        "--database-url",
+        url,
+        "--id",
+        instance_id,
+        *flags,
+        "--cwd",
+        str(work),
+        "--",
+        sys.executable,
+        "-c",
+        code,
+        cwd=work.parent,
+    )
+    assert started.returncode == 0, started.stderr
+
+
 @pytest.fixture
 def failed_twice(tmp_path):
     """A real server that ran an instance twice (both attempts failed): its flags to
@@ -39,23 +60,7 @@ def failed_twice(tmp_path):
     storage = selection.open_driver(StorageConfig(database_url=url), workers=2)
     try:
         (tmp_path / "work").mkdir()
-        started = run_cli(
-            "start",
-            "--database-url",
-            url,
-            "--id",
-            "twice",
-            "--max-failures",
-            "2",
-            "--cwd",
-            str(tmp_path / "work"),
-            "--",
-            sys.executable,
-            "-c",
-            TWO_ATTEMPTS,
-            cwd=tmp_path,
-        )
-        assert started.returncode == 0, started.stderr
+        start_code(url, "twice", TWO_ATTEMPTS, tmp_path / "work", "--max-failures", "2")
 
         def failed():
             found = storage.run(lambda tx: tx.get_instance("twice"), write=False)
@@ -202,21 +207,7 @@ def test_logs_follow_prints_each_attempt_as_it_comes(tmp_path):
     work.mkdir()
     follower = None
     try:
-        started = run_cli(
-            "start",
-            "--database-url",
-            url,
-            "--id",
-            "live",
-            "--cwd",
-            str(work),
-            "--",
-            sys.executable,
-            "-c",
-            WAITS_THEN_FAILS,
-            cwd=tmp_path,
-        )
-        assert started.returncode == 0, started.stderr
+        start_code(url, "live", WAITS_THEN_FAILS, work)
         follower = Child("logs", "live", "--follow", *server.management_target(), cwd=tmp_path)
         assert follower.next_line().startswith("--- attempt 1 (0 failed in a row before it), ")
         assert [follower.next_line(), follower.next_line()] == ["stdout| out 1", "stderr| err 1"]
