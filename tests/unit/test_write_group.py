@@ -198,15 +198,23 @@ def test_a_refusal_in_a_batch_undoes_only_its_own_work(group, store):
     keeps_serving(group, store, "after")
 
 
-def test_a_raising_handler_in_a_batch_fails_alone_and_runs_once(group, store):
-    bug = ZeroDivisionError("a bug in a handler")
-    works = [Counted("before"), Counted("buggy", bug), Counted("after")]
-    before, buggy, after = in_one_batch(group, works)
-    assert before["result"] == "before" and after["result"] == "after"
-    assert buggy["error"] is bug
+@pytest.mark.parametrize(
+    "failure",
+    [ZeroDivisionError("a bug in a handler"), KeyboardInterrupt()],
+    ids=["a-raising-handler", "a-base-exception"],
+)
+def test_a_failing_work_in_a_batch_reaches_its_own_caller_alone_and_runs_once(
+    group, store, failure
+):
+    works = [Counted("first"), Counted("failing", failure), Counted("third")]
+    first, failing, third = in_one_batch(group, works)
+    # The first queued leads the batch; what the second caller's work raises
+    # reaches that caller, and the others' writes commit.
+    assert first["result"] == "first" and third["result"] == "third"
+    assert failing["error"] is failure
     assert [work.runs for work in works] == [1, 1, 1]
-    assert store.rows() == {"before", "after"}
-    keeps_serving(group, store, "later")
+    assert store.rows() == {"first", "third"}
+    keeps_serving(group, store, "after")
 
 
 def test_a_storage_error_inside_work_is_a_storage_error_for_that_caller(group, store):
@@ -277,19 +285,6 @@ def test_a_transaction_sqlite_rolled_back_fails_every_job_of_the_batch(group, st
         assert "rolled back" in str(outcome["error"])
     assert works[0].runs == 1 and works[2].runs == 0
     assert store.rows() == set()
-    keeps_serving(group, store, "after")
-
-
-def test_a_base_exception_from_work_reaches_its_own_caller_alone(group, store):
-    interruption = KeyboardInterrupt()
-    works = [Counted("first"), Counted("interrupting", interruption), Counted("third")]
-    first, interrupting, third = in_one_batch(group, works)
-    # The first queued leads the batch; the interruption raised by the second
-    # caller's work reaches that caller, and the others' writes commit.
-    assert first["result"] == "first" and third["result"] == "third"
-    assert interrupting["error"] is interruption
-    assert [work.runs for work in works] == [1, 1, 1]
-    assert store.rows() == {"first", "third"}
     keeps_serving(group, store, "after")
 
 
