@@ -87,78 +87,69 @@ def helpers(tmp_path):
                 os.kill(pid, signal.SIGKILL)
 
 
-def launching_in(tmp_path, mode: str) -> Launching:
-    return Launching(tmp_path / "server", sqlite_url(tmp_path), "--instance-cgroups", mode)
+@pytest.fixture
+def launching(tmp_path, helpers, mode):
+    """A launching server with ``--instance-cgroups mode``, stopped before ``helpers``
+    kills what is left."""
+    running = Launching(tmp_path / "server", sqlite_url(tmp_path), "--instance-cgroups", mode)
+    yield running
+    running.stop()
 
 
 def stop(launching: Launching, instance_id: str) -> None:
-    stopped = run_cli(
-        "stop", instance_id, "--grace", "1s", "--database-url", launching.url, cwd=launching.folder
-    )
+    stopped = launching.cli("stop", instance_id, "--grace", "1s")
     assert stopped.returncode == 0, stopped.stderr
     assert launching.instance(instance_id).status is records.InstanceStatus.CANCELLED
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_stop_ends_the_instance_and_every_helper_it_started(tmp_path, helpers, mode):
-    launching = launching_in(tmp_path, mode)
-    try:
-        how = "a cgroup of its own" if mode == "on" else "its process group and session"
-        assert f"ends everything an attempt started through {how}" in launching.server.output()
-        instance_id = launching.start(
-            script="leaves_helpers.py", HELPERS=ALL_KINDS[mode], THEN="stay", PIDS=str(helpers)
-        )
-        wait_for(lambda: launching.instance(instance_id).checkpoint_id == "started", 30)
-        pids = read_pids(helpers)
-        assert len(alive(pids.values())) == len(pids) == len(ALL_KINDS[mode].split(","))
-        if mode == "on":
-            assert len(attempt_groups(instance_id)) == 1
-        stop(launching, instance_id)
-        wait_for(lambda: not alive(pids.values()), 10)
-        wait_for(lambda: not attempt_groups(instance_id), 10)
-    finally:
-        launching.stop()
+def test_stop_ends_the_instance_and_every_helper_it_started(launching, helpers, mode):
+    how = "a cgroup of its own" if mode == "on" else "its process group and session"
+    assert f"ends everything an attempt started through {how}" in launching.server.output()
+    instance_id = launching.start(
+        script="leaves_helpers.py", HELPERS=ALL_KINDS[mode], THEN="stay", PIDS=str(helpers)
+    )
+    wait_for(lambda: launching.instance(instance_id).checkpoint_id == "started", 30)
+    pids = read_pids(helpers)
+    assert len(alive(pids.values())) == len(pids) == len(ALL_KINDS[mode].split(","))
+    if mode == "on":
+        assert len(attempt_groups(instance_id)) == 1
+    stop(launching, instance_id)
+    wait_for(lambda: not alive(pids.values()), 10)
+    wait_for(lambda: not attempt_groups(instance_id), 10)
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_the_helpers_of_an_instance_that_completes_end_with_it(tmp_path, helpers, mode):
-    launching = launching_in(tmp_path, mode)
-    try:
-        # without a cgroup, a child in a session of its own is lost once the
-        # workflow's process has exited
-        kinds = "group,own-group,setsid,daemon" if mode == "on" else "group,own-group"
-        instance_id = launching.start(
-            script="leaves_helpers.py", HELPERS=kinds, THEN="finish", PIDS=str(helpers)
-        )
-        done = launching.finished(instance_id, 30)
-        assert done.status is records.InstanceStatus.COMPLETED, done.error
-        pids = read_pids(helpers)
-        assert len(pids) == len(kinds.split(","))
-        wait_for(lambda: not alive(pids.values()), 10)
-        wait_for(lambda: not attempt_groups(instance_id), 10)
-        said = f"ending {len(pids)} processes its attempt left running"
-        wait_for(lambda: said in launching.server.output(), 10)  # the log may trail
-    finally:
-        launching.stop()
+def test_the_helpers_of_an_instance_that_completes_end_with_it(launching, helpers, mode):
+    # without a cgroup, a child in a session of its own is lost once the
+    # workflow's process has exited
+    kinds = "group,own-group,setsid,daemon" if mode == "on" else "group,own-group"
+    instance_id = launching.start(
+        script="leaves_helpers.py", HELPERS=kinds, THEN="finish", PIDS=str(helpers)
+    )
+    done = launching.finished(instance_id, 30)
+    assert done.status is records.InstanceStatus.COMPLETED, done.error
+    pids = read_pids(helpers)
+    assert len(pids) == len(kinds.split(","))
+    wait_for(lambda: not alive(pids.values()), 10)
+    wait_for(lambda: not attempt_groups(instance_id), 10)
+    said = f"ending {len(pids)} processes its attempt left running"
+    wait_for(lambda: said in launching.server.output(), 10)  # the log may trail
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_a_restarted_server_stops_everything_an_adopted_attempt_started(tmp_path, helpers, mode):
-    launching = launching_in(tmp_path, mode)
-    try:
-        instance_id = launching.start(
-            script="leaves_helpers.py", HELPERS=ALL_KINDS[mode], THEN="stay", PIDS=str(helpers)
-        )
-        wait_for(lambda: launching.instance(instance_id).checkpoint_id == "started", 30)
-        pids = read_pids(helpers)
-        launching.restart(signal.SIGKILL)
-        wait_for(lambda: "watching its running process" in launching.server.output(), 30)
-        assert len(alive(pids.values())) == len(pids)
-        stop(launching, instance_id)
-        wait_for(lambda: not alive(pids.values()), 10)
-        wait_for(lambda: not attempt_groups(instance_id), 10)
-    finally:
-        launching.stop()
+def test_a_restarted_server_stops_everything_an_adopted_attempt_started(launching, helpers, mode):
+    instance_id = launching.start(
+        script="leaves_helpers.py", HELPERS=ALL_KINDS[mode], THEN="stay", PIDS=str(helpers)
+    )
+    wait_for(lambda: launching.instance(instance_id).checkpoint_id == "started", 30)
+    pids = read_pids(helpers)
+    launching.restart(signal.SIGKILL)
+    wait_for(lambda: "watching its running process" in launching.server.output(), 30)
+    assert len(alive(pids.values())) == len(pids)
+    stop(launching, instance_id)
+    wait_for(lambda: not alive(pids.values()), 10)
+    wait_for(lambda: not attempt_groups(instance_id), 10)
 
 
 def test_instance_cgroups_takes_on_or_off_only(tmp_path):
