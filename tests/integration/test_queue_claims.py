@@ -180,28 +180,41 @@ def test_queue_list_counts_running_due_and_later(storage):
     assert by_name["default"].figures == records.QueueFigures()
 
 
+def at_once(database_url: str, count: int, work) -> None:
+    """Run ``work(index, driver)`` in ``count`` threads let go together, each on a
+    storage driver of its own."""
+    drivers = [
+        selection.open_driver(StorageConfig(database_url=database_url), workers=2)
+        for _ in range(count)
+    ]
+    barrier = threading.Barrier(count)
+
+    def run(index):
+        barrier.wait()
+        work(index, drivers[index])
+
+    threads = [threading.Thread(target=run, args=(index,)) for index in range(count)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        for driver in drivers:
+            driver.close()
+
+
 def test_launchers_claiming_at_once_never_exceed_a_concurrency(storage, database_url):
     set_queue(storage, concurrency=2)
     for number in range(12):
         start(storage, f"job-{number}", when=number * 0.001)
-    others = [
-        selection.open_driver(StorageConfig(database_url=database_url), workers=2) for _ in range(3)
-    ]
-    barrier = threading.Barrier(len(others))
-    claimed: list[list[str]] = [[] for _ in others]
+    claimed: list[list[str]] = [[] for _ in range(3)]
 
-    def launcher(index):
-        barrier.wait()
+    def launcher(index, driver):
         for step in range(5):
-            claimed[index] += claim(others[index], 1 + step * 0.01, launcher=f"L{index}")
+            claimed[index] += claim(driver, 1 + step * 0.01, launcher=f"L{index}")
 
-    threads = [threading.Thread(target=launcher, args=(i,)) for i in range(len(others))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    for driver in others:
-        driver.close()
+    at_once(database_url, 3, launcher)
     assert sum(len(each) for each in claimed) == 2
 
 
@@ -211,25 +224,14 @@ def _reason(tx, instance_id, now):
 
 
 def test_the_same_start_sent_twice_at_once_answers_both_and_stores_one(storage, database_url):
-    drivers = [
-        selection.open_driver(StorageConfig(database_url=database_url), workers=2) for _ in range(2)
-    ]
-    barrier = threading.Barrier(2)
     answers: list[object] = [None, None]
 
-    def starter(index):
-        barrier.wait()
+    def starter(index, driver):
         try:
-            answers[index] = start(drivers[index], "deploy", payload=b"{}")
+            answers[index] = start(driver, "deploy", payload=b"{}")
         except errors.OperationRefused as refusal:
             answers[index] = refusal
 
-    threads = [threading.Thread(target=starter, args=(i,)) for i in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    for driver in drivers:
-        driver.close()
+    at_once(database_url, 2, starter)
     assert sorted(answers) == [False, True]
     assert storage.run(lambda tx: tx.count_instances(), write=False) == 1
