@@ -255,16 +255,21 @@ def test_new_clients_are_split_evenly_between_the_processes(tmp_path):
             client.close()
 
 
+def assert_served_before_the_restart(server: ServerProcess, instance_id: str, killed: int):
+    """A new client registers ``instance_id`` before the killed process serves again."""
+    before = serving(server)
+    client = RpcClient(server.address, timeout=3)
+    assert client.register(instance_id).success
+    assert serving(server) == before, f"process {killed} was back before the client was served"
+    client.close()
+
+
 def test_while_the_first_process_restarts_new_clients_go_to_the_other(tmp_path):
     with stopped_after(start_two(tmp_path)) as server:
         wait_for(lambda: serving(server) == 2, 30)
         os.kill(children_of(server)[0], signal.SIGKILL)
         wait_for(lambda: any("go to server process 1 first" in line for line in server.log), 10)
-        before = serving(server)
-        client = RpcClient(server.address, timeout=3)
-        assert client.register("meanwhile").success
-        assert serving(server) == before, "process 0 was back before the client was served"
-        client.close()
+        assert_served_before_the_restart(server, "meanwhile", killed=0)
 
 
 def test_each_line_names_its_process_and_shared_facts_are_said_once(tmp_path):
@@ -291,11 +296,7 @@ def test_no_new_client_is_handed_to_a_process_being_restarted(tmp_path):
         wait_for(lambda: opened_by_process(server) == [2, 1], 10)
         os.kill(children_of(server)[1], signal.SIGKILL)  # the one with the fewest
         wait_for(lambda: any("starting it again" in line for line in server.log), 10)
-        before = serving(server)
-        late = RpcClient(server.address, timeout=3)
-        assert late.register("late").success
-        assert serving(server) == before, "process 1 was back before the client was served"
-        late.close()
+        assert_served_before_the_restart(server, "late", killed=1)
     finally:
         for client in clients:
             with contextlib.suppress(Exception):

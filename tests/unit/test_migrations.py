@@ -70,25 +70,27 @@ def test_migrate_applies_once_and_records_checksums(tmp_path):
     driver.close()
 
 
-def test_an_edited_applied_migration_refuses_to_start_naming_the_file(tmp_path):
+@pytest.mark.parametrize(
+    ("change", "refusal"),
+    [
+        (
+            "UPDATE runtara_migrations SET checksum = 'feedbeef' WHERE version = 1",
+            "0001_initial.sql was edited after it was applied",
+        ),
+        (
+            "INSERT INTO runtara_migrations VALUES (99, '0099_future.sql', 'x', 'now')",
+            "0099_future.sql applied, which this version",
+        ),
+    ],
+    ids=["an-edited-applied-migration-naming-the-file", "a-database-from-a-newer-version"],
+)
+def test_applied_migrations_this_version_does_not_have_are_refused(tmp_path, change, refusal):
     path = tmp_path / "db.sqlite"
     SqliteDriver(f"sqlite:{path}").migrate()
     database = sqlite3.connect(path)
-    database.execute("UPDATE runtara_migrations SET checksum = 'feedbeef' WHERE version = 1")
+    database.execute(change)
     database.commit()
-    with pytest.raises(
-        errors.MigrationError, match="0001_initial.sql was edited after it was applied"
-    ):
-        SqliteDriver(f"sqlite:{path}").migrate()
-
-
-def test_a_database_from_a_newer_version_is_refused(tmp_path):
-    path = tmp_path / "db.sqlite"
-    SqliteDriver(f"sqlite:{path}").migrate()
-    database = sqlite3.connect(path)
-    database.execute("INSERT INTO runtara_migrations VALUES (99, '0099_future.sql', 'x', 'now')")
-    database.commit()
-    with pytest.raises(errors.MigrationError, match="0099_future.sql applied, which this version"):
+    with pytest.raises(errors.MigrationError, match=refusal):
         SqliteDriver(f"sqlite:{path}").migrate()
 
 
