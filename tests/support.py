@@ -215,6 +215,23 @@ def migrated_storage(url: str, workers: int):
         driver.close()
 
 
+def script_environment(
+    address: tuple[str, int], instance_id: str, tenant_id: str = "acme", **extra: str
+) -> dict[str, str]:
+    """The environment of a workflow script run by hand: this process's, the variables
+    a launcher would give (instance, tenant, the self-signed server at ``address``)
+    and ``extra``."""
+    host, port = address[:2]
+    return {
+        **os.environ,
+        "RUNTARA_INSTANCE_ID": instance_id,
+        "RUNTARA_TENANT_ID": tenant_id,
+        "RUNTARA_SERVER_ADDR": f"{host}:{port}",
+        "RUNTARA_SKIP_CERT_VERIFICATION": "true",
+        **extra,
+    }
+
+
 def free_udp_port() -> int:
     """A UDP port of loopback that nothing holds now."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:

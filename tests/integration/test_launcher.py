@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -15,7 +14,14 @@ from runtara import clock, records
 from runtara.config import StorageConfig
 from runtara.launcher import logs
 from runtara.storage import selection
-from tests.support import ServerProcess, free_udp_port, run_cli, sqlite_url, wait_for
+from tests.support import (
+    ServerProcess,
+    free_udp_port,
+    run_cli,
+    script_environment,
+    sqlite_url,
+    wait_for,
+)
 
 WORKFLOWS = Path(__file__).parent.parent / "workflows"
 FAST = ("--restart-backoff", "50ms", "--restart-backoff-max", "200ms", "--launch-lease", "2s")
@@ -338,19 +344,16 @@ def test_a_duplicate_process_by_hand_is_refused_and_only_one_progresses(either):
         "--id", "dup", script="steps.py", EFFECTS=str(effects), STEPS="15", STEP_SECONDS="0.2"
     )
     wait_for(lambda: effects.exists() and len(effects.read_text().splitlines()) >= 2, 30)
-    host, port = launching.server.address
     duplicate = subprocess.run(
         [sys.executable, str(WORKFLOWS / "steps.py")],
-        env={
-            **os.environ,
-            "RUNTARA_INSTANCE_ID": instance_id,
-            "RUNTARA_TENANT_ID": "default",
-            "RUNTARA_SERVER_ADDR": f"{host}:{port}",
-            "RUNTARA_SKIP_CERT_VERIFICATION": "true",
-            "EFFECTS": str(effects),
-            "STEPS": "15",
-            "STEP_SECONDS": "0.2",
-        },
+        env=script_environment(
+            launching.server.address,
+            instance_id,
+            "default",
+            EFFECTS=str(effects),
+            STEPS="15",
+            STEP_SECONDS="0.2",
+        ),
         capture_output=True,
         text=True,
         timeout=60,

@@ -19,7 +19,7 @@ import pytest
 from runtara import clock, records
 from runtara.launcher import launcher
 from runtara.records import InstanceStatus, InstanceUpdate
-from tests.support import ServerProcess, migrated_storage, wait_for
+from tests.support import ServerProcess, migrated_storage, script_environment, wait_for
 
 
 @pytest.fixture
@@ -204,15 +204,7 @@ def test_a_durable_sleep_survives_a_killed_server_and_is_woken_by_the_restarted_
     first = ServerProcess(cwd=tmp_path)
     instance = subprocess.Popen(
         [sys.executable, str(script)],
-        env={
-            **os.environ,
-            "RUNTARA_INSTANCE_ID": "napper",
-            "RUNTARA_TENANT_ID": "acme",
-            "RUNTARA_SERVER_ADDR": "{}:{}".format(*first.address),
-            "RUNTARA_SKIP_CERT_VERIFICATION": "true",
-            "RUNTARA_SERVER_WAIT": "0",
-            "TEST_LOG": str(log),
-        },
+        env=script_environment(first.address, "napper", RUNTARA_SERVER_WAIT="0", TEST_LOG=str(log)),
     )
     try:
         wait_for(lambda: (r := row()) is not None and r[0] == "suspended" and r[1], timeout=15)

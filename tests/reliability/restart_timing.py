@@ -21,7 +21,6 @@ the repository's root folder:
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import statistics
 import subprocess
@@ -30,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.support import free_udp_port
+from tests.support import free_udp_port, script_environment
 
 WORKFLOW = Path(__file__).resolve().parent.parent / "workflows" / "steps.py"
 
@@ -57,16 +56,14 @@ def one_restart(how: signal.Signals, workflows: int, down: float) -> float:
     processes = [
         subprocess.Popen(
             [sys.executable, str(WORKFLOW)],
-            env={
-                **os.environ,
-                "RUNTARA_INSTANCE_ID": f"wf-{n}",
-                "RUNTARA_TENANT_ID": "timing",
-                "RUNTARA_SERVER_ADDR": f"127.0.0.1:{port}",
-                "RUNTARA_SKIP_CERT_VERIFICATION": "true",
-                "EFFECTS": str(effects[n]),
-                "STEPS": "1000000",
-                "STEP_SECONDS": "0.02",
-            },
+            env=script_environment(
+                ("127.0.0.1", port),
+                f"wf-{n}",
+                "timing",
+                EFFECTS=str(effects[n]),
+                STEPS="1000000",
+                STEP_SECONDS="0.02",
+            ),
             stderr=subprocess.DEVNULL,
         )
         for n in range(workflows)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -13,6 +12,7 @@ import pytest
 from runtara import records
 from runtara.sdk import config
 from tests.docs import pages
+from tests.support import script_environment
 
 GUIDE = pages.read("guides/writing-workflows.md")
 
@@ -33,14 +33,7 @@ def python_block(text: str) -> str:
 def test_the_example_runs_and_exits_to_sleep(server, tmp_path, source, result):
     script = tmp_path / "workflow.py"
     script.write_text(python_block(source))
-    host, port = server.address
-    env = {
-        **os.environ,
-        "RUNTARA_INSTANCE_ID": "order-17",
-        "RUNTARA_TENANT_ID": "acme",
-        "RUNTARA_SERVER_ADDR": f"{host}:{port}",
-        "RUNTARA_SKIP_CERT_VERIFICATION": "true",
-    }
+    env = script_environment(server.address, "order-17")
     assert subprocess.run([sys.executable, str(script)], env=env, timeout=60).returncode == 0
     stored = server.instance("order-17")
     assert (stored.status, stored.checkpoint_id) == (

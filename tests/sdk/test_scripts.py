@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -10,7 +9,7 @@ import time
 import pytest
 
 from runtara import records
-from tests.support import LoopbackServer, sqlite_url, wait_for
+from tests.support import LoopbackServer, script_environment, sqlite_url, wait_for
 
 STATUS = records.InstanceStatus
 
@@ -49,15 +48,7 @@ def launch(server, tmp_path):
     """Run the script as the environment would, with extra variables; returns its exit code."""
     script = tmp_path / "workflow.py"
     script.write_text(textwrap.dedent(SCRIPT))
-    host, port = server.address
-    env = {
-        **os.environ,
-        "RUNTARA_INSTANCE_ID": "script-1",
-        "RUNTARA_TENANT_ID": "acme",
-        "RUNTARA_SERVER_ADDR": f"{host}:{port}",
-        "RUNTARA_SKIP_CERT_VERIFICATION": "true",
-        "RUNS_FILE": str(tmp_path / "runs.txt"),
-    }
+    env = script_environment(server.address, "script-1", RUNS_FILE=str(tmp_path / "runs.txt"))
     return lambda **extra: (
         subprocess.run([sys.executable, str(script)], env={**env, **extra}, timeout=60).returncode
     )
