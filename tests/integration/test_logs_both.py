@@ -119,6 +119,11 @@ class Written:
     def attempt(self, number: int) -> dict[str, int]:
         return logs.open_for_attempt(self.folder, f"attempt {number} (0 failed in a row before it)")
 
+    def began(self, number: int) -> None:
+        """Attempt ``number`` began: its marker is written, its process's files closed."""
+        for fd in self.attempt(number).values():
+            os.close(fd)
+
     def append(self, stream: str, data: bytes) -> None:
         with open(self.folder / f"{stream}.log", "ab") as log:
             log.write(data)
@@ -135,8 +140,7 @@ def marker(number: int) -> bytes:
 
 def test_following_holds_a_newer_attempt_until_the_other_log_reaches_it(tmp_path):
     written = Written(tmp_path)
-    for fd in written.attempt(1).values():
-        os.close(fd)
+    written.began(1)
     written.append("stdout", b"one\n")
     both = written.reader()
     assert list(both.take(final=False)) == [marker(1), b"stdout| one\n"]
@@ -150,8 +154,7 @@ def test_following_holds_a_newer_attempt_until_the_other_log_reaches_it(tmp_path
 
 def test_a_line_without_its_newline_waits_while_following_and_not_at_the_end(tmp_path):
     written = Written(tmp_path)
-    for fd in written.attempt(1).values():
-        os.close(fd)
+    written.began(1)
     written.append("stdout", b"half a li")
     both = written.reader()
     assert list(both.take(final=False)) == [marker(1)]
