@@ -232,6 +232,16 @@ def script_environment(
     }
 
 
+def process_runs(pid: int) -> bool:
+    """Whether ``pid`` exists and is not a zombie (a process that exited stays one
+    until its parent reaps it)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
 def free_udp_port() -> int:
     """A UDP port of loopback that nothing holds now."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:

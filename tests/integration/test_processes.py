@@ -16,7 +16,7 @@ from runtara import errors, records
 from runtara.bench import run as bench_run
 from runtara.config import StorageConfig
 from runtara.storage import selection
-from tests.support import RpcClient, ServerProcess, run_cli, sqlite_url, wait_for
+from tests.support import RpcClient, ServerProcess, process_runs, run_cli, sqlite_url, wait_for
 
 WORKFLOWS = os.path.join(os.path.dirname(__file__), "..", "workflows")
 
@@ -94,16 +94,7 @@ def test_two_processes_serve_one_port_and_sum_their_figures(tmp_path):
         assert re.search(r"^process\.1\.completed +\d+$", listed, re.MULTILINE)
         found = run_cli("stats", cwd=tmp_path)  # the server running here, found by itself
         assert found.returncode == 0 and "process.1.completed" in found.stdout
-    assert all(not _alive(pid) for pid in children_of(server).values())
-
-
-def _alive(pid: int) -> bool:
-    """Whether ``pid`` runs (an orphan that exited stays a zombie until reaped)."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
+    assert all(not process_runs(pid) for pid in children_of(server).values())
 
 
 def test_a_child_killed_under_load_loses_no_acknowledged_checkpoint_and_comes_back(tmp_path):
@@ -218,7 +209,7 @@ def test_the_server_processes_stop_when_their_parent_is_killed(tmp_path):
     children = children_of(server)
     server.process.kill()
     server.wait()
-    wait_for(lambda: not any(_alive(pid) for pid in children.values()), 15)
+    wait_for(lambda: not any(process_runs(pid) for pid in children.values()), 15)
 
 
 def test_a_process_that_cannot_start_stops_the_server_instead_of_restarting(tmp_path):

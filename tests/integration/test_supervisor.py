@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from tests.support import run_cli, sqlite_url, wait_for
+from tests.support import process_runs, run_cli, sqlite_url, wait_for
 
 SIGNAL_INSIDE_POPEN = """
 import os, signal, subprocess, sys
@@ -52,15 +52,6 @@ os.execv(sys.executable, [sys.executable, "-m", "runtara", *sys.argv[1:]])
 descendants are handed to it, as they are to PID 1 in a container."""
 
 
-def running(pid: int) -> bool:
-    """Whether ``pid`` exists and is not a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-
-
 def parent_of(pid: int) -> int | None:
     try:
         with open(f"/proc/{pid}/stat") as stat:
@@ -87,7 +78,7 @@ def test_a_signal_handled_while_a_server_process_starts_reaches_that_process(tmp
     started = [int(line.split()[1]) for line in out.splitlines() if line.startswith("started")]
     assert out.splitlines()[-1] == "returned 0", err
     assert len(started) == at  # nothing is started once stopping
-    assert not any(running(pid) for pid in started)
+    assert not any(process_runs(pid) for pid in started)
 
 
 def test_orphans_handed_to_the_parent_are_collected_and_its_own_children_are_not(tmp_path):
