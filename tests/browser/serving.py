@@ -95,6 +95,12 @@ class HttpServing:
             source=source,
         )
 
+    def send(self, method: str, path: str, fields: dict[str, str] | None, **headers: str) -> Reply:
+        """A GET of ``path`` (``fields`` None), or a POST of ``fields`` to it."""
+        if method == "GET":
+            return self.get(path, **headers)
+        return self.post(path, fields, **headers)
+
     def bearer(self, role: str) -> dict[str, str]:
         """The header that carries the ``role`` credential (read or operate)."""
         return {"Authorization": f"Bearer {self.tokens[role]}"}

@@ -457,10 +457,7 @@ def test_a_checkpoint_downloads_as_its_exact_bytes(served, operator):
     ],
 )
 def test_bad_input_is_answered_clearly(served, operator, method, path, fields, status, says):
-    if method == "GET":
-        reply = served.get(path, **operator)
-    else:
-        reply = served.post(path, fields, **operator)
+    reply = served.send(method, path, fields, **operator)
     assert reply.status == status, reply.text
     assert says in html.unescape(reply.text)
     assert pending_signal(served, "done") is None

@@ -219,10 +219,7 @@ def test_triggering_a_schedule_starts_an_instance_and_links_it(site):
 def test_unknown_names_and_actions_are_answered_clearly(site, method, path, fields, status, says):
     serving, admin = site
     operator = serving.bearer("operate")
-    if method == "GET":
-        reply = serving.get(path, **operator)
-    else:
-        reply = serving.post(path, fields, **operator)
+    reply = serving.send(method, path, fields, **operator)
     assert reply.status == status, reply.text
     assert says in html.unescape(reply.text)
     assert "ghost" not in {view.queue.name for view in admin.list_queues()}
