@@ -78,6 +78,22 @@ class HeldBatch:
         self.pool.shutdown()
 
 
+def checkpoints_in_one_batch(server, tmp_path, clients, saves) -> list[pb.RpcResponse]:
+    """Each client saves checkpoint ``cp`` of its (instance id, state) of ``saves``, all
+    held back until they are served as one batch; their replies."""
+    held = HeldBatch(server, tmp_path)
+    futures = held.send(
+        [
+            lambda client=client, instance_id=instance_id, state=state: client.checkpoint(
+                instance_id, "cp", state
+            )
+            for client, (instance_id, state) in zip(clients, saves, strict=True)
+        ]
+    )
+    held.release()
+    return [future.result(10) for future in futures]
+
+
 def test_many_clients_at_once_get_their_own_replies_and_share_commits(sqlite_server):
     connections, rounds = 32, 10
     clients = [sqlite_server.client() for _ in range(connections)]
@@ -119,16 +135,9 @@ def test_a_refused_request_in_a_batch_leaves_the_others_committed(sqlite_server,
     clients = [sqlite_server.client() for _ in range(3)]
     assert clients[0].register("a").success
     assert clients[2].register("c").success
-    held = HeldBatch(sqlite_server, tmp_path)
-    futures = held.send(
-        [
-            lambda: clients[0].checkpoint("a", "cp", b"a"),
-            lambda: clients[1].checkpoint("never-registered", "cp", b"x"),
-            lambda: clients[2].checkpoint("c", "cp", b"c"),
-        ]
+    first, refused, last = checkpoints_in_one_batch(
+        sqlite_server, tmp_path, clients, [("a", b"a"), ("never-registered", b"x"), ("c", b"c")]
     )
-    held.release()
-    first, refused, last = (future.result(10) for future in futures)
     assert not first.HasField("error") and not last.HasField("error")
     assert refused.error.code == "CHECKPOINT_ERROR"
     assert stored(sqlite_server, "a", "cp").state == b"a"
@@ -141,17 +150,10 @@ def test_a_failed_commit_answers_every_request_of_the_batch_and_keeps_none(sqlit
     clients = [sqlite_server.client() for _ in range(3)]
     for client, instance_id in zip(clients, ["a", "poisoned", "c"], strict=True):
         assert client.register(instance_id).success
-    held = HeldBatch(sqlite_server, tmp_path)
-    futures = held.send(
-        [
-            lambda: clients[0].checkpoint("a", "cp", b"a"),
-            lambda: clients[1].checkpoint("poisoned", "cp", b"p"),
-            lambda: clients[2].checkpoint("c", "cp", b"c"),
-        ]
+    replies = checkpoints_in_one_batch(
+        sqlite_server, tmp_path, clients, [("a", b"a"), ("poisoned", b"p"), ("c", b"c")]
     )
-    held.release()
-    for future in futures:
-        reply = future.result(10)
+    for reply in replies:
         assert reply.error.code == "CHECKPOINT_ERROR"
         assert "FOREIGN KEY constraint failed" in reply.error.message
     for instance_id in ("a", "poisoned", "c"):
