@@ -3,6 +3,7 @@ what to set, and no traceback."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -32,6 +33,14 @@ def run_script(tmp_path: Path, **environ: str) -> subprocess.CompletedProcess:
     )
 
 
+@contextlib.contextmanager
+def bound_udp_address():
+    """``host:port`` of a loopback UDP socket held open until leaving."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as held:
+        held.bind(("127.0.0.1", 0))
+        yield "{}:{}".format(*held.getsockname())
+
+
 def test_a_self_signed_server_without_skipping_verification_says_what_to_set(server, tmp_path):
     address = "{}:{}".format(*server.address)
     result = run_script(tmp_path, RUNTARA_SERVER_ADDR=address)
@@ -56,9 +65,7 @@ def test_a_host_name_for_the_server_is_a_configuration_error(tmp_path):
 
 @pytest.mark.timeout(30)
 def test_a_server_that_does_not_answer_is_one_line_and_exit_code_75(tmp_path):
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
-        silent.bind(("127.0.0.1", 0))
-        address = "{}:{}".format(*silent.getsockname())
+    with bound_udp_address() as address:  # bound, so nothing else answers there
         result = run_script(
             tmp_path,
             RUNTARA_SERVER_ADDR=address,
@@ -76,9 +83,8 @@ def test_a_server_that_does_not_answer_is_one_line_and_exit_code_75(tmp_path):
 
 @pytest.mark.timeout(30)
 def test_a_server_that_never_comes_is_waited_for_then_one_line_and_exit_code_75(tmp_path):
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as closed:
-        closed.bind(("127.0.0.1", 0))
-        address = "{}:{}".format(*closed.getsockname())
+    with bound_udp_address() as address:
+        pass  # let go at once: nothing listens there any more
     result = run_script(
         tmp_path,
         RUNTARA_SERVER_ADDR=address,
