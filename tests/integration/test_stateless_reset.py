@@ -69,6 +69,12 @@ class Served:
     def figure(self, name: str) -> float:
         return self.server.stats()[name]
 
+    def __enter__(self) -> Served:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
     def stop(self) -> None:
         self.server.stop(grace=2)
         self.storage.close()
@@ -277,7 +283,7 @@ def test_resets_on_both_ports_are_smaller_than_their_trigger_and_carry_the_token
     runs = tmp_path / "runs"
     served = Served(tmp_path, runs, management_addr=("127.0.0.1", 0))
     secret = (runs / FILE_NAME).read_bytes()
-    try:
+    with served:
         for address in (served.address, served.server.management_address):
             for size in (22, 30, 43, 100, 1200):
                 cid = bytes([0]) + os.urandom(7)
@@ -286,13 +292,10 @@ def test_resets_on_both_ports_are_smaller_than_their_trigger_and_carry_the_token
                 assert 21 <= len(reset) < size
                 assert reset[0] & 0xC0 == 0x40
                 assert reset[-16:] == hmac.digest(secret, cid, hashlib.sha256)[:16]
-    finally:
-        served.stop()
 
 
 def test_datagrams_too_small_for_a_smaller_reset_get_no_answer(tmp_path, prober):
-    served = Served(tmp_path, tmp_path / "runs")
-    try:
+    with Served(tmp_path, tmp_path / "runs") as served:
         cid = bytes(8)
         for size in (1, 9, 15, 21):
             prober.sendto(short_header_packet(cid, 22)[:size], served.address)
@@ -300,13 +303,10 @@ def test_datagrams_too_small_for_a_smaller_reset_get_no_answer(tmp_path, prober)
         assert len(answer(prober)) == 21
         assert silent(prober)
         assert served.figure("stateless_resets_sent") == 1
-    finally:
-        served.stop()
 
 
 def test_resets_beyond_the_rate_limit_are_not_sent(tmp_path, prober):
-    served = Served(tmp_path, tmp_path / "runs", udp_recv_buffer=8 << 20)
-    try:
+    with Served(tmp_path, tmp_path / "runs", udp_recv_buffer=8 << 20) as served:
         started = time.monotonic()
         sent = 5000
         for number in range(sent):
@@ -325,8 +325,6 @@ def test_resets_beyond_the_rate_limit_are_not_sent(tmp_path, prober):
         assert served.figure("stateless_resets_rate_limited") > 0
         # A burst of 1000, then 500 a second.
         assert 1000 <= resets <= 1000 + 500 * elapsed + 1
-    finally:
-        served.stop()
 
 
 # --- two server processes on one port ------------------------------------------------
@@ -493,16 +491,13 @@ def test_a_process_reads_only_the_journal_of_its_own_number_and_port(tmp_path, p
     write_journal(journal_of(runs, port, process=1), mine.line())
     write_journal(journal_of(runs, port, process=0), siblings.line())
     write_journal(journal_of(runs, port + 1, process=1), other_port.line())
-    served = Served(tmp_path, runs, sock=sock, process=1, processes=2)
-    try:
+    with Served(tmp_path, runs, sock=sock, process=1, processes=2) as served:
         reset = answer(probers[0])
         assert 21 <= len(reset) <= 50 and reset[0] & 0xC0 == 0x40
         assert reset[-16:] == token(runs, mine.connection_id)
         assert silent(probers[0]) and silent(probers[1]) and silent(probers[2])
         assert served.figure("stateless_resets_announced") == 1
         assert journal_of(runs, port, process=0).read_bytes() == siblings.line()  # untouched
-    finally:
-        served.stop()
 
 
 def test_unreadable_journal_lines_are_skipped_with_one_warning(tmp_path, probers, caplog):
@@ -524,15 +519,13 @@ def test_unreadable_journal_lines_are_skipped_with_one_warning(tmp_path, probers
     )
     with caplog.at_level(logging.WARNING, logger="runtara.server.connection_journal"):
         served = Served(tmp_path, runs, sock=sock)
-    try:
+    with served:
         assert answer(probers[0])[-16:] == token(runs, first.connection_id)
         assert answer(probers[1])[-16:] == token(runs, second.connection_id)
         assert silent(probers[2])
         (warning,) = [r for r in caplog.records if r.name == "runtara.server.connection_journal"]
         assert "skipped 6 unreadable line(s)" in warning.getMessage()
         assert "the first: line 2" in warning.getMessage()
-    finally:
-        served.stop()
 
 
 def test_a_journal_behind_a_symbolic_link_is_neither_read_nor_written(tmp_path, probers, caplog):
