@@ -125,6 +125,12 @@ class Script:
     def exit_code(self) -> int:
         return self.process.wait(60)
 
+    def __enter__(self) -> Script:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.kill()
+
     def kill(self) -> None:
         if self.process.poll() is None:
             self.process.kill()
@@ -178,7 +184,7 @@ def servers(tmp_path):
 
 
 def survives_a_stop_and_a_kill(servers: Servers, script: Script) -> None:
-    try:
+    with script:
         script.wait_until(lambda: script.ran() == ["one"])
         servers.stop(signal.SIGTERM)
         script.open("two")
@@ -191,8 +197,6 @@ def survives_a_stop_and_a_kill(servers: Servers, script: Script) -> None:
         script.wait_until(lambda: script.waiting_count() == 2)
         servers.start_again()
         assert script.exit_code() == 0, script.log()
-    finally:
-        script.kill()
     assert script.ran() == ["one", "two", "three"]  # each step's effect happened once
     row = servers.row()
     assert (row["status"], json.loads(row["output"])) == ("completed", ["one", "two", "three"])
@@ -218,14 +222,11 @@ def test_an_async_script_with_heartbeats_outlives_them_too(servers, tmp_path):
 
 @pytest.mark.timeout(60)
 def test_past_the_wait_the_script_exits_75_and_the_instance_is_not_failed(servers, tmp_path):
-    script = Script(tmp_path, BLOCKING, servers.address, RUNTARA_SERVER_WAIT="1500ms")
-    try:
+    with Script(tmp_path, BLOCKING, servers.address, RUNTARA_SERVER_WAIT="1500ms") as script:
         script.wait_until(lambda: script.ran() == ["one"])
         servers.stop(signal.SIGTERM)
         script.open("two")
         assert script.exit_code() == 75
-    finally:
-        script.kill()
     assert script.ran() == ["one"]
     assert servers.row()["status"] == "running"
     assert servers.event_count("failed") == 0
@@ -236,8 +237,7 @@ def test_past_the_wait_the_script_exits_75_and_the_instance_is_not_failed(server
 
 @pytest.mark.timeout(60)
 def test_the_completed_report_is_repeated_until_the_server_takes_it(servers, tmp_path):
-    script = Script(tmp_path, BLOCKING, servers.address, GATED_STEPS="")
-    try:
+    with Script(tmp_path, BLOCKING, servers.address, GATED_STEPS="") as script:
         script.wait_until(lambda: script.ran() == ["one"])
         servers.stop(signal.SIGTERM)
         script.open("end")  # the workflow returns: its report finds no server
@@ -245,8 +245,6 @@ def test_the_completed_report_is_repeated_until_the_server_takes_it(servers, tmp
         assert servers.row()["status"] == "running"
         servers.start_again()
         assert script.exit_code() == 0, script.log()
-    finally:
-        script.kill()
     row = servers.row()
     assert (row["status"], json.loads(row["output"])) == ("completed", ["one"])
     assert "instance_event: " in script.log()  # the report was the call that waited
