@@ -187,6 +187,12 @@ class LoopbackServer:
     def instance(self, instance_id: str):
         return self.read(lambda tx: tx.get_instance(instance_id))
 
+    def __enter__(self) -> LoopbackServer:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
     def stop(self) -> None:
         # Closing waits for each connection's draining period: do it in parallel.
         closers = [threading.Thread(target=client.close) for client in self._clients]

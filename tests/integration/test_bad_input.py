@@ -276,8 +276,7 @@ def test_nul_in_any_text_field_is_refused_alike_by_every_driver(client, running)
 def test_streams_the_client_resets_mid_request_give_their_slot_back(tmp_path):
     from tests.support import LoopbackServer, sqlite_url
 
-    server = LoopbackServer(sqlite_url(tmp_path), max_bi_streams=20)
-    try:
+    with LoopbackServer(sqlite_url(tmp_path), max_bi_streams=20) as server:
         client = server.client()
         assert client.register("resetter").success
 
@@ -291,8 +290,6 @@ def test_streams_the_client_resets_mid_request_give_their_slot_back(tmp_path):
 
         client.loop.run(reset_many(), 30)
         assert client.status("resetter").status == pb.STATUS_RUNNING
-    finally:
-        server.stop()
 
 
 def test_a_request_failing_outside_its_handler_gets_its_stream_reset(

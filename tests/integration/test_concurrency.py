@@ -117,8 +117,7 @@ def test_no_reply_requests_refused_under_overload_are_reset(tmp_path):
 
 
 def test_a_request_larger_than_the_connection_buffer_is_refused(tmp_path):
-    server = LoopbackServer(sqlite_url(tmp_path), max_buffered_per_connection=100_000)
-    try:
+    with LoopbackServer(sqlite_url(tmp_path), max_buffered_per_connection=100_000) as server:
         client = server.client()
         assert client.register("a").success
         big = pb.RpcRequest(
@@ -131,8 +130,6 @@ def test_a_request_larger_than_the_connection_buffer_is_refused(tmp_path):
         # released once the client's reset (answering our STOP_SENDING) arrives
         wait_for(lambda: server.server.stats()["buffered_bytes"] == 0)
         assert not client.checkpoint("a", "small", b"x" * 50_000).HasField("error")
-    finally:
-        server.stop()
 
 
 def test_admitted_request_bytes_are_capped(tmp_path):

@@ -134,8 +134,7 @@ def test_bad_forks_are_refused_with_one_clear_line(launching):
 
 
 def test_a_fork_through_the_management_service(database_url):
-    server = LoopbackServer(database_url, management_addr=("127.0.0.1", 0))
-    try:
+    with LoopbackServer(database_url, management_addr=("127.0.0.1", 0)) as server:
         storage = server.storage
         at = clock.utc_now()
         spec = LaunchSpec(("true",), env={"A": "1"}, queue="q", key="k", priority=2)
@@ -196,5 +195,3 @@ def test_a_fork_through_the_management_service(database_url):
         ):
             reader.fork_instance("src", "one", "by-reader", {}, None)
         assert storage.run(lambda tx: tx.get_instance("by-reader"), write=False) is None
-    finally:
-        server.stop()

@@ -110,8 +110,7 @@ def test_two_servers_agree_on_the_final_status(two_servers):
 def test_a_database_restart_fails_requests_in_flight_and_then_recovers(
     postgres_cluster, postgres_url
 ):
-    server = LoopbackServer(postgres_url)
-    try:
+    with LoopbackServer(postgres_url) as server:
         client = server.client()
         assert client.register("survivor").success
         for index in range(20):
@@ -137,15 +136,12 @@ def test_a_database_restart_fails_requests_in_flight_and_then_recovers(
                 client.get_checkpoint("survivor", f"before-{index}").get_checkpoint.state == b"kept"
             )
         assert server.server.stats()["connections"] == 1  # no restart of runtara-core
-    finally:
-        server.stop()
 
 
 def test_requests_after_a_database_restart_answer_clearly_then_succeed(
     postgres_cluster, postgres_url
 ):
-    server = LoopbackServer(postgres_url)
-    try:
+    with LoopbackServer(postgres_url) as server:
         client = server.client()
         assert client.register("steady").success
         postgres_cluster.restart()  # every pooled connection is now dead
@@ -163,8 +159,6 @@ def test_requests_after_a_database_restart_answer_clearly_then_succeed(
         for failed in replies[:-1]:
             assert failed.error.code == "GET_INSTANCE_STATUS_ERROR"
             assert "Database unavailable" in failed.error.message
-    finally:
-        server.stop()
 
 
 def test_start_up_against_an_unreachable_database_is_one_clear_line(tmp_path):

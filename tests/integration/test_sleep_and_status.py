@@ -41,8 +41,7 @@ def test_sleep_replies_after_the_duration_and_leaves_the_instance_running(server
 def test_sleeps_do_not_hold_workers(tmp_path):
     from tests.support import LoopbackServer, sqlite_url
 
-    server = LoopbackServer(sqlite_url(tmp_path), max_concurrent=2)
-    try:
+    with LoopbackServer(sqlite_url(tmp_path), max_concurrent=2) as server:
         sleepers = [server.client() for _ in range(6)]
         for index, sleeper in enumerate(sleepers):
             assert sleeper.register(f"sleeper-{index}").success
@@ -62,8 +61,6 @@ def test_sleeps_do_not_hold_workers(tmp_path):
         assert time.monotonic() - started < 1.5  # answered while six sleeps are pending
         for thread in threads:
             thread.join()
-    finally:
-        server.stop()
 
 
 def test_an_instance_that_vanishes_during_its_sleep_stays_due(server, running):

@@ -58,8 +58,9 @@ def test_clients_get_at_least_1000_concurrent_request_streams(server, client):
 def test_keep_alive_decides_whether_an_idle_connection_times_out(
     tmp_path, keep_alive_ms, closed_when_idle
 ):
-    server = LoopbackServer(sqlite_url(tmp_path), keep_alive_ms=keep_alive_ms, idle_timeout_ms=1000)
-    try:
+    with LoopbackServer(
+        sqlite_url(tmp_path), keep_alive_ms=keep_alive_ms, idle_timeout_ms=1000
+    ) as server:
 
         async def idle(seconds):
             connection = await Connection.open(*server.address, idle_timeout=1.0)
@@ -69,13 +70,10 @@ def test_keep_alive_decides_whether_an_idle_connection_times_out(
             return closed
 
         assert asyncio.run(idle(2.5)) is closed_when_idle
-    finally:
-        server.stop()
 
 
 def test_connections_beyond_the_limit_are_refused_clearly(tmp_path):
-    server = LoopbackServer(sqlite_url(tmp_path), max_connections=2)
-    try:
+    with LoopbackServer(sqlite_url(tmp_path), max_connections=2) as server:
         first, second = server.client(), server.client()
         with pytest.raises(errors.ConnectFailed):
             RpcClient(server.address, timeout=3)
@@ -84,8 +82,6 @@ def test_connections_beyond_the_limit_are_refused_clearly(tmp_path):
         third = server.client()
         assert third.register("after-a-slot-freed").success
         assert second.register("still-there").success
-    finally:
-        server.stop()
 
 
 def test_udp_buffers_are_raised(server):

@@ -71,8 +71,7 @@ def test_1000_idle_connections_then_a_handshake_flood(tmp_path):
 
 
 def test_streams_that_never_finish_are_charged_to_the_budgets(tmp_path):
-    server = LoopbackServer(sqlite_url(tmp_path), max_total_buffer=200 * STREAM_OVERHEAD)
-    try:
+    with LoopbackServer(sqlite_url(tmp_path), max_total_buffer=200 * STREAM_OVERHEAD) as server:
         good = server.client()
         assert good.register("fine").success
         hostile = server.client()
@@ -93,13 +92,10 @@ def test_streams_that_never_finish_are_charged_to_the_budgets(tmp_path):
         round_trip(good, "fine", 1)
         wait_for(lambda: server.server.stats()["buffered_bytes"] == 0)
         round_trip(good, "fine", 2)
-    finally:
-        server.stop()
 
 
 def test_half_frames_that_stall_are_dropped_after_the_request_timeout(tmp_path):
-    server = LoopbackServer(sqlite_url(tmp_path), request_timeout=1.0)
-    try:
+    with LoopbackServer(sqlite_url(tmp_path), request_timeout=1.0) as server:
         staller = server.client()
         good = server.client()
         assert good.register("fine").success
@@ -115,8 +111,6 @@ def test_half_frames_that_stall_are_dropped_after_the_request_timeout(tmp_path):
         assert data == b"" and stop_code is not None and waited >= 0.9
         wait_for(lambda: server.server.stats()["buffered_bytes"] <= STREAM_OVERHEAD)
         round_trip(good, "fine", 1)
-    finally:
-        server.stop()
 
 
 def test_requests_far_beyond_the_worker_pool_lose_nothing_acknowledged(tmp_path):
