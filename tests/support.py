@@ -357,3 +357,18 @@ def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: f
         text=True,
         timeout=timeout,
     )
+
+
+def start_by_cli(
+    database_url: str,
+    instance_id: str,
+    *arguments: str,
+    cwd: Path,
+    env: dict[str, str] | None = None,
+) -> None:
+    """``runtara-core start`` of ``instance_id`` with ``arguments`` (the command after
+    their ``--``); the start must be accepted."""
+    started = run_cli(
+        "start", "--database-url", database_url, "--id", instance_id, *arguments, cwd=cwd, env=env
+    )
+    assert started.returncode == 0, started.stderr

@@ -13,7 +13,7 @@ from runtara import records
 from runtara.config import StorageConfig
 from runtara.launcher import processes
 from runtara.storage import selection
-from tests.support import ServerProcess, run_cli, sqlite_url, wait_for
+from tests.support import ServerProcess, sqlite_url, start_by_cli, wait_for
 
 WORKFLOWS = Path(__file__).parent.parent / "workflows"
 pytestmark = pytest.mark.skipif(
@@ -48,11 +48,8 @@ def test_python_in_a_command_is_the_servers_when_its_path_lacks_the_environment(
     try:
 
         def start(instance_id: str, *flags: str) -> records.Instance:
-            started = run_cli(
-                "start",
-                "--database-url",
+            start_by_cli(
                 url,
-                "--id",
                 instance_id,
                 "--max-failures",
                 "1",
@@ -63,7 +60,6 @@ def test_python_in_a_command_is_the_servers_when_its_path_lacks_the_environment(
                 cwd=tmp_path,
                 env={"PATH": path},
             )
-            assert started.returncode == 0, started.stderr
 
             def finished():
                 found = storage.run(lambda tx: tx.get_instance(instance_id), write=False)

@@ -15,7 +15,7 @@ from runtara.config import StorageConfig
 from runtara.launcher import both_logs, logs
 from runtara.storage import selection
 from tests.integration.test_cli_conventions import Child
-from tests.support import ServerProcess, run_cli, sqlite_url, wait_for
+from tests.support import ServerProcess, run_cli, sqlite_url, start_by_cli, wait_for
 
 TWO_ATTEMPTS = """
 import os, sys
@@ -31,11 +31,8 @@ sys.exit(1)
 def start_code(url: str, instance_id: str, code: str, work: Path, *flags: str) -> None:
     """Start ``python -c code`` as ``instance_id`` in the folder ``work`` (the command
     runs in the folder above it)."""
-    started = run_cli(
-        "start",
-        "--database-url",
+    start_by_cli(
         url,
-        "--id",
         instance_id,
         *flags,
         "--cwd",
@@ -46,7 +43,6 @@ def start_code(url: str, instance_id: str, code: str, work: Path, *flags: str) -
         code,
         cwd=work.parent,
     )
-    assert started.returncode == 0, started.stderr
 
 
 @pytest.fixture
