@@ -7,12 +7,19 @@ def items(*numbers: int) -> list[str]:
     return [f"item {number}" for number in numbers]
 
 
-def test_cancel_stops_the_batch_after_the_item_in_progress(deployment, tmp_path):
+def signalled_after_three_items(deployment, tmp_path, count: int, signal: str):
+    """batch-1, a batch of ``count`` items, is sent ``signal`` once three are done;
+    returns its process, its output file and its environment."""
     output = tmp_path / "output.txt"
-    env = {"BATCH_ITEMS": "100", "BATCH_ITEM_SECONDS": "0.1", "BATCH_OUTPUT": str(output)}
-    process = deployment.start("batch_job", "batch-1", tmp_path / "run.out", **env)
+    env = {"BATCH_ITEMS": str(count), "BATCH_ITEM_SECONDS": "0.1", "BATCH_OUTPUT": str(output)}
+    process = deployment.start("batch_job", "batch-1", tmp_path / "first.out", **env)
     wait_while_running(process, lambda: len(lines(output)) >= 3)
-    deployment.cli("signal", "batch-1", "cancel")
+    deployment.cli("signal", "batch-1", signal)
+    return process, output, env
+
+
+def test_cancel_stops_the_batch_after_the_item_in_progress(deployment, tmp_path):
+    process, output, _ = signalled_after_three_items(deployment, tmp_path, 100, "cancel")
     done_when_sent = len(lines(output))
     assert process.wait(30) == 0
     done = len(lines(output))
@@ -23,11 +30,7 @@ def test_cancel_stops_the_batch_after_the_item_in_progress(deployment, tmp_path)
 
 
 def test_pause_suspends_the_batch_and_a_resumed_run_finishes_it(deployment, tmp_path):
-    output = tmp_path / "output.txt"
-    env = {"BATCH_ITEMS": "12", "BATCH_ITEM_SECONDS": "0.1", "BATCH_OUTPUT": str(output)}
-    first = deployment.start("batch_job", "batch-1", tmp_path / "first.out", **env)
-    wait_while_running(first, lambda: len(lines(output)) >= 3)
-    deployment.cli("signal", "batch-1", "pause")
+    first, output, env = signalled_after_three_items(deployment, tmp_path, 12, "pause")
     assert first.wait(30) == 0
     assert deployment.status("batch-1") == "suspended"
     paused_at = len(lines(output))
