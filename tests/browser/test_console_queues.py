@@ -80,12 +80,18 @@ def paused(admin: LocalAdmin, name: str) -> bool:
     return next(view.queue.paused for view in admin.list_queues() if view.queue.name == name)
 
 
+def logged_in_on(browser, serving: HttpServing, section: str):
+    """An operator's session, on the page of ``section`` reached from the header."""
+    context, page = log_in(browser, serving.base)
+    page.click(f"header nav >> text={section}")
+    page.wait_for_url(f"**/{section.lower()}")
+    assert page.locator("h1").inner_text() == section
+    return context, page
+
+
 def test_an_operator_pauses_and_resumes_a_queue(browser, site, screenshots):
     serving, admin = site
-    context, page = log_in(browser, serving.base)
-    page.click("header nav >> text=Queues")
-    page.wait_for_url("**/queues")
-    assert page.locator("h1").inner_text() == "Queues"
+    context, page = logged_in_on(browser, serving, "Queues")
     assert page.locator("header nav a.here").inner_text() == "Queues"
     assert cells(row(page, "batch"))[:8] == ["batch", "active", "2", "1", "-", "0", "1", "1"]
     assert cells(row(page, "mail"))[4] == "100 per 1 min"
@@ -136,10 +142,7 @@ def test_an_operator_pauses_and_resumes_a_queue(browser, site, screenshots):
 
 def test_an_operator_reads_pauses_and_triggers_schedules(browser, site, screenshots):
     serving, admin = site
-    context, page = log_in(browser, serving.base)
-    page.click("header nav >> text=Schedules")
-    page.wait_for_url("**/schedules")
-    assert page.locator("h1").inner_text() == "Schedules"
+    context, page = logged_in_on(browser, serving, "Schedules")
     nightly = cells(schedule_row(page, "nightly-report"))
     assert nightly[0].startswith("nightly-report") and nightly[1] == "active"
     assert nightly[2].startswith("cron 0 3 * * * in Europe/Paris")
