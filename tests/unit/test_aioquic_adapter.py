@@ -118,12 +118,18 @@ def test_unacknowledged_replies_are_seen_until_the_peer_acknowledges_them():
     assert not aioquic_adapter.replies_unacknowledged(server)
 
 
+def connecting_client() -> QuicConnectionProtocol:
+    """A client protocol that has begun its handshake (call it in a running loop)."""
+    client, _ = pair()
+    protocol = QuicConnectionProtocol(client)
+    protocol.connection_made(FakeTransport())
+    protocol.connect(SERVER_ADDRESS)
+    return protocol
+
+
 def test_a_client_handshake_wait_can_be_failed_and_aborted():
     async def scenario():
-        client, _ = pair()
-        protocol = QuicConnectionProtocol(client)
-        protocol.connection_made(FakeTransport())
-        protocol.connect(SERVER_ADDRESS)
+        protocol = connecting_client()
         waiter = asyncio.ensure_future(protocol.wait_connected())
         await asyncio.sleep(0)
         assert aioquic_adapter.fail_handshake(protocol, ConnectionError("port closed"))
@@ -348,10 +354,7 @@ def test_a_client_ignores_what_is_not_its_servers_stateless_reset(datagram):
 
 def test_a_client_before_the_handshake_has_no_token_to_match():
     async def scenario():
-        client, _ = pair()
-        protocol = QuicConnectionProtocol(client)
-        protocol.connection_made(FakeTransport())
-        protocol.connect(SERVER_ADDRESS)
+        protocol = connecting_client()
         assert not aioquic_adapter.end_on_stateless_reset(protocol, stateless_reset(bytes(16)))
 
     asyncio.run(scenario())
