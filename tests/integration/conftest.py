@@ -15,14 +15,10 @@ def launcher_flags() -> tuple[str, ...]:
     return ()
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def either(request, tmp_path, launcher_flags):
-    """A launching server on each driver in turn."""
-    if request.param == "sqlite":
-        url = sqlite_url(tmp_path)
-    else:
-        url = request.getfixturevalue("postgres_url")
-    running = Launching(tmp_path, url, *launcher_flags)
+@pytest.fixture
+def either(tmp_path, database_url, launcher_flags):
+    """A launching server on each driver in turn (``database_url`` gives both)."""
+    running = Launching(tmp_path, database_url, *launcher_flags)
     yield running
     running.stop()
 

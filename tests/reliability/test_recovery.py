@@ -6,8 +6,6 @@ import signal
 from collections import Counter
 from pathlib import Path
 
-import pytest
-
 from runtara import records
 from tests.integration.test_launcher import (
     Launching,
@@ -15,20 +13,13 @@ from tests.integration.test_launcher import (
     effects_of,
     kill_loop_env,
 )
-from tests.support import sqlite_url, wait_for
+from tests.support import wait_for
 
 
 def kills(folder: Path) -> int:
     path = folder / "kills.txt"
     text = path.read_text() if path.exists() else ""
     return int(text) if text.strip() else 0  # the script may be writing it
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def database_url(request, tmp_path):
-    if request.param == "sqlite":
-        return sqlite_url(tmp_path)
-    return request.getfixturevalue("postgres_url")
 
 
 def test_the_run_survives_its_20_kills_and_two_killed_servers(tmp_path, database_url):
