@@ -33,7 +33,6 @@ def _whole(low: int, high: int, what: str):
 def bench(argv: Sequence[str]) -> int:
     # the benchmark's modules load only for it
     from runtara.bench import dataset, run, scenarios, serve
-    from runtara.cli import render
 
     parser = common.Parser(
         prog=f"{common.PROG} bench",
@@ -173,18 +172,37 @@ def bench(argv: Sequence[str]) -> int:
         return 0
     if scenario_names == ("data",):
         return _data(arguments, options, server)
+    return _measured(
+        arguments, options, lambda: run.bench(options), _scenarios_text(options, server)
+    )
+
+
+def _measured(arguments: argparse.Namespace, options, measure, as_text) -> int:
+    """Print what ``measure`` returns: JSON with --json, else ``as_text(outcome)``."""
+    from runtara.cli import render
+
     try:
-        outcome = run.bench(options)
+        outcome = measure()
     except KeyboardInterrupt:
         print(f"{common.PROG} bench: interrupted", file=sys.stderr)
         return 130
     if arguments.json:
         print(render.to_json({"options": attrs.asdict(options), **outcome}))
-        return 0
-    from runtara.bench import report
+    else:
+        print(as_text(outcome))
+    return 0
+
+
+def _driver(server: config.ServerConfig) -> str:
     from runtara.storage import registry, selection
 
-    driver = selection.driver_name(server.storage, registry.DriverRegistry())
+    return selection.driver_name(server.storage, registry.DriverRegistry())
+
+
+def _scenarios_text(options, server: config.ServerConfig):
+    from runtara.bench import report, scenarios
+
+    scenario_names = options.scenarios
     sizes = (
         f"{options.state_size}-byte states"
         if options.state_size is not None
@@ -196,36 +214,29 @@ def bench(argv: Sequence[str]) -> int:
     )
     processes = options.client_processes
     title = (
-        f"runtara-core bench: {driver}, {options.connections} connections in {processes} "
-        f"client process{'es' if processes > 1 else ''}, {sizes}, "
+        f"runtara-core bench: {_driver(server)}, {options.connections} connections in "
+        f"{processes} client process{'es' if processes > 1 else ''}, {sizes}, "
         + (f"{options.count} operations" if options.count else f"{options.duration:g} s")
         + f" after {options.warmup:g} s warm-up, median of {options.runs} run(s)"
     )
-    print(report.render(outcome["median"], outcome["ratios"], title))
-    return 0
+    return lambda outcome: report.render(outcome["median"], outcome["ratios"], title)
 
 
 def _data(arguments: argparse.Namespace, options, server: config.ServerConfig) -> int:
     from runtara.bench import data, dataset
     from runtara.bench.progress import Progress
-    from runtara.cli import render
-    from runtara.storage import registry, selection
 
     size = dataset.Size.scaled(arguments.instances or dataset.FINISHED)
-    try:
-        outcome = data.bench(options, size, Progress(options.progress))
-    except KeyboardInterrupt:
-        print(f"{common.PROG} bench: interrupted", file=sys.stderr)
-        return 130
-    if arguments.json:
-        print(render.to_json({"options": attrs.asdict(options), **outcome}))
-        return 0
-    driver = selection.driver_name(server.storage, registry.DriverRegistry())
     title = (
-        f"runtara-core bench --scenario data: {driver}, {options.connections} connections, "
+        f"runtara-core bench --scenario data: {_driver(server)}, {options.connections} "
+        "connections, "
         + (f"{options.count} checkpoints" if options.count else f"{options.duration:g} s")
         + f" after {options.warmup:g} s warm-up per measurement, median of {options.runs} "
         "run(s) per store"
     )
-    print(data.render(outcome, title))
-    return 0
+    return _measured(
+        arguments,
+        options,
+        lambda: data.bench(options, size, Progress(options.progress)),
+        lambda outcome: data.render(outcome, title),
+    )
