@@ -540,13 +540,19 @@ class InstanceServer:
         """On a worker, for a store with one writer: serve batches one after the other,
         each made of the requests that arrived while the previous one ran, until
         none is waiting; no hand-off through the loop between two batches."""
-        while True:
+        try:
+            while True:
+                with self._batch_lock:
+                    jobs, self._to_submit = self._to_submit, []
+                    if not jobs:
+                        self._serving = False
+                        return
+                self._run_batch(jobs)
+        except BaseException:
+            # Whatever escaped, the next requests must still find a worker to serve them.
             with self._batch_lock:
-                jobs, self._to_submit = self._to_submit, []
-                if not jobs:
-                    self._serving = False
-                    return
-            self._run_batch(jobs)
+                self._serving = False
+            raise
 
     def _run_batch(self, jobs: list[core.Job]) -> None:
         # On a worker thread. Every job gets a result (see serve_together): the
