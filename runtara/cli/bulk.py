@@ -209,17 +209,19 @@ def select(
 
 
 def _listed(admin: Admin, wanted: Filter, status: Status) -> Iterator[records.Instance]:
-    offset = 0
+    cursor = None
     while True:
+        # By cursor: each page read from the list's index where the last one ended
+        # (an offset would read again every row before it); no count wanted.
         page = admin.list_instances(
-            tenant_id=wanted.tenant, status=status, limit=PAGE, offset=offset
+            tenant_id=wanted.tenant, status=status, limit=PAGE, after=cursor, count_at_most=0
         )
         for instance in page.items:
             if wanted.created_after is not None and instance.created_at < wanted.created_after:
                 return  # newest first: every later one is older still
             yield instance
-        offset += len(page.items)
-        if not page.items or offset >= page.total:
+        cursor = page.next_cursor
+        if cursor is None:
             return
 
 
