@@ -30,21 +30,26 @@ def test_cancel_stops_the_batch_after_the_item_in_progress(deployment, tmp_path)
 
 
 def test_pause_suspends_the_batch_and_a_resumed_run_finishes_it(deployment, tmp_path):
-    first, output, env = signalled_after_three_items(deployment, tmp_path, 12, "pause")
+    # Enough items that the pause arrives before the last (the signal is sent by a
+    # command that a busy machine may take a second or two to start).
+    count = 40
+    first, output, env = signalled_after_three_items(deployment, tmp_path, count, "pause")
     assert first.wait(30) == 0
     assert deployment.status("batch-1") == "suspended"
     paused_at = len(lines(output))
-    assert 3 <= paused_at < 12
+    assert 3 <= paused_at < count
     assert lines(output) == items(*range(1, paused_at + 1))
 
     deployment.cli("signal", "batch-1", "resume")
     second = tmp_path / "second.out"
     assert deployment.run("batch_job", "batch-1", second, **env) == 0
     assert deployment.status("batch-1") == "completed"
-    assert deployment.output("batch-1") == {"items": 12, "sum_of_squares": 650}
+    assert deployment.output("batch-1") == {"items": count, "sum_of_squares": 22140}
     # every item processed exactly once: the second run went on where the first stopped
-    assert lines(output) == items(*range(1, 13))
-    assert lines(second) == [f"item {number} of 12 done" for number in range(paused_at + 1, 13)]
+    assert lines(output) == items(*range(1, count + 1))
+    assert lines(second) == [
+        f"item {number} of {count} done" for number in range(paused_at + 1, count + 1)
+    ]
 
 
 def test_the_output_goes_to_the_examples_output_folder(deployment, tmp_path):
