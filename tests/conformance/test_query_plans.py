@@ -16,6 +16,7 @@ read and write one instance's rows by its key.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import itertools
 import re
 import sqlite3
@@ -197,30 +198,28 @@ def postgres_database(postgres_url):
         yield connection
 
 
-def test_sqlite_reads_the_large_tables_through_indexes(sqlite_database):
-    named = queries.load("sqlite")
+def plan_failures(dialect: str, problems) -> list[str]:
+    """Every named query of ``dialect`` (each variant) whose plan ``problems(name, sql)``
+    finds fault with."""
+    named = queries.load(dialect)
     names = checked(named)
     assert {"list_instances_after", "list_lapsed_launches", "select_due_launches"} <= set(names)
-    failures = [
+    return [
         f"{name} {keys}: {problem}"
         for name in names
         for sql, keys in variants(named, name)
-        for problem in sqlite_problems(sqlite_database, name, sql)
+        for problem in problems(name, sql)
     ]
-    assert failures == []
+
+
+def test_sqlite_reads_the_large_tables_through_indexes(sqlite_database):
+    problems = functools.partial(sqlite_problems, sqlite_database)
+    assert plan_failures("sqlite", problems) == []
 
 
 def test_postgresql_reads_the_large_tables_through_indexes(postgres_database):
-    named = queries.load("postgresql")
-    names = checked(named)
-    assert {"list_instances_after", "list_lapsed_launches", "select_due_launches"} <= set(names)
-    failures = [
-        f"{name} {keys}: {problem}"
-        for name in names
-        for sql, keys in variants(named, name)
-        for problem in postgres_problems(postgres_database, name, sql)
-    ]
-    assert failures == []
+    problems = functools.partial(postgres_problems, postgres_database)
+    assert plan_failures("postgresql", problems) == []
 
 
 def test_the_check_finds_a_full_scan(sqlite_database, postgres_database):
